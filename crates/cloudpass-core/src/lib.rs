@@ -6,6 +6,7 @@
 
 pub mod card_number;
 pub mod expiry;
+pub mod hex;
 pub mod money;
 pub mod random;
 pub mod response_code;
