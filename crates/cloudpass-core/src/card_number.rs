@@ -110,7 +110,13 @@ pub fn mask_digits(digits: &str) -> String {
     digits
         .chars()
         .enumerate()
-        .map(|(index, c)| if index < 6 || index >= length - 4 { c } else { '*' })
+        .map(|(index, c)| {
+            if index < 6 || index >= length - 4 {
+                c
+            } else {
+                '*'
+            }
+        })
         .collect()
 }
 
@@ -131,7 +137,9 @@ impl Digits {
             return Err(CardNumberError::NonDigit { position });
         }
         if !(MIN_DIGITS..=MAX_DIGITS).contains(&bytes.len()) {
-            return Err(CardNumberError::Length { length: bytes.len() });
+            return Err(CardNumberError::Length {
+                length: bytes.len(),
+            });
         }
         if !luhn_valid(bytes) {
             return Err(CardNumberError::Luhn);
@@ -248,7 +256,10 @@ mod tests {
             Pan::parse("62260900x0000048"),
             Err(CardNumberError::NonDigit { position: 8 })
         );
-        assert_eq!(Pan::parse("12345678903"), Err(CardNumberError::Length { length: 11 }));
+        assert_eq!(
+            Pan::parse("12345678903"),
+            Err(CardNumberError::Length { length: 11 })
+        );
         assert_eq!(Pan::parse("6226090000000049"), Err(CardNumberError::Luhn));
         let message = Pan::parse("6226090000000049").unwrap_err().to_string();
         assert!(!message.contains("6226090000000049"));
@@ -271,8 +282,14 @@ mod tests {
         assert_eq!(a, Pan::parse(DEBIT).unwrap());
         assert_ne!(a, Pan::parse("6226388000000095").unwrap());
         // Same prefix, different length.
-        let twelve = format!("62260900000{}", char::from(luhn_check_digit(b"62260900000").unwrap()));
-        let thirteen = format!("622609000000{}", char::from(luhn_check_digit(b"622609000000").unwrap()));
+        let twelve = format!(
+            "62260900000{}",
+            char::from(luhn_check_digit(b"62260900000").unwrap())
+        );
+        let thirteen = format!(
+            "622609000000{}",
+            char::from(luhn_check_digit(b"622609000000").unwrap())
+        );
         assert_ne!(Pan::parse(&twelve).unwrap(), Pan::parse(&thirteen).unwrap());
     }
 

@@ -48,7 +48,10 @@ impl Expiry {
 
     /// The same month `years` years later (a reissued card's or a token's new expiry).
     pub fn plus_years(self, years: u8) -> Result<Self, ExpiryError> {
-        Self::new(self.year.checked_add(years).ok_or(ExpiryError::Format)?, self.month)
+        Self::new(
+            self.year.checked_add(years).ok_or(ExpiryError::Format)?,
+            self.month,
+        )
     }
 
     /// YYMM, as on the wire.

@@ -22,7 +22,7 @@ pub enum HexError {
 /// Bytes of hex text (either case, no separators).
 pub fn decode(text: &str) -> Result<Vec<u8>, HexError> {
     let text = text.as_bytes();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(HexError::OddLength);
     }
     let nibble = |position: usize| -> Result<u8, HexError> {
@@ -34,7 +34,9 @@ pub fn decode(text: &str) -> Result<Vec<u8>, HexError> {
             _ => Err(HexError::BadDigit { position }),
         }
     };
-    (0..text.len() / 2).map(|i| Ok(nibble(2 * i)? << 4 | nibble(2 * i + 1)?)).collect()
+    (0..text.len() / 2)
+        .map(|i| Ok(nibble(2 * i)? << 4 | nibble(2 * i + 1)?))
+        .collect()
 }
 
 /// Bytes of hex text into a fixed-size array.

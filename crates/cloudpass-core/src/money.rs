@@ -17,23 +17,75 @@ pub struct Currency {
 /// The currencies the network settles in. A currency outside this table is refused at the
 /// edge rather than guessed at (its exponent decides what "100" means).
 const CURRENCIES: &[Currency] = &[
-    Currency { numeric: 156, alpha: "CNY", exponent: 2 },
-    Currency { numeric: 344, alpha: "HKD", exponent: 2 },
-    Currency { numeric: 446, alpha: "MOP", exponent: 2 },
-    Currency { numeric: 840, alpha: "USD", exponent: 2 },
-    Currency { numeric: 978, alpha: "EUR", exponent: 2 },
-    Currency { numeric: 826, alpha: "GBP", exponent: 2 },
-    Currency { numeric: 702, alpha: "SGD", exponent: 2 },
-    Currency { numeric: 124, alpha: "CAD", exponent: 2 },
-    Currency { numeric: 392, alpha: "JPY", exponent: 0 },
-    Currency { numeric: 410, alpha: "KRW", exponent: 0 },
-    Currency { numeric: 48, alpha: "BHD", exponent: 3 },
-    Currency { numeric: 414, alpha: "KWD", exponent: 3 },
+    Currency {
+        numeric: 156,
+        alpha: "CNY",
+        exponent: 2,
+    },
+    Currency {
+        numeric: 344,
+        alpha: "HKD",
+        exponent: 2,
+    },
+    Currency {
+        numeric: 446,
+        alpha: "MOP",
+        exponent: 2,
+    },
+    Currency {
+        numeric: 840,
+        alpha: "USD",
+        exponent: 2,
+    },
+    Currency {
+        numeric: 978,
+        alpha: "EUR",
+        exponent: 2,
+    },
+    Currency {
+        numeric: 826,
+        alpha: "GBP",
+        exponent: 2,
+    },
+    Currency {
+        numeric: 702,
+        alpha: "SGD",
+        exponent: 2,
+    },
+    Currency {
+        numeric: 124,
+        alpha: "CAD",
+        exponent: 2,
+    },
+    Currency {
+        numeric: 392,
+        alpha: "JPY",
+        exponent: 0,
+    },
+    Currency {
+        numeric: 410,
+        alpha: "KRW",
+        exponent: 0,
+    },
+    Currency {
+        numeric: 48,
+        alpha: "BHD",
+        exponent: 3,
+    },
+    Currency {
+        numeric: 414,
+        alpha: "KWD",
+        exponent: 3,
+    },
 ];
 
 impl Currency {
     /// Chinese yuan, the network's home currency.
-    pub const CNY: Currency = Currency { numeric: 156, alpha: "CNY", exponent: 2 };
+    pub const CNY: Currency = Currency {
+        numeric: 156,
+        alpha: "CNY",
+        exponent: 2,
+    };
 
     /// Looks a currency up by its ISO 4217 numeric code.
     pub fn from_numeric(numeric: u16) -> Result<Self, MoneyError> {
@@ -49,7 +101,9 @@ impl Currency {
         if text.len() != 3 || !text.bytes().all(|b| b.is_ascii_digit()) {
             return Err(MoneyError::BadCurrencyCode);
         }
-        let numeric = text.parse::<u16>().map_err(|_| MoneyError::BadCurrencyCode)?;
+        let numeric = text
+            .parse::<u16>()
+            .map_err(|_| MoneyError::BadCurrencyCode)?;
         Self::from_numeric(numeric)
     }
 
@@ -79,7 +133,10 @@ pub enum MoneyError {
     #[error("currency code must be three digits")]
     BadCurrencyCode,
     #[error("amounts in {left} and {right} cannot be combined")]
-    CurrencyMismatch { left: &'static str, right: &'static str },
+    CurrencyMismatch {
+        left: &'static str,
+        right: &'static str,
+    },
     #[error("amount overflows")]
     Overflow,
     #[error("amount would become negative")]
@@ -102,11 +159,17 @@ pub const MAX_WIRE_AMOUNT: u64 = 999_999_999_999;
 
 impl Money {
     pub const fn new(minor_units: u64, currency: Currency) -> Self {
-        Self { minor_units, currency }
+        Self {
+            minor_units,
+            currency,
+        }
     }
 
     pub const fn zero(currency: Currency) -> Self {
-        Self { minor_units: 0, currency }
+        Self {
+            minor_units: 0,
+            currency,
+        }
     }
 
     pub fn minor_units(self) -> u64 {
@@ -125,25 +188,42 @@ impl Money {
         if self.currency == other.currency {
             Ok(())
         } else {
-            Err(MoneyError::CurrencyMismatch { left: self.currency.alpha, right: other.currency.alpha })
+            Err(MoneyError::CurrencyMismatch {
+                left: self.currency.alpha,
+                right: other.currency.alpha,
+            })
         }
     }
 
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let minor_units = self.minor_units.checked_add(other.minor_units).ok_or(MoneyError::Overflow)?;
-        Ok(Money { minor_units, ..self })
+        let minor_units = self
+            .minor_units
+            .checked_add(other.minor_units)
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Money {
+            minor_units,
+            ..self
+        })
     }
 
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let minor_units = self.minor_units.checked_sub(other.minor_units).ok_or(MoneyError::Underflow)?;
-        Ok(Money { minor_units, ..self })
+        let minor_units = self
+            .minor_units
+            .checked_sub(other.minor_units)
+            .ok_or(MoneyError::Underflow)?;
+        Ok(Money {
+            minor_units,
+            ..self
+        })
     }
 
     /// Parses a decimal amount in major units ("12.50", "12", "0.05") exactly.
     pub fn parse_decimal(text: &str, currency: Currency) -> Result<Money, MoneyError> {
-        let bad = MoneyError::BadDecimal { exponent: currency.exponent };
+        let bad = MoneyError::BadDecimal {
+            exponent: currency.exponent,
+        };
         let (whole, fraction) = match text.split_once('.') {
             Some((whole, fraction)) => (whole, fraction),
             None => (text, ""),
@@ -152,21 +232,29 @@ impl Money {
         if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
             return Err(bad);
         }
-        if fraction.len() > usize::from(currency.exponent) || (text.contains('.') && fraction.is_empty()) {
+        if fraction.len() > usize::from(currency.exponent)
+            || (text.contains('.') && fraction.is_empty())
+        {
             return Err(bad);
         }
         let scale = 10u64.pow(u32::from(currency.exponent));
         let whole_units: u64 = whole.parse().map_err(|_| MoneyError::Overflow)?;
         let mut fraction_units: u64 = 0;
         for position in 0..usize::from(currency.exponent) {
-            let digit = fraction.as_bytes().get(position).map_or(0, |b| u64::from(b - b'0'));
+            let digit = fraction
+                .as_bytes()
+                .get(position)
+                .map_or(0, |b| u64::from(b - b'0'));
             fraction_units = fraction_units * 10 + digit;
         }
         let minor_units = whole_units
             .checked_mul(scale)
             .and_then(|units| units.checked_add(fraction_units))
             .ok_or(MoneyError::Overflow)?;
-        Ok(Money { minor_units, currency })
+        Ok(Money {
+            minor_units,
+            currency,
+        })
     }
 
     /// Parses ISO 8583 field 4 (n12, minor units).
@@ -175,7 +263,10 @@ impl Money {
             return Err(MoneyError::BadAmountField);
         }
         let minor_units = field4.parse().map_err(|_| MoneyError::BadAmountField)?;
-        Ok(Money { minor_units, currency })
+        Ok(Money {
+            minor_units,
+            currency,
+        })
     }
 
     /// ISO 8583 field 4: 12 digits of minor units.
@@ -243,20 +334,32 @@ mod tests {
         let usd = Currency::from_numeric(840).unwrap();
         assert_eq!(
             cny(1).checked_add(Money::new(1, usd)),
-            Err(MoneyError::CurrencyMismatch { left: "CNY", right: "USD" })
+            Err(MoneyError::CurrencyMismatch {
+                left: "CNY",
+                right: "USD"
+            })
         );
     }
 
     #[test]
     fn wire_format_is_twelve_digits() {
         assert_eq!(cny(1250).to_wire().unwrap(), "000000001250");
-        assert_eq!(Money::from_wire("000000001250", Currency::CNY), Ok(cny(1250)));
+        assert_eq!(
+            Money::from_wire("000000001250", Currency::CNY),
+            Ok(cny(1250))
+        );
         assert!(Money::from_wire("1250", Currency::CNY).is_err());
         assert!(Money::from_wire("00000000125a", Currency::CNY).is_err());
-        assert_eq!(cny(MAX_WIRE_AMOUNT + 1).to_wire(), Err(MoneyError::Overflow));
+        assert_eq!(
+            cny(MAX_WIRE_AMOUNT + 1).to_wire(),
+            Err(MoneyError::Overflow)
+        );
         assert_eq!(cny(1250).to_string(), "12.50 CNY");
         assert_eq!(Currency::parse_numeric("156"), Ok(Currency::CNY));
-        assert_eq!(Currency::parse_numeric("999"), Err(MoneyError::UnknownCurrency { numeric: 999 }));
+        assert_eq!(
+            Currency::parse_numeric("999"),
+            Err(MoneyError::UnknownCurrency { numeric: 999 })
+        );
         assert_eq!(Currency::CNY.numeric_code(), "156");
         assert_eq!(Currency::from_numeric(48).unwrap().numeric_code(), "048");
     }

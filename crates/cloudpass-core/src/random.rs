@@ -35,7 +35,9 @@ pub struct SeededRandom {
 
 impl SeededRandom {
     pub fn new(seed: u64) -> Self {
-        Self { state: std::sync::Mutex::new(seed) }
+        Self {
+            state: std::sync::Mutex::new(seed),
+        }
     }
 }
 
@@ -68,7 +70,10 @@ mod tests {
         b.fill(&mut y);
         assert_eq!(x, y);
         assert_ne!(x, [0u8; 13]);
-        assert_ne!(SeededRandom::new(8).next_u64(), SeededRandom::new(7).next_u64());
+        assert_ne!(
+            SeededRandom::new(8).next_u64(),
+            SeededRandom::new(7).next_u64()
+        );
     }
 
     #[test]

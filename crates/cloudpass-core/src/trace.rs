@@ -22,7 +22,11 @@ impl Stan {
     pub const MAX: u32 = 999_999;
 
     pub fn new(value: u32) -> Result<Self, TraceError> {
-        if value > Self::MAX { Err(TraceError::Stan) } else { Ok(Self(value)) }
+        if value > Self::MAX {
+            Err(TraceError::Stan)
+        } else {
+            Ok(Self(value))
+        }
     }
 
     pub fn value(self) -> u32 {
@@ -31,7 +35,11 @@ impl Stan {
 
     /// The following STAN: 999999 wraps to 000001 (000000 is never handed out).
     pub fn next(self) -> Self {
-        if self.0 >= Self::MAX { Self(1) } else { Self(self.0 + 1) }
+        if self.0 >= Self::MAX {
+            Self(1)
+        } else {
+            Self(self.0 + 1)
+        }
     }
 }
 
@@ -101,7 +109,12 @@ mod tests {
         let rrn: Rrn = "532901000123".parse().unwrap();
         assert_eq!(rrn.to_string(), "532901000123");
         assert!("ABC123def456".parse::<Rrn>().is_ok());
-        for bad in ["53290100012", "5329010001234", "53290100012 ", "53290100012-"] {
+        for bad in [
+            "53290100012",
+            "5329010001234",
+            "53290100012 ",
+            "53290100012-",
+        ] {
             assert_eq!(bad.parse::<Rrn>(), Err(TraceError::Rrn), "{bad}");
         }
     }

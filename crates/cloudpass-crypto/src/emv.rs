@@ -4,7 +4,9 @@
 //! These are pure functions over clear keys; in the platform they run only inside the
 //! [`crate::SoftHsm`], and in the phone stand-in (which is a card, and holds its own key).
 
-use crate::primitives::{Block8, Padding, Tdes2Key, retail_mac, set_odd_parity, tdes_encrypt, xor8};
+use crate::primitives::{
+    Block8, Padding, Tdes2Key, retail_mac, set_odd_parity, tdes_encrypt, xor8,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EmvError {
@@ -34,7 +36,11 @@ fn pack_16_digits(digits: &[u8]) -> Result<Block8, EmvError> {
 
 /// ICC master key, Option A: Y = the rightmost 16 digits of PAN‖PSN; MK = 3DES(IMK)[Y] ‖
 /// 3DES(IMK)[Y ⊕ FF…FF], odd parity. `pan_sequence` is 0 when the card has no PSN.
-pub fn derive_icc_master_key(imk: &Tdes2Key, pan_digits: &str, pan_sequence: u8) -> Result<Tdes2Key, EmvError> {
+pub fn derive_icc_master_key(
+    imk: &Tdes2Key,
+    pan_digits: &str,
+    pan_sequence: u8,
+) -> Result<Tdes2Key, EmvError> {
     if pan_sequence > 99 {
         return Err(EmvError::SequenceNumber);
     }
@@ -61,7 +67,10 @@ pub enum SessionKeyInput {
     /// R = ATC ‖ 00×6 (EMV common session key; Visa CVN18/22, Mastercard CVN20).
     Atc { atc: u16 },
     /// R = ATC ‖ 0000 ‖ UN (Mastercard CVN16/17).
-    AtcUnpredictableNumber { atc: u16, unpredictable_number: [u8; 4] },
+    AtcUnpredictableNumber {
+        atc: u16,
+        unpredictable_number: [u8; 4],
+    },
     /// R given whole.
     Raw([u8; 8]),
 }
@@ -73,7 +82,10 @@ impl SessionKeyInput {
                 let [a, b] = atc.to_be_bytes();
                 [a, b, 0, 0, 0, 0, 0, 0]
             }
-            SessionKeyInput::AtcUnpredictableNumber { atc, unpredictable_number: [u0, u1, u2, u3] } => {
+            SessionKeyInput::AtcUnpredictableNumber {
+                atc,
+                unpredictable_number: [u0, u1, u2, u3],
+            } => {
                 let [a, b] = atc.to_be_bytes();
                 [a, b, 0, 0, u0, u1, u2, u3]
             }
@@ -104,14 +116,23 @@ pub fn application_cryptogram(session_key: &Tdes2Key, data: &[u8]) -> Block8 {
 }
 
 /// ARPC method 1: 3DES(key)[ARQC ⊕ (ARC ‖ 00×6)].
-pub fn arpc_method_1(key: &Tdes2Key, arqc: &Block8, authorisation_response_code: [u8; 2]) -> Block8 {
+pub fn arpc_method_1(
+    key: &Tdes2Key,
+    arqc: &Block8,
+    authorisation_response_code: [u8; 2],
+) -> Block8 {
     let [a, b] = authorisation_response_code;
     tdes_encrypt(key, &xor8(arqc, &[a, b, 0, 0, 0, 0, 0, 0]))
 }
 
 /// ARPC method 2: the first 4 bytes of MAC algorithm 3 (padding method 2) over
 /// ARQC ‖ CSU ‖ proprietary authentication data. Sent in tag 91 as ARPC ‖ CSU ‖ data.
-pub fn arpc_method_2(key: &Tdes2Key, arqc: &Block8, card_status_update: [u8; 4], proprietary_data: &[u8]) -> [u8; 4] {
+pub fn arpc_method_2(
+    key: &Tdes2Key,
+    arqc: &Block8,
+    card_status_update: [u8; 4],
+    proprietary_data: &[u8],
+) -> [u8; 4] {
     let mut input = Vec::with_capacity(12 + proprietary_data.len());
     input.extend_from_slice(arqc);
     input.extend_from_slice(&card_status_update);
@@ -148,8 +169,14 @@ mod tests {
         assert_eq!(hex::encode(&tdes_check_value(&sk)[..2]), "DF82");
         let arqc = application_cryptogram(&sk, &hex::decode(DATA).unwrap());
         assert_eq!(hex::encode(&arqc), "19C1FBC83EBDC0D5");
-        assert_eq!(hex::encode(&arpc_method_1(&mk, &arqc, [0, 0])), "78A372523FA35A03");
-        assert_eq!(hex::encode(&arpc_method_1(&sk, &arqc, [0, 0])), "C3620580668E5B65");
+        assert_eq!(
+            hex::encode(&arpc_method_1(&mk, &arqc, [0, 0])),
+            "78A372523FA35A03"
+        );
+        assert_eq!(
+            hex::encode(&arpc_method_1(&sk, &arqc, [0, 0])),
+            "C3620580668E5B65"
+        );
     }
 
     #[test]
@@ -162,13 +189,25 @@ mod tests {
         assert_eq!(hex::encode(&tdes_check_value(&sk)[..2]), "0995");
         let arqc = application_cryptogram(&sk, &hex::decode(DATA).unwrap());
         assert_eq!(hex::encode(&arqc), "4B46013359B7A58B");
-        assert_eq!(hex::encode(&arpc_method_1(&mk, &arqc, [0, 0])), "F8C9CECAABD55AD1");
+        assert_eq!(
+            hex::encode(&arpc_method_1(&mk, &arqc, [0, 0])),
+            "F8C9CECAABD55AD1"
+        );
         let pad = hex::decode("1234567890ABCDEF").unwrap();
-        assert_eq!(hex::encode(&arpc_method_2(&sk, &arqc, [0; 4], &pad)), "4962B76C");
-        assert_eq!(hex::encode(&arpc_method_2(&sk, &arqc, [0; 4], &[])), "7DFB1188");
+        assert_eq!(
+            hex::encode(&arpc_method_2(&sk, &arqc, [0; 4], &pad)),
+            "4962B76C"
+        );
+        assert_eq!(
+            hex::encode(&arpc_method_2(&sk, &arqc, [0; 4], &[])),
+            "7DFB1188"
+        );
         // Visa CVN10-style zero padding over the data followed by 01.
         let data = hex::decode(&format!("{DATA}01")).unwrap();
-        assert_eq!(hex::encode(&retail_mac(&sk, &data, Padding::Zeros)), "2E141C6BC4A20DA8");
+        assert_eq!(
+            hex::encode(&retail_mac(&sk, &data, Padding::Zeros)),
+            "2E141C6BC4A20DA8"
+        );
     }
 
     #[test]
@@ -185,7 +224,10 @@ mod tests {
         .unwrap();
         let arqc = application_cryptogram(&sk, &data);
         assert_eq!(hex::encode(&arqc), "7A788EA6B8A3E733");
-        assert_eq!(hex::encode(&arpc_method_2(&sk, &arqc, [0; 4], &[])), "9AF514C1");
+        assert_eq!(
+            hex::encode(&arpc_method_2(&sk, &arqc, [0; 4], &[])),
+            "9AF514C1"
+        );
     }
 
     #[test]
@@ -193,19 +235,34 @@ mod tests {
         let mk = derive_icc_master_key(&key(IMK), "1234567890123456", 0).unwrap();
         let sk = derive_session_key(
             &mk,
-            SessionKeyInput::AtcUnpredictableNumber { atc: 0x001C, unpredictable_number: [0xAB, 0xCD, 0xEF, 0x12] },
+            SessionKeyInput::AtcUnpredictableNumber {
+                atc: 0x001C,
+                unpredictable_number: [0xAB, 0xCD, 0xEF, 0x12],
+            },
         );
         assert_eq!(hex::encode(&sk), "5D8F37BCD9E5DA68048CDFA2EA255D9E");
         assert_eq!(hex::encode(&tdes_check_value(&sk)[..2]), "2FD5");
         // 9F02 ‖ 9F03 ‖ 9F1A ‖ 95 ‖ 5F2A ‖ 9A ‖ 9C ‖ 9F37 ‖ 82 ‖ 9F36 ‖ CVR
         let data = hex::decode(concat!(
-            "000000009999", "000000000000", "0124", "8000000000", "0124", "209906", "00",
-            "ABCDEF12", "1800", "001C", "A00003220000"
+            "000000009999",
+            "000000000000",
+            "0124",
+            "8000000000",
+            "0124",
+            "209906",
+            "00",
+            "ABCDEF12",
+            "1800",
+            "001C",
+            "A00003220000"
         ))
         .unwrap();
         let arqc = application_cryptogram(&sk, &data);
         assert_eq!(hex::encode(&arqc), "24CCF3DEE3158C70");
-        assert_eq!(hex::encode(&arpc_method_1(&mk, &arqc, [0x00, 0x10])), "73F6BBF389A6586C");
+        assert_eq!(
+            hex::encode(&arpc_method_1(&mk, &arqc, [0x00, 0x10])),
+            "73F6BBF389A6586C"
+        );
     }
 
     #[test]
@@ -218,8 +275,17 @@ mod tests {
 
     #[test]
     fn rejects_bad_inputs() {
-        assert_eq!(derive_icc_master_key(&key(IMK), "12345x", 0), Err(EmvError::AccountNumber));
-        assert_eq!(derive_icc_master_key(&key(IMK), "", 0), Err(EmvError::AccountNumber));
-        assert_eq!(derive_icc_master_key(&key(IMK), "1234567890123456", 100), Err(EmvError::SequenceNumber));
+        assert_eq!(
+            derive_icc_master_key(&key(IMK), "12345x", 0),
+            Err(EmvError::AccountNumber)
+        );
+        assert_eq!(
+            derive_icc_master_key(&key(IMK), "", 0),
+            Err(EmvError::AccountNumber)
+        );
+        assert_eq!(
+            derive_icc_master_key(&key(IMK), "1234567890123456", 100),
+            Err(EmvError::SequenceNumber)
+        );
     }
 }

@@ -15,9 +15,9 @@ pub mod pin;
 pub mod primitives;
 pub mod random;
 
+pub use hsm::{
+    ArpcMethod, CheckValue, CryptogramRef, Hsm, HsmError, KeyHandle, KeyUsage, MasterKey,
+    PinBlockFormat, PinBlockRef, PinVerificationValue, SoftHsm, WrappedKey,
+};
 pub use pin::{Pin, PinBlockError};
 pub use random::OsRandom;
-
-
-
-

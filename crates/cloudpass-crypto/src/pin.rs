@@ -37,7 +37,10 @@ impl Pin {
         }
         let mut digits = [0u8; 12];
         digits[..bytes.len()].copy_from_slice(bytes);
-        Ok(Self { digits, length: u8::try_from(bytes.len()).unwrap_or(0) })
+        Ok(Self {
+            digits,
+            length: u8::try_from(bytes.len()).unwrap_or(0),
+        })
     }
 
     /// The clear digits. Only PIN-block construction and verification may call this.
@@ -46,7 +49,9 @@ impl Pin {
     }
 
     fn nibbles(&self) -> impl Iterator<Item = u8> + '_ {
-        self.digits[..usize::from(self.length)].iter().map(|d| d - b'0')
+        self.digits[..usize::from(self.length)]
+            .iter()
+            .map(|d| d - b'0')
     }
 }
 
@@ -150,7 +155,8 @@ fn pin_from_field(nibbles: &[u8], control: u8, fill: u8, end: usize) -> Option<P
 fn format4_account_field(account: &str) -> Result<[u8; 16], PinBlockError> {
     let digits = account_digits(account)?;
     let mut nibbles = [0u8; 32];
-    nibbles[0] = u8::try_from(digits.len().saturating_sub(12)).map_err(|_| PinBlockError::AccountNumber)?;
+    nibbles[0] =
+        u8::try_from(digits.len().saturating_sub(12)).map_err(|_| PinBlockError::AccountNumber)?;
     for (slot, digit) in nibbles[1..].iter_mut().zip(digits) {
         *slot = digit - b'0';
     }
@@ -159,13 +165,23 @@ fn format4_account_field(account: &str) -> Result<[u8; 16], PinBlockError> {
 
 /// An ISO 9564 format 4 block: AES(K, AES(K, PIN field) ⊕ account field). The PIN field's
 /// last 8 bytes are random, drawn from `random`.
-pub fn format4_encipher(key: &[u8; 16], pin: &Pin, account: &str, random: &dyn Random) -> Result<[u8; 16], PinBlockError> {
+pub fn format4_encipher(
+    key: &[u8; 16],
+    pin: &Pin,
+    account: &str,
+    random: &dyn Random,
+) -> Result<[u8; 16], PinBlockError> {
     let mut filler = [0u8; 8];
     random.fill(&mut filler);
     format4_encipher_with_filler(key, pin, account, filler)
 }
 
-fn format4_encipher_with_filler(key: &[u8; 16], pin: &Pin, account: &str, filler: [u8; 8]) -> Result<[u8; 16], PinBlockError> {
+fn format4_encipher_with_filler(
+    key: &[u8; 16],
+    pin: &Pin,
+    account: &str,
+    filler: [u8; 8],
+) -> Result<[u8; 16], PinBlockError> {
     let mut nibbles = Zeroizing::new([0x0Au8; 16]);
     nibbles[0] = 4;
     nibbles[1] = pin.length;
@@ -184,7 +200,11 @@ fn format4_encipher_with_filler(key: &[u8; 16], pin: &Pin, account: &str, filler
 }
 
 /// The PIN in a format 4 block.
-pub fn format4_decipher(key: &[u8; 16], block: &[u8; 16], account: &str) -> Result<Pin, PinBlockError> {
+pub fn format4_decipher(
+    key: &[u8; 16],
+    block: &[u8; 16],
+    account: &str,
+) -> Result<Pin, PinBlockError> {
     let account_field = format4_account_field(account)?;
     let mut intermediate = Zeroizing::new(aes128_decrypt(key, block));
     for (i, byte) in intermediate.iter_mut().enumerate() {
@@ -228,7 +248,10 @@ mod tests {
         }
         let garbage: [u8; 8] = hex::decode_array("1F1234FFFFFFFFFF").unwrap();
         assert!(format0_decode(&garbage, "6226090000000048").is_err());
-        assert_eq!(format0_encode(&pin, "12345"), Err(PinBlockError::AccountNumber));
+        assert_eq!(
+            format0_encode(&pin, "12345"),
+            Err(PinBlockError::AccountNumber)
+        );
     }
 
     #[test]
@@ -239,14 +262,23 @@ mod tests {
             hex::encode(&format4_account_field("112233445566778899").unwrap()),
             "61122334455667788990000000000000"
         );
-        let block = format4_encipher_with_filler(&key, &pin, "1234567890123456789", [0xFF; 8]).unwrap();
+        let block =
+            format4_encipher_with_filler(&key, &pin, "1234567890123456789", [0xFF; 8]).unwrap();
         assert_eq!(hex::encode(&block), "28B41FDDD29B743E93124BD8E32D921E");
-        assert_eq!(format4_decipher(&key, &block, "1234567890123456789").unwrap(), pin);
+        assert_eq!(
+            format4_decipher(&key, &block, "1234567890123456789").unwrap(),
+            pin
+        );
 
         // ep2 vector: decipher only.
         let key: [u8; 16] = hex::decode_array("C1D0F8FB4958670DBA40AB1F3752EF0D").unwrap();
         let block: [u8; 16] = hex::decode_array("CC17F65586BFD0953010226C4FC5B3CA").unwrap();
-        assert_eq!(format4_decipher(&key, &block, "432198765432109870").unwrap().expose(), "1234");
+        assert_eq!(
+            format4_decipher(&key, &block, "432198765432109870")
+                .unwrap()
+                .expose(),
+            "1234"
+        );
         assert!(format4_decipher(&key, &block, "432198765432109871").is_err());
     }
 

@@ -161,7 +161,11 @@ mod tests {
         // ISO/IEC 9797-1:2011 B.4, zero padding (padding method 1).
         let key: Tdes2Key = hex::decode_array(IMK).unwrap();
         assert_eq!(
-            hex::encode(&retail_mac(&key, b"Now is the time for all ", Padding::Zeros)),
+            hex::encode(&retail_mac(
+                &key,
+                b"Now is the time for all ",
+                Padding::Zeros
+            )),
             "A1C72E74EA3FA9B6"
         );
         assert_eq!(
@@ -173,9 +177,15 @@ mod tests {
     #[test]
     fn aes_cmac_rfc4493() {
         let key: [u8; 16] = hex::decode_array("2b7e151628aed2a6abf7158809cf4f3c").unwrap();
-        assert_eq!(hex::encode(&aes128_cmac(&key, b"")), "BB1D6929E95937287FA37D129B756746");
+        assert_eq!(
+            hex::encode(&aes128_cmac(&key, b"")),
+            "BB1D6929E95937287FA37D129B756746"
+        );
         let message = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
-        assert_eq!(hex::encode(&aes128_cmac(&key, &message)), "070A16B46B4D4144F79BDD9DD04A287C");
+        assert_eq!(
+            hex::encode(&aes128_cmac(&key, &message)),
+            "070A16B46B4D4144F79BDD9DD04A287C"
+        );
         // RFC 4493 §4, examples 3 and 4 (40 and 64 bytes).
         let long = hex::decode(concat!(
             "6bc1bee22e409f96e93d7e117393172a",
@@ -184,8 +194,14 @@ mod tests {
             "f69f2445df4f9b17ad2b417be66c3710"
         ))
         .unwrap();
-        assert_eq!(hex::encode(&aes128_cmac(&key, &long[..40])), "DFA66747DE9AE63030CA32611497C827");
-        assert_eq!(hex::encode(&aes128_cmac(&key, &long)), "51F0BEBF7E3B9D92FC49741779363CFE");
+        assert_eq!(
+            hex::encode(&aes128_cmac(&key, &long[..40])),
+            "DFA66747DE9AE63030CA32611497C827"
+        );
+        assert_eq!(
+            hex::encode(&aes128_cmac(&key, &long)),
+            "51F0BEBF7E3B9D92FC49741779363CFE"
+        );
     }
 
     #[test]
