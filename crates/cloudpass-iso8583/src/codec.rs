@@ -21,12 +21,7 @@ fn field_part(number: u8, spec: Option<&FieldSpec>) -> Part {
 }
 
 /// Reads `needed` bytes at `offset`, or says how many were missing.
-fn take(
-    input: &[u8],
-    offset: usize,
-    needed: usize,
-    part: Part,
-) -> Result<&[u8], CodecError> {
+fn take(input: &[u8], offset: usize, needed: usize, part: Part) -> Result<&[u8], CodecError> {
     let available = input.len().saturating_sub(offset);
     if available < needed {
         return Err(CodecError::new(

@@ -83,7 +83,10 @@ pub const CLOUDPASS_FIELDS: &[(u8, FieldSpec)] = &[
     (52, fixed("PIN data", B, 8).sensitive(Sensitivity::Secret)),
     (53, fixed("security related control information", N, 16)),
     (54, lllvar("additional amounts", ANS, 40)),
-    (55, lllvar("ICC system related data", B, 255)),
+    (
+        55,
+        lllvar("ICC system related data", B, 255).sensitive(Sensitivity::IccData),
+    ),
     (56, lllvar("payment account data (usage PR)", ANS, 512)),
     (57, lllvar("additional data, issuer", ANS, 100)),
     (59, lllvar("detail inquiry data", ANS, 600)),

@@ -109,6 +109,9 @@ pub enum Sensitivity {
     /// Usage-tagged private data that may carry a token (field 63 `TK`): its token tag is
     /// masked like a card number.
     TokenData,
+    /// BER-TLV chip data (field 55): tags that can carry a card number, track data or the
+    /// cardholder's name (5A, 57, 9F6B, 5F20) are masked.
+    IccData,
 }
 
 /// One data element.

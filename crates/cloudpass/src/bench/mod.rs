@@ -1,0 +1,49 @@
+//! `cloudpass bench …`: benchmarks are commands, not timed tests. Each prints throughput and
+//! latency percentiles in a form that can be compared run to run (docs/BENCHMARKS.md).
+
+mod codec;
+
+use clap::Subcommand;
+
+use crate::cli::CliResult;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Encode and decode a typical 0200 contactless purchase with field 55 on one core.
+    Codec {
+        /// Number of runs; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Seconds per run for each of encode and decode.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
+}
+
+pub fn run(command: BenchCommand) -> CliResult {
+    match command {
+        BenchCommand::Codec { runs, seconds } => codec::run(runs, seconds),
+    }
+}
+
+/// The value at quantile `q` (0..=1) of sorted samples.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// 1234567.8 → "1,234,568".
+pub fn grouped(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, c) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

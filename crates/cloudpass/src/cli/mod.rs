@@ -1,0 +1,7 @@
+//! Tool commands: each reads its input, calls a library crate, prints the result.
+
+pub mod hsm;
+pub mod iso8583;
+
+/// An error for the user: one line, no secrets.
+pub type CliResult = Result<(), String>;
