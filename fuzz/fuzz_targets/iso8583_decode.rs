@@ -1,0 +1,18 @@
+//! Any bytes: decoding must not panic, and whatever decodes must encode back to the same
+//! bytes and decode to the same message.
+#![no_main]
+
+use cloudpass_iso8583::profile;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let profile = profile::cloudpass();
+    if let Ok(message) = profile.decode(data) {
+        let wire = profile.encode(&message).expect("a decoded message encodes");
+        assert_eq!(wire, data, "re-encoding changed the bytes");
+        let again = profile.decode(&wire).expect("an encoded message decodes");
+        assert_eq!(again, message);
+        // The JSON view of any decodable message must not panic either.
+        let _ = cloudpass_iso8583::json::to_json(profile, &message, false);
+    }
+});
