@@ -1,5 +1,6 @@
-//! Any bytes: decoding must not panic, and whatever decodes must encode back to the same
-//! bytes and decode to the same message.
+//! Any bytes: decoding must not panic, and whatever decodes must encode and decode back to
+//! the same message. (Not always to the same bytes: a sender may announce an empty
+//! secondary bitmap, which we accept and do not repeat.)
 #![no_main]
 
 use cloudpass_iso8583::profile;
@@ -9,7 +10,6 @@ fuzz_target!(|data: &[u8]| {
     let profile = profile::cloudpass();
     if let Ok(message) = profile.decode(data) {
         let wire = profile.encode(&message).expect("a decoded message encodes");
-        assert_eq!(wire, data, "re-encoding changed the bytes");
         let again = profile.decode(&wire).expect("an encoded message decodes");
         assert_eq!(again, message);
         // The JSON view of any decodable message must not panic either.

@@ -166,6 +166,20 @@ fn decode_errors_name_field_and_offset() {
 }
 
 #[test]
+fn an_empty_secondary_bitmap_is_accepted_and_not_repeated() {
+    // Found by fuzzing: some senders always announce the secondary bitmap.
+    let mut bytes = b"0200".to_vec();
+    bytes.extend_from_slice(&[0x80 | 0x10, 0, 0, 0, 0, 0, 0, 0]); // secondary + field 4
+    bytes.extend_from_slice(&[0; 8]);
+    bytes.extend_from_slice(b"000000001250");
+    let message = network().decode(&bytes).unwrap();
+    assert_eq!(message.get_str(4), Some("000000001250"));
+    let wire = network().encode(&message).unwrap();
+    assert_eq!(wire.len(), bytes.len() - 8);
+    assert_eq!(network().decode(&wire).unwrap(), message);
+}
+
+#[test]
 fn encode_errors_leave_the_buffer_untouched() {
     let mut out = b"prefix".to_vec();
     let mut message = samples::contactless_purchase();
