@@ -5,8 +5,11 @@
 //! touches a float. This crate does no IO and depends on nothing else of ours.
 
 pub mod card_number;
+pub mod default_card;
+pub mod device;
 pub mod expiry;
 pub mod hex;
+pub mod lifecycle;
 pub mod money;
 pub mod random;
 pub mod response_code;
