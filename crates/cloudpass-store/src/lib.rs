@@ -1,0 +1,307 @@
+//! Persistence for the token service, behind one contract ([`TokenStore`]) with two
+//! implementations written from the same SQL: SQLite (the embedded default: one file, WAL,
+//! a single writer connection and a pool of readers) and PostgreSQL (`DATABASE_URL`).
+//!
+//! The store executes; it does not decide. A change arrives as a [`Changeset`] the service
+//! built from the pure rules in `cloudpass-core`, and is applied in one transaction: rows are
+//! matched on the version they were read at, the notifications of the change go into the
+//! outbox in the same transaction, and the mapping rules (one live token per card per
+//! device, one default per device) are also unique indexes, so no race can break them.
+
+mod error;
+mod rows;
+mod sql;
+pub mod testing;
+
+use std::future::Future;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use error::{Duplicate, StoreError};
+pub use rows::*;
+pub use sql::{PgStore, SqliteStore};
+
+/// Result of a store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the token service keeps, and how it changes.
+pub trait TokenStore: Send + Sync {
+    /// Applies the migrations this build carries (idempotent).
+    fn migrate(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // Keys of the HSM, wrapped under its master key.
+    fn key(&self, name: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// Stores `wrapped` under `name` unless a key is already there; returns the stored one.
+    fn insert_key_if_absent(
+        &self,
+        name: &str,
+        wrapped: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+
+    // Set-up of participants.
+    fn insert_issuer(
+        &self,
+        issuer: &IssuerRow,
+        ranges: &[BinRangeRow],
+        products: &[ProductRow],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn insert_token_requestor(
+        &self,
+        requestor: &TokenRequestorRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn insert_user(&self, user: &UserRow) -> impl Future<Output = StoreResult<()>> + Send;
+    fn insert_device(&self, device: &DeviceRow) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // Reads.
+    fn issuer(&self, id: &str) -> impl Future<Output = StoreResult<Option<IssuerRow>>> + Send;
+    fn issuer_by_api_key(
+        &self,
+        hash: &[u8],
+    ) -> impl Future<Output = StoreResult<Option<IssuerRow>>> + Send;
+    fn issuers(&self) -> impl Future<Output = StoreResult<Vec<IssuerRow>>> + Send;
+    fn bin_ranges(&self) -> impl Future<Output = StoreResult<Vec<BinRangeRow>>> + Send;
+    fn product(
+        &self,
+        issuer_id: &str,
+        product: &str,
+    ) -> impl Future<Output = StoreResult<Option<ProductRow>>> + Send;
+    fn token_requestor(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<TokenRequestorRow>>> + Send;
+    fn token_requestor_by_api_key(
+        &self,
+        hash: &[u8],
+    ) -> impl Future<Output = StoreResult<Option<TokenRequestorRow>>> + Send;
+    fn token_requestors(&self) -> impl Future<Output = StoreResult<Vec<TokenRequestorRow>>> + Send;
+    fn user(&self, id: &str) -> impl Future<Output = StoreResult<Option<UserRow>>> + Send;
+    fn user_by_account(
+        &self,
+        token_requestor_id: &str,
+        account_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<UserRow>>> + Send;
+    fn device(&self, id: &str) -> impl Future<Output = StoreResult<Option<DeviceRow>>> + Send;
+    fn device_by_external_id(
+        &self,
+        token_requestor_id: &str,
+        external_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<DeviceRow>>> + Send;
+    fn card(&self, id: &str) -> impl Future<Output = StoreResult<Option<CardRow>>> + Send;
+    fn card_by_fingerprint(
+        &self,
+        fingerprint: &[u8],
+    ) -> impl Future<Output = StoreResult<Option<CardRow>>> + Send;
+    fn token(&self, id: &str) -> impl Future<Output = StoreResult<Option<TokenRow>>> + Send;
+    fn token_by_number(
+        &self,
+        token_number: &str,
+    ) -> impl Future<Output = StoreResult<Option<TokenRow>>> + Send;
+    /// A device's tokens, deleted ones included, oldest first.
+    fn tokens_by_device(
+        &self,
+        device_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<TokenRow>>> + Send;
+    /// A card's tokens, deleted ones included, oldest first.
+    fn tokens_by_card(
+        &self,
+        card_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<TokenRow>>> + Send;
+    /// Live tokens of one card product.
+    fn live_tokens_by_product(
+        &self,
+        issuer_id: &str,
+        product: &str,
+    ) -> impl Future<Output = StoreResult<Vec<TokenRow>>> + Send;
+    fn history(&self, token_id: &str) -> impl Future<Output = StoreResult<Vec<HistoryRow>>> + Send;
+    fn challenge(
+        &self,
+        token_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<ChallengeRow>>> + Send;
+    /// The token and its card, in one read: what detokenization needs.
+    fn vault_entry(
+        &self,
+        token_number: &str,
+    ) -> impl Future<Output = StoreResult<Option<(TokenRow, CardRow)>>> + Send;
+
+    /// Applies a changeset atomically (see [`Changeset`]).
+    fn commit(&self, changeset: &Changeset) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // The outbox.
+    /// Leases up to `limit` due events until `lease_until`, at most the oldest undelivered
+    /// event of each (subscriber, token), so delivery stays in order per token.
+    fn claim_due_events(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxRow>>> + Send;
+    fn record_delivery(
+        &self,
+        id: i64,
+        outcome: &DeliveryOutcome,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn outbox_for_token(
+        &self,
+        token_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<OutboxRow>>> + Send;
+
+    // Idempotency keys.
+    fn idempotency_begin(
+        &self,
+        principal: &str,
+        key: &str,
+        request_hash: &[u8],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<IdempotencyBegin>> + Send;
+    fn idempotency_complete(
+        &self,
+        principal: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Forgets a begun key whose request failed before any effect, so a retry may run.
+    fn idempotency_release(
+        &self,
+        principal: &str,
+        key: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+/// How durable an SQLite commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteDurability {
+    /// fsync the WAL at every commit: survives power loss (the default).
+    Full,
+    /// fsync at checkpoints only: survives a process crash, may lose the last commits on
+    /// power loss.
+    Normal,
+}
+
+/// Bounds of the connection pools.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    /// PostgreSQL connections; SQLite read connections.
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub sqlite_durability: SqliteDurability,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            sqlite_durability: SqliteDurability::Full,
+        }
+    }
+}
+
+/// Either backend, chosen at run time by `DATABASE_URL`.
+#[derive(Clone)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// The embedded store: one SQLite file (created if missing), WAL.
+    pub async fn open_sqlite(path: &Path, options: PoolOptions) -> StoreResult<AnyStore> {
+        Ok(AnyStore::Sqlite(SqliteStore::open(path, options).await?))
+    }
+
+    /// A PostgreSQL store; `schema`, if given, becomes the search path (tests use a fresh
+    /// schema each).
+    pub async fn connect_postgres(
+        url: &str,
+        schema: Option<&str>,
+        options: PoolOptions,
+    ) -> StoreResult<AnyStore> {
+        Ok(AnyStore::Postgres(
+            PgStore::connect(url, schema, options).await?,
+        ))
+    }
+
+    /// `postgres://…` or `sqlite://path`.
+    pub async fn connect(url: &str, options: PoolOptions) -> StoreResult<AnyStore> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url, None, options).await
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            Self::open_sqlite(Path::new(path), options).await
+        } else {
+            Err(StoreError::Connect(
+                "DATABASE_URL must start with postgres:// or sqlite://".into(),
+            ))
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            AnyStore::Sqlite(_) => "sqlite",
+            AnyStore::Postgres(_) => "postgres",
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($( fn $name:ident(&self $(, $arg:ident : $ty:ty)*) -> $out:ty; )*) => {
+        impl TokenStore for AnyStore {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $out {
+                    match self {
+                        AnyStore::Sqlite(store) => store.$name($($arg),*).await,
+                        AnyStore::Postgres(store) => store.$name($($arg),*).await,
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    fn migrate(&self) -> StoreResult<()>;
+    fn key(&self, name: &str) -> StoreResult<Option<String>>;
+    fn insert_key_if_absent(&self, name: &str, wrapped: &str, now: i64) -> StoreResult<String>;
+    fn insert_issuer(&self, issuer: &IssuerRow, ranges: &[BinRangeRow], products: &[ProductRow]) -> StoreResult<()>;
+    fn insert_token_requestor(&self, requestor: &TokenRequestorRow) -> StoreResult<()>;
+    fn insert_user(&self, user: &UserRow) -> StoreResult<()>;
+    fn insert_device(&self, device: &DeviceRow) -> StoreResult<()>;
+    fn issuer(&self, id: &str) -> StoreResult<Option<IssuerRow>>;
+    fn issuer_by_api_key(&self, hash: &[u8]) -> StoreResult<Option<IssuerRow>>;
+    fn issuers(&self) -> StoreResult<Vec<IssuerRow>>;
+    fn bin_ranges(&self) -> StoreResult<Vec<BinRangeRow>>;
+    fn product(&self, issuer_id: &str, product: &str) -> StoreResult<Option<ProductRow>>;
+    fn token_requestor(&self, id: &str) -> StoreResult<Option<TokenRequestorRow>>;
+    fn token_requestor_by_api_key(&self, hash: &[u8]) -> StoreResult<Option<TokenRequestorRow>>;
+    fn token_requestors(&self) -> StoreResult<Vec<TokenRequestorRow>>;
+    fn user(&self, id: &str) -> StoreResult<Option<UserRow>>;
+    fn user_by_account(&self, token_requestor_id: &str, account_id: &str) -> StoreResult<Option<UserRow>>;
+    fn device(&self, id: &str) -> StoreResult<Option<DeviceRow>>;
+    fn device_by_external_id(&self, token_requestor_id: &str, external_id: &str) -> StoreResult<Option<DeviceRow>>;
+    fn card(&self, id: &str) -> StoreResult<Option<CardRow>>;
+    fn card_by_fingerprint(&self, fingerprint: &[u8]) -> StoreResult<Option<CardRow>>;
+    fn token(&self, id: &str) -> StoreResult<Option<TokenRow>>;
+    fn token_by_number(&self, token_number: &str) -> StoreResult<Option<TokenRow>>;
+    fn tokens_by_device(&self, device_id: &str) -> StoreResult<Vec<TokenRow>>;
+    fn tokens_by_card(&self, card_id: &str) -> StoreResult<Vec<TokenRow>>;
+    fn live_tokens_by_product(&self, issuer_id: &str, product: &str) -> StoreResult<Vec<TokenRow>>;
+    fn history(&self, token_id: &str) -> StoreResult<Vec<HistoryRow>>;
+    fn challenge(&self, token_id: &str) -> StoreResult<Option<ChallengeRow>>;
+    fn vault_entry(&self, token_number: &str) -> StoreResult<Option<(TokenRow, CardRow)>>;
+    fn commit(&self, changeset: &Changeset) -> StoreResult<()>;
+    fn claim_due_events(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<OutboxRow>>;
+    fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()>;
+    fn outbox_for_token(&self, token_id: &str) -> StoreResult<Vec<OutboxRow>>;
+    fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &[u8], now: i64) -> StoreResult<IdempotencyBegin>;
+    fn idempotency_complete(&self, principal: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
+    fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()>;
+}
+
+pub(crate) fn parse_url_options<T: FromStr>(url: &str) -> StoreResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    T::from_str(url).map_err(|error| StoreError::Connect(error.to_string()))
+}

@@ -1,0 +1,263 @@
+//! Storage rows: what a table holds, column for column. The token service converts these to
+//! and from its domain types; nothing here interprets them. Timestamps are milliseconds since
+//! the Unix epoch.
+
+/// An issuing bank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerRow {
+    pub id: String,
+    pub name: String,
+    /// SHA-256 of the bank's API key.
+    pub api_key_hash: Vec<u8>,
+    pub webhook_url: Option<String>,
+    /// The webhook signing secret, encrypted under the HSM's data key.
+    pub webhook_secret: Option<Vec<u8>>,
+    pub created_at: i64,
+}
+
+/// A card or token BIN range: numbers starting with `prefix` belong to the issuer's product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BinRangeRow {
+    pub prefix: String,
+    /// `card` or `token`.
+    pub kind: String,
+    pub issuer_id: String,
+    pub product: String,
+    /// `debit` or `credit`.
+    pub funding: String,
+}
+
+/// A card product's CVM policy: no-PIN limits in minor units of `currency`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductRow {
+    pub issuer_id: String,
+    pub product: String,
+    pub currency: i64,
+    pub contactless_no_pin_limit: i64,
+    pub online_no_pin_limit: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+/// A wallet: Apple Pay, Huawei Pay, a bank's HCE app…
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequestorRow {
+    /// The 11-character token requestor ID.
+    pub id: String,
+    pub name: String,
+    pub wallet: String,
+    pub api_key_hash: Vec<u8>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<Vec<u8>>,
+    pub created_at: i64,
+}
+
+/// A wallet account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub id: String,
+    pub token_requestor_id: String,
+    pub account_id: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    pub id: String,
+    pub token_requestor_id: String,
+    /// The wallet's own device ID (IMEI, IDFV, SE ID).
+    pub external_id: String,
+    pub kind: String,
+    pub brand: String,
+    pub state: String,
+    /// The account signed in, if any.
+    pub user_id: Option<String>,
+    pub unlock_set: bool,
+    /// X25519 public key the card profile is encrypted to.
+    pub public_key: Vec<u8>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+/// A physical card (SPAN), known to the TSP only encrypted and by fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardRow {
+    pub id: String,
+    pub issuer_id: String,
+    pub pan_fingerprint: Vec<u8>,
+    pub pan_encrypted: Vec<u8>,
+    pub pan_bin: String,
+    pub pan_last4: String,
+    pub expiry: String,
+    pub funding: String,
+    pub product: String,
+    pub status: String,
+    pub reserved_phone_masked: Option<String>,
+    pub par: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+/// A device card (MPAN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub token_number: String,
+    pub card_id: String,
+    pub device_id: String,
+    pub token_requestor_id: String,
+    pub user_id: String,
+    pub expiry: String,
+    /// Derived from `activated`, `deleted` and `holds`; stored for queries.
+    pub status: String,
+    pub activated: bool,
+    pub deleted: bool,
+    pub holds: i64,
+    pub suspend_reason: Option<String>,
+    /// Reason and channel of the last status change.
+    pub status_reason: Option<String>,
+    pub status_channel: String,
+    pub is_default: bool,
+    pub domain_nfc: bool,
+    pub domain_in_app: bool,
+    pub ecash_enabled: bool,
+    pub ecash_balance: i64,
+    pub pan_sequence: i64,
+    /// HCE: limited-use keys have been issued for ATCs up to this one.
+    pub atc_issued_until: i64,
+    pub assurance_level: String,
+    /// Order of provisioning on the device (for the default-card rule).
+    pub provisioned_seq: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRow {
+    pub token_id: String,
+    pub at: i64,
+    pub event: String,
+    pub channel: String,
+    pub from_status: Option<String>,
+    pub to_status: String,
+    pub reason: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// A pending step-up: the OTP's keyed hash, where it was sent (masked), bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChallengeRow {
+    pub token_id: String,
+    pub otp_hash: Vec<u8>,
+    pub destination_masked: String,
+    pub expires_at: i64,
+    pub attempts_left: i64,
+    pub resends_left: i64,
+}
+
+/// A notification to write with a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOutboxEvent {
+    pub event_id: String,
+    /// `token_requestor` or `issuer`.
+    pub subscriber_kind: String,
+    pub subscriber_id: String,
+    pub token_id: String,
+    pub event_type: String,
+    /// The JSON body to deliver.
+    pub payload: String,
+    pub created_at: i64,
+}
+
+/// A notification in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub event_id: String,
+    pub subscriber_kind: String,
+    pub subscriber_id: String,
+    pub token_id: String,
+    pub event_type: String,
+    pub payload: String,
+    pub created_at: i64,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub delivered_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// What a delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered {
+        at: i64,
+    },
+    /// Try again at `next_attempt_at`.
+    Retry {
+        error: String,
+        next_attempt_at: i64,
+    },
+    /// Out of attempts: the event is dead-lettered.
+    GiveUp {
+        error: String,
+        at: i64,
+    },
+}
+
+/// The answer to "may I process this request?" for an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// First time: process it, then complete.
+    New,
+    /// Already done: replay this response.
+    Replay { status: u16, body: String },
+    /// The same key with a different request.
+    Mismatch,
+    /// The first request with this key is still being processed.
+    InProgress,
+}
+
+/// Everything one change writes, applied in one transaction or not at all. Rows that were
+/// read carry the version they were read at; if any changed meanwhile the whole changeset is
+/// refused with `StoreError::Conflict` and the caller re-reads and re-decides.
+#[derive(Debug, Clone, Default)]
+pub struct Changeset {
+    /// Devices whose tokens this change reads or writes: their version must still be the one
+    /// read, and is bumped, so concurrent changes to one device's tokens serialize.
+    pub device_guards: Vec<(String, i64)>,
+    /// The same for cards.
+    pub card_guards: Vec<(String, i64)>,
+    pub card_inserts: Vec<CardRow>,
+    /// Updated cards (matched on `version`, which is bumped).
+    pub card_updates: Vec<CardRow>,
+    pub device_updates: Vec<DeviceRow>,
+    pub product_updates: Vec<ProductRow>,
+    pub token_inserts: Vec<TokenRow>,
+    /// Updated tokens (matched on `version`, which is bumped).
+    pub token_updates: Vec<TokenRow>,
+    pub history: Vec<HistoryRow>,
+    pub outbox: Vec<NewOutboxEvent>,
+    pub challenge_upserts: Vec<ChallengeRow>,
+    pub challenge_deletes: Vec<String>,
+}
+
+impl Changeset {
+    pub fn is_empty(&self) -> bool {
+        self.device_guards.is_empty()
+            && self.card_guards.is_empty()
+            && self.card_inserts.is_empty()
+            && self.card_updates.is_empty()
+            && self.device_updates.is_empty()
+            && self.product_updates.is_empty()
+            && self.token_inserts.is_empty()
+            && self.token_updates.is_empty()
+            && self.history.is_empty()
+            && self.outbox.is_empty()
+            && self.challenge_upserts.is_empty()
+            && self.challenge_deletes.is_empty()
+    }
+}

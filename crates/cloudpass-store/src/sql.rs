@@ -1,0 +1,958 @@
+//! The two backends, generated from one body of SQL: every statement below is valid in both
+//! SQLite and PostgreSQL (`$n` placeholders, `RETURNING`, partial indexes); the few that
+//! differ are passed in per backend. Integers are 64-bit and booleans are booleans in both.
+
+use std::path::Path;
+
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::rows::*;
+use crate::{
+    PoolOptions, SqliteDurability, StoreError, StoreResult, TokenStore, parse_url_options,
+};
+
+macro_rules! issuer_columns {
+    () => {
+        "id, name, api_key_hash, webhook_url, webhook_secret, created_at"
+    };
+}
+macro_rules! requestor_columns {
+    () => {
+        "id, name, wallet, api_key_hash, webhook_url, webhook_secret, created_at"
+    };
+}
+macro_rules! product_columns {
+    () => {
+        "issuer_id, product, currency, contactless_no_pin_limit, online_no_pin_limit, updated_at, version"
+    };
+}
+macro_rules! user_columns {
+    () => {
+        "id, token_requestor_id, account_id, created_at"
+    };
+}
+macro_rules! device_columns {
+    () => {
+        "id, token_requestor_id, external_id, kind, brand, state, user_id, unlock_set, public_key, created_at, updated_at, version"
+    };
+}
+macro_rules! card_columns {
+    () => {
+        "id, issuer_id, pan_fingerprint, pan_encrypted, pan_bin, pan_last4, expiry, funding, product, status, reserved_phone_masked, par, created_at, updated_at, version"
+    };
+}
+macro_rules! token_columns {
+    () => {
+        "id, token_number, card_id, device_id, token_requestor_id, user_id, expiry, status, activated, deleted, holds, suspend_reason, status_reason, status_channel, is_default, domain_nfc, domain_in_app, ecash_enabled, ecash_balance, pan_sequence, atc_issued_until, assurance_level, provisioned_seq, created_at, updated_at, version"
+    };
+}
+macro_rules! outbox_columns {
+    () => {
+        "id, event_id, subscriber_kind, subscriber_id, token_id, event_type, payload, created_at, attempts, next_attempt_at, delivered_at, failed_at, last_error"
+    };
+}
+macro_rules! qualified_token_columns {
+    () => {
+        "t.id, t.token_number, t.card_id, t.device_id, t.token_requestor_id, t.user_id, t.expiry, t.status, t.activated, t.deleted, t.holds, t.suspend_reason, t.status_reason, t.status_channel, t.is_default, t.domain_nfc, t.domain_in_app, t.ecash_enabled, t.ecash_balance, t.pan_sequence, t.atc_issued_until, t.assurance_level, t.provisioned_seq, t.created_at, t.updated_at, t.version"
+    };
+}
+macro_rules! aliased_card_columns {
+    () => {
+        "c.id AS c_id, c.issuer_id AS c_issuer_id, c.pan_fingerprint AS c_pan_fingerprint, c.pan_encrypted AS c_pan_encrypted, c.pan_bin AS c_pan_bin, c.pan_last4 AS c_pan_last4, c.expiry AS c_expiry, c.funding AS c_funding, c.product AS c_product, c.status AS c_status, c.reserved_phone_masked AS c_reserved_phone_masked, c.par AS c_par, c.created_at AS c_created_at, c.updated_at AS c_updated_at, c.version AS c_version"
+    };
+}
+
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE outbox SET next_attempt_at = $2 WHERE id IN (\
+     SELECT o.id FROM outbox o WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1 \
+     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subscriber_kind = o.subscriber_kind AND p.subscriber_id = o.subscriber_id \
+     AND p.token_id = o.token_id AND p.id < o.id AND p.delivered_at IS NULL AND p.failed_at IS NULL) \
+     ORDER BY o.id LIMIT $3) RETURNING ",
+    outbox_columns!()
+);
+
+const CLAIM_POSTGRES: &str = concat!(
+    "UPDATE outbox SET next_attempt_at = $2 WHERE id IN (\
+     SELECT o.id FROM outbox o WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1 \
+     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subscriber_kind = o.subscriber_kind AND p.subscriber_id = o.subscriber_id \
+     AND p.token_id = o.token_id AND p.id < o.id AND p.delivered_at IS NULL AND p.failed_at IS NULL) \
+     ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+    outbox_columns!()
+);
+
+/// The embedded backend: one file, WAL, one writer connection (SQLite allows one writer at a
+/// time anyway; a single connection makes writers queue in the pool instead of failing with
+/// SQLITE_BUSY) and a pool of read-only connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path, options: PoolOptions) -> StoreResult<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::Connect(format!("cannot create {}: {error}", parent.display()))
+            })?;
+        }
+        let synchronous = match options.sqlite_durability {
+            SqliteDurability::Full => SqliteSynchronous::Full,
+            SqliteDurability::Normal => SqliteSynchronous::Normal,
+        };
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.clone().create_if_missing(true))
+            .await
+            .map_err(|error| StoreError::Connect(error.to_string()))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(|error| StoreError::Connect(error.to_string()))?;
+        Ok(Self { writer, reader })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+}
+
+/// The PostgreSQL backend.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(
+        url: &str,
+        schema: Option<&str>,
+        options: PoolOptions,
+    ) -> StoreResult<Self> {
+        let mut connect: PgConnectOptions = parse_url_options(url)?;
+        if let Some(schema) = schema {
+            connect = connect.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|error| StoreError::Connect(error.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+macro_rules! backend {
+    ($store:ident, $row:ty, $migrations:expr, $claim:expr) => {
+        impl $store {
+            fn issuer_from(row: &$row) -> StoreResult<IssuerRow> {
+                Ok(IssuerRow {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    api_key_hash: row.try_get("api_key_hash")?,
+                    webhook_url: row.try_get("webhook_url")?,
+                    webhook_secret: row.try_get("webhook_secret")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
+            fn requestor_from(row: &$row) -> StoreResult<TokenRequestorRow> {
+                Ok(TokenRequestorRow {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    wallet: row.try_get("wallet")?,
+                    api_key_hash: row.try_get("api_key_hash")?,
+                    webhook_url: row.try_get("webhook_url")?,
+                    webhook_secret: row.try_get("webhook_secret")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
+            fn product_from(row: &$row) -> StoreResult<ProductRow> {
+                Ok(ProductRow {
+                    issuer_id: row.try_get("issuer_id")?,
+                    product: row.try_get("product")?,
+                    currency: row.try_get("currency")?,
+                    contactless_no_pin_limit: row.try_get("contactless_no_pin_limit")?,
+                    online_no_pin_limit: row.try_get("online_no_pin_limit")?,
+                    updated_at: row.try_get("updated_at")?,
+                    version: row.try_get("version")?,
+                })
+            }
+
+            fn user_from(row: &$row) -> StoreResult<UserRow> {
+                Ok(UserRow {
+                    id: row.try_get("id")?,
+                    token_requestor_id: row.try_get("token_requestor_id")?,
+                    account_id: row.try_get("account_id")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
+            fn device_from(row: &$row) -> StoreResult<DeviceRow> {
+                Ok(DeviceRow {
+                    id: row.try_get("id")?,
+                    token_requestor_id: row.try_get("token_requestor_id")?,
+                    external_id: row.try_get("external_id")?,
+                    kind: row.try_get("kind")?,
+                    brand: row.try_get("brand")?,
+                    state: row.try_get("state")?,
+                    user_id: row.try_get("user_id")?,
+                    unlock_set: row.try_get("unlock_set")?,
+                    public_key: row.try_get("public_key")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    version: row.try_get("version")?,
+                })
+            }
+
+            fn card_from(row: &$row, prefix: &str) -> StoreResult<CardRow> {
+                let column = |name: &str| format!("{prefix}{name}");
+                Ok(CardRow {
+                    id: row.try_get(column("id").as_str())?,
+                    issuer_id: row.try_get(column("issuer_id").as_str())?,
+                    pan_fingerprint: row.try_get(column("pan_fingerprint").as_str())?,
+                    pan_encrypted: row.try_get(column("pan_encrypted").as_str())?,
+                    pan_bin: row.try_get(column("pan_bin").as_str())?,
+                    pan_last4: row.try_get(column("pan_last4").as_str())?,
+                    expiry: row.try_get(column("expiry").as_str())?,
+                    funding: row.try_get(column("funding").as_str())?,
+                    product: row.try_get(column("product").as_str())?,
+                    status: row.try_get(column("status").as_str())?,
+                    reserved_phone_masked: row.try_get(column("reserved_phone_masked").as_str())?,
+                    par: row.try_get(column("par").as_str())?,
+                    created_at: row.try_get(column("created_at").as_str())?,
+                    updated_at: row.try_get(column("updated_at").as_str())?,
+                    version: row.try_get(column("version").as_str())?,
+                })
+            }
+
+            fn token_from(row: &$row) -> StoreResult<TokenRow> {
+                Ok(TokenRow {
+                    id: row.try_get("id")?,
+                    token_number: row.try_get("token_number")?,
+                    card_id: row.try_get("card_id")?,
+                    device_id: row.try_get("device_id")?,
+                    token_requestor_id: row.try_get("token_requestor_id")?,
+                    user_id: row.try_get("user_id")?,
+                    expiry: row.try_get("expiry")?,
+                    status: row.try_get("status")?,
+                    activated: row.try_get("activated")?,
+                    deleted: row.try_get("deleted")?,
+                    holds: row.try_get("holds")?,
+                    suspend_reason: row.try_get("suspend_reason")?,
+                    status_reason: row.try_get("status_reason")?,
+                    status_channel: row.try_get("status_channel")?,
+                    is_default: row.try_get("is_default")?,
+                    domain_nfc: row.try_get("domain_nfc")?,
+                    domain_in_app: row.try_get("domain_in_app")?,
+                    ecash_enabled: row.try_get("ecash_enabled")?,
+                    ecash_balance: row.try_get("ecash_balance")?,
+                    pan_sequence: row.try_get("pan_sequence")?,
+                    atc_issued_until: row.try_get("atc_issued_until")?,
+                    assurance_level: row.try_get("assurance_level")?,
+                    provisioned_seq: row.try_get("provisioned_seq")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    version: row.try_get("version")?,
+                })
+            }
+
+            fn history_from(row: &$row) -> StoreResult<HistoryRow> {
+                Ok(HistoryRow {
+                    token_id: row.try_get("token_id")?,
+                    at: row.try_get("at")?,
+                    event: row.try_get("event")?,
+                    channel: row.try_get("channel")?,
+                    from_status: row.try_get("from_status")?,
+                    to_status: row.try_get("to_status")?,
+                    reason: row.try_get("reason")?,
+                    detail: row.try_get("detail")?,
+                })
+            }
+
+            fn outbox_from(row: &$row) -> StoreResult<OutboxRow> {
+                Ok(OutboxRow {
+                    id: row.try_get("id")?,
+                    event_id: row.try_get("event_id")?,
+                    subscriber_kind: row.try_get("subscriber_kind")?,
+                    subscriber_id: row.try_get("subscriber_id")?,
+                    token_id: row.try_get("token_id")?,
+                    event_type: row.try_get("event_type")?,
+                    payload: row.try_get("payload")?,
+                    created_at: row.try_get("created_at")?,
+                    attempts: row.try_get("attempts")?,
+                    next_attempt_at: row.try_get("next_attempt_at")?,
+                    delivered_at: row.try_get("delivered_at")?,
+                    failed_at: row.try_get("failed_at")?,
+                    last_error: row.try_get("last_error")?,
+                })
+            }
+
+            async fn one<T>(&self, sql: &'static str, binds: &[&str], map: fn(&$row) -> StoreResult<T>) -> StoreResult<Option<T>> {
+                let mut query = sqlx::query(sql);
+                for value in binds {
+                    query = query.bind(*value);
+                }
+                query.fetch_optional(self.reader()).await?.as_ref().map(map).transpose()
+            }
+
+            async fn many<T>(&self, sql: &'static str, binds: &[&str], map: fn(&$row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+                let mut query = sqlx::query(sql);
+                for value in binds {
+                    query = query.bind(*value);
+                }
+                query.fetch_all(self.reader()).await?.iter().map(map).collect()
+            }
+        }
+
+        impl TokenStore for $store {
+            async fn migrate(&self) -> StoreResult<()> {
+                $migrations.run(self.writer()).await?;
+                Ok(())
+            }
+
+            async fn key(&self, name: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query("SELECT wrapped FROM hsm_keys WHERE name = $1").bind(name).fetch_optional(self.reader()).await?;
+                Ok(match row {
+                    Some(row) => Some(row.try_get("wrapped")?),
+                    None => None,
+                })
+            }
+
+            async fn insert_key_if_absent(&self, name: &str, wrapped: &str, now: i64) -> StoreResult<String> {
+                sqlx::query("INSERT INTO hsm_keys (name, wrapped, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                    .bind(name)
+                    .bind(wrapped)
+                    .bind(now)
+                    .execute(self.writer())
+                    .await?;
+                let row = sqlx::query("SELECT wrapped FROM hsm_keys WHERE name = $1").bind(name).fetch_one(self.writer()).await?;
+                Ok(row.try_get("wrapped")?)
+            }
+
+            async fn insert_issuer(&self, issuer: &IssuerRow, ranges: &[BinRangeRow], products: &[ProductRow]) -> StoreResult<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("INSERT INTO issuers (id, name, api_key_hash, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(&issuer.id)
+                    .bind(&issuer.name)
+                    .bind(&issuer.api_key_hash)
+                    .bind(&issuer.webhook_url)
+                    .bind(&issuer.webhook_secret)
+                    .bind(issuer.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                for range in ranges {
+                    sqlx::query("INSERT INTO bin_ranges (prefix, kind, issuer_id, product, funding) VALUES ($1, $2, $3, $4, $5)")
+                        .bind(&range.prefix)
+                        .bind(&range.kind)
+                        .bind(&range.issuer_id)
+                        .bind(&range.product)
+                        .bind(&range.funding)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for product in products {
+                    sqlx::query(
+                        "INSERT INTO products (issuer_id, product, currency, contactless_no_pin_limit, online_no_pin_limit, updated_at, version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&product.issuer_id)
+                    .bind(&product.product)
+                    .bind(product.currency)
+                    .bind(product.contactless_no_pin_limit)
+                    .bind(product.online_no_pin_limit)
+                    .bind(product.updated_at)
+                    .bind(product.version)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn insert_token_requestor(&self, requestor: &TokenRequestorRow) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO token_requestors (id, name, wallet, api_key_hash, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&requestor.id)
+                .bind(&requestor.name)
+                .bind(&requestor.wallet)
+                .bind(&requestor.api_key_hash)
+                .bind(&requestor.webhook_url)
+                .bind(&requestor.webhook_secret)
+                .bind(requestor.created_at)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn insert_user(&self, user: &UserRow) -> StoreResult<()> {
+                sqlx::query("INSERT INTO users (id, token_requestor_id, account_id, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&user.id)
+                    .bind(&user.token_requestor_id)
+                    .bind(&user.account_id)
+                    .bind(user.created_at)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_device(&self, device: &DeviceRow) -> StoreResult<()> {
+                sqlx::query(concat!("INSERT INTO devices (", device_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+                    .bind(&device.id)
+                    .bind(&device.token_requestor_id)
+                    .bind(&device.external_id)
+                    .bind(&device.kind)
+                    .bind(&device.brand)
+                    .bind(&device.state)
+                    .bind(&device.user_id)
+                    .bind(device.unlock_set)
+                    .bind(&device.public_key)
+                    .bind(device.created_at)
+                    .bind(device.updated_at)
+                    .bind(device.version)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn issuer(&self, id: &str) -> StoreResult<Option<IssuerRow>> {
+                self.one(concat!("SELECT ", issuer_columns!(), " FROM issuers WHERE id = $1"), &[id], Self::issuer_from).await
+            }
+
+            async fn issuer_by_api_key(&self, hash: &[u8]) -> StoreResult<Option<IssuerRow>> {
+                let row = sqlx::query(concat!("SELECT ", issuer_columns!(), " FROM issuers WHERE api_key_hash = $1"))
+                    .bind(hash)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(Self::issuer_from).transpose()
+            }
+
+            async fn issuers(&self) -> StoreResult<Vec<IssuerRow>> {
+                self.many(concat!("SELECT ", issuer_columns!(), " FROM issuers ORDER BY id"), &[], Self::issuer_from).await
+            }
+
+            async fn bin_ranges(&self) -> StoreResult<Vec<BinRangeRow>> {
+                let rows = sqlx::query("SELECT prefix, kind, issuer_id, product, funding FROM bin_ranges ORDER BY kind, prefix")
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(BinRangeRow {
+                            prefix: row.try_get("prefix")?,
+                            kind: row.try_get("kind")?,
+                            issuer_id: row.try_get("issuer_id")?,
+                            product: row.try_get("product")?,
+                            funding: row.try_get("funding")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn product(&self, issuer_id: &str, product: &str) -> StoreResult<Option<ProductRow>> {
+                self.one(concat!("SELECT ", product_columns!(), " FROM products WHERE issuer_id = $1 AND product = $2"), &[issuer_id, product], Self::product_from).await
+            }
+
+            async fn token_requestor(&self, id: &str) -> StoreResult<Option<TokenRequestorRow>> {
+                self.one(concat!("SELECT ", requestor_columns!(), " FROM token_requestors WHERE id = $1"), &[id], Self::requestor_from).await
+            }
+
+            async fn token_requestor_by_api_key(&self, hash: &[u8]) -> StoreResult<Option<TokenRequestorRow>> {
+                let row = sqlx::query(concat!("SELECT ", requestor_columns!(), " FROM token_requestors WHERE api_key_hash = $1"))
+                    .bind(hash)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(Self::requestor_from).transpose()
+            }
+
+            async fn token_requestors(&self) -> StoreResult<Vec<TokenRequestorRow>> {
+                self.many(concat!("SELECT ", requestor_columns!(), " FROM token_requestors ORDER BY id"), &[], Self::requestor_from).await
+            }
+
+            async fn user(&self, id: &str) -> StoreResult<Option<UserRow>> {
+                self.one(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"), &[id], Self::user_from).await
+            }
+
+            async fn user_by_account(&self, token_requestor_id: &str, account_id: &str) -> StoreResult<Option<UserRow>> {
+                self.one(
+                    concat!("SELECT ", user_columns!(), " FROM users WHERE token_requestor_id = $1 AND account_id = $2"),
+                    &[token_requestor_id, account_id],
+                    Self::user_from,
+                )
+                .await
+            }
+
+            async fn device(&self, id: &str) -> StoreResult<Option<DeviceRow>> {
+                self.one(concat!("SELECT ", device_columns!(), " FROM devices WHERE id = $1"), &[id], Self::device_from).await
+            }
+
+            async fn device_by_external_id(&self, token_requestor_id: &str, external_id: &str) -> StoreResult<Option<DeviceRow>> {
+                self.one(
+                    concat!("SELECT ", device_columns!(), " FROM devices WHERE token_requestor_id = $1 AND external_id = $2"),
+                    &[token_requestor_id, external_id],
+                    Self::device_from,
+                )
+                .await
+            }
+
+            async fn card(&self, id: &str) -> StoreResult<Option<CardRow>> {
+                self.one(concat!("SELECT ", card_columns!(), " FROM cards WHERE id = $1"), &[id], |row| Self::card_from(row, "")).await
+            }
+
+            async fn card_by_fingerprint(&self, fingerprint: &[u8]) -> StoreResult<Option<CardRow>> {
+                let row = sqlx::query(concat!("SELECT ", card_columns!(), " FROM cards WHERE pan_fingerprint = $1"))
+                    .bind(fingerprint)
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.as_ref().map(|row| Self::card_from(row, "")).transpose()
+            }
+
+            async fn token(&self, id: &str) -> StoreResult<Option<TokenRow>> {
+                self.one(concat!("SELECT ", token_columns!(), " FROM tokens WHERE id = $1"), &[id], Self::token_from).await
+            }
+
+            async fn token_by_number(&self, token_number: &str) -> StoreResult<Option<TokenRow>> {
+                self.one(concat!("SELECT ", token_columns!(), " FROM tokens WHERE token_number = $1"), &[token_number], Self::token_from).await
+            }
+
+            async fn tokens_by_device(&self, device_id: &str) -> StoreResult<Vec<TokenRow>> {
+                self.many(concat!("SELECT ", token_columns!(), " FROM tokens WHERE device_id = $1 ORDER BY provisioned_seq, id"), &[device_id], Self::token_from).await
+            }
+
+            async fn tokens_by_card(&self, card_id: &str) -> StoreResult<Vec<TokenRow>> {
+                self.many(concat!("SELECT ", token_columns!(), " FROM tokens WHERE card_id = $1 ORDER BY provisioned_seq, id"), &[card_id], Self::token_from).await
+            }
+
+            async fn live_tokens_by_product(&self, issuer_id: &str, product: &str) -> StoreResult<Vec<TokenRow>> {
+                self.many(
+                    concat!(
+                        "SELECT ",
+                        qualified_token_columns!(),
+                        " FROM tokens t JOIN cards c ON c.id = t.card_id \
+                         WHERE c.issuer_id = $1 AND c.product = $2 AND t.deleted = FALSE ORDER BY t.provisioned_seq, t.id"
+                    ),
+                    &[issuer_id, product],
+                    Self::token_from,
+                )
+                .await
+            }
+
+            async fn history(&self, token_id: &str) -> StoreResult<Vec<HistoryRow>> {
+                self.many(
+                    "SELECT token_id, at, event, channel, from_status, to_status, reason, detail FROM token_history WHERE token_id = $1 ORDER BY id",
+                    &[token_id],
+                    Self::history_from,
+                )
+                .await
+            }
+
+            async fn challenge(&self, token_id: &str) -> StoreResult<Option<ChallengeRow>> {
+                let row = sqlx::query(
+                    "SELECT token_id, otp_hash, destination_masked, expires_at, attempts_left, resends_left FROM challenges WHERE token_id = $1",
+                )
+                .bind(token_id)
+                .fetch_optional(self.reader())
+                .await?;
+                row.map(|row| {
+                    Ok(ChallengeRow {
+                        token_id: row.try_get("token_id")?,
+                        otp_hash: row.try_get("otp_hash")?,
+                        destination_masked: row.try_get("destination_masked")?,
+                        expires_at: row.try_get("expires_at")?,
+                        attempts_left: row.try_get("attempts_left")?,
+                        resends_left: row.try_get("resends_left")?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn vault_entry(&self, token_number: &str) -> StoreResult<Option<(TokenRow, CardRow)>> {
+                let row = sqlx::query(concat!(
+                    "SELECT ",
+                    qualified_token_columns!(),
+                    ", ",
+                    aliased_card_columns!(),
+                    " FROM tokens t JOIN cards c ON c.id = t.card_id WHERE t.token_number = $1"
+                ))
+                .bind(token_number)
+                .fetch_optional(self.reader())
+                .await?;
+                row.map(|row| Ok((Self::token_from(&row)?, Self::card_from(&row, "c_")?))).transpose()
+            }
+
+            async fn commit(&self, changeset: &Changeset) -> StoreResult<()> {
+                let mut tx = self.writer().begin().await?;
+                let guard = |affected: u64| if affected == 1 { Ok(()) } else { Err(StoreError::Conflict) };
+
+                for (id, version) in &changeset.device_guards {
+                    let done = sqlx::query("UPDATE devices SET version = version + 1 WHERE id = $1 AND version = $2")
+                        .bind(id)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?;
+                    guard(done.rows_affected())?;
+                }
+                for (id, version) in &changeset.card_guards {
+                    let done = sqlx::query("UPDATE cards SET version = version + 1 WHERE id = $1 AND version = $2")
+                        .bind(id)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?;
+                    guard(done.rows_affected())?;
+                }
+                for card in &changeset.card_inserts {
+                    sqlx::query(concat!("INSERT INTO cards (", card_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"))
+                        .bind(&card.id)
+                        .bind(&card.issuer_id)
+                        .bind(&card.pan_fingerprint)
+                        .bind(&card.pan_encrypted)
+                        .bind(&card.pan_bin)
+                        .bind(&card.pan_last4)
+                        .bind(&card.expiry)
+                        .bind(&card.funding)
+                        .bind(&card.product)
+                        .bind(&card.status)
+                        .bind(&card.reserved_phone_masked)
+                        .bind(&card.par)
+                        .bind(card.created_at)
+                        .bind(card.updated_at)
+                        .bind(card.version)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for card in &changeset.card_updates {
+                    let done = sqlx::query(
+                        "UPDATE cards SET pan_fingerprint = $3, pan_encrypted = $4, pan_bin = $5, pan_last4 = $6, expiry = $7, funding = $8, \
+                         product = $9, status = $10, reserved_phone_masked = $11, updated_at = $12, version = version + 1 \
+                         WHERE id = $1 AND version = $2",
+                    )
+                    .bind(&card.id)
+                    .bind(card.version)
+                    .bind(&card.pan_fingerprint)
+                    .bind(&card.pan_encrypted)
+                    .bind(&card.pan_bin)
+                    .bind(&card.pan_last4)
+                    .bind(&card.expiry)
+                    .bind(&card.funding)
+                    .bind(&card.product)
+                    .bind(&card.status)
+                    .bind(&card.reserved_phone_masked)
+                    .bind(card.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    guard(done.rows_affected())?;
+                }
+                for device in &changeset.device_updates {
+                    let done = sqlx::query(
+                        "UPDATE devices SET state = $3, user_id = $4, unlock_set = $5, public_key = $6, updated_at = $7, version = version + 1 \
+                         WHERE id = $1 AND version = $2",
+                    )
+                    .bind(&device.id)
+                    .bind(device.version)
+                    .bind(&device.state)
+                    .bind(&device.user_id)
+                    .bind(device.unlock_set)
+                    .bind(&device.public_key)
+                    .bind(device.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    guard(done.rows_affected())?;
+                }
+                for product in &changeset.product_updates {
+                    let done = sqlx::query(
+                        "UPDATE products SET currency = $4, contactless_no_pin_limit = $5, online_no_pin_limit = $6, updated_at = $7, \
+                         version = version + 1 WHERE issuer_id = $1 AND product = $2 AND version = $3",
+                    )
+                    .bind(&product.issuer_id)
+                    .bind(&product.product)
+                    .bind(product.version)
+                    .bind(product.currency)
+                    .bind(product.contactless_no_pin_limit)
+                    .bind(product.online_no_pin_limit)
+                    .bind(product.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    guard(done.rows_affected())?;
+                }
+
+                // Order matters for the one-default-per-device index: clear old defaults
+                // first, then insert, then set new defaults.
+                let (setting_default, others): (Vec<&TokenRow>, Vec<&TokenRow>) =
+                    changeset.token_updates.iter().partition(|token| token.is_default);
+                for token in others {
+                    Self::update_token(&mut tx, token).await?;
+                }
+                for token in &changeset.token_inserts {
+                    sqlx::query(concat!(
+                        "INSERT INTO tokens (",
+                        token_columns!(),
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                         $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+                    ))
+                    .bind(&token.id)
+                    .bind(&token.token_number)
+                    .bind(&token.card_id)
+                    .bind(&token.device_id)
+                    .bind(&token.token_requestor_id)
+                    .bind(&token.user_id)
+                    .bind(&token.expiry)
+                    .bind(&token.status)
+                    .bind(token.activated)
+                    .bind(token.deleted)
+                    .bind(token.holds)
+                    .bind(&token.suspend_reason)
+                    .bind(&token.status_reason)
+                    .bind(&token.status_channel)
+                    .bind(token.is_default)
+                    .bind(token.domain_nfc)
+                    .bind(token.domain_in_app)
+                    .bind(token.ecash_enabled)
+                    .bind(token.ecash_balance)
+                    .bind(token.pan_sequence)
+                    .bind(token.atc_issued_until)
+                    .bind(&token.assurance_level)
+                    .bind(token.provisioned_seq)
+                    .bind(token.created_at)
+                    .bind(token.updated_at)
+                    .bind(token.version)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for token in setting_default {
+                    Self::update_token(&mut tx, token).await?;
+                }
+
+                for entry in &changeset.history {
+                    sqlx::query(
+                        "INSERT INTO token_history (token_id, at, event, channel, from_status, to_status, reason, detail) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&entry.token_id)
+                    .bind(entry.at)
+                    .bind(&entry.event)
+                    .bind(&entry.channel)
+                    .bind(&entry.from_status)
+                    .bind(&entry.to_status)
+                    .bind(&entry.reason)
+                    .bind(&entry.detail)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for event in &changeset.outbox {
+                    sqlx::query(
+                        "INSERT INTO outbox (event_id, subscriber_kind, subscriber_id, token_id, event_type, payload, created_at, attempts, next_attempt_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7)",
+                    )
+                    .bind(&event.event_id)
+                    .bind(&event.subscriber_kind)
+                    .bind(&event.subscriber_id)
+                    .bind(&event.token_id)
+                    .bind(&event.event_type)
+                    .bind(&event.payload)
+                    .bind(event.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for challenge in &changeset.challenge_upserts {
+                    sqlx::query(
+                        "INSERT INTO challenges (token_id, otp_hash, destination_masked, expires_at, attempts_left, resends_left) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO UPDATE SET otp_hash = excluded.otp_hash, \
+                         destination_masked = excluded.destination_masked, expires_at = excluded.expires_at, \
+                         attempts_left = excluded.attempts_left, resends_left = excluded.resends_left",
+                    )
+                    .bind(&challenge.token_id)
+                    .bind(&challenge.otp_hash)
+                    .bind(&challenge.destination_masked)
+                    .bind(challenge.expires_at)
+                    .bind(challenge.attempts_left)
+                    .bind(challenge.resends_left)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for token_id in &changeset.challenge_deletes {
+                    sqlx::query("DELETE FROM challenges WHERE token_id = $1").bind(token_id).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn claim_due_events(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<OutboxRow>> {
+                let rows = sqlx::query($claim)
+                    .bind(now)
+                    .bind(lease_until)
+                    .bind(limit)
+                    .fetch_all(self.writer())
+                    .await?;
+                let mut events = rows.iter().map(Self::outbox_from).collect::<StoreResult<Vec<_>>>()?;
+                events.sort_by_key(|event| event.id);
+                Ok(events)
+            }
+
+            async fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()> {
+                let query = match outcome {
+                    DeliveryOutcome::Delivered { at } => sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, delivered_at = $2, last_error = NULL WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(*at),
+                    DeliveryOutcome::Retry { error, next_attempt_at } => sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(*next_attempt_at)
+                    .bind(error.clone()),
+                    DeliveryOutcome::GiveUp { error, at } => sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, failed_at = $2, last_error = $3 WHERE id = $1",
+                    )
+                    .bind(id)
+                    .bind(*at)
+                    .bind(error.clone()),
+                };
+                query.execute(self.writer()).await?;
+                Ok(())
+            }
+
+            async fn outbox_for_token(&self, token_id: &str) -> StoreResult<Vec<OutboxRow>> {
+                self.many(concat!("SELECT ", outbox_columns!(), " FROM outbox WHERE token_id = $1 ORDER BY id"), &[token_id], Self::outbox_from).await
+            }
+
+            async fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &[u8], now: i64) -> StoreResult<IdempotencyBegin> {
+                let inserted = sqlx::query(
+                    "INSERT INTO idempotency (principal, idempotency_key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (principal, idempotency_key) DO NOTHING",
+                )
+                .bind(principal)
+                .bind(key)
+                .bind(request_hash)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    return Ok(IdempotencyBegin::New);
+                }
+                let row = sqlx::query(
+                    "SELECT request_hash, response_status, response_body FROM idempotency WHERE principal = $1 AND idempotency_key = $2",
+                )
+                .bind(principal)
+                .bind(key)
+                .fetch_one(self.writer())
+                .await?;
+                let stored: Vec<u8> = row.try_get("request_hash")?;
+                if stored != request_hash {
+                    return Ok(IdempotencyBegin::Mismatch);
+                }
+                let status: Option<i64> = row.try_get("response_status")?;
+                let body: Option<String> = row.try_get("response_body")?;
+                Ok(match (status, body) {
+                    (Some(status), Some(body)) => IdempotencyBegin::Replay {
+                        status: u16::try_from(status).map_err(|_| StoreError::Corrupt("idempotency status".into()))?,
+                        body,
+                    },
+                    _ => IdempotencyBegin::InProgress,
+                })
+            }
+
+            async fn idempotency_complete(&self, principal: &str, key: &str, status: u16, body: &str) -> StoreResult<()> {
+                sqlx::query("UPDATE idempotency SET response_status = $3, response_body = $4 WHERE principal = $1 AND idempotency_key = $2")
+                    .bind(principal)
+                    .bind(key)
+                    .bind(i64::from(status))
+                    .bind(body)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM idempotency WHERE principal = $1 AND idempotency_key = $2 AND response_status IS NULL")
+                    .bind(principal)
+                    .bind(key)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+macro_rules! token_update {
+    ($store:ident, $db:ty) => {
+        impl $store {
+            async fn update_token(tx: &mut sqlx::Transaction<'static, $db>, token: &TokenRow) -> StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE tokens SET card_id = $3, expiry = $4, status = $5, activated = $6, deleted = $7, holds = $8, suspend_reason = $9, \
+                     status_reason = $10, status_channel = $11, is_default = $12, domain_nfc = $13, domain_in_app = $14, ecash_enabled = $15, \
+                     ecash_balance = $16, atc_issued_until = $17, assurance_level = $18, updated_at = $19, version = version + 1 \
+                     WHERE id = $1 AND version = $2",
+                )
+                .bind(&token.id)
+                .bind(token.version)
+                .bind(&token.card_id)
+                .bind(&token.expiry)
+                .bind(&token.status)
+                .bind(token.activated)
+                .bind(token.deleted)
+                .bind(token.holds)
+                .bind(&token.suspend_reason)
+                .bind(&token.status_reason)
+                .bind(&token.status_channel)
+                .bind(token.is_default)
+                .bind(token.domain_nfc)
+                .bind(token.domain_in_app)
+                .bind(token.ecash_enabled)
+                .bind(token.ecash_balance)
+                .bind(token.atc_issued_until)
+                .bind(&token.assurance_level)
+                .bind(token.updated_at)
+                .execute(&mut **tx)
+                .await?;
+                if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+            }
+        }
+    };
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+backend!(
+    SqliteStore,
+    sqlx::sqlite::SqliteRow,
+    SQLITE_MIGRATIONS,
+    CLAIM_SQLITE
+);
+backend!(
+    PgStore,
+    sqlx::postgres::PgRow,
+    POSTGRES_MIGRATIONS,
+    CLAIM_POSTGRES
+);
+token_update!(SqliteStore, sqlx::Sqlite);
+token_update!(PgStore, sqlx::Postgres);

@@ -1,0 +1,837 @@
+//! The storage contract: every behaviour the token service relies on, run against both
+//! backends. Each test is written once as an `async fn(AnyStore)` and instantiated for
+//! SQLite (a fresh file) and PostgreSQL (a fresh schema on the local server); the PostgreSQL
+//! variants fail, never skip, when the server is unreachable.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+
+use cloudpass_store::testing::{fresh_postgres, fresh_sqlite};
+use cloudpass_store::*;
+
+async fn on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(AnyStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let fresh = fresh_sqlite().await.unwrap();
+    test(fresh.store.clone()).await;
+    fresh.cleanup().await;
+}
+
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(AnyStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let fresh = fresh_postgres().await.unwrap();
+    test(fresh.store.clone()).await;
+    fresh.cleanup().await;
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::on_sqlite(super::$name).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::on_postgres(super::$name).await; })*
+        }
+    };
+}
+
+contract!(
+    migrations_are_idempotent,
+    keys_are_written_once,
+    participants_round_trip,
+    tokens_round_trip_and_vault_entry,
+    one_live_token_per_card_and_device,
+    one_default_per_device_and_atomic_switch,
+    stale_versions_conflict_and_nothing_is_half_written,
+    device_guard_serializes_changes,
+    outbox_delivers_in_order_per_token,
+    idempotency_keys,
+    concurrent_loads_leave_one_live_token,
+);
+
+const NOW: i64 = 1_764_000_000_000;
+
+async fn seed(store: &AnyStore) {
+    store
+        .insert_issuer(
+            &IssuerRow {
+                id: "iss_cmb".into(),
+                name: "China Merchants Bank".into(),
+                api_key_hash: vec![1; 32],
+                webhook_url: Some("http://127.0.0.1:9/issuer".into()),
+                webhook_secret: Some(vec![9; 40]),
+                created_at: NOW,
+            },
+            &[
+                BinRangeRow {
+                    prefix: "622609".into(),
+                    kind: "card".into(),
+                    issuer_id: "iss_cmb".into(),
+                    product: "debit".into(),
+                    funding: "debit".into(),
+                },
+                BinRangeRow {
+                    prefix: "623118".into(),
+                    kind: "token".into(),
+                    issuer_id: "iss_cmb".into(),
+                    product: "debit".into(),
+                    funding: "debit".into(),
+                },
+            ],
+            &[ProductRow {
+                issuer_id: "iss_cmb".into(),
+                product: "debit".into(),
+                currency: 156,
+                contactless_no_pin_limit: 100_000,
+                online_no_pin_limit: 50_000,
+                updated_at: NOW,
+                version: 0,
+            }],
+        )
+        .await
+        .unwrap();
+    store
+        .insert_token_requestor(&TokenRequestorRow {
+            id: "40010030273".into(),
+            name: "Apple Pay".into(),
+            wallet: "apple".into(),
+            api_key_hash: vec![2; 32],
+            webhook_url: None,
+            webhook_secret: None,
+            created_at: NOW,
+        })
+        .await
+        .unwrap();
+    store
+        .insert_user(&UserRow {
+            id: "usr_1".into(),
+            token_requestor_id: "40010030273".into(),
+            account_id: "alice".into(),
+            created_at: NOW,
+        })
+        .await
+        .unwrap();
+    for device in ["dev_1", "dev_2"] {
+        store.insert_device(&device_row(device)).await.unwrap();
+    }
+    let mut changeset = Changeset::default();
+    changeset.card_inserts.push(card_row("card_1", 1));
+    changeset.card_inserts.push(card_row("card_2", 2));
+    store.commit(&changeset).await.unwrap();
+}
+
+fn device_row(id: &str) -> DeviceRow {
+    DeviceRow {
+        id: id.into(),
+        token_requestor_id: "40010030273".into(),
+        external_id: format!("ext-{id}"),
+        kind: "handset_se".into(),
+        brand: "apple".into(),
+        state: "active".into(),
+        user_id: Some("usr_1".into()),
+        unlock_set: true,
+        public_key: vec![7; 32],
+        created_at: NOW,
+        updated_at: NOW,
+        version: 0,
+    }
+}
+
+fn card_row(id: &str, n: u8) -> CardRow {
+    CardRow {
+        id: id.into(),
+        issuer_id: "iss_cmb".into(),
+        pan_fingerprint: vec![n; 32],
+        pan_encrypted: vec![0xEE; 44],
+        pan_bin: "622609".into(),
+        pan_last4: format!("004{n}"),
+        expiry: "2912".into(),
+        funding: "debit".into(),
+        product: "debit".into(),
+        status: "active".into(),
+        reserved_phone_masked: Some("181****0000".into()),
+        par: format!("U001{:025}", n),
+        created_at: NOW,
+        updated_at: NOW,
+        version: 0,
+    }
+}
+
+fn token_row(id: &str, number: &str, card: &str, device: &str, is_default: bool) -> TokenRow {
+    TokenRow {
+        id: id.into(),
+        token_number: number.into(),
+        card_id: card.into(),
+        device_id: device.into(),
+        token_requestor_id: "40010030273".into(),
+        user_id: "usr_1".into(),
+        expiry: "2911".into(),
+        status: "active".into(),
+        activated: true,
+        deleted: false,
+        holds: 0,
+        suspend_reason: None,
+        status_reason: None,
+        status_channel: "network".into(),
+        is_default,
+        domain_nfc: true,
+        domain_in_app: true,
+        ecash_enabled: false,
+        ecash_balance: 0,
+        pan_sequence: 0,
+        atc_issued_until: 0,
+        assurance_level: "03".into(),
+        provisioned_seq: NOW,
+        created_at: NOW,
+        updated_at: NOW,
+        version: 0,
+    }
+}
+
+fn insert(token: TokenRow) -> Changeset {
+    Changeset {
+        token_inserts: vec![token],
+        ..Changeset::default()
+    }
+}
+
+async fn migrations_are_idempotent(store: AnyStore) {
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+}
+
+async fn keys_are_written_once(store: AnyStore) {
+    assert_eq!(store.key("dek").await.unwrap(), None);
+    assert_eq!(
+        store
+            .insert_key_if_absent("dek", "first", NOW)
+            .await
+            .unwrap(),
+        "first"
+    );
+    assert_eq!(
+        store
+            .insert_key_if_absent("dek", "second", NOW)
+            .await
+            .unwrap(),
+        "first"
+    );
+    assert_eq!(store.key("dek").await.unwrap().as_deref(), Some("first"));
+}
+
+async fn participants_round_trip(store: AnyStore) {
+    seed(&store).await;
+    let issuer = store.issuer("iss_cmb").await.unwrap().unwrap();
+    assert_eq!(issuer.webhook_secret, Some(vec![9; 40]));
+    assert_eq!(
+        store.issuer_by_api_key(&[1; 32]).await.unwrap().unwrap().id,
+        "iss_cmb"
+    );
+    assert!(store.issuer_by_api_key(&[3; 32]).await.unwrap().is_none());
+    assert_eq!(store.issuers().await.unwrap().len(), 1);
+    assert_eq!(store.bin_ranges().await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .product("iss_cmb", "debit")
+            .await
+            .unwrap()
+            .unwrap()
+            .contactless_no_pin_limit,
+        100_000
+    );
+    assert_eq!(
+        store
+            .token_requestor_by_api_key(&[2; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "Apple Pay"
+    );
+    assert_eq!(store.token_requestors().await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .user_by_account("40010030273", "alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "usr_1"
+    );
+    let duplicate = store
+        .insert_user(&UserRow {
+            id: "usr_2".into(),
+            token_requestor_id: "40010030273".into(),
+            account_id: "alice".into(),
+            created_at: NOW,
+        })
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Duplicate(Duplicate::User))),
+        "{duplicate:?}"
+    );
+    let device = store
+        .device_by_external_id("40010030273", "ext-dev_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(device, device_row("dev_1"));
+    assert!(matches!(
+        store
+            .insert_device(&DeviceRow {
+                id: "dev_9".into(),
+                ..device_row("dev_1")
+            })
+            .await,
+        Err(StoreError::Duplicate(Duplicate::Device))
+    ));
+    assert_eq!(
+        store.card_by_fingerprint(&[1; 32]).await.unwrap().unwrap(),
+        card_row("card_1", 1)
+    );
+    let mut changeset = Changeset::default();
+    changeset.card_inserts.push(CardRow {
+        id: "card_9".into(),
+        par: "U001X".into(),
+        ..card_row("card_1", 1)
+    });
+    assert!(matches!(
+        store.commit(&changeset).await,
+        Err(StoreError::Duplicate(Duplicate::CardFingerprint))
+    ));
+}
+
+async fn tokens_round_trip_and_vault_entry(store: AnyStore) {
+    seed(&store).await;
+    let token = token_row("tok_1", "6231180000000008", "card_1", "dev_1", true);
+    let mut changeset = insert(token.clone());
+    changeset.history.push(HistoryRow {
+        token_id: "tok_1".into(),
+        at: NOW,
+        event: "provision".into(),
+        channel: "network".into(),
+        from_status: None,
+        to_status: "active".into(),
+        reason: None,
+        detail: Some("green".into()),
+    });
+    store.commit(&changeset).await.unwrap();
+    assert_eq!(store.token("tok_1").await.unwrap().unwrap(), token);
+    assert_eq!(
+        store
+            .token_by_number("6231180000000008")
+            .await
+            .unwrap()
+            .unwrap(),
+        token
+    );
+    assert_eq!(
+        store.tokens_by_device("dev_1").await.unwrap(),
+        vec![token.clone()]
+    );
+    assert_eq!(
+        store.tokens_by_card("card_1").await.unwrap(),
+        vec![token.clone()]
+    );
+    assert_eq!(
+        store
+            .live_tokens_by_product("iss_cmb", "debit")
+            .await
+            .unwrap(),
+        vec![token.clone()]
+    );
+    let (vault_token, vault_card) = store
+        .vault_entry("6231180000000008")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((vault_token, vault_card), (token, card_row("card_1", 1)));
+    assert!(
+        store
+            .vault_entry("6231180000000016")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.history("tok_1").await.unwrap().len(), 1);
+}
+
+async fn one_live_token_per_card_and_device(store: AnyStore) {
+    seed(&store).await;
+    store
+        .commit(&insert(token_row(
+            "tok_1",
+            "6231180000000008",
+            "card_1",
+            "dev_1",
+            true,
+        )))
+        .await
+        .unwrap();
+    let second = store
+        .commit(&insert(token_row(
+            "tok_2",
+            "6231180000000016",
+            "card_1",
+            "dev_1",
+            false,
+        )))
+        .await;
+    assert!(
+        matches!(
+            second,
+            Err(StoreError::Duplicate(Duplicate::LiveTokenForCardOnDevice))
+        ),
+        "{second:?}"
+    );
+    // Same card on another device, another card on the same device: both fine.
+    store
+        .commit(&insert(token_row(
+            "tok_3",
+            "6231180000000024",
+            "card_1",
+            "dev_2",
+            true,
+        )))
+        .await
+        .unwrap();
+    store
+        .commit(&insert(token_row(
+            "tok_4",
+            "6231180000000032",
+            "card_2",
+            "dev_1",
+            false,
+        )))
+        .await
+        .unwrap();
+    // Once the first is deleted, the card may be loaded on that device again.
+    let mut deleted = store.token("tok_1").await.unwrap().unwrap();
+    deleted.deleted = true;
+    deleted.status = "deleted".into();
+    deleted.is_default = false;
+    store
+        .commit(&Changeset {
+            token_updates: vec![deleted],
+            ..Changeset::default()
+        })
+        .await
+        .unwrap();
+    store
+        .commit(&insert(token_row(
+            "tok_2",
+            "6231180000000016",
+            "card_1",
+            "dev_1",
+            false,
+        )))
+        .await
+        .unwrap();
+}
+
+async fn one_default_per_device_and_atomic_switch(store: AnyStore) {
+    seed(&store).await;
+    store
+        .commit(&insert(token_row(
+            "tok_1",
+            "6231180000000008",
+            "card_1",
+            "dev_1",
+            true,
+        )))
+        .await
+        .unwrap();
+    let second_default = store
+        .commit(&insert(token_row(
+            "tok_2",
+            "6231180000000016",
+            "card_2",
+            "dev_1",
+            true,
+        )))
+        .await;
+    assert!(
+        matches!(
+            second_default,
+            Err(StoreError::Duplicate(Duplicate::DefaultOnDevice))
+        ),
+        "{second_default:?}"
+    );
+    store
+        .commit(&insert(token_row(
+            "tok_2",
+            "6231180000000016",
+            "card_2",
+            "dev_1",
+            false,
+        )))
+        .await
+        .unwrap();
+    // Switch the default in one changeset; the order of the rows does not matter.
+    let mut new_default = store.token("tok_2").await.unwrap().unwrap();
+    new_default.is_default = true;
+    let mut old_default = store.token("tok_1").await.unwrap().unwrap();
+    old_default.is_default = false;
+    store
+        .commit(&Changeset {
+            token_updates: vec![new_default, old_default],
+            ..Changeset::default()
+        })
+        .await
+        .unwrap();
+    let defaults: Vec<String> = store
+        .tokens_by_device("dev_1")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.is_default)
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(defaults, vec!["tok_2".to_owned()]);
+    // A deleted token can never be the default (check constraint).
+    let mut bad = store.token("tok_2").await.unwrap().unwrap();
+    bad.deleted = true;
+    bad.status = "deleted".into();
+    assert!(
+        store
+            .commit(&Changeset {
+                token_updates: vec![bad],
+                ..Changeset::default()
+            })
+            .await
+            .is_err()
+    );
+}
+
+async fn stale_versions_conflict_and_nothing_is_half_written(store: AnyStore) {
+    seed(&store).await;
+    store
+        .commit(&insert(token_row(
+            "tok_1",
+            "6231180000000008",
+            "card_1",
+            "dev_1",
+            true,
+        )))
+        .await
+        .unwrap();
+    let read = store.token("tok_1").await.unwrap().unwrap();
+    let mut first = read.clone();
+    first.status_reason = Some("first".into());
+    store
+        .commit(&Changeset {
+            token_updates: vec![first],
+            ..Changeset::default()
+        })
+        .await
+        .unwrap();
+    // A second writer that read the same version loses, and none of its other rows land.
+    let mut second = read.clone();
+    second.status_reason = Some("second".into());
+    let changeset = Changeset {
+        token_updates: vec![second],
+        history: vec![HistoryRow {
+            token_id: "tok_1".into(),
+            at: NOW,
+            event: "suspend".into(),
+            channel: "wallet".into(),
+            from_status: Some("active".into()),
+            to_status: "suspended".into(),
+            reason: None,
+            detail: None,
+        }],
+        outbox: vec![NewOutboxEvent {
+            event_id: "evt_lost".into(),
+            subscriber_kind: "issuer".into(),
+            subscriber_id: "iss_cmb".into(),
+            token_id: "tok_1".into(),
+            event_type: "TOKEN_STATUS_UPDATED".into(),
+            payload: "{}".into(),
+            created_at: NOW,
+        }],
+        ..Changeset::default()
+    };
+    assert!(matches!(
+        store.commit(&changeset).await,
+        Err(StoreError::Conflict)
+    ));
+    let stored = store.token("tok_1").await.unwrap().unwrap();
+    assert_eq!(stored.status_reason.as_deref(), Some("first"));
+    assert_eq!(stored.version, 1);
+    assert!(store.history("tok_1").await.unwrap().is_empty());
+    assert!(store.outbox_for_token("tok_1").await.unwrap().is_empty());
+}
+
+async fn device_guard_serializes_changes(store: AnyStore) {
+    seed(&store).await;
+    let device = store.device("dev_1").await.unwrap().unwrap();
+    let guarded = |version| Changeset {
+        device_guards: vec![("dev_1".into(), version)],
+        ..Changeset::default()
+    };
+    store.commit(&guarded(device.version)).await.unwrap();
+    assert!(matches!(
+        store.commit(&guarded(device.version)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.device("dev_1").await.unwrap().unwrap().version,
+        device.version + 1
+    );
+    let mut lost = store.device("dev_1").await.unwrap().unwrap();
+    lost.state = "lost".into();
+    store
+        .commit(&Changeset {
+            device_updates: vec![lost.clone()],
+            ..Changeset::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.device("dev_1").await.unwrap().unwrap().state, "lost");
+    assert!(matches!(
+        store
+            .commit(&Changeset {
+                device_updates: vec![lost],
+                ..Changeset::default()
+            })
+            .await,
+        Err(StoreError::Conflict)
+    ));
+}
+
+fn event(id: &str, token: &str, at: i64) -> NewOutboxEvent {
+    NewOutboxEvent {
+        event_id: id.into(),
+        subscriber_kind: "token_requestor".into(),
+        subscriber_id: "40010030273".into(),
+        token_id: token.into(),
+        event_type: "TOKEN_STATUS_UPDATED".into(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+        created_at: at,
+    }
+}
+
+async fn outbox_delivers_in_order_per_token(store: AnyStore) {
+    seed(&store).await;
+    store
+        .commit(&insert(token_row(
+            "tok_1",
+            "6231180000000008",
+            "card_1",
+            "dev_1",
+            true,
+        )))
+        .await
+        .unwrap();
+    store
+        .commit(&insert(token_row(
+            "tok_2",
+            "6231180000000016",
+            "card_2",
+            "dev_1",
+            false,
+        )))
+        .await
+        .unwrap();
+    let changeset = Changeset {
+        outbox: vec![
+            event("e1", "tok_1", NOW),
+            event("e2", "tok_1", NOW),
+            event("e3", "tok_2", NOW),
+        ],
+        ..Changeset::default()
+    };
+    store.commit(&changeset).await.unwrap();
+
+    // Only the head of each token's queue is due; claimed events are leased.
+    let claimed = store.claim_due_events(NOW, NOW + 30_000, 10).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["e1", "e3"]
+    );
+    assert!(
+        store
+            .claim_due_events(NOW + 1, NOW + 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased events are not claimed twice"
+    );
+
+    // e1 fails once: it stays at the head, e2 waits behind it.
+    store
+        .record_delivery(
+            claimed[0].id,
+            &DeliveryOutcome::Retry {
+                error: "HTTP 500".into(),
+                next_attempt_at: NOW + 2_000,
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_delivery(claimed[1].id, &DeliveryOutcome::Delivered { at: NOW + 10 })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_due_events(NOW + 1_000, NOW + 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retry = store
+        .claim_due_events(NOW + 2_000, NOW + 40_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        retry
+            .iter()
+            .map(|e| e.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["e1"]
+    );
+    assert_eq!(retry[0].attempts, 1);
+    assert_eq!(retry[0].last_error.as_deref(), Some("HTTP 500"));
+    store
+        .record_delivery(
+            retry[0].id,
+            &DeliveryOutcome::GiveUp {
+                error: "HTTP 500".into(),
+                at: NOW + 2_100,
+            },
+        )
+        .await
+        .unwrap();
+    // A dead-lettered event no longer blocks the token's queue.
+    let next = store
+        .claim_due_events(NOW + 2_200, NOW + 40_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(),
+        ["e2"]
+    );
+    let all = store.outbox_for_token("tok_1").await.unwrap();
+    assert_eq!(all[0].failed_at, Some(NOW + 2_100));
+    assert_eq!(all[0].attempts, 2);
+
+    // Event ids are unique.
+    assert!(
+        store
+            .commit(&Changeset {
+                outbox: vec![event("e1", "tok_1", NOW)],
+                ..Changeset::default()
+            })
+            .await
+            .is_err()
+    );
+}
+
+async fn idempotency_keys(store: AnyStore) {
+    assert_eq!(
+        store
+            .idempotency_begin("tr:1", "k1", b"hash-a", NOW)
+            .await
+            .unwrap(),
+        IdempotencyBegin::New
+    );
+    assert_eq!(
+        store
+            .idempotency_begin("tr:1", "k1", b"hash-a", NOW)
+            .await
+            .unwrap(),
+        IdempotencyBegin::InProgress
+    );
+    assert_eq!(
+        store
+            .idempotency_begin("tr:1", "k1", b"hash-b", NOW)
+            .await
+            .unwrap(),
+        IdempotencyBegin::Mismatch
+    );
+    store
+        .idempotency_complete("tr:1", "k1", 201, "{\"ok\":true}")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .idempotency_begin("tr:1", "k1", b"hash-a", NOW)
+            .await
+            .unwrap(),
+        IdempotencyBegin::Replay {
+            status: 201,
+            body: "{\"ok\":true}".into()
+        }
+    );
+    // Keys are per principal.
+    assert_eq!(
+        store
+            .idempotency_begin("tr:2", "k1", b"hash-b", NOW)
+            .await
+            .unwrap(),
+        IdempotencyBegin::New
+    );
+    // A released key can be used again; a completed one cannot be released.
+    store.idempotency_release("tr:2", "k1").await.unwrap();
+    assert_eq!(
+        store
+            .idempotency_begin("tr:2", "k1", b"hash-c", NOW)
+            .await
+            .unwrap(),
+        IdempotencyBegin::New
+    );
+    store.idempotency_release("tr:1", "k1").await.unwrap();
+    assert!(matches!(
+        store
+            .idempotency_begin("tr:1", "k1", b"hash-a", NOW)
+            .await
+            .unwrap(),
+        IdempotencyBegin::Replay { .. }
+    ));
+}
+
+async fn concurrent_loads_leave_one_live_token(store: AnyStore) {
+    seed(&store).await;
+    let mut tasks = Vec::new();
+    for i in 0..16u32 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let number = format!("62311800000{:05}", i);
+            store
+                .commit(&insert(token_row(
+                    &format!("tok_{i}"),
+                    &number,
+                    "card_1",
+                    "dev_1",
+                    false,
+                )))
+                .await
+        }));
+    }
+    let mut successes = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => successes += 1,
+            Err(StoreError::Duplicate(Duplicate::LiveTokenForCardOnDevice)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(successes, 1);
+    let live = store
+        .tokens_by_device("dev_1")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| !t.deleted)
+        .count();
+    assert_eq!(live, 1);
+}
