@@ -19,7 +19,9 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::card_profile::{self, DeviceKeys, KeyDelivery, MAX_LIMITED_USE_KEYS};
 use crate::emv::{self, EmvError, SessionKeyInput};
+use crate::envelope::{self, DeviceEnvelope, EnvelopeError};
 use crate::pin::{self, Pin, PinBlockError};
 use crate::primitives::{self, Padding, Tdes2Key};
 
@@ -56,6 +58,12 @@ pub enum HsmError {
         expected: usize,
         actual: usize,
     },
+    #[error("{0}")]
+    Envelope(#[from] EnvelopeError),
+    #[error("limited-use keys come in batches of 1 to {MAX_LIMITED_USE_KEYS} within the ATC range")]
+    KeyBatch,
+    #[error("card profile too large")]
+    Profile,
 }
 
 /// What a key is for. Each usage has one algorithm.
@@ -380,6 +388,27 @@ pub trait Hsm: Send + Sync {
     ) -> Result<Zeroizing<Vec<u8>>, HsmError>;
     /// HMAC-SHA-256 of `data` under a fingerprint key.
     fn fingerprint(&self, fingerprint_key: KeyHandle, data: &[u8]) -> Result<[u8; 32], HsmError>;
+    /// Seals a card profile to a device: the token service's `profile` JSON with the keys the
+    /// device needs, derived here from the issuer master key for `account` (the token), and
+    /// encrypted to `device_public_key` (see `card_profile` and `envelope`).
+    fn seal_card_profile(
+        &self,
+        request: &CardProfileRequest<'_>,
+    ) -> Result<DeviceEnvelope, HsmError>;
+}
+
+/// What to seal into a device's card profile.
+#[derive(Clone, Copy)]
+pub struct CardProfileRequest<'a> {
+    pub issuer_master_key: KeyHandle,
+    pub account: &'a dyn AccountNumber,
+    pub pan_sequence: u8,
+    pub delivery: KeyDelivery,
+    pub profile: &'a [u8],
+    pub device_public_key: &'a [u8],
+    /// Authenticated with the envelope (the token's ID), so a profile cannot be replayed to
+    /// another token.
+    pub aad: &'a [u8],
 }
 
 struct Slot {
@@ -885,6 +914,53 @@ impl Hsm for SoftHsm {
             Ok(mac.finalize().into_bytes().into())
         })
     }
+
+    fn seal_card_profile(
+        &self,
+        request: &CardProfileRequest<'_>,
+    ) -> Result<DeviceEnvelope, HsmError> {
+        let keys = self.with_key(
+            request.issuer_master_key,
+            &[KeyUsage::IssuerMasterAc],
+            |_, material| {
+                let master = Zeroizing::new(emv::derive_icc_master_key(
+                    &Self::key16(material),
+                    request.account.expose(),
+                    request.pan_sequence,
+                )?);
+                Ok(match request.delivery {
+                    KeyDelivery::DeviceUnique => DeviceKeys::DeviceUnique {
+                        master_key: Zeroizing::new(*master),
+                    },
+                    KeyDelivery::LimitedUse { first_atc, count } => {
+                        if count == 0
+                            || count > MAX_LIMITED_USE_KEYS
+                            || first_atc.checked_add(count - 1).is_none()
+                        {
+                            return Err(HsmError::KeyBatch);
+                        }
+                        let keys = (first_atc..=first_atc + (count - 1))
+                            .map(|atc| {
+                                Zeroizing::new(emv::derive_session_key(
+                                    &master,
+                                    SessionKeyInput::Atc { atc },
+                                ))
+                            })
+                            .collect();
+                        DeviceKeys::LimitedUse { first_atc, keys }
+                    }
+                })
+            },
+        )?;
+        let plaintext =
+            card_profile::write(request.profile, &keys).map_err(|_| HsmError::Profile)?;
+        Ok(envelope::seal(
+            request.device_public_key,
+            &plaintext,
+            request.aad,
+            self.random.as_ref(),
+        )?)
+    }
 }
 
 #[cfg(test)]
@@ -1183,6 +1259,80 @@ mod tests {
                 actual: 8
             })
         );
+    }
+
+    #[test]
+    fn card_profiles_carry_keys_only_the_device_can_read() {
+        let hsm = hsm();
+        let imk = hsm
+            .import_clear(KeyUsage::IssuerMasterAc, &hex::decode(IMK).unwrap())
+            .unwrap();
+        let token = luhn_complete("623118000000000");
+        let device = crate::envelope::DeviceKeyPair::generate(&SeededRandom::new(5));
+        let request = CardProfileRequest {
+            issuer_master_key: imk,
+            account: &token,
+            pan_sequence: 0,
+            delivery: KeyDelivery::DeviceUnique,
+            profile: b"{\"token\":\"x\"}",
+            device_public_key: &device.public_key(),
+            aad: b"tok_1",
+        };
+        let envelope = hsm.seal_card_profile(&request).unwrap();
+        let opened = device.open(&envelope, b"tok_1").unwrap();
+        let (profile, keys) = card_profile::parse(&opened).unwrap();
+        assert_eq!(profile, b"{\"token\":\"x\"}");
+        let expected =
+            emv::derive_icc_master_key(&hex::decode_array(IMK).unwrap(), token.expose(), 0)
+                .unwrap();
+        assert_eq!(
+            keys,
+            DeviceKeys::DeviceUnique {
+                master_key: Zeroizing::new(expected)
+            }
+        );
+
+        // Limited-use keys are the session keys for the ATCs issued.
+        let envelope = hsm
+            .seal_card_profile(&CardProfileRequest {
+                delivery: KeyDelivery::LimitedUse {
+                    first_atc: 10,
+                    count: 3,
+                },
+                ..request
+            })
+            .unwrap();
+        let (_, keys) = card_profile::parse(&device.open(&envelope, b"tok_1").unwrap()).unwrap();
+        let DeviceKeys::LimitedUse { first_atc, keys } = keys else {
+            panic!("limited-use keys expected")
+        };
+        assert_eq!((first_atc, keys.len()), (10, 3));
+        assert_eq!(
+            *keys[2],
+            emv::derive_session_key(&expected, SessionKeyInput::Atc { atc: 12 })
+        );
+        for bad in [
+            KeyDelivery::LimitedUse {
+                first_atc: 0,
+                count: 0,
+            },
+            KeyDelivery::LimitedUse {
+                first_atc: 0,
+                count: 101,
+            },
+            KeyDelivery::LimitedUse {
+                first_atc: u16::MAX,
+                count: 2,
+            },
+        ] {
+            assert_eq!(
+                hsm.seal_card_profile(&CardProfileRequest {
+                    delivery: bad,
+                    ..request
+                }),
+                Err(HsmError::KeyBatch)
+            );
+        }
     }
 
     #[test]

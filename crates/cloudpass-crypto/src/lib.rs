@@ -9,7 +9,9 @@
 //! Everything here is checked against published vectors (docs/../shared/reference/switch.md
 //! §2 and §6; RFC 4493).
 
+pub mod card_profile;
 pub mod emv;
+pub mod envelope;
 pub mod hsm;
 pub mod pin;
 pub mod primitives;
