@@ -16,6 +16,7 @@ pub mod hsm;
 pub mod pin;
 pub mod primitives;
 pub mod random;
+pub mod signature;
 
 pub use hsm::{
     ArpcMethod, CheckValue, CryptogramRef, Hsm, HsmError, KeyHandle, KeyUsage, MasterKey,
