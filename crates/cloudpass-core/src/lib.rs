@@ -5,6 +5,7 @@
 //! touches a float. This crate does no IO and depends on nothing else of ours.
 
 pub mod card_number;
+pub mod clock;
 pub mod default_card;
 pub mod device;
 pub mod expiry;
@@ -16,6 +17,7 @@ pub mod response_code;
 pub mod trace;
 
 pub use card_number::{AccountNumber, CardNumberError, Pan, Token, luhn_check_digit, luhn_valid};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use expiry::{Expiry, ExpiryError};
 pub use money::{Currency, Money, MoneyError};
 pub use random::{Random, SeededRandom};
