@@ -20,17 +20,33 @@ fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Option<[u8; 32]> {
 
 /// The signature header value for `body` sent at `timestamp` (unix seconds).
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    mac(secret, timestamp, body).map(|m| format!("v1={}", cloudpass_core::hex::encode(&m))).unwrap_or_default()
+    mac(secret, timestamp, body)
+        .map(|m| format!("v1={}", cloudpass_core::hex::encode(&m)))
+        .unwrap_or_default()
 }
 
 /// Whether `header` signs `body` at `timestamp` and the timestamp is within `tolerance_seconds`
 /// of `now`.
-pub fn verify(secret: &[u8], timestamp: i64, body: &[u8], header: &str, now: i64, tolerance_seconds: i64) -> bool {
+pub fn verify(
+    secret: &[u8],
+    timestamp: i64,
+    body: &[u8],
+    header: &str,
+    now: i64,
+    tolerance_seconds: i64,
+) -> bool {
     if (now - timestamp).abs() > tolerance_seconds {
         return false;
     }
-    let Some(expected) = mac(secret, timestamp, body) else { return false };
-    let Some(given) = header.strip_prefix("v1=").and_then(|hex| cloudpass_core::hex::decode(hex).ok()) else { return false };
+    let Some(expected) = mac(secret, timestamp, body) else {
+        return false;
+    };
+    let Some(given) = header
+        .strip_prefix("v1=")
+        .and_then(|hex| cloudpass_core::hex::decode(hex).ok())
+    else {
+        return false;
+    };
     given.len() == expected.len() && bool::from(given.ct_eq(&expected))
 }
 
@@ -42,10 +58,48 @@ mod tests {
     fn signs_and_verifies() {
         let header = sign(b"secret", 1_764_000_000, b"{\"a\":1}");
         assert!(header.starts_with("v1=") && header.len() == 67);
-        assert!(verify(b"secret", 1_764_000_000, b"{\"a\":1}", &header, 1_764_000_100, 300));
-        assert!(!verify(b"secret", 1_764_000_000, b"{\"a\":2}", &header, 1_764_000_100, 300));
-        assert!(!verify(b"other", 1_764_000_000, b"{\"a\":1}", &header, 1_764_000_100, 300));
-        assert!(!verify(b"secret", 1_764_000_000, b"{\"a\":1}", &header, 1_764_001_000, 300), "too old");
-        assert!(!verify(b"secret", 1_764_000_000, b"{\"a\":1}", "v1=zz", 1_764_000_000, 300));
+        assert!(verify(
+            b"secret",
+            1_764_000_000,
+            b"{\"a\":1}",
+            &header,
+            1_764_000_100,
+            300
+        ));
+        assert!(!verify(
+            b"secret",
+            1_764_000_000,
+            b"{\"a\":2}",
+            &header,
+            1_764_000_100,
+            300
+        ));
+        assert!(!verify(
+            b"other",
+            1_764_000_000,
+            b"{\"a\":1}",
+            &header,
+            1_764_000_100,
+            300
+        ));
+        assert!(
+            !verify(
+                b"secret",
+                1_764_000_000,
+                b"{\"a\":1}",
+                &header,
+                1_764_001_000,
+                300
+            ),
+            "too old"
+        );
+        assert!(!verify(
+            b"secret",
+            1_764_000_000,
+            b"{\"a\":1}",
+            "v1=zz",
+            1_764_000_000,
+            300
+        ));
     }
 }

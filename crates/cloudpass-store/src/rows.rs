@@ -7,6 +7,8 @@
 pub struct IssuerRow {
     pub id: String,
     pub name: String,
+    /// Base URL of the bank's side of the issuer protocol.
+    pub api_url: String,
     /// SHA-256 of the bank's API key.
     pub api_key_hash: Vec<u8>,
     pub webhook_url: Option<String>,
@@ -128,6 +130,8 @@ pub struct TokenRow {
     /// HCE: limited-use keys have been issued for ATCs up to this one.
     pub atc_issued_until: i64,
     pub assurance_level: String,
+    /// Issuer-supplied metadata, a JSON object.
+    pub metadata: String,
     /// Order of provisioning on the device (for the default-card rule).
     pub provisioned_seq: i64,
     pub created_at: i64,

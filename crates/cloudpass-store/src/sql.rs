@@ -17,7 +17,7 @@ use crate::{
 
 macro_rules! issuer_columns {
     () => {
-        "id, name, api_key_hash, webhook_url, webhook_secret, created_at"
+        "id, name, api_url, api_key_hash, webhook_url, webhook_secret, created_at"
     };
 }
 macro_rules! requestor_columns {
@@ -47,7 +47,7 @@ macro_rules! card_columns {
 }
 macro_rules! token_columns {
     () => {
-        "id, token_number, card_id, device_id, token_requestor_id, user_id, expiry, status, activated, deleted, holds, suspend_reason, status_reason, status_channel, is_default, domain_nfc, domain_in_app, ecash_enabled, ecash_balance, pan_sequence, atc_issued_until, assurance_level, provisioned_seq, created_at, updated_at, version"
+        "id, token_number, card_id, device_id, token_requestor_id, user_id, expiry, status, activated, deleted, holds, suspend_reason, status_reason, status_channel, is_default, domain_nfc, domain_in_app, ecash_enabled, ecash_balance, pan_sequence, atc_issued_until, assurance_level, metadata, provisioned_seq, created_at, updated_at, version"
     };
 }
 macro_rules! outbox_columns {
@@ -57,7 +57,7 @@ macro_rules! outbox_columns {
 }
 macro_rules! qualified_token_columns {
     () => {
-        "t.id, t.token_number, t.card_id, t.device_id, t.token_requestor_id, t.user_id, t.expiry, t.status, t.activated, t.deleted, t.holds, t.suspend_reason, t.status_reason, t.status_channel, t.is_default, t.domain_nfc, t.domain_in_app, t.ecash_enabled, t.ecash_balance, t.pan_sequence, t.atc_issued_until, t.assurance_level, t.provisioned_seq, t.created_at, t.updated_at, t.version"
+        "t.id, t.token_number, t.card_id, t.device_id, t.token_requestor_id, t.user_id, t.expiry, t.status, t.activated, t.deleted, t.holds, t.suspend_reason, t.status_reason, t.status_channel, t.is_default, t.domain_nfc, t.domain_in_app, t.ecash_enabled, t.ecash_balance, t.pan_sequence, t.atc_issued_until, t.assurance_level, t.metadata, t.provisioned_seq, t.created_at, t.updated_at, t.version"
     };
 }
 macro_rules! aliased_card_columns {
@@ -175,6 +175,7 @@ macro_rules! backend {
                 Ok(IssuerRow {
                     id: row.try_get("id")?,
                     name: row.try_get("name")?,
+                    api_url: row.try_get("api_url")?,
                     api_key_hash: row.try_get("api_key_hash")?,
                     webhook_url: row.try_get("webhook_url")?,
                     webhook_secret: row.try_get("webhook_secret")?,
@@ -277,6 +278,7 @@ macro_rules! backend {
                     pan_sequence: row.try_get("pan_sequence")?,
                     atc_issued_until: row.try_get("atc_issued_until")?,
                     assurance_level: row.try_get("assurance_level")?,
+                    metadata: row.try_get("metadata")?,
                     provisioned_seq: row.try_get("provisioned_seq")?,
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
@@ -359,9 +361,10 @@ macro_rules! backend {
 
             async fn insert_issuer(&self, issuer: &IssuerRow, ranges: &[BinRangeRow], products: &[ProductRow]) -> StoreResult<()> {
                 let mut tx = self.writer().begin().await?;
-                sqlx::query("INSERT INTO issuers (id, name, api_key_hash, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                sqlx::query("INSERT INTO issuers (id, name, api_url, api_key_hash, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                     .bind(&issuer.id)
                     .bind(&issuer.name)
+                    .bind(&issuer.api_url)
                     .bind(&issuer.api_key_hash)
                     .bind(&issuer.webhook_url)
                     .bind(&issuer.webhook_secret)
@@ -714,7 +717,7 @@ macro_rules! backend {
                         "INSERT INTO tokens (",
                         token_columns!(),
                         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                         $18, $19, $20, $21, $22, $23, $24, $25, $26)"
+                         $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
                     ))
                     .bind(&token.id)
                     .bind(&token.token_number)
@@ -738,6 +741,7 @@ macro_rules! backend {
                     .bind(token.pan_sequence)
                     .bind(token.atc_issued_until)
                     .bind(&token.assurance_level)
+                    .bind(&token.metadata)
                     .bind(token.provisioned_seq)
                     .bind(token.created_at)
                     .bind(token.updated_at)
@@ -909,7 +913,7 @@ macro_rules! token_update {
                 let done = sqlx::query(
                     "UPDATE tokens SET card_id = $3, expiry = $4, status = $5, activated = $6, deleted = $7, holds = $8, suspend_reason = $9, \
                      status_reason = $10, status_channel = $11, is_default = $12, domain_nfc = $13, domain_in_app = $14, ecash_enabled = $15, \
-                     ecash_balance = $16, atc_issued_until = $17, assurance_level = $18, updated_at = $19, version = version + 1 \
+                     ecash_balance = $16, atc_issued_until = $17, assurance_level = $18, metadata = $19, updated_at = $20, version = version + 1 \
                      WHERE id = $1 AND version = $2",
                 )
                 .bind(&token.id)
@@ -930,6 +934,7 @@ macro_rules! token_update {
                 .bind(token.ecash_balance)
                 .bind(token.atc_issued_until)
                 .bind(&token.assurance_level)
+                .bind(&token.metadata)
                 .bind(token.updated_at)
                 .execute(&mut **tx)
                 .await?;

@@ -62,6 +62,7 @@ async fn seed(store: &AnyStore) {
             &IssuerRow {
                 id: "iss_cmb".into(),
                 name: "China Merchants Bank".into(),
+                api_url: "http://127.0.0.1:9/issuer".into(),
                 api_key_hash: vec![1; 32],
                 webhook_url: Some("http://127.0.0.1:9/issuer".into()),
                 webhook_secret: Some(vec![9; 40]),
@@ -186,6 +187,7 @@ fn token_row(id: &str, number: &str, card: &str, device: &str, is_default: bool)
         pan_sequence: 0,
         atc_issued_until: 0,
         assurance_level: "03".into(),
+        metadata: "{}".into(),
         provisioned_seq: NOW,
         created_at: NOW,
         updated_at: NOW,

@@ -11,8 +11,11 @@ CREATE TABLE hsm_keys (
 CREATE TABLE issuers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
+    -- Where the TSP asks the bank (checkEligibility, approveProvision, sendPasscode).
+    api_url TEXT NOT NULL,
     api_key_hash BYTEA NOT NULL UNIQUE,
     webhook_url TEXT,
+    -- Shared secret for signing calls and notifications, encrypted under the data key.
     webhook_secret BYTEA,
     created_at BIGINT NOT NULL
 );
@@ -114,6 +117,8 @@ CREATE TABLE tokens (
     pan_sequence BIGINT NOT NULL,
     atc_issued_until BIGINT NOT NULL,
     assurance_level TEXT NOT NULL,
+    -- Issuer-supplied metadata (JSON object), sent to the wallet.
+    metadata TEXT NOT NULL,
     provisioned_seq BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,

@@ -11,8 +11,11 @@ CREATE TABLE hsm_keys (
 CREATE TABLE issuers (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
+    -- Where the TSP asks the bank (checkEligibility, approveProvision, sendPasscode).
+    api_url TEXT NOT NULL,
     api_key_hash BLOB NOT NULL UNIQUE,
     webhook_url TEXT,
+    -- Shared secret for signing calls and notifications, encrypted under the data key.
     webhook_secret BLOB,
     created_at INTEGER NOT NULL
 );
@@ -114,6 +117,8 @@ CREATE TABLE tokens (
     pan_sequence INTEGER NOT NULL,
     atc_issued_until INTEGER NOT NULL,
     assurance_level TEXT NOT NULL,
+    -- Issuer-supplied metadata (JSON object), sent to the wallet.
+    metadata TEXT NOT NULL,
     provisioned_seq INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
