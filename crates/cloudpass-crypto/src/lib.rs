@@ -18,9 +18,11 @@ pub mod primitives;
 pub mod random;
 pub mod signature;
 
+pub use card_profile::{DeviceKeys, KeyDelivery};
+pub use envelope::{DeviceEnvelope, DeviceKeyPair};
 pub use hsm::{
-    ArpcMethod, CheckValue, CryptogramRef, Hsm, HsmError, KeyHandle, KeyUsage, MasterKey,
-    PinBlockFormat, PinBlockRef, PinVerificationValue, SoftHsm, WrappedKey,
+    ArpcMethod, CardProfileRequest, CheckValue, CryptogramRef, Hsm, HsmError, KeyHandle, KeyUsage,
+    MasterKey, PinBlockFormat, PinBlockRef, PinVerificationValue, SoftHsm, WrappedKey,
 };
 pub use pin::{Pin, PinBlockError};
 pub use random::OsRandom;
