@@ -10,9 +10,12 @@
 //! - [`http`]: the `/tsp/v1` API.
 
 pub mod error;
+pub mod http;
 pub mod issuer_client;
 pub mod keys;
 pub mod model;
+pub mod notify;
+pub mod openapi;
 pub mod plan;
 pub mod secret;
 pub mod service;
