@@ -1,0 +1,9 @@
+//! Stand-ins for the parties outside the cloudpass network. Nothing in the platform depends
+//! on this crate; the binary wires these in for the sandbox and the tests.
+//!
+//! - [`issuer_host`]: a bank — its side of the token service's issuer protocol, its SMS
+//!   inbox, its back office.
+//! - [`webhook_sink`]: the wallets' and banks' notification receivers.
+
+pub mod issuer_host;
+pub mod webhook_sink;
