@@ -425,33 +425,30 @@ pub enum LifecycleError {
         channel: Channel,
         action: &'static str,
     },
-    #[error("the token was suspended by {holder}; only {who} can resume it")]
-    HeldByOther {
-        holder: &'static str,
-        who: &'static str,
-    },
+    #[error("{}", held_message(*hold))]
+    HeldByOther { hold: Hold },
     #[error("a pending token cannot be {action}; complete or abandon its activation first")]
     Pending { action: &'static str },
     #[error("the token is already active")]
     AlreadyActive,
 }
 
-fn describe_hold(hold: Hold) -> (&'static str, &'static str) {
+/// Why a resume is refused: whose suspension it is and what lifts it.
+fn held_message(hold: Hold) -> &'static str {
     match hold {
-        Hold::Wallet => ("the cardholder", "the wallet or the bank"),
-        Hold::Issuer => ("the bank", "the bank"),
-        Hold::CardLost => (
-            "the bank (card reported lost)",
-            "the bank, by reporting the card found",
-        ),
-        Hold::CardStolen => (
-            "the bank (card reported stolen)",
-            "the bank, by reporting the card found",
-        ),
-        Hold::DeviceLost => (
-            "the wallet (device reported lost)",
-            "the wallet, by reporting the device found",
-        ),
+        Hold::Wallet => {
+            "the token was suspended by the cardholder; only the wallet or the bank can resume it"
+        }
+        Hold::Issuer => "the token was suspended by the bank; only the bank can resume it",
+        Hold::CardLost => {
+            "the token is suspended because the bank reported the card lost; it resumes when the bank reports the card found"
+        }
+        Hold::CardStolen => {
+            "the token is suspended because the bank reported the card stolen; it resumes when the bank reports the card found"
+        }
+        Hold::DeviceLost => {
+            "the token is suspended because the device was reported lost; it resumes when the device is reported found"
+        }
     }
 }
 
@@ -505,9 +502,8 @@ pub fn apply(
             }
             if holds == state.holds {
                 // Nothing this channel may lift: say whose suspension it is.
-                let blocking = state.holds.iter().next().unwrap_or(Hold::Issuer);
-                let (holder, who) = describe_hold(blocking);
-                return Err(LifecycleError::HeldByOther { holder, who });
+                let hold = state.holds.iter().next().unwrap_or(Hold::Issuer);
+                return Err(LifecycleError::HeldByOther { hold });
             }
             next.holds = holds;
         }

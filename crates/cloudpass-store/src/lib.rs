@@ -53,6 +53,18 @@ pub trait TokenStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<()>> + Send;
     fn insert_user(&self, user: &UserRow) -> impl Future<Output = StoreResult<()>> + Send;
     fn insert_device(&self, device: &DeviceRow) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Points an issuer at new endpoints (the sandbox does this when its address changes).
+    fn set_issuer_endpoints(
+        &self,
+        id: &str,
+        api_url: &str,
+        webhook_url: Option<&str>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn set_token_requestor_webhook(
+        &self,
+        id: &str,
+        webhook_url: Option<&str>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
 
     // Reads.
     fn issuer(&self, id: &str) -> impl Future<Output = StoreResult<Option<IssuerRow>>> + Send;
@@ -268,6 +280,8 @@ delegate! {
     fn insert_token_requestor(&self, requestor: &TokenRequestorRow) -> StoreResult<()>;
     fn insert_user(&self, user: &UserRow) -> StoreResult<()>;
     fn insert_device(&self, device: &DeviceRow) -> StoreResult<()>;
+    fn set_issuer_endpoints(&self, id: &str, api_url: &str, webhook_url: Option<&str>) -> StoreResult<()>;
+    fn set_token_requestor_webhook(&self, id: &str, webhook_url: Option<&str>) -> StoreResult<()>;
     fn issuer(&self, id: &str) -> StoreResult<Option<IssuerRow>>;
     fn issuer_by_api_key(&self, hash: &[u8]) -> StoreResult<Option<IssuerRow>>;
     fn issuers(&self) -> StoreResult<Vec<IssuerRow>>;

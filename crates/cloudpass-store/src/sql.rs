@@ -446,6 +446,16 @@ macro_rules! backend {
                 Ok(())
             }
 
+            async fn set_issuer_endpoints(&self, id: &str, api_url: &str, webhook_url: Option<&str>) -> StoreResult<()> {
+                sqlx::query("UPDATE issuers SET api_url = $2, webhook_url = $3 WHERE id = $1").bind(id).bind(api_url).bind(webhook_url).execute(self.writer()).await?;
+                Ok(())
+            }
+
+            async fn set_token_requestor_webhook(&self, id: &str, webhook_url: Option<&str>) -> StoreResult<()> {
+                sqlx::query("UPDATE token_requestors SET webhook_url = $2 WHERE id = $1").bind(id).bind(webhook_url).execute(self.writer()).await?;
+                Ok(())
+            }
+
             async fn issuer(&self, id: &str) -> StoreResult<Option<IssuerRow>> {
                 self.one(concat!("SELECT ", issuer_columns!(), " FROM issuers WHERE id = $1"), &[id], Self::issuer_from).await
             }

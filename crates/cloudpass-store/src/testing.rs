@@ -42,6 +42,14 @@ enum Cleanup {
 }
 
 impl TestStore {
+    /// The PostgreSQL schema of this store, if it is one.
+    pub fn schema(&self) -> Option<&str> {
+        match &self.cleanup {
+            Cleanup::Schema(schema) => Some(schema),
+            Cleanup::Directory(_) => None,
+        }
+    }
+
     /// Removes the store's file or schema.
     pub async fn cleanup(self) {
         match self.cleanup {

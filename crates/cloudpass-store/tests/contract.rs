@@ -236,6 +236,29 @@ async fn participants_round_trip(store: AnyStore) {
     );
     assert!(store.issuer_by_api_key(&[3; 32]).await.unwrap().is_none());
     assert_eq!(store.issuers().await.unwrap().len(), 1);
+    store
+        .set_issuer_endpoints("iss_cmb", "http://127.0.0.1:1/new", None)
+        .await
+        .unwrap();
+    let moved = store.issuer("iss_cmb").await.unwrap().unwrap();
+    assert_eq!(
+        (moved.api_url.as_str(), moved.webhook_url),
+        ("http://127.0.0.1:1/new", None)
+    );
+    store
+        .set_token_requestor_webhook("40010030273", Some("http://127.0.0.1:1/hook"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .token_requestor("40010030273")
+            .await
+            .unwrap()
+            .unwrap()
+            .webhook_url
+            .as_deref(),
+        Some("http://127.0.0.1:1/hook")
+    );
     assert_eq!(store.bin_ranges().await.unwrap().len(), 2);
     assert_eq!(
         store

@@ -1433,7 +1433,7 @@ impl Tsp {
                         method: "sms".into(),
                         otp,
                         token_last4: last4(&token.token_number).to_owned(),
-                        wallet: tr.wallet.clone(),
+                        wallet: tr.name.clone(),
                     },
                 )
                 .await
@@ -1822,7 +1822,7 @@ impl Tsp {
                     method: "sms".into(),
                     otp,
                     token_last4: last4(&token.token_number).to_owned(),
-                    wallet: tr.wallet.clone(),
+                    wallet: tr.name.clone(),
                 },
             )
             .await

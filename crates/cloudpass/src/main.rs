@@ -22,6 +22,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the network: token service, issuer host stand-in and sandbox on one HTTP port.
+    Serve(cli::serve::ServeArgs),
+    /// Read the token service's store: tokens on a device, a token's history.
+    #[command(subcommand)]
+    Tokens(cli::tokens::TokensCommand),
     /// Read and write ISO 8583 messages of the cloudpass network profile.
     #[command(subcommand)]
     Iso8583(cli::iso8583::Iso8583Command),
@@ -33,9 +38,22 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
+/// Logs to stderr; `RUST_LOG` filters (default: info for cloudpass, warn for the rest).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,cloudpass=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Tokens(command) => cli::tokens::run(command),
         Command::Iso8583(command) => cli::iso8583::run(command),
         Command::Hsm(command) => cli::hsm::run(command),
         Command::Bench(command) => bench::run(command),

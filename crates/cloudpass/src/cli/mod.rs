@@ -2,6 +2,8 @@
 
 pub mod hsm;
 pub mod iso8583;
+pub mod serve;
+pub mod tokens;
 
 /// An error for the user: one line, no secrets.
 pub type CliResult = Result<(), String>;

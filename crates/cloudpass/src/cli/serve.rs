@@ -1,0 +1,50 @@
+//! `cloudpass serve`: the whole network in one process on one HTTP port, on the embedded
+//! SQLite store under `./cloudpass-data/` (or PostgreSQL with `DATABASE_URL`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use cloudpass::app::{self, AppConfig};
+use cloudpass::sandbox;
+
+use super::CliResult;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP port (token service API, issuer host, sandbox).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory of the embedded database and the sandbox's key files.
+    #[arg(long, default_value = "cloudpass-data")]
+    data_dir: PathBuf,
+}
+
+pub fn run(args: ServeArgs) -> CliResult {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let mut config = AppConfig::new(args.listen, args.data_dir);
+        config.database_url = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
+        if let Ok(text) = std::env::var(super::hsm::MASTER_KEY_VARIABLE) {
+            config.master_key = Some(cloudpass_crypto::MasterKey::from_hex(&text).map_err(|e| format!("{}: {e}", super::hsm::MASTER_KEY_VARIABLE))?);
+        }
+        let running = app::start(config).await?;
+        let base = running.base_url();
+        println!("cloudpass serving on {base}");
+        println!("  database: {}", running.database);
+        println!("  master key check value: {}", running.master_check_value);
+        println!("  token service API:  {base}/tsp/v1  (OpenAPI: {base}/tsp/v1/openapi.json)");
+        println!("  issuer host (sandbox bank): {base}/sim/issuer/v1   SMS inbox: {base}/sim/issuer/v1/sms?phone=18100000000");
+        println!("  notifications received: {base}/sandbox/v1/webhooks");
+        println!("  sandbox API keys: issuer {}; wallets {}", sandbox::ISSUER_API_KEY, sandbox::WALLETS.iter().map(|w| format!("{} ({})", w.api_key, w.name)).collect::<Vec<_>>().join(", "));
+        println!("  walkthrough: docs/tsp-api.md");
+        tracing::info!(address = %base, "serving");
+        let _ = tokio::signal::ctrl_c().await;
+        println!("shutting down");
+        running.stop().await;
+        Ok(())
+    })
+}

@@ -1,0 +1,5 @@
+//! The `cloudpass` binary's library half: the wiring of every component ([`app`]) and the
+//! sandbox seed ([`sandbox`]), shared by `cloudpass serve` and the black-box tests.
+
+pub mod app;
+pub mod sandbox;

@@ -1,0 +1,255 @@
+//! The sandbox seeded on first start: one issuer bank holding UnionPay's published test cards
+//! (reference/upacp.md §5), one token requestor per wallet brand, a wallet account, and
+//! webhook receivers for all of them. The API keys and secrets here are sandbox fixtures,
+//! documented in docs/tsp-api.md; they must never guard real data.
+
+use cloudpass_sim::issuer_host::SimCard;
+use cloudpass_store::{BinRangeRow, IssuerRow, ProductRow, TokenRequestorRow, TokenStore, UserRow};
+use cloudpass_tsp::Tsp;
+use cloudpass_tsp::http::api_key_hash;
+
+pub const ISSUER_ID: &str = "iss_sandbox";
+pub const ISSUER_NAME: &str = "Cloudpass Sandbox Bank";
+pub const ISSUER_API_KEY: &str = "sk_sandbox_issuer";
+pub const ISSUER_SECRET: &str = "whsec_sandbox_issuer";
+/// The wallet account seeded with every token requestor.
+pub const ACCOUNT_ID: &str = "alice";
+
+/// A wallet brand: token requestor ID, name, wallet code, API key, webhook secret.
+pub struct Wallet {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub wallet: &'static str,
+    pub api_key: &'static str,
+    pub secret: &'static str,
+}
+
+pub const WALLETS: &[Wallet] = &[
+    Wallet {
+        id: "40010030273",
+        name: "Apple Pay",
+        wallet: "apple",
+        api_key: "sk_sandbox_apple_pay",
+        secret: "whsec_sandbox_apple_pay",
+    },
+    Wallet {
+        id: "40010030281",
+        name: "Huawei Pay",
+        wallet: "huawei",
+        api_key: "sk_sandbox_huawei_pay",
+        secret: "whsec_sandbox_huawei_pay",
+    },
+    Wallet {
+        id: "40010030299",
+        name: "Mi Pay",
+        wallet: "xiaomi",
+        api_key: "sk_sandbox_mi_pay",
+        secret: "whsec_sandbox_mi_pay",
+    },
+    Wallet {
+        id: "40010030307",
+        name: "Samsung Pay",
+        wallet: "samsung",
+        api_key: "sk_sandbox_samsung_pay",
+        secret: "whsec_sandbox_samsung_pay",
+    },
+    Wallet {
+        id: "40010030315",
+        name: "Cloud QuickPass",
+        wallet: "quickpass",
+        api_key: "sk_sandbox_quickpass",
+        secret: "whsec_sandbox_quickpass",
+    },
+];
+
+/// Card BIN ranges of the sandbox bank: prefix, product (= funding).
+const CARD_BINS: &[(&str, &str)] = &[
+    ("622609", "debit"),
+    ("621626", "debit"),
+    ("622638", "credit"),
+    ("622155", "credit"),
+    ("520083", "credit"),
+];
+/// Token BIN ranges: device cards are numbered from these.
+const TOKEN_BINS: &[(&str, &str)] = &[("623118", "debit"), ("623128", "credit")];
+
+/// UnionPay's published test cards. Where the published expiry has passed (1225, 1125) the
+/// sandbox card expires in 2029 instead, so the cards stay usable; 6221558812340000 is left
+/// out because it fails the Luhn check every card number here must pass.
+pub fn cards() -> Vec<SimCard> {
+    let card = |number: &str,
+                expiry: &str,
+                cvn2: Option<&str>,
+                phone: &str,
+                holder: &str,
+                funding: &str,
+                provisioning: &str| SimCard {
+        number: number.into(),
+        expiry: expiry.into(),
+        cvn2: cvn2.map(Into::into),
+        phone: phone.into(),
+        holder_name: holder.into(),
+        funding: funding.into(),
+        product: funding.into(),
+        provisioning: provisioning.into(),
+    };
+    vec![
+        // 招商借记: PIN 111101.
+        card(
+            "6226090000000048",
+            "2912",
+            None,
+            "18100000000",
+            "张三",
+            "debit",
+            "green",
+        ),
+        // 华夏贷记: the yellow path (SMS code to 18100000000).
+        card(
+            "6226388000000095",
+            "2912",
+            Some("248"),
+            "18100000000",
+            "张三",
+            "credit",
+            "yellow",
+        ),
+        // 平安借记: PIN 123456.
+        card(
+            "6216261000000000018",
+            "2912",
+            None,
+            "13552535506",
+            "全渠道",
+            "debit",
+            "green",
+        ),
+        // 农行贷记.
+        card(
+            "5200831111111113",
+            "2911",
+            Some("123"),
+            "13552535506",
+            "互联网",
+            "credit",
+            "green",
+        ),
+    ]
+}
+
+/// Seeds the token service's side of the sandbox, once. Returns whether it seeded.
+pub async fn seed_tsp(tsp: &Tsp, base_url: &str) -> Result<bool, String> {
+    let store = tsp.store();
+    let failed = |e: &dyn std::fmt::Display| format!("seeding the sandbox: {e}");
+    if store
+        .issuer(ISSUER_ID)
+        .await
+        .map_err(|e| failed(&e))?
+        .is_some()
+    {
+        refresh_urls(tsp, base_url).await?;
+        return Ok(false);
+    }
+    let now = tsp.now();
+    let issuer = IssuerRow {
+        id: ISSUER_ID.into(),
+        name: ISSUER_NAME.into(),
+        api_url: format!("{base_url}/sim/issuer/v1"),
+        api_key_hash: api_key_hash(ISSUER_API_KEY),
+        webhook_url: Some(format!("{base_url}/sandbox/v1/webhooks/{ISSUER_ID}")),
+        webhook_secret: Some(
+            tsp.seal_secret(ISSUER_ID, ISSUER_SECRET.as_bytes())
+                .map_err(|e| failed(&e))?,
+        ),
+        created_at: now,
+    };
+    let mut ranges = Vec::new();
+    for (kind, list) in [("card", CARD_BINS), ("token", TOKEN_BINS)] {
+        for (prefix, product) in list {
+            ranges.push(BinRangeRow {
+                prefix: (*prefix).into(),
+                kind: kind.into(),
+                issuer_id: ISSUER_ID.into(),
+                product: (*product).into(),
+                funding: (*product).into(),
+            });
+        }
+    }
+    let products = [("debit", 100_000, 50_000), ("credit", 100_000, 200_000)].map(
+        |(product, contactless, online)| ProductRow {
+            issuer_id: ISSUER_ID.into(),
+            product: product.into(),
+            currency: 156,
+            contactless_no_pin_limit: contactless,
+            online_no_pin_limit: online,
+            updated_at: now,
+            version: 0,
+        },
+    );
+    store
+        .insert_issuer(&issuer, &ranges, &products)
+        .await
+        .map_err(|e| failed(&e))?;
+    for wallet in WALLETS {
+        store
+            .insert_token_requestor(&TokenRequestorRow {
+                id: wallet.id.into(),
+                name: wallet.name.into(),
+                wallet: wallet.wallet.into(),
+                api_key_hash: api_key_hash(wallet.api_key),
+                webhook_url: Some(format!("{base_url}/sandbox/v1/webhooks/{}", wallet.id)),
+                webhook_secret: Some(
+                    tsp.seal_secret(wallet.id, wallet.secret.as_bytes())
+                        .map_err(|e| failed(&e))?,
+                ),
+                created_at: now,
+            })
+            .await
+            .map_err(|e| failed(&e))?;
+        store
+            .insert_user(&UserRow {
+                id: format!("usr_sandbox_{}", wallet.wallet),
+                token_requestor_id: wallet.id.into(),
+                account_id: ACCOUNT_ID.into(),
+                created_at: now,
+            })
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    tsp.reload_bins().await.map_err(|e| failed(&e))?;
+    Ok(true)
+}
+
+/// Points the sandbox's endpoints at this run's address.
+async fn refresh_urls(tsp: &Tsp, base_url: &str) -> Result<(), String> {
+    let store = tsp.store();
+    let failed = |e: &dyn std::fmt::Display| format!("updating the sandbox's addresses: {e}");
+    store
+        .set_issuer_endpoints(
+            ISSUER_ID,
+            &format!("{base_url}/sim/issuer/v1"),
+            Some(&format!("{base_url}/sandbox/v1/webhooks/{ISSUER_ID}")),
+        )
+        .await
+        .map_err(|e| failed(&e))?;
+    for wallet in WALLETS {
+        store
+            .set_token_requestor_webhook(
+                wallet.id,
+                Some(&format!("{base_url}/sandbox/v1/webhooks/{}", wallet.id)),
+            )
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(())
+}
+
+/// Every subscriber's webhook secret, for the sandbox's webhook receiver.
+pub fn webhook_secrets() -> std::collections::HashMap<String, Vec<u8>> {
+    let mut secrets: std::collections::HashMap<String, Vec<u8>> = WALLETS
+        .iter()
+        .map(|w| (w.id.to_owned(), w.secret.as_bytes().to_vec()))
+        .collect();
+    secrets.insert(ISSUER_ID.to_owned(), ISSUER_SECRET.as_bytes().to_vec());
+    secrets
+}
