@@ -30,6 +30,8 @@ pub enum TspError {
     Lifecycle(#[from] LifecycleError),
     #[error("{0}")]
     Device(#[from] DeviceError),
+    #[error("that wallet account is not the one signed in on the device")]
+    AccountNotOnDevice,
     #[error("only an active token can be the default card")]
     TokenNotActive,
     #[error("this token is not on an HCE device; its keys are not replenished")]
@@ -90,6 +92,7 @@ impl TspError {
                     "DEVICE_STATE"
                 }
             },
+            TspError::AccountNotOnDevice => "ACCOUNT_NOT_ON_DEVICE",
             TspError::TokenNotActive => "TOKEN_NOT_ACTIVE",
             TspError::NotHce => "NOT_HCE_TOKEN",
             TspError::Busy => "CONCURRENT_MODIFICATION",
@@ -117,6 +120,7 @@ impl TspError {
             | TspError::AlreadyExists(_)
             | TspError::Lifecycle(_)
             | TspError::Device(_)
+            | TspError::AccountNotOnDevice
             | TspError::TokenNotActive
             | TspError::NotHce
             | TspError::Busy

@@ -1215,11 +1215,6 @@ impl Tsp {
         // The device and the account.
         let device = self.device_of(tr, &request.device_id).await?;
         let user = self.user_by_account(tr, &request.account_id).await?;
-        if device.user_id.as_deref() != Some(user.id.as_str()) {
-            return Err(TspError::InvalidRequest(
-                "that account is not the one signed in on the device".into(),
-            ));
-        }
         let kind = DeviceKind::parse(&device.kind)
             .ok_or_else(|| TspError::Internal("bad device kind".into()))?;
         let state = DeviceState::parse(&device.state)
@@ -1228,10 +1223,13 @@ impl Tsp {
             kind,
             DeviceCondition {
                 state,
-                signed_in: true,
+                signed_in: device.user_id.is_some(),
                 unlock_set: device.unlock_set,
             },
         )?;
+        if device.user_id.as_deref() != Some(user.id.as_str()) {
+            return Err(TspError::AccountNotOnDevice);
+        }
         let (nfc, in_app) = match &request.domains {
             None => (true, true),
             Some(domains) => {

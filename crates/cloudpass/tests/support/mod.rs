@@ -1,6 +1,8 @@
 //! Helpers shared by the binary's black-box tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod app;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

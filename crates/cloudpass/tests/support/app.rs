@@ -1,0 +1,247 @@
+//! A real cloudpass instance for black-box tests: the whole app on a random port with a fresh
+//! database — an SQLite file in a new directory, or a new schema on the PostgreSQL test
+//! server — and an HTTP client that speaks to it as a wallet, a bank or the sandbox.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use cloudpass::app::{self, AppConfig, RunningApp};
+use cloudpass::sandbox;
+use cloudpass_crypto::DeviceKeyPair;
+use cloudpass_store::testing::{TestStore, fresh_postgres, postgres_url};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub running: RunningApp,
+    pub http: reqwest::Client,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub backend: Backend,
+    postgres: Option<TestStore>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unique() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub const APPLE: &str = sandbox::WALLETS[0].api_key;
+pub const HUAWEI: &str = sandbox::WALLETS[1].api_key;
+pub const QUICKPASS: &str = sandbox::WALLETS[4].api_key;
+pub const BANK: &str = sandbox::ISSUER_API_KEY;
+
+/// A green debit card, a yellow credit card, another green debit card.
+pub const CMB_DEBIT: &str = "6226090000000048";
+pub const HUAXIA_CREDIT: &str = "6226388000000095";
+pub const PINGAN_DEBIT: &str = "6216261000000000018";
+pub const ABC_CREDIT: &str = "5200831111111113";
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> TestApp {
+        let data_dir = std::env::temp_dir().join(format!("cloudpass-app-{}", unique()));
+        let mut config = AppConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir.clone());
+        config.notifier.idle_poll = Duration::from_millis(20);
+        config.notifier.first_backoff = Duration::from_millis(50);
+        let postgres = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let fresh = fresh_postgres()
+                    .await
+                    .expect("the PostgreSQL test server must be reachable");
+                config.database_url = Some(postgres_url());
+                config.postgres_schema = fresh.schema().map(str::to_owned);
+                Some(fresh)
+            }
+        };
+        let running = app::start(config).await.expect("the app starts");
+        let base = running.base_url();
+        TestApp {
+            running,
+            http: reqwest::Client::new(),
+            base,
+            data_dir,
+            backend,
+            postgres,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.running.stop().await;
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(fresh) = self.postgres {
+            fresh.cleanup().await;
+        }
+    }
+
+    /// A mutating call with a fresh idempotency key.
+    pub async fn post(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+        self.post_with_key(key, path, body, &format!("test-{}", unique()))
+            .await
+    }
+
+    pub async fn post_with_key(
+        &self,
+        key: &str,
+        path: &str,
+        body: Value,
+        idempotency_key: &str,
+    ) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .header("idempotency-key", idempotency_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn put(&self, key: &str, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .header("idempotency-key", format!("test-{}", unique()))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, key: &str, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Registers a device for the sandbox account; returns its key pair.
+    pub async fn device(&self, wallet: &str, device_id: &str, kind: &str) -> DeviceKeyPair {
+        let keys = DeviceKeyPair::generate(&cloudpass_crypto::OsRandom);
+        let (status, body) = self
+            .post(
+                wallet,
+                "/tsp/v1/devices",
+                json!({"device_id": device_id, "kind": kind, "brand": "test", "account_id": sandbox::ACCOUNT_ID, "unlock_set": true,
+                       "public_key": cloudpass_core::hex::encode(&keys.public_key())}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        keys
+    }
+
+    pub async fn provision(
+        &self,
+        wallet: &str,
+        device_id: &str,
+        card: &str,
+        expiry: &str,
+        cvn2: Option<&str>,
+    ) -> (u16, Value) {
+        let mut card_data = json!({"number": card, "expiry": expiry});
+        if let Some(cvn2) = cvn2 {
+            card_data["cvn2"] = json!(cvn2);
+        }
+        self.post(
+            wallet,
+            "/tsp/v1/tokens",
+            json!({"device_id": device_id, "account_id": sandbox::ACCOUNT_ID, "card": card_data}),
+        )
+        .await
+    }
+
+    /// Provisions a green card and returns the token ID.
+    pub async fn green(&self, wallet: &str, device_id: &str, card: &str) -> String {
+        let expiry = if card == ABC_CREDIT { "2911" } else { "2912" };
+        let (status, body) = self.provision(wallet, device_id, card, expiry, None).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["decision"], "green");
+        body["token"]["token_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn token(&self, key: &str, token_id: &str) -> Value {
+        let (status, body) = self.get(key, &format!("/tsp/v1/tokens/{token_id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn device_tokens(&self, wallet: &str, device_id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(wallet, &format!("/tsp/v1/devices/{device_id}/tokens"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["tokens"].as_array().unwrap().clone()
+    }
+
+    /// The latest step-up code texted to a phone.
+    pub async fn latest_otp(&self, phone: &str) -> String {
+        let (status, body) = self
+            .get("", &format!("/sim/issuer/v1/sms?phone={phone}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let text = body["messages"][0]["text"]
+            .as_str()
+            .expect("an SMS was sent")
+            .to_owned();
+        text.split_whitespace()
+            .find(|word| word.len() >= 6 && word.chars().rev().take(6).all(|c| c.is_ascii_digit()))
+            .map(|w| w[w.len() - 6..].to_owned())
+            .expect("a code in the SMS")
+    }
+
+    /// Waits until the sandbox's receivers got `count` notifications about `token_id` for
+    /// `subscriber`, and returns them.
+    pub async fn notifications(
+        &self,
+        subscriber: &str,
+        token_id: &str,
+        count: usize,
+    ) -> Vec<Value> {
+        for _ in 0..200 {
+            let (_, body) = self
+                .get(
+                    "",
+                    &format!("/sandbox/v1/webhooks?subscriber={subscriber}&token_id={token_id}"),
+                )
+                .await;
+            let list = body["notifications"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if list.len() >= count {
+                return list;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let (_, body) = self
+            .get(
+                "",
+                &format!("/sandbox/v1/webhooks?subscriber={subscriber}&token_id={token_id}"),
+            )
+            .await;
+        panic!("expected {count} notifications for {token_id} at {subscriber}, got {body}");
+    }
+}
