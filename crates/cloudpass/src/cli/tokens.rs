@@ -90,8 +90,8 @@ pub fn run(command: TokensCommand) -> CliResult {
                         row.external_id, row.kind, row.brand, row.state
                     );
                     println!(
-                        "  {:<26} {:<6} {:<10} {:<8} {:<6} {:<26} {}",
-                        "token", "last4", "status", "default", "card", "holds", "status reason"
+                        "  {:<26} {:<6} {:<10} {:<8} {:<6} {:<26} status reason",
+                        "token", "last4", "status", "default", "card", "holds"
                     );
                     for token in store
                         .tokens_by_device(&row.id)
