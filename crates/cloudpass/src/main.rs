@@ -27,6 +27,9 @@ enum Command {
     /// Read the token service's store: tokens on a device, a token's history.
     #[command(subcommand)]
     Tokens(cli::tokens::TokensCommand),
+    /// Play the phone: make a device key pair, open a sealed card profile.
+    #[command(subcommand)]
+    Device(cli::device::DeviceCommand),
     /// Read and write ISO 8583 messages of the cloudpass network profile.
     #[command(subcommand)]
     Iso8583(cli::iso8583::Iso8583Command),
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Tokens(command) => cli::tokens::run(command),
+        Command::Device(command) => cli::device::run(command),
         Command::Iso8583(command) => cli::iso8583::run(command),
         Command::Hsm(command) => cli::hsm::run(command),
         Command::Bench(command) => bench::run(command),
