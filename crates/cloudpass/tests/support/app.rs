@@ -78,6 +78,11 @@ impl TestApp {
         }
     }
 
+    /// The PostgreSQL schema this instance uses, if it runs on PostgreSQL.
+    pub fn postgres_schema(&self) -> Option<&str> {
+        self.postgres.as_ref().and_then(TestStore::schema)
+    }
+
     pub async fn stop(self) {
         self.running.stop().await;
         let _ = std::fs::remove_dir_all(&self.data_dir);
