@@ -17,7 +17,7 @@ pub enum Duplicate {
     Other(String),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A row changed since it was read (optimistic concurrency): re-read and try again.
     #[error("concurrent modification; retry")]

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{ConnectOptions, Row};
 
 use crate::rows::*;
 use crate::{
@@ -84,13 +84,40 @@ const CLAIM_POSTGRES: &str = concat!(
     outbox_columns!()
 );
 
-/// The embedded backend: one file, WAL, one writer connection (SQLite allows one writer at a
-/// time anyway; a single connection makes writers queue in the pool instead of failing with
-/// SQLITE_BUSY) and a pool of read-only connections.
+/// A boxed future borrowing a connection.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What a write job reports back once the batch it ran in is committed (or not).
+type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+/// One write, queued for the writer task: whether it must run alone (migrations run their own
+/// transactions), and the work, which returns whether it succeeded and how to report back.
+struct WriteJob {
+    exclusive: bool,
+    run: Box<
+        dyn for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send,
+    >,
+    /// Reports a failure without running the job (its batch could not start).
+    abort: Finish,
+}
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 128;
+/// Most jobs waiting for the writer; callers wait beyond that.
+const QUEUE_BOUND: usize = 4096;
+
+/// The embedded backend: one file in WAL mode; reads through a pool of read-only
+/// connections; every write through one writer task that owns the only write connection.
+///
+/// The writer commits in groups: it takes every job waiting (up to [`MAX_BATCH`]), runs each
+/// inside its own savepoint of one transaction — a job that fails is rolled back alone — and
+/// commits once, so one fsync makes a whole batch durable. A job's result is reported only
+/// after that commit.
 #[derive(Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: tokio::sync::mpsc::Sender<WriteJob>,
     reader: SqlitePool,
+    options: SqliteConnectOptions,
 }
 
 impl SqliteStore {
@@ -110,27 +137,173 @@ impl SqliteStore {
             .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(base.clone().create_if_missing(true))
+        let connection = base
+            .clone()
+            .create_if_missing(true)
+            .connect()
             .await
             .map_err(|error| StoreError::Connect(error.to_string()))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(base.read_only(true))
+            .connect_with(base.clone().read_only(true))
             .await
             .map_err(|error| StoreError::Connect(error.to_string()))?;
-        Ok(Self { writer, reader })
+        let (writer, jobs) = tokio::sync::mpsc::channel(QUEUE_BOUND);
+        tokio::spawn(write_loop(connection, jobs));
+        Ok(Self {
+            writer,
+            reader,
+            options: base,
+        })
+    }
+
+    /// Migrations run on a connection of their own (they manage their own transactions); the
+    /// writer waits behind SQLite's lock meanwhile.
+    async fn run_migrations(&self) -> StoreResult<()> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.options.clone())
+            .await
+            .map_err(|error| StoreError::Connect(error.to_string()))?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
+        pool.close().await;
+        Ok(())
     }
 
     fn reader(&self) -> &SqlitePool {
         &self.reader
     }
 
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
+    /// Runs `work` on the write connection (inside the current batch's transaction unless
+    /// `exclusive`) and returns its result once it is durable.
+    async fn write<T, F>(&self, exclusive: bool, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel::<StoreResult<T>>();
+        // The reply goes out once: from the job after its batch commits, or from `abort`.
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(reply)));
+        let abort_slot = std::sync::Arc::clone(&slot);
+        let job = WriteJob {
+            exclusive,
+            run: Box::new(move |connection| {
+                Box::pin(async move {
+                    let result = work(connection).await;
+                    let succeeded = result.is_ok();
+                    let finish: Finish = Box::new(move |commit_error| {
+                        if let Some(reply) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                            let _ = reply.send(match commit_error {
+                                Some(error) if succeeded => Err(error.clone()),
+                                _ => result,
+                            });
+                        }
+                    });
+                    (succeeded, finish)
+                })
+            }),
+            abort: Box::new(move |error| {
+                if let Some(reply) = abort_slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let _ = reply.send(Err(error
+                        .cloned()
+                        .unwrap_or_else(|| StoreError::Database("write aborted".into()))));
+                }
+            }),
+        };
+        let stopped = || StoreError::Database("the SQLite writer has stopped".into());
+        self.writer.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn execute(
+    connection: &mut sqlx::SqliteConnection,
+    sql: &'static str,
+) -> Result<(), StoreError> {
+    sqlx::query(sql).execute(&mut *connection).await?;
+    Ok(())
+}
+
+/// The writer task: group commits until every store handle is dropped.
+async fn write_loop(
+    mut connection: sqlx::SqliteConnection,
+    mut jobs: tokio::sync::mpsc::Receiver<WriteJob>,
+) {
+    while let Some(first) = jobs.recv().await {
+        if first.exclusive {
+            let (_, finish) = (first.run)(&mut connection).await;
+            finish(None);
+            continue;
+        }
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) if !job.exclusive => batch.push(job),
+                Ok(job) => {
+                    // Run an exclusive job after this batch, alone.
+                    run_batch(&mut connection, std::mem::take(&mut batch)).await;
+                    let (_, finish) = (job.run)(&mut connection).await;
+                    finish(None);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&mut connection, batch).await;
+        }
+    }
+}
+
+async fn run_batch(connection: &mut sqlx::SqliteConnection, batch: Vec<WriteJob>) {
+    if let Err(error) = execute(connection, "BEGIN IMMEDIATE").await {
+        for job in batch {
+            (job.abort)(Some(&error));
+        }
+        return;
+    }
+    let mut finishes = Vec::with_capacity(batch.len());
+    // Set when a failed job could not be undone: nothing of this batch may be committed.
+    let mut poisoned: Option<StoreError> = None;
+    for job in batch {
+        if let Some(error) = &poisoned {
+            (job.abort)(Some(error));
+            continue;
+        }
+        if let Err(error) = execute(connection, "SAVEPOINT job").await {
+            (job.abort)(Some(&error));
+            continue;
+        }
+        let (succeeded, finish) = (job.run)(connection).await;
+        let closed = if succeeded {
+            execute(connection, "RELEASE job").await
+        } else {
+            match execute(connection, "ROLLBACK TO job").await {
+                Ok(()) => execute(connection, "RELEASE job").await,
+                Err(error) => Err(error),
+            }
+        };
+        if let Err(error) = &closed {
+            poisoned = Some(error.clone());
+        }
+        finishes.push((finish, closed.err()));
+    }
+    let committed = match poisoned {
+        Some(error) => Err(error),
+        None => execute(connection, "COMMIT").await,
+    };
+    if committed.is_err() {
+        let _ = execute(connection, "ROLLBACK").await;
+    }
+    for (finish, job_error) in finishes {
+        match (&committed, job_error) {
+            (Err(error), _) => finish(Some(error)),
+            (Ok(()), Some(error)) => finish(Some(&error)),
+            (Ok(()), None) => finish(None),
+        }
     }
 }
 
@@ -163,13 +336,33 @@ impl PgStore {
         &self.pool
     }
 
-    fn writer(&self) -> &PgPool {
-        &self.pool
+    async fn run_migrations(&self) -> StoreResult<()> {
+        POSTGRES_MIGRATIONS.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Runs `work` in its own transaction (PostgreSQL batches concurrent commits' WAL
+    /// flushes itself). `exclusive` work runs outside a transaction.
+    async fn write<T, F>(&self, exclusive: bool, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> BoxFuture<'c, StoreResult<T>>
+            + Send
+            + 'static,
+    {
+        if exclusive {
+            let mut connection = self.pool.acquire().await?;
+            return work(&mut connection).await;
+        }
+        let mut transaction = self.pool.begin().await?;
+        let result = work(&mut transaction).await?;
+        transaction.commit().await?;
+        Ok(result)
     }
 }
 
 macro_rules! backend {
-    ($store:ident, $row:ty, $migrations:expr, $claim:expr) => {
+    ($store:ident, $row:ty, $conn:ty, $claim:expr) => {
         impl $store {
             fn issuer_from(row: &$row) -> StoreResult<IssuerRow> {
                 Ok(IssuerRow {
@@ -336,8 +529,7 @@ macro_rules! backend {
 
         impl TokenStore for $store {
             async fn migrate(&self) -> StoreResult<()> {
-                $migrations.run(self.writer()).await?;
-                Ok(())
+                self.run_migrations().await
             }
 
             async fn key(&self, name: &str) -> StoreResult<Option<String>> {
@@ -349,111 +541,170 @@ macro_rules! backend {
             }
 
             async fn insert_key_if_absent(&self, name: &str, wrapped: &str, now: i64) -> StoreResult<String> {
-                sqlx::query("INSERT INTO hsm_keys (name, wrapped, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
-                    .bind(name)
-                    .bind(wrapped)
-                    .bind(now)
-                    .execute(self.writer())
-                    .await?;
-                let row = sqlx::query("SELECT wrapped FROM hsm_keys WHERE name = $1").bind(name).fetch_one(self.writer()).await?;
-                Ok(row.try_get("wrapped")?)
+                let name = name.to_owned();
+                let wrapped = wrapped.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let name: &str = &name;
+                        let wrapped: &str = &wrapped;
+                        sqlx::query("INSERT INTO hsm_keys (name, wrapped, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
+                            .bind(name)
+                            .bind(wrapped)
+                            .bind(now)
+                            .execute(&mut *conn)
+                            .await?;
+                        let row = sqlx::query("SELECT wrapped FROM hsm_keys WHERE name = $1").bind(name).fetch_one(&mut *conn).await?;
+                        Ok(row.try_get("wrapped")?)
+                    })
+                })
+                .await
             }
 
             async fn insert_issuer(&self, issuer: &IssuerRow, ranges: &[BinRangeRow], products: &[ProductRow]) -> StoreResult<()> {
-                let mut tx = self.writer().begin().await?;
-                sqlx::query("INSERT INTO issuers (id, name, api_url, api_key_hash, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                    .bind(&issuer.id)
-                    .bind(&issuer.name)
-                    .bind(&issuer.api_url)
-                    .bind(&issuer.api_key_hash)
-                    .bind(&issuer.webhook_url)
-                    .bind(&issuer.webhook_secret)
-                    .bind(issuer.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                for range in ranges {
-                    sqlx::query("INSERT INTO bin_ranges (prefix, kind, issuer_id, product, funding) VALUES ($1, $2, $3, $4, $5)")
-                        .bind(&range.prefix)
-                        .bind(&range.kind)
-                        .bind(&range.issuer_id)
-                        .bind(&range.product)
-                        .bind(&range.funding)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for product in products {
-                    sqlx::query(
-                        "INSERT INTO products (issuer_id, product, currency, contactless_no_pin_limit, online_no_pin_limit, updated_at, version) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(&product.issuer_id)
-                    .bind(&product.product)
-                    .bind(product.currency)
-                    .bind(product.contactless_no_pin_limit)
-                    .bind(product.online_no_pin_limit)
-                    .bind(product.updated_at)
-                    .bind(product.version)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                let issuer = issuer.clone();
+                let ranges = ranges.to_vec();
+                let products = products.to_vec();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let issuer: &IssuerRow = &issuer;
+                        let ranges: &[BinRangeRow] = &ranges;
+                        let products: &[ProductRow] = &products;
+                                        sqlx::query("INSERT INTO issuers (id, name, api_url, api_key_hash, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                            .bind(&issuer.id)
+                            .bind(&issuer.name)
+                            .bind(&issuer.api_url)
+                            .bind(&issuer.api_key_hash)
+                            .bind(&issuer.webhook_url)
+                            .bind(&issuer.webhook_secret)
+                            .bind(issuer.created_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        for range in ranges {
+                            sqlx::query("INSERT INTO bin_ranges (prefix, kind, issuer_id, product, funding) VALUES ($1, $2, $3, $4, $5)")
+                                .bind(&range.prefix)
+                                .bind(&range.kind)
+                                .bind(&range.issuer_id)
+                                .bind(&range.product)
+                                .bind(&range.funding)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        for product in products {
+                            sqlx::query(
+                                "INSERT INTO products (issuer_id, product, currency, contactless_no_pin_limit, online_no_pin_limit, updated_at, version) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            )
+                            .bind(&product.issuer_id)
+                            .bind(&product.product)
+                            .bind(product.currency)
+                            .bind(product.contactless_no_pin_limit)
+                            .bind(product.online_no_pin_limit)
+                            .bind(product.updated_at)
+                            .bind(product.version)
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn insert_token_requestor(&self, requestor: &TokenRequestorRow) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO token_requestors (id, name, wallet, api_key_hash, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&requestor.id)
-                .bind(&requestor.name)
-                .bind(&requestor.wallet)
-                .bind(&requestor.api_key_hash)
-                .bind(&requestor.webhook_url)
-                .bind(&requestor.webhook_secret)
-                .bind(requestor.created_at)
-                .execute(self.writer())
-                .await?;
-                Ok(())
+                let requestor = requestor.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let requestor: &TokenRequestorRow = &requestor;
+                        sqlx::query(
+                            "INSERT INTO token_requestors (id, name, wallet, api_key_hash, webhook_url, webhook_secret, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        )
+                        .bind(&requestor.id)
+                        .bind(&requestor.name)
+                        .bind(&requestor.wallet)
+                        .bind(&requestor.api_key_hash)
+                        .bind(&requestor.webhook_url)
+                        .bind(&requestor.webhook_secret)
+                        .bind(requestor.created_at)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn insert_user(&self, user: &UserRow) -> StoreResult<()> {
-                sqlx::query("INSERT INTO users (id, token_requestor_id, account_id, created_at) VALUES ($1, $2, $3, $4)")
-                    .bind(&user.id)
-                    .bind(&user.token_requestor_id)
-                    .bind(&user.account_id)
-                    .bind(user.created_at)
-                    .execute(self.writer())
-                    .await?;
-                Ok(())
+                let user = user.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let user: &UserRow = &user;
+                        sqlx::query("INSERT INTO users (id, token_requestor_id, account_id, created_at) VALUES ($1, $2, $3, $4)")
+                            .bind(&user.id)
+                            .bind(&user.token_requestor_id)
+                            .bind(&user.account_id)
+                            .bind(user.created_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn insert_device(&self, device: &DeviceRow) -> StoreResult<()> {
-                sqlx::query(concat!("INSERT INTO devices (", device_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
-                    .bind(&device.id)
-                    .bind(&device.token_requestor_id)
-                    .bind(&device.external_id)
-                    .bind(&device.kind)
-                    .bind(&device.brand)
-                    .bind(&device.state)
-                    .bind(&device.user_id)
-                    .bind(device.unlock_set)
-                    .bind(&device.public_key)
-                    .bind(device.created_at)
-                    .bind(device.updated_at)
-                    .bind(device.version)
-                    .execute(self.writer())
-                    .await?;
-                Ok(())
+                let device = device.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let device: &DeviceRow = &device;
+                        sqlx::query(concat!("INSERT INTO devices (", device_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"))
+                            .bind(&device.id)
+                            .bind(&device.token_requestor_id)
+                            .bind(&device.external_id)
+                            .bind(&device.kind)
+                            .bind(&device.brand)
+                            .bind(&device.state)
+                            .bind(&device.user_id)
+                            .bind(device.unlock_set)
+                            .bind(&device.public_key)
+                            .bind(device.created_at)
+                            .bind(device.updated_at)
+                            .bind(device.version)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn set_issuer_endpoints(&self, id: &str, api_url: &str, webhook_url: Option<&str>) -> StoreResult<()> {
-                sqlx::query("UPDATE issuers SET api_url = $2, webhook_url = $3 WHERE id = $1").bind(id).bind(api_url).bind(webhook_url).execute(self.writer()).await?;
-                Ok(())
+                let id = id.to_owned();
+                let api_url = api_url.to_owned();
+                let webhook_url = webhook_url.map(str::to_owned);
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let id: &str = &id;
+                        let api_url: &str = &api_url;
+                        let webhook_url: Option<&str> = webhook_url.as_deref();
+                        sqlx::query("UPDATE issuers SET api_url = $2, webhook_url = $3 WHERE id = $1").bind(id).bind(api_url).bind(webhook_url).execute(&mut *conn).await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn set_token_requestor_webhook(&self, id: &str, webhook_url: Option<&str>) -> StoreResult<()> {
-                sqlx::query("UPDATE token_requestors SET webhook_url = $2 WHERE id = $1").bind(id).bind(webhook_url).execute(self.writer()).await?;
-                Ok(())
+                let id = id.to_owned();
+                let webhook_url = webhook_url.map(str::to_owned);
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let id: &str = &id;
+                        let webhook_url: Option<&str> = webhook_url.as_deref();
+                        sqlx::query("UPDATE token_requestors SET webhook_url = $2 WHERE id = $1").bind(id).bind(webhook_url).execute(&mut *conn).await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn issuer(&self, id: &str) -> StoreResult<Option<IssuerRow>> {
@@ -621,236 +872,253 @@ macro_rules! backend {
             }
 
             async fn commit(&self, changeset: &Changeset) -> StoreResult<()> {
-                let mut tx = self.writer().begin().await?;
-                let guard = |affected: u64| if affected == 1 { Ok(()) } else { Err(StoreError::Conflict) };
+                let changeset = changeset.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let changeset: &Changeset = &changeset;
+                                        let guard = |affected: u64| if affected == 1 { Ok(()) } else { Err(StoreError::Conflict) };
 
-                for (id, version) in &changeset.device_guards {
-                    let done = sqlx::query("UPDATE devices SET version = version + 1 WHERE id = $1 AND version = $2")
-                        .bind(id)
-                        .bind(version)
-                        .execute(&mut *tx)
-                        .await?;
-                    guard(done.rows_affected())?;
-                }
-                for (id, version) in &changeset.card_guards {
-                    let done = sqlx::query("UPDATE cards SET version = version + 1 WHERE id = $1 AND version = $2")
-                        .bind(id)
-                        .bind(version)
-                        .execute(&mut *tx)
-                        .await?;
-                    guard(done.rows_affected())?;
-                }
-                for card in &changeset.card_inserts {
-                    sqlx::query(concat!("INSERT INTO cards (", card_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"))
-                        .bind(&card.id)
-                        .bind(&card.issuer_id)
-                        .bind(&card.pan_fingerprint)
-                        .bind(&card.pan_encrypted)
-                        .bind(&card.pan_bin)
-                        .bind(&card.pan_last4)
-                        .bind(&card.expiry)
-                        .bind(&card.funding)
-                        .bind(&card.product)
-                        .bind(&card.status)
-                        .bind(&card.reserved_phone_masked)
-                        .bind(&card.par)
-                        .bind(card.created_at)
-                        .bind(card.updated_at)
-                        .bind(card.version)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for card in &changeset.card_updates {
-                    let done = sqlx::query(
-                        "UPDATE cards SET pan_fingerprint = $3, pan_encrypted = $4, pan_bin = $5, pan_last4 = $6, expiry = $7, funding = $8, \
-                         product = $9, status = $10, reserved_phone_masked = $11, updated_at = $12, version = version + 1 \
-                         WHERE id = $1 AND version = $2",
-                    )
-                    .bind(&card.id)
-                    .bind(card.version)
-                    .bind(&card.pan_fingerprint)
-                    .bind(&card.pan_encrypted)
-                    .bind(&card.pan_bin)
-                    .bind(&card.pan_last4)
-                    .bind(&card.expiry)
-                    .bind(&card.funding)
-                    .bind(&card.product)
-                    .bind(&card.status)
-                    .bind(&card.reserved_phone_masked)
-                    .bind(card.updated_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    guard(done.rows_affected())?;
-                }
-                for device in &changeset.device_updates {
-                    let done = sqlx::query(
-                        "UPDATE devices SET state = $3, user_id = $4, unlock_set = $5, public_key = $6, updated_at = $7, version = version + 1 \
-                         WHERE id = $1 AND version = $2",
-                    )
-                    .bind(&device.id)
-                    .bind(device.version)
-                    .bind(&device.state)
-                    .bind(&device.user_id)
-                    .bind(device.unlock_set)
-                    .bind(&device.public_key)
-                    .bind(device.updated_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    guard(done.rows_affected())?;
-                }
-                for product in &changeset.product_updates {
-                    let done = sqlx::query(
-                        "UPDATE products SET currency = $4, contactless_no_pin_limit = $5, online_no_pin_limit = $6, updated_at = $7, \
-                         version = version + 1 WHERE issuer_id = $1 AND product = $2 AND version = $3",
-                    )
-                    .bind(&product.issuer_id)
-                    .bind(&product.product)
-                    .bind(product.version)
-                    .bind(product.currency)
-                    .bind(product.contactless_no_pin_limit)
-                    .bind(product.online_no_pin_limit)
-                    .bind(product.updated_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    guard(done.rows_affected())?;
-                }
+                        for (id, version) in &changeset.device_guards {
+                            let done = sqlx::query("UPDATE devices SET version = version + 1 WHERE id = $1 AND version = $2")
+                                .bind(id)
+                                .bind(version)
+                                .execute(&mut *conn)
+                                .await?;
+                            guard(done.rows_affected())?;
+                        }
+                        for (id, version) in &changeset.card_guards {
+                            let done = sqlx::query("UPDATE cards SET version = version + 1 WHERE id = $1 AND version = $2")
+                                .bind(id)
+                                .bind(version)
+                                .execute(&mut *conn)
+                                .await?;
+                            guard(done.rows_affected())?;
+                        }
+                        for card in &changeset.card_inserts {
+                            sqlx::query(concat!("INSERT INTO cards (", card_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"))
+                                .bind(&card.id)
+                                .bind(&card.issuer_id)
+                                .bind(&card.pan_fingerprint)
+                                .bind(&card.pan_encrypted)
+                                .bind(&card.pan_bin)
+                                .bind(&card.pan_last4)
+                                .bind(&card.expiry)
+                                .bind(&card.funding)
+                                .bind(&card.product)
+                                .bind(&card.status)
+                                .bind(&card.reserved_phone_masked)
+                                .bind(&card.par)
+                                .bind(card.created_at)
+                                .bind(card.updated_at)
+                                .bind(card.version)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        for card in &changeset.card_updates {
+                            let done = sqlx::query(
+                                "UPDATE cards SET pan_fingerprint = $3, pan_encrypted = $4, pan_bin = $5, pan_last4 = $6, expiry = $7, funding = $8, \
+                                 product = $9, status = $10, reserved_phone_masked = $11, updated_at = $12, version = version + 1 \
+                                 WHERE id = $1 AND version = $2",
+                            )
+                            .bind(&card.id)
+                            .bind(card.version)
+                            .bind(&card.pan_fingerprint)
+                            .bind(&card.pan_encrypted)
+                            .bind(&card.pan_bin)
+                            .bind(&card.pan_last4)
+                            .bind(&card.expiry)
+                            .bind(&card.funding)
+                            .bind(&card.product)
+                            .bind(&card.status)
+                            .bind(&card.reserved_phone_masked)
+                            .bind(card.updated_at)
+                            .execute(&mut *conn)
+                            .await?;
+                            guard(done.rows_affected())?;
+                        }
+                        for device in &changeset.device_updates {
+                            let done = sqlx::query(
+                                "UPDATE devices SET state = $3, user_id = $4, unlock_set = $5, public_key = $6, updated_at = $7, version = version + 1 \
+                                 WHERE id = $1 AND version = $2",
+                            )
+                            .bind(&device.id)
+                            .bind(device.version)
+                            .bind(&device.state)
+                            .bind(&device.user_id)
+                            .bind(device.unlock_set)
+                            .bind(&device.public_key)
+                            .bind(device.updated_at)
+                            .execute(&mut *conn)
+                            .await?;
+                            guard(done.rows_affected())?;
+                        }
+                        for product in &changeset.product_updates {
+                            let done = sqlx::query(
+                                "UPDATE products SET currency = $4, contactless_no_pin_limit = $5, online_no_pin_limit = $6, updated_at = $7, \
+                                 version = version + 1 WHERE issuer_id = $1 AND product = $2 AND version = $3",
+                            )
+                            .bind(&product.issuer_id)
+                            .bind(&product.product)
+                            .bind(product.version)
+                            .bind(product.currency)
+                            .bind(product.contactless_no_pin_limit)
+                            .bind(product.online_no_pin_limit)
+                            .bind(product.updated_at)
+                            .execute(&mut *conn)
+                            .await?;
+                            guard(done.rows_affected())?;
+                        }
 
-                // Order matters for the one-default-per-device index: clear old defaults
-                // first, then insert, then set new defaults.
-                let (setting_default, others): (Vec<&TokenRow>, Vec<&TokenRow>) =
-                    changeset.token_updates.iter().partition(|token| token.is_default);
-                for token in others {
-                    Self::update_token(&mut tx, token).await?;
-                }
-                for token in &changeset.token_inserts {
-                    sqlx::query(concat!(
-                        "INSERT INTO tokens (",
-                        token_columns!(),
-                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                         $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
-                    ))
-                    .bind(&token.id)
-                    .bind(&token.token_number)
-                    .bind(&token.card_id)
-                    .bind(&token.device_id)
-                    .bind(&token.token_requestor_id)
-                    .bind(&token.user_id)
-                    .bind(&token.expiry)
-                    .bind(&token.status)
-                    .bind(token.activated)
-                    .bind(token.deleted)
-                    .bind(token.holds)
-                    .bind(&token.suspend_reason)
-                    .bind(&token.status_reason)
-                    .bind(&token.status_channel)
-                    .bind(token.is_default)
-                    .bind(token.domain_nfc)
-                    .bind(token.domain_in_app)
-                    .bind(token.ecash_enabled)
-                    .bind(token.ecash_balance)
-                    .bind(token.pan_sequence)
-                    .bind(token.atc_issued_until)
-                    .bind(&token.assurance_level)
-                    .bind(&token.metadata)
-                    .bind(token.provisioned_seq)
-                    .bind(token.created_at)
-                    .bind(token.updated_at)
-                    .bind(token.version)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for token in setting_default {
-                    Self::update_token(&mut tx, token).await?;
-                }
+                        // Order matters for the one-default-per-device index: clear old defaults
+                        // first, then insert, then set new defaults.
+                        let (setting_default, others): (Vec<&TokenRow>, Vec<&TokenRow>) =
+                            changeset.token_updates.iter().partition(|token| token.is_default);
+                        for token in others {
+                            Self::update_token(&mut *conn, token).await?;
+                        }
+                        for token in &changeset.token_inserts {
+                            sqlx::query(concat!(
+                                "INSERT INTO tokens (",
+                                token_columns!(),
+                                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                                 $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+                            ))
+                            .bind(&token.id)
+                            .bind(&token.token_number)
+                            .bind(&token.card_id)
+                            .bind(&token.device_id)
+                            .bind(&token.token_requestor_id)
+                            .bind(&token.user_id)
+                            .bind(&token.expiry)
+                            .bind(&token.status)
+                            .bind(token.activated)
+                            .bind(token.deleted)
+                            .bind(token.holds)
+                            .bind(&token.suspend_reason)
+                            .bind(&token.status_reason)
+                            .bind(&token.status_channel)
+                            .bind(token.is_default)
+                            .bind(token.domain_nfc)
+                            .bind(token.domain_in_app)
+                            .bind(token.ecash_enabled)
+                            .bind(token.ecash_balance)
+                            .bind(token.pan_sequence)
+                            .bind(token.atc_issued_until)
+                            .bind(&token.assurance_level)
+                            .bind(&token.metadata)
+                            .bind(token.provisioned_seq)
+                            .bind(token.created_at)
+                            .bind(token.updated_at)
+                            .bind(token.version)
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                        for token in setting_default {
+                            Self::update_token(&mut *conn, token).await?;
+                        }
 
-                for entry in &changeset.history {
-                    sqlx::query(
-                        "INSERT INTO token_history (token_id, at, event, channel, from_status, to_status, reason, detail) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(&entry.token_id)
-                    .bind(entry.at)
-                    .bind(&entry.event)
-                    .bind(&entry.channel)
-                    .bind(&entry.from_status)
-                    .bind(&entry.to_status)
-                    .bind(&entry.reason)
-                    .bind(&entry.detail)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for event in &changeset.outbox {
-                    sqlx::query(
-                        "INSERT INTO outbox (event_id, subscriber_kind, subscriber_id, token_id, event_type, payload, created_at, attempts, next_attempt_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7)",
-                    )
-                    .bind(&event.event_id)
-                    .bind(&event.subscriber_kind)
-                    .bind(&event.subscriber_id)
-                    .bind(&event.token_id)
-                    .bind(&event.event_type)
-                    .bind(&event.payload)
-                    .bind(event.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for challenge in &changeset.challenge_upserts {
-                    sqlx::query(
-                        "INSERT INTO challenges (token_id, otp_hash, destination_masked, expires_at, attempts_left, resends_left) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO UPDATE SET otp_hash = excluded.otp_hash, \
-                         destination_masked = excluded.destination_masked, expires_at = excluded.expires_at, \
-                         attempts_left = excluded.attempts_left, resends_left = excluded.resends_left",
-                    )
-                    .bind(&challenge.token_id)
-                    .bind(&challenge.otp_hash)
-                    .bind(&challenge.destination_masked)
-                    .bind(challenge.expires_at)
-                    .bind(challenge.attempts_left)
-                    .bind(challenge.resends_left)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for token_id in &changeset.challenge_deletes {
-                    sqlx::query("DELETE FROM challenges WHERE token_id = $1").bind(token_id).execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(())
+                        for entry in &changeset.history {
+                            sqlx::query(
+                                "INSERT INTO token_history (token_id, at, event, channel, from_status, to_status, reason, detail) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                            )
+                            .bind(&entry.token_id)
+                            .bind(entry.at)
+                            .bind(&entry.event)
+                            .bind(&entry.channel)
+                            .bind(&entry.from_status)
+                            .bind(&entry.to_status)
+                            .bind(&entry.reason)
+                            .bind(&entry.detail)
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                        for event in &changeset.outbox {
+                            sqlx::query(
+                                "INSERT INTO outbox (event_id, subscriber_kind, subscriber_id, token_id, event_type, payload, created_at, attempts, next_attempt_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7)",
+                            )
+                            .bind(&event.event_id)
+                            .bind(&event.subscriber_kind)
+                            .bind(&event.subscriber_id)
+                            .bind(&event.token_id)
+                            .bind(&event.event_type)
+                            .bind(&event.payload)
+                            .bind(event.created_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                        for challenge in &changeset.challenge_upserts {
+                            sqlx::query(
+                                "INSERT INTO challenges (token_id, otp_hash, destination_masked, expires_at, attempts_left, resends_left) \
+                                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id) DO UPDATE SET otp_hash = excluded.otp_hash, \
+                                 destination_masked = excluded.destination_masked, expires_at = excluded.expires_at, \
+                                 attempts_left = excluded.attempts_left, resends_left = excluded.resends_left",
+                            )
+                            .bind(&challenge.token_id)
+                            .bind(&challenge.otp_hash)
+                            .bind(&challenge.destination_masked)
+                            .bind(challenge.expires_at)
+                            .bind(challenge.attempts_left)
+                            .bind(challenge.resends_left)
+                            .execute(&mut *conn)
+                            .await?;
+                        }
+                        for token_id in &changeset.challenge_deletes {
+                            sqlx::query("DELETE FROM challenges WHERE token_id = $1").bind(token_id).execute(&mut *conn).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn claim_due_events(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<OutboxRow>> {
-                let rows = sqlx::query($claim)
-                    .bind(now)
-                    .bind(lease_until)
-                    .bind(limit)
-                    .fetch_all(self.writer())
-                    .await?;
-                let mut events = rows.iter().map(Self::outbox_from).collect::<StoreResult<Vec<_>>>()?;
-                events.sort_by_key(|event| event.id);
-                Ok(events)
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let rows = sqlx::query($claim)
+                            .bind(now)
+                            .bind(lease_until)
+                            .bind(limit)
+                            .fetch_all(&mut *conn)
+                            .await?;
+                        let mut events = rows.iter().map(Self::outbox_from).collect::<StoreResult<Vec<_>>>()?;
+                        events.sort_by_key(|event| event.id);
+                        Ok(events)
+                    })
+                })
+                .await
             }
 
             async fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()> {
-                let query = match outcome {
-                    DeliveryOutcome::Delivered { at } => sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, delivered_at = $2, last_error = NULL WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(*at),
-                    DeliveryOutcome::Retry { error, next_attempt_at } => sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(*next_attempt_at)
-                    .bind(error.clone()),
-                    DeliveryOutcome::GiveUp { error, at } => sqlx::query(
-                        "UPDATE outbox SET attempts = attempts + 1, failed_at = $2, last_error = $3 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(*at)
-                    .bind(error.clone()),
-                };
-                query.execute(self.writer()).await?;
-                Ok(())
+                let outcome = outcome.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let outcome: &DeliveryOutcome = &outcome;
+                        let query = match outcome {
+                            DeliveryOutcome::Delivered { at } => sqlx::query(
+                                "UPDATE outbox SET attempts = attempts + 1, delivered_at = $2, last_error = NULL WHERE id = $1",
+                            )
+                            .bind(id)
+                            .bind(*at),
+                            DeliveryOutcome::Retry { error, next_attempt_at } => sqlx::query(
+                                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1",
+                            )
+                            .bind(id)
+                            .bind(*next_attempt_at)
+                            .bind(error.clone()),
+                            DeliveryOutcome::GiveUp { error, at } => sqlx::query(
+                                "UPDATE outbox SET attempts = attempts + 1, failed_at = $2, last_error = $3 WHERE id = $1",
+                            )
+                            .bind(id)
+                            .bind(*at)
+                            .bind(error.clone()),
+                        };
+                        query.execute(&mut *conn).await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn outbox_for_token(&self, token_id: &str) -> StoreResult<Vec<OutboxRow>> {
@@ -858,68 +1126,99 @@ macro_rules! backend {
             }
 
             async fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &[u8], now: i64) -> StoreResult<IdempotencyBegin> {
-                let inserted = sqlx::query(
-                    "INSERT INTO idempotency (principal, idempotency_key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (principal, idempotency_key) DO NOTHING",
-                )
-                .bind(principal)
-                .bind(key)
-                .bind(request_hash)
-                .bind(now)
-                .execute(self.writer())
-                .await?;
-                if inserted.rows_affected() == 1 {
-                    return Ok(IdempotencyBegin::New);
-                }
-                let row = sqlx::query(
-                    "SELECT request_hash, response_status, response_body FROM idempotency WHERE principal = $1 AND idempotency_key = $2",
-                )
-                .bind(principal)
-                .bind(key)
-                .fetch_one(self.writer())
-                .await?;
-                let stored: Vec<u8> = row.try_get("request_hash")?;
-                if stored != request_hash {
-                    return Ok(IdempotencyBegin::Mismatch);
-                }
-                let status: Option<i64> = row.try_get("response_status")?;
-                let body: Option<String> = row.try_get("response_body")?;
-                Ok(match (status, body) {
-                    (Some(status), Some(body)) => IdempotencyBegin::Replay {
-                        status: u16::try_from(status).map_err(|_| StoreError::Corrupt("idempotency status".into()))?,
-                        body,
-                    },
-                    _ => IdempotencyBegin::InProgress,
+                let principal = principal.to_owned();
+                let key = key.to_owned();
+                let request_hash = request_hash.to_vec();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let principal: &str = &principal;
+                        let key: &str = &key;
+                        let request_hash: &[u8] = &request_hash;
+                        let inserted = sqlx::query(
+                            "INSERT INTO idempotency (principal, idempotency_key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (principal, idempotency_key) DO NOTHING",
+                        )
+                        .bind(principal)
+                        .bind(key)
+                        .bind(request_hash)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                        if inserted.rows_affected() == 1 {
+                            return Ok(IdempotencyBegin::New);
+                        }
+                        let row = sqlx::query(
+                            "SELECT request_hash, response_status, response_body FROM idempotency WHERE principal = $1 AND idempotency_key = $2",
+                        )
+                        .bind(principal)
+                        .bind(key)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        let stored: Vec<u8> = row.try_get("request_hash")?;
+                        if stored != request_hash {
+                            return Ok(IdempotencyBegin::Mismatch);
+                        }
+                        let status: Option<i64> = row.try_get("response_status")?;
+                        let body: Option<String> = row.try_get("response_body")?;
+                        Ok(match (status, body) {
+                            (Some(status), Some(body)) => IdempotencyBegin::Replay {
+                                status: u16::try_from(status).map_err(|_| StoreError::Corrupt("idempotency status".into()))?,
+                                body,
+                            },
+                            _ => IdempotencyBegin::InProgress,
+                        })
+                    })
                 })
+                .await
             }
 
             async fn idempotency_complete(&self, principal: &str, key: &str, status: u16, body: &str) -> StoreResult<()> {
-                sqlx::query("UPDATE idempotency SET response_status = $3, response_body = $4 WHERE principal = $1 AND idempotency_key = $2")
-                    .bind(principal)
-                    .bind(key)
-                    .bind(i64::from(status))
-                    .bind(body)
-                    .execute(self.writer())
-                    .await?;
-                Ok(())
+                let principal = principal.to_owned();
+                let key = key.to_owned();
+                let body = body.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let principal: &str = &principal;
+                        let key: &str = &key;
+                        let body: &str = &body;
+                        sqlx::query("UPDATE idempotency SET response_status = $3, response_body = $4 WHERE principal = $1 AND idempotency_key = $2")
+                            .bind(principal)
+                            .bind(key)
+                            .bind(i64::from(status))
+                            .bind(body)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()> {
-                sqlx::query("DELETE FROM idempotency WHERE principal = $1 AND idempotency_key = $2 AND response_status IS NULL")
-                    .bind(principal)
-                    .bind(key)
-                    .execute(self.writer())
-                    .await?;
-                Ok(())
+                let principal = principal.to_owned();
+                let key = key.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let principal: &str = &principal;
+                        let key: &str = &key;
+                        sqlx::query("DELETE FROM idempotency WHERE principal = $1 AND idempotency_key = $2 AND response_status IS NULL")
+                            .bind(principal)
+                            .bind(key)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
             }
         }
     };
 }
 
 macro_rules! token_update {
-    ($store:ident, $db:ty) => {
+    ($store:ident, $conn:ty) => {
         impl $store {
-            async fn update_token(tx: &mut sqlx::Transaction<'static, $db>, token: &TokenRow) -> StoreResult<()> {
+            async fn update_token(conn: &mut $conn, token: &TokenRow) -> StoreResult<()> {
                 let done = sqlx::query(
                     "UPDATE tokens SET card_id = $3, expiry = $4, status = $5, activated = $6, deleted = $7, holds = $8, suspend_reason = $9, \
                      status_reason = $10, status_channel = $11, is_default = $12, domain_nfc = $13, domain_in_app = $14, ecash_enabled = $15, \
@@ -946,7 +1245,7 @@ macro_rules! token_update {
                 .bind(&token.assurance_level)
                 .bind(&token.metadata)
                 .bind(token.updated_at)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await?;
                 if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Conflict) }
             }
@@ -960,14 +1259,14 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 backend!(
     SqliteStore,
     sqlx::sqlite::SqliteRow,
-    SQLITE_MIGRATIONS,
+    sqlx::SqliteConnection,
     CLAIM_SQLITE
 );
 backend!(
     PgStore,
     sqlx::postgres::PgRow,
-    POSTGRES_MIGRATIONS,
+    sqlx::PgConnection,
     CLAIM_POSTGRES
 );
-token_update!(SqliteStore, sqlx::Sqlite);
-token_update!(PgStore, sqlx::Postgres);
+token_update!(SqliteStore, sqlx::SqliteConnection);
+token_update!(PgStore, sqlx::PgConnection);

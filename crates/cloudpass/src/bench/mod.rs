@@ -2,6 +2,7 @@
 //! latency percentiles in a form that can be compared run to run (docs/BENCHMARKS.md).
 
 mod codec;
+mod tsp;
 
 use clap::Subcommand;
 
@@ -18,11 +19,52 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
     },
+    /// Token service: provisions/s over HTTP and detokenizations/s (cold and warm), on SQLite
+    /// and PostgreSQL.
+    Tsp {
+        /// `sqlite`, `postgres` or `both`.
+        #[arg(long, default_value = "both")]
+        backend: String,
+        #[arg(long, default_value_t = 2000)]
+        provisions: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds for each detokenization measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres_url: String,
+    },
 }
 
 pub fn run(command: BenchCommand) -> CliResult {
     match command {
         BenchCommand::Codec { runs, seconds } => codec::run(runs, seconds),
+        BenchCommand::Tsp {
+            backend,
+            provisions,
+            concurrency,
+            seconds,
+            postgres_url,
+        } => {
+            let backends = match backend.as_str() {
+                "sqlite" => vec!["sqlite"],
+                "postgres" => vec!["postgres"],
+                "both" => vec!["sqlite", "postgres"],
+                other => {
+                    return Err(format!(
+                        "--backend must be sqlite, postgres or both, not {other:?}"
+                    ));
+                }
+            };
+            tsp::run(tsp::TspBench {
+                backends,
+                provisions,
+                concurrency,
+                seconds,
+                postgres_url,
+            })
+        }
     }
 }
 
