@@ -90,13 +90,14 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// What a write job reports back once the batch it ran in is committed (or not).
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
+/// The work of a write job: runs on the write connection, reports success and a finisher.
+type JobWork = Box<dyn for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+
 /// One write, queued for the writer task: whether it must run alone (migrations run their own
 /// transactions), and the work, which returns whether it succeeded and how to report back.
 struct WriteJob {
     exclusive: bool,
-    run: Box<
-        dyn for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send,
-    >,
+    run: JobWork,
     /// Reports a failure without running the job (its batch could not start).
     abort: Finish,
 }
@@ -117,7 +118,8 @@ const QUEUE_BOUND: usize = 4096;
 pub struct SqliteStore {
     writer: tokio::sync::mpsc::Sender<WriteJob>,
     reader: SqlitePool,
-    options: SqliteConnectOptions,
+    /// For migrations, which need a connection of their own.
+    options: std::sync::Arc<SqliteConnectOptions>,
 }
 
 impl SqliteStore {
@@ -154,7 +156,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             reader,
-            options: base,
+            options: std::sync::Arc::new(base),
         })
     }
 
@@ -163,7 +165,7 @@ impl SqliteStore {
     async fn run_migrations(&self) -> StoreResult<()> {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(self.options.clone())
+            .connect_with((*self.options).clone())
             .await
             .map_err(|error| StoreError::Connect(error.to_string()))?;
         SQLITE_MIGRATIONS.run(&pool).await?;
