@@ -91,7 +91,8 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// The work of a write job: runs on the write connection, reports success and a finisher.
-type JobWork = Box<dyn for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+type JobWork =
+    Box<dyn for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
 
 /// One write, queued for the writer task: whether it must run alone (migrations run their own
 /// transactions), and the work, which returns whether it succeeded and how to report back.

@@ -147,13 +147,7 @@ fn bearer(headers: &HeaderMap) -> TspResult<&str> {
 
 async fn principal(tsp: &Tsp, headers: &HeaderMap) -> TspResult<Principal> {
     let hash = api_key_hash(bearer(headers)?);
-    if let Some(requestor) = tsp.store().token_requestor_by_api_key(&hash).await? {
-        return Ok(Principal::Wallet(requestor));
-    }
-    if let Some(issuer) = tsp.store().issuer_by_api_key(&hash).await? {
-        return Ok(Principal::Issuer(issuer));
-    }
-    Err(TspError::Unauthorized)
+    tsp.principal(&hash).await?.ok_or(TspError::Unauthorized)
 }
 
 async fn wallet(tsp: &Tsp, headers: &HeaderMap) -> TspResult<cloudpass_store::TokenRequestorRow> {

@@ -17,6 +17,7 @@ use cloudpass_crypto::signature;
 use cloudpass_store::{DeliveryOutcome, OutboxRow, TokenStore};
 
 use crate::error::{TspError, TspResult};
+use crate::secret::Secret;
 use crate::service::Tsp;
 
 #[derive(Debug, Clone)]
@@ -49,11 +50,20 @@ impl Default for NotifierConfig {
     }
 }
 
+/// (subscriber kind, subscriber ID) → webhook URL and secret (if any), and until when.
+type SubscriberCache =
+    std::sync::Mutex<std::collections::HashMap<(String, String), (Option<(String, Secret)>, i64)>>;
+
 pub struct Notifier {
     tsp: Arc<Tsp>,
     http: reqwest::Client,
     config: NotifierConfig,
+    /// Subscribers' webhook URLs and secrets, remembered for [`SUBSCRIBER_TTL_MS`].
+    subscribers: Arc<SubscriberCache>,
 }
+
+/// How long a subscriber's webhook URL and secret are remembered.
+pub const SUBSCRIBER_TTL_MS: i64 = 30_000;
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
@@ -66,7 +76,12 @@ impl Notifier {
             .connect_timeout(config.timeout)
             .build()
             .map_err(|error| TspError::Internal(format!("HTTP client: {error}")))?;
-        Ok(Self { tsp, http, config })
+        Ok(Self {
+            tsp,
+            http,
+            config,
+            subscribers: Arc::default(),
+        })
     }
 
     /// Delivers due events until `shutdown` fires.
@@ -109,8 +124,9 @@ impl Notifier {
             let tsp = Arc::clone(&self.tsp);
             let http = self.http.clone();
             let config = self.config.clone();
+            let subscribers = Arc::clone(&self.subscribers);
             tasks.spawn(async move {
-                let outcome = deliver(&tsp, &http, &config, &event).await;
+                let outcome = deliver(&tsp, &http, &config, &subscribers, &event).await;
                 if let Err(error) = tsp.store().record_delivery(event.id, &outcome).await {
                     tracing::warn!(event_id = %event.event_id, error = %error, "could not record a delivery outcome");
                 }
@@ -126,6 +142,7 @@ async fn deliver(
     tsp: &Tsp,
     http: &reqwest::Client,
     config: &NotifierConfig,
+    subscribers: &SubscriberCache,
     event: &OutboxRow,
 ) -> DeliveryOutcome {
     let now = tsp.now();
@@ -144,7 +161,23 @@ async fn deliver(
             }
         }
     };
-    let target = match subscriber(tsp, event).await {
+    let key = (event.subscriber_kind.clone(), event.subscriber_id.clone());
+    let cached = subscribers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .filter(|(_, expires)| *expires > now)
+        .map(|(target, _)| target.clone());
+    let looked_up = match cached {
+        Some(target) => Ok(target),
+        None => subscriber(tsp, event).await.inspect(|target| {
+            subscribers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, (target.clone(), now + SUBSCRIBER_TTL_MS));
+        }),
+    };
+    let target = match looked_up {
         Ok(Some(target)) => target,
         Ok(None) => {
             return DeliveryOutcome::GiveUp {
@@ -198,7 +231,7 @@ async fn subscriber(
     let Some(url) = url else { return Ok(None) };
     let secret = match secret {
         Some(sealed) => tsp.open_secret(&event.subscriber_id, &sealed)?,
-        None => crate::secret::Secret::new(Vec::new()),
+        None => Secret::new(Vec::new()),
     };
     Ok(Some((url, secret)))
 }

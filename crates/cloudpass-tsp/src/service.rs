@@ -200,7 +200,15 @@ pub struct Tsp {
     pub(crate) config: TspConfig,
     pub vault: Vault,
     bins: RwLock<Vec<BinRangeRow>>,
+    /// API key hash → caller, for [`PRINCIPAL_TTL_MS`]: a revoked key stops working within
+    /// that time.
+    principals: RwLock<std::collections::HashMap<Vec<u8>, (Principal, i64)>>,
 }
+
+/// How long an authenticated API key is remembered.
+pub const PRINCIPAL_TTL_MS: i64 = 10_000;
+/// Most API keys remembered at once.
+const PRINCIPAL_CACHE_CAPACITY: usize = 10_000;
 
 /// The card facts a new token is created from.
 #[derive(Clone, Copy)]
@@ -290,6 +298,7 @@ impl Tsp {
             config,
             vault,
             bins: RwLock::new(bins),
+            principals: RwLock::new(std::collections::HashMap::new()),
         })
     }
 
@@ -303,6 +312,39 @@ impl Tsp {
 
     fn id(&self, prefix: &str) -> String {
         new_id(prefix, self.random.as_ref())
+    }
+
+    /// The caller behind an API key's hash: a wallet, a bank, or nobody.
+    pub async fn principal(&self, key_hash: &[u8]) -> TspResult<Option<Principal>> {
+        let now = self.now();
+        if let Some((principal, expires)) = self
+            .principals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key_hash)
+            && *expires > now
+        {
+            return Ok(Some(principal.clone()));
+        }
+        let principal = match self.store.token_requestor_by_api_key(key_hash).await? {
+            Some(requestor) => Some(Principal::Wallet(requestor)),
+            None => self
+                .store
+                .issuer_by_api_key(key_hash)
+                .await?
+                .map(Principal::Issuer),
+        };
+        if let Some(principal) = &principal {
+            let mut cache = self.principals.write().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= PRINCIPAL_CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(
+                key_hash.to_vec(),
+                (principal.clone(), now + PRINCIPAL_TTL_MS),
+            );
+        }
+        Ok(principal)
     }
 
     /// Re-reads the BIN ranges after issuers were added.
@@ -1277,18 +1319,19 @@ impl Tsp {
             .ok_or(TspError::NoIssuer)?;
         let endpoint = self.endpoint(&issuer).await?;
         let fingerprint = self.fingerprint(&pan)?;
-        if let Some(card) = self.store.card_by_fingerprint(&fingerprint).await?
-            && let Some(existing) = self
-                .store
-                .tokens_by_device(&device.id)
-                .await?
-                .into_iter()
+        // What this read finds is reused by the first attempt at writing the token.
+        let known_card = self.store.card_by_fingerprint(&fingerprint).await?;
+        let known_tokens = self.store.tokens_by_device(&device.id).await?;
+        if let Some(card) = &known_card
+            && let Some(existing) = known_tokens
+                .iter()
                 .find(|t| t.card_id == card.id && !t.deleted)
         {
             return Err(TspError::TokenExists {
-                token_id: existing.id,
+                token_id: existing.id.clone(),
             });
         }
+        let mut known = Some((known_card, known_tokens));
 
         // Ask the bank.
         let device_info = DeviceInfo {
@@ -1366,7 +1409,8 @@ impl Tsp {
             .map(|p| if p.contains('*') { p } else { mask_phone(&p) });
         let mut number = token_number;
         let mut tries = 0;
-        let token = loop {
+        let product_row = self.store.product(&issuer.id, &product).await?;
+        let (token, card) = loop {
             tries += 1;
             let card = CardFacts {
                 pan: &pan,
@@ -1383,6 +1427,8 @@ impl Tsp {
                     &device,
                     &issuer,
                     &card,
+                    known.take(),
+                    product_row.as_ref(),
                     &number,
                     green,
                     assurance,
@@ -1393,7 +1439,7 @@ impl Tsp {
                 )
                 .await;
             match attempt {
-                Ok(token) => break token,
+                Ok(created) => break created,
                 // Another request chose the same token number: draw another.
                 Err(CreateFailure::Store(StoreError::Duplicate(Duplicate::TokenNumber)))
                     if tries < 5 =>
@@ -1417,7 +1463,6 @@ impl Tsp {
                 Err(CreateFailure::Tsp(error)) => return Err(error),
             }
         };
-        let card = self.card_row(&token.card_id).await?;
         let view = token_view(&token, &card, &device);
 
         if let Some(otp) = otp {
@@ -1517,6 +1562,8 @@ impl Tsp {
         device: &DeviceRow,
         issuer: &IssuerRow,
         facts: &CardFacts<'_>,
+        known: Option<(Option<CardRow>, Vec<TokenRow>)>,
+        product_row: Option<&ProductRow>,
         number: &Token,
         green: bool,
         assurance: &str,
@@ -1524,7 +1571,7 @@ impl Tsp {
         ecash: bool,
         otp: Option<&str>,
         kind: DeviceKind,
-    ) -> Result<TokenRow, CreateFailure> {
+    ) -> Result<(TokenRow, CardRow), CreateFailure> {
         let CardFacts {
             pan,
             expiry,
@@ -1535,12 +1582,21 @@ impl Tsp {
         } = *facts;
         let now = self.now();
         let mut plan = Plan::new(now, self.random.as_ref());
-        let card = match self
-            .store
-            .card_by_fingerprint(fingerprint)
-            .await
-            .map_err(CreateFailure::Store)?
-        {
+        // Read afresh unless the caller just read it (a retry always re-reads).
+        let (known_card, known_tokens) = match known {
+            Some(known) => known,
+            None => (
+                self.store
+                    .card_by_fingerprint(fingerprint)
+                    .await
+                    .map_err(CreateFailure::Store)?,
+                self.store
+                    .tokens_by_device(&device.id)
+                    .await
+                    .map_err(CreateFailure::Store)?,
+            ),
+        };
+        let card = match known_card {
             Some(card) => {
                 plan.changeset
                     .card_guards
@@ -1573,11 +1629,7 @@ impl Tsp {
                 card
             }
         };
-        let existing = self
-            .store
-            .tokens_by_device(&device.id)
-            .await
-            .map_err(CreateFailure::Store)?;
+        let existing = known_tokens;
         if let Some(live) = existing.iter().find(|t| t.card_id == card.id && !t.deleted) {
             return Err(CreateFailure::Tsp(TspError::TokenExists {
                 token_id: live.id.clone(),
@@ -1655,12 +1707,12 @@ impl Tsp {
             Channel::Network,
             json!({}),
         );
-        let product_row = self
-            .store
-            .product(&issuer.id, &card.product)
-            .await
-            .map_err(CreateFailure::Store)?;
-        plan.notify(&token, &card, "TOKEN_CREATED", json!({"device_kind": device.kind, "cvm_limits": product_row.map(|p| cvm_limits_json(&p, Currency::from_numeric(u16::try_from(p.currency).unwrap_or(156)).unwrap_or(Currency::CNY)))}));
+        plan.notify(
+            &token,
+            &card,
+            "TOKEN_CREATED",
+            json!({"device_kind": device.kind, "cvm_limits": product_row.map(product_limits)}),
+        );
         if let Some(otp) = otp {
             plan.changeset.challenge_upserts.push(ChallengeRow {
                 token_id: token.id.clone(),
@@ -1675,7 +1727,7 @@ impl Tsp {
             .commit(&plan.changeset)
             .await
             .map_err(CreateFailure::Store)?;
-        Ok(token)
+        Ok((token, card))
     }
 
     fn new_par(&self) -> String {
@@ -2001,6 +2053,13 @@ impl Tsp {
         })?;
         Ok(envelope.into())
     }
+}
+
+/// A product row's no-PIN limits as JSON, in its own currency.
+fn product_limits(product: &ProductRow) -> Value {
+    let currency = Currency::from_numeric(u16::try_from(product.currency).unwrap_or(156))
+        .unwrap_or(Currency::CNY);
+    cvm_limits_json(product, currency)
 }
 
 /// A product's no-PIN limits as JSON, in major units.
