@@ -457,6 +457,37 @@ impl IssuerHost {
             .collect()
     }
 
+    /// The text messages to a phone in an issuer host's database file, without opening the
+    /// bank (no keys needed): the sandbox console's view.
+    pub async fn read_sms(path: &Path, phone: &str) -> Result<Vec<Sms>, SimError> {
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| SimError::Database(e.to_string()))?
+            .filename(path)
+            .read_only(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT phone, text, sent_at FROM sim_sms WHERE phone = $1 ORDER BY id DESC LIMIT 50",
+        )
+        .bind(phone)
+        .fetch_all(&pool)
+        .await?;
+        let messages = rows
+            .iter()
+            .map(|row| {
+                Ok(Sms {
+                    phone: row.try_get("phone")?,
+                    text: row.try_get("text")?,
+                    sent_at: row.try_get("sent_at")?,
+                })
+            })
+            .collect();
+        pool.close().await;
+        messages
+    }
+
     async fn tell_tsp(&self, path: &str, body: &Value) -> Result<(StatusCode, Value), SimError> {
         let url = format!("{}{path}", self.config.tsp_url.trim_end_matches('/'));
         let response = self

@@ -30,6 +30,9 @@ enum Command {
     /// Play the phone: make a device key pair, open a sealed card profile.
     #[command(subcommand)]
     Device(cli::device::DeviceCommand),
+    /// The sandbox's console: messages the sandbox bank sent.
+    #[command(subcommand)]
+    Sandbox(cli::sandbox::SandboxCommand),
     /// Read and write ISO 8583 messages of the cloudpass network profile.
     #[command(subcommand)]
     Iso8583(cli::iso8583::Iso8583Command),
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Tokens(command) => cli::tokens::run(command),
         Command::Device(command) => cli::device::run(command),
+        Command::Sandbox(command) => cli::sandbox::run(command),
         Command::Iso8583(command) => cli::iso8583::run(command),
         Command::Hsm(command) => cli::hsm::run(command),
         Command::Bench(command) => bench::run(command),
