@@ -170,8 +170,8 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// History and notifications for what [`apply_event`] did, and history for default
-    /// changes. `cards` must hold the card of every token in `tokens`.
+    /// History and notifications for what [`apply_event`] did, and history for the default
+    /// card changes it caused. `cards` must hold the card of every token in `tokens`.
     pub fn record(
         &mut self,
         tokens: &[TokenRow],
@@ -210,6 +210,16 @@ impl<'a> Plan<'a> {
                 self.notify(token, card, kind, extra.clone());
             }
         }
+        self.record_defaults(tokens, default_changed, channel);
+    }
+
+    /// History for tokens that became, or stopped being, their device's default card.
+    pub fn record_defaults(
+        &mut self,
+        tokens: &[TokenRow],
+        default_changed: &[String],
+        channel: Channel,
+    ) {
         for token_id in default_changed {
             if let Some(token) = tokens.iter().find(|t| &t.id == token_id) {
                 let status = TokenStatus::parse(&token.status).unwrap_or(TokenStatus::Active);

@@ -869,15 +869,7 @@ impl Tsp {
             plan.changeset.challenge_deletes.push(token_id.to_owned());
         }
         self.commit(plan).await?;
-        let token = tokens
-            .iter()
-            .find(|t| t.id == token_id)
-            .ok_or_else(|| TspError::Internal("token vanished".into()))?;
-        let card = cards
-            .iter()
-            .find(|c| c.id == token.card_id)
-            .ok_or_else(|| TspError::Internal("card vanished".into()))?;
-        Ok(token_view(token, card, &device))
+        view_among(&tokens, &cards, &device, token_id)
     }
 
     /// Makes an active token its device's default card.
@@ -915,29 +907,13 @@ impl Tsp {
         }
         let cards = self.cards_of(&tokens).await?;
         let mut plan = Plan::new(now, self.random.as_ref());
-        plan.record(
-            &tokens,
-            &cards,
-            &[],
-            &changed,
-            LifecycleEvent::UpdateMetadata,
-            Channel::Wallet,
-            json!({}),
-        );
+        plan.record_defaults(&tokens, &changed, Channel::Wallet);
         plan.update_changed(&original, &tokens);
         plan.changeset
             .device_guards
             .push((device.id.clone(), device.version));
         self.commit(plan).await?;
-        let token = tokens
-            .iter()
-            .find(|t| t.id == token_id)
-            .ok_or_else(|| TspError::Internal("token vanished".into()))?;
-        let card = cards
-            .iter()
-            .find(|c| c.id == token.card_id)
-            .ok_or_else(|| TspError::Internal("card vanished".into()))?;
-        Ok(token_view(token, card, &device))
+        view_among(&tokens, &cards, &device, token_id)
     }
 
     /// The bank reports its physical card lost, stolen, found or closed.
@@ -1698,15 +1674,7 @@ impl Tsp {
                 if green { "green" } else { "yellow" }
             )),
         );
-        plan.record(
-            &all,
-            std::slice::from_ref(&card),
-            &[],
-            &default_changed,
-            LifecycleEvent::UpdateMetadata,
-            Channel::Network,
-            json!({}),
-        );
+        plan.record_defaults(&all, &default_changed, Channel::Network);
         plan.notify(
             &token,
             &card,
@@ -2053,6 +2021,24 @@ impl Tsp {
         })?;
         Ok(envelope.into())
     }
+}
+
+/// The view of one token from rows a change just wrote.
+fn view_among(
+    tokens: &[TokenRow],
+    cards: &[CardRow],
+    device: &DeviceRow,
+    token_id: &str,
+) -> TspResult<TokenView> {
+    let token = tokens
+        .iter()
+        .find(|t| t.id == token_id)
+        .ok_or_else(|| TspError::Internal("token vanished".into()))?;
+    let card = cards
+        .iter()
+        .find(|c| c.id == token.card_id)
+        .ok_or_else(|| TspError::Internal("card vanished".into()))?;
+    Ok(token_view(token, card, device))
 }
 
 /// A product row's no-PIN limits as JSON, in its own currency.
