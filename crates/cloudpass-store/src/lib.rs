@@ -158,6 +158,8 @@ pub trait TokenStore: Send + Sync {
         &self,
         token_id: &str,
     ) -> impl Future<Output = StoreResult<Vec<OutboxRow>>> + Send;
+    /// Deletes delivered and dead-lettered events created before `before`; returns how many.
+    fn prune_outbox(&self, before: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 
     // Idempotency keys.
     fn idempotency_begin(
@@ -180,6 +182,8 @@ pub trait TokenStore: Send + Sync {
         principal: &str,
         key: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Forgets idempotency records created before `before`; returns how many.
+    fn prune_idempotency(&self, before: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 }
 
 /// How durable an SQLite commit is.
@@ -308,9 +312,11 @@ delegate! {
     fn claim_due_events(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<OutboxRow>>;
     fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()>;
     fn outbox_for_token(&self, token_id: &str) -> StoreResult<Vec<OutboxRow>>;
+    fn prune_outbox(&self, before: i64) -> StoreResult<u64>;
     fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &[u8], now: i64) -> StoreResult<IdempotencyBegin>;
     fn idempotency_complete(&self, principal: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
     fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()>;
+    fn prune_idempotency(&self, before: i64) -> StoreResult<u64>;
 }
 
 pub(crate) fn parse_url_options<T: FromStr>(url: &str) -> StoreResult<T>

@@ -1128,6 +1128,29 @@ macro_rules! backend {
                 self.many(concat!("SELECT ", outbox_columns!(), " FROM outbox WHERE token_id = $1 ORDER BY id"), &[token_id], Self::outbox_from).await
             }
 
+            async fn prune_outbox(&self, before: i64) -> StoreResult<u64> {
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query("DELETE FROM outbox WHERE created_at < $1 AND (delivered_at IS NOT NULL OR failed_at IS NOT NULL)")
+                            .bind(before)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected())
+                    })
+                })
+                .await
+            }
+
+            async fn prune_idempotency(&self, before: i64) -> StoreResult<u64> {
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query("DELETE FROM idempotency WHERE created_at < $1").bind(before).execute(&mut *conn).await?;
+                        Ok(done.rows_affected())
+                    })
+                })
+                .await
+            }
+
             async fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &[u8], now: i64) -> StoreResult<IdempotencyBegin> {
                 let principal = principal.to_owned();
                 let key = key.to_owned();

@@ -749,11 +749,33 @@ async fn outbox_delivers_in_order_per_token(store: AnyStore) {
     assert_eq!(all[0].failed_at, Some(NOW + 2_100));
     assert_eq!(all[0].attempts, 2);
 
+    // Delivered and dead-lettered events are pruned after their retention; pending ones stay.
+    store
+        .commit(&Changeset {
+            outbox: vec![event("e4", "tok_2", NOW)],
+            ..Changeset::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.prune_outbox(NOW + 1).await.unwrap(), 2);
+    let mut left = Vec::new();
+    for token in ["tok_1", "tok_2"] {
+        left.extend(
+            store
+                .outbox_for_token(token)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event_id),
+        );
+    }
+    assert_eq!(left, ["e2", "e4"]);
+
     // Event ids are unique.
     assert!(
         store
             .commit(&Changeset {
-                outbox: vec![event("e1", "tok_1", NOW)],
+                outbox: vec![event("e2", "tok_1", NOW)],
                 ..Changeset::default()
             })
             .await

@@ -33,6 +33,12 @@ pub struct NotifierConfig {
     /// Pause when nothing is due.
     pub idle_poll: Duration,
     pub timeout: Duration,
+    /// Delivered and dead-lettered events are kept this long, then pruned.
+    pub outbox_retention: Duration,
+    /// Idempotency records are kept this long: a retry later than that is a new request.
+    pub idempotency_retention: Duration,
+    /// How often pruning runs.
+    pub prune_every: Duration,
 }
 
 impl Default for NotifierConfig {
@@ -46,6 +52,9 @@ impl Default for NotifierConfig {
             max_backoff: Duration::from_secs(300),
             idle_poll: Duration::from_millis(200),
             timeout: Duration::from_secs(10),
+            outbox_retention: Duration::from_secs(30 * 86_400),
+            idempotency_retention: Duration::from_secs(86_400),
+            prune_every: Duration::from_secs(3_600),
         }
     }
 }
@@ -86,7 +95,12 @@ impl Notifier {
 
     /// Delivers due events until `shutdown` fires.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut next_prune = tokio::time::Instant::now();
         loop {
+            if tokio::time::Instant::now() >= next_prune {
+                self.prune().await;
+                next_prune = tokio::time::Instant::now() + self.config.prune_every;
+            }
             let delivered = match self.round().await {
                 Ok(count) => count,
                 Err(error) => {
@@ -103,6 +117,29 @@ impl Notifier {
             if *shutdown.borrow() {
                 return;
             }
+        }
+    }
+
+    /// Deletes what has outlived its retention: the table stays bounded.
+    async fn prune(&self) {
+        let now = self.tsp.now();
+        match self
+            .tsp
+            .store()
+            .prune_outbox(now - millis(self.config.outbox_retention))
+            .await
+        {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "pruned delivered notifications"),
+            Err(error) => tracing::warn!(error = %error, "pruning notifications failed"),
+        }
+        if let Err(error) = self
+            .tsp
+            .store()
+            .prune_idempotency(now - millis(self.config.idempotency_retention))
+            .await
+        {
+            tracing::warn!(error = %error, "pruning idempotency records failed");
         }
     }
 
