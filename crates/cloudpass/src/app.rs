@@ -36,6 +36,8 @@ pub struct AppConfig {
     pub pool: PoolOptions,
     pub tsp: TspConfig,
     pub notifier: NotifierConfig,
+    /// Most HTTP requests handled at once; more wait their turn.
+    pub max_requests_in_flight: usize,
 }
 
 impl AppConfig {
@@ -49,6 +51,7 @@ impl AppConfig {
             pool: PoolOptions::default(),
             tsp: TspConfig::default(),
             notifier: NotifierConfig::default(),
+            max_requests_in_flight: 512,
         }
     }
 }
@@ -190,7 +193,11 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
 
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .merge(cloudpass_tsp::http::router(Arc::clone(&tsp)))
+        // The bound applies to the token service only: its requests call the stand-ins on this
+        // same port, which must never wait behind them.
+        .merge(cloudpass_tsp::http::router(Arc::clone(&tsp)).layer(
+            tower::limit::ConcurrencyLimitLayer::new(config.max_requests_in_flight),
+        ))
         .merge(Arc::clone(&issuer_host).router())
         .merge(Arc::clone(&sink).router());
 
