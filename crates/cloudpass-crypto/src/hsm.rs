@@ -999,7 +999,7 @@ mod tests {
     fn wrapped_keys_survive_a_restart_and_only_under_their_master_and_usage() {
         let first = hsm();
         let key = first.generate_key(KeyUsage::DataEncryption).unwrap();
-        let sealed = first.encrypt(key, b"6226090000000048", b"card:1").unwrap();
+        let sealed = first.encrypt(key, b"6231180000000008", b"card:1").unwrap();
         let stored = first.wrap(key).unwrap().to_text();
         assert!(stored.starts_with("cpk1.dek."));
 
@@ -1010,7 +1010,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             &second.decrypt(loaded, &sealed, b"card:1").unwrap()[..],
-            b"6226090000000048"
+            b"6231180000000008"
         );
         assert_eq!(
             second.decrypt(loaded, &sealed, b"card:2"),
@@ -1050,14 +1050,14 @@ mod tests {
                 actual: KeyUsage::Fingerprint
             })
         );
-        let a = hsm.fingerprint(fingerprint, b"6226090000000048").unwrap();
+        let a = hsm.fingerprint(fingerprint, b"6231180000000008").unwrap();
         assert_eq!(
             a,
-            hsm.fingerprint(fingerprint, b"6226090000000048").unwrap()
+            hsm.fingerprint(fingerprint, b"6231180000000008").unwrap()
         );
         assert_ne!(
             a,
-            hsm.fingerprint(fingerprint, b"6226388000000095").unwrap()
+            hsm.fingerprint(fingerprint, b"6231180000000016").unwrap()
         );
     }
 
@@ -1141,7 +1141,7 @@ mod tests {
             .import_clear(KeyUsage::PinEncryption, &issuer_key)
             .unwrap();
         let pvk = hsm.generate_key(KeyUsage::PinVerification).unwrap();
-        let card = Pan::parse("6226090000000048").unwrap();
+        let card = Pan::parse("6231180000000008").unwrap();
         let token = luhn_complete("623000100000000");
         let pin = Pin::parse("111101").unwrap();
 

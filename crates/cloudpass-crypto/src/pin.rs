@@ -240,14 +240,14 @@ mod tests {
     #[test]
     fn format0_decode_rejects_the_wrong_account_and_bad_structure() {
         let pin = Pin::parse("111101").unwrap();
-        let block = format0_encode(&pin, "6226090000000048").unwrap();
+        let block = format0_encode(&pin, "6231180000000008").unwrap();
         // Another account XORs a different field in: the structure breaks or the PIN differs.
-        match format0_decode(&block, "6226388000000095") {
+        match format0_decode(&block, "6231180000000016") {
             Ok(other) => assert_ne!(other, pin),
             Err(error) => assert_eq!(error, PinBlockError::Format { format: 0 }),
         }
         let garbage: [u8; 8] = hex::decode_array("1F1234FFFFFFFFFF").unwrap();
-        assert!(format0_decode(&garbage, "6226090000000048").is_err());
+        assert!(format0_decode(&garbage, "6231180000000008").is_err());
         assert_eq!(
             format0_encode(&pin, "12345"),
             Err(PinBlockError::AccountNumber)

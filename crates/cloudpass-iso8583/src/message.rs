@@ -239,7 +239,7 @@ mod tests {
         let mut message = Message::new(Mti::parse("0200").unwrap());
         message
             .set(11, &b"000001"[..])
-            .set(2, &b"6226090000000048"[..])
+            .set(2, &b"6231180000000008"[..])
             .set(128, vec![0u8; 8]);
         message.set(11, &b"000002"[..]);
         assert_eq!(
@@ -248,8 +248,8 @@ mod tests {
         );
         assert_eq!(message.get_str(11), Some("000002"));
         let shown = format!("{message:?}");
-        assert!(!shown.contains("6226090000000048"), "{shown}");
-        assert_eq!(message.remove(2).as_deref(), Some(&b"6226090000000048"[..]));
+        assert!(!shown.contains("6231180000000008"), "{shown}");
+        assert_eq!(message.remove(2).as_deref(), Some(&b"6231180000000008"[..]));
         assert!(!message.contains(2));
     }
 }
