@@ -4,6 +4,7 @@
 //! Luhn-valid card number and can never be printed in clear by accident; [`Money`] never
 //! touches a float. This crate does no IO and depends on nothing else of ours.
 
+pub mod authorization;
 pub mod card_number;
 pub mod clock;
 pub mod default_card;
