@@ -25,7 +25,10 @@ pub enum PanEntry {
 
 impl PanEntry {
     pub fn is_contactless(self) -> bool {
-        matches!(self, PanEntry::ContactlessChip | PanEntry::ContactlessMagstripe | PanEntry::ContactlessPboc)
+        matches!(
+            self,
+            PanEntry::ContactlessChip | PanEntry::ContactlessMagstripe | PanEntry::ContactlessPboc
+        )
     }
 }
 
@@ -53,7 +56,10 @@ impl PosEntryMode {
             "98" => PanEntry::ContactlessPboc,
             _ => PanEntry::Other,
         };
-        Some(Self { pan_entry, pin_entered: bytes[2] == b'1' })
+        Some(Self {
+            pan_entry,
+            pin_entered: bytes[2] == b'1',
+        })
     }
 }
 
@@ -71,12 +77,24 @@ pub enum PaymentChannel {
 }
 
 /// Works out the channel from field 22, field 25 (condition code) and the ECI (60.2.8).
-pub fn payment_channel(entry: PosEntryMode, condition_code: &str, eci: Option<&str>) -> PaymentChannel {
+pub fn payment_channel(
+    entry: PosEntryMode,
+    condition_code: &str,
+    eci: Option<&str>,
+) -> PaymentChannel {
     let ecommerce = matches!(condition_code, "42" | "43");
     if ecommerce {
-        return if eci == Some("05") { PaymentChannel::InApp } else { PaymentChannel::EcommerceWithoutCryptogram };
+        return if eci == Some("05") {
+            PaymentChannel::InApp
+        } else {
+            PaymentChannel::EcommerceWithoutCryptogram
+        };
     }
-    if entry.pan_entry.is_contactless() { PaymentChannel::Nfc } else { PaymentChannel::Other }
+    if entry.pan_entry.is_contactless() {
+        PaymentChannel::Nfc
+    } else {
+        PaymentChannel::Other
+    }
 }
 
 /// What the switch knows about the token at the moment of the payment.
@@ -90,10 +108,17 @@ pub struct TokenFacts {
 }
 
 /// Whether the token may pay through `channel` in the given month; the refusal's code.
-pub fn check_token(facts: &TokenFacts, channel: PaymentChannel, year: u16, month: u8) -> Result<(), ResponseCode> {
+pub fn check_token(
+    facts: &TokenFacts,
+    channel: PaymentChannel,
+    year: u16,
+    month: u8,
+) -> Result<(), ResponseCode> {
     match facts.status {
         TokenStatus::Deleted => return Err(ResponseCode::InvalidCard),
-        TokenStatus::Pending | TokenStatus::Suspended => return Err(ResponseCode::NotPermittedToCardholder),
+        TokenStatus::Pending | TokenStatus::Suspended => {
+            return Err(ResponseCode::NotPermittedToCardholder);
+        }
         TokenStatus::Active => {}
     }
     if facts.device_lost {
@@ -108,7 +133,11 @@ pub fn check_token(facts: &TokenFacts, channel: PaymentChannel, year: u16, month
         // A device token is only ever presented by its device: tapped or with its cryptogram.
         PaymentChannel::EcommerceWithoutCryptogram | PaymentChannel::Other => false,
     };
-    if allowed { Ok(()) } else { Err(ResponseCode::DoNotHonour) }
+    if allowed {
+        Ok(())
+    } else {
+        Err(ResponseCode::DoNotHonour)
+    }
 }
 
 /// Merchant categories where small contactless payments need no PIN (the acquirer's side of
@@ -159,15 +188,27 @@ pub enum Verification {
 /// The contactless no-PIN rule, jointly: without a PIN or CDCVM the payment passes only if the
 /// terminal and merchant are eligible and the amount is within both the acquirer's and the
 /// issuer's limit; otherwise the PIN is required (field 39 `65`, the soft decline).
-pub fn contactless_verification(amount: Money, pin_entered: bool, cdcvm: bool, acquirer: &AcquirerNoPin, issuer_limit: Money) -> Result<Verification, ResponseCode> {
+pub fn contactless_verification(
+    amount: Money,
+    pin_entered: bool,
+    cdcvm: bool,
+    acquirer: &AcquirerNoPin,
+    issuer_limit: Money,
+) -> Result<Verification, ResponseCode> {
     if pin_entered {
         return Ok(Verification::OnlinePin);
     }
     if cdcvm {
         return Ok(Verification::Cdcvm);
     }
-    let within = |limit: Money| limit.currency() == amount.currency() && amount.minor_units() <= limit.minor_units();
-    if acquirer.terminal_capable && acquirer.merchant_eligible && within(acquirer.limit) && within(issuer_limit) {
+    let within = |limit: Money| {
+        limit.currency() == amount.currency() && amount.minor_units() <= limit.minor_units()
+    };
+    if acquirer.terminal_capable
+        && acquirer.merchant_eligible
+        && within(acquirer.limit)
+        && within(issuer_limit)
+    {
         Ok(Verification::NoPin)
     } else {
         Err(ResponseCode::ExceedsFrequencyLimit)
@@ -176,14 +217,21 @@ pub fn contactless_verification(amount: Money, pin_entered: bool, cdcvm: bool, a
 
 /// The in-app rule: the device asks for the password above the issuer's online no-PIN limit
 /// (which it received in its card profile); the switch holds it to that.
-pub fn in_app_verification(amount: Money, pin_entered: bool, cdcvm: bool, online_limit: Money) -> Result<Verification, ResponseCode> {
+pub fn in_app_verification(
+    amount: Money,
+    pin_entered: bool,
+    cdcvm: bool,
+    online_limit: Money,
+) -> Result<Verification, ResponseCode> {
     if pin_entered {
         return Ok(Verification::OnlinePin);
     }
     if cdcvm {
         return Ok(Verification::Cdcvm);
     }
-    if online_limit.currency() == amount.currency() && amount.minor_units() <= online_limit.minor_units() {
+    if online_limit.currency() == amount.currency()
+        && amount.minor_units() <= online_limit.minor_units()
+    {
         Ok(Verification::NoPin)
     } else {
         Err(ResponseCode::ExceedsFrequencyLimit)
@@ -200,65 +248,229 @@ mod tests {
     }
 
     fn facts() -> TokenFacts {
-        TokenFacts { status: TokenStatus::Active, token_expiry: "2911".parse().unwrap(), device_lost: false, domain_nfc: true, domain_in_app: true }
+        TokenFacts {
+            status: TokenStatus::Active,
+            token_expiry: "2911".parse().unwrap(),
+            device_lost: false,
+            domain_nfc: true,
+            domain_in_app: true,
+        }
     }
 
     #[test]
     fn entry_modes_and_channels() {
         let tap = PosEntryMode::parse("072").unwrap();
-        assert_eq!((tap.pan_entry, tap.pin_entered), (PanEntry::ContactlessChip, false));
+        assert_eq!(
+            (tap.pan_entry, tap.pin_entered),
+            (PanEntry::ContactlessChip, false)
+        );
         assert!(PosEntryMode::parse("981").unwrap().pin_entered);
         assert_eq!(PosEntryMode::parse("7x2"), None);
         assert_eq!(payment_channel(tap, "00", None), PaymentChannel::Nfc);
-        assert_eq!(payment_channel(PosEntryMode::parse("912").unwrap(), "00", None), PaymentChannel::Nfc);
+        assert_eq!(
+            payment_channel(PosEntryMode::parse("912").unwrap(), "00", None),
+            PaymentChannel::Nfc
+        );
         let manual = PosEntryMode::parse("012").unwrap();
-        assert_eq!(payment_channel(manual, "42", Some("05")), PaymentChannel::InApp);
-        assert_eq!(payment_channel(manual, "42", Some("07")), PaymentChannel::EcommerceWithoutCryptogram);
-        assert_eq!(payment_channel(tap, "42", None), PaymentChannel::EcommerceWithoutCryptogram);
-        assert_eq!(payment_channel(PosEntryMode::parse("051").unwrap(), "00", None), PaymentChannel::Other);
+        assert_eq!(
+            payment_channel(manual, "42", Some("05")),
+            PaymentChannel::InApp
+        );
+        assert_eq!(
+            payment_channel(manual, "42", Some("07")),
+            PaymentChannel::EcommerceWithoutCryptogram
+        );
+        assert_eq!(
+            payment_channel(tap, "42", None),
+            PaymentChannel::EcommerceWithoutCryptogram
+        );
+        assert_eq!(
+            payment_channel(PosEntryMode::parse("051").unwrap(), "00", None),
+            PaymentChannel::Other
+        );
     }
 
     #[test]
     fn token_checks_name_their_codes() {
         assert_eq!(check_token(&facts(), PaymentChannel::Nfc, 2026, 11), Ok(()));
-        assert_eq!(check_token(&TokenFacts { status: TokenStatus::Deleted, ..facts() }, PaymentChannel::Nfc, 2026, 11), Err(ResponseCode::InvalidCard));
-        assert_eq!(check_token(&TokenFacts { status: TokenStatus::Suspended, ..facts() }, PaymentChannel::Nfc, 2026, 11), Err(ResponseCode::NotPermittedToCardholder));
-        assert_eq!(check_token(&TokenFacts { status: TokenStatus::Pending, ..facts() }, PaymentChannel::Nfc, 2026, 11), Err(ResponseCode::NotPermittedToCardholder));
-        assert_eq!(check_token(&TokenFacts { device_lost: true, ..facts() }, PaymentChannel::Nfc, 2026, 11), Err(ResponseCode::NotPermittedToCardholder));
-        assert_eq!(check_token(&facts(), PaymentChannel::Nfc, 2029, 12), Err(ResponseCode::ExpiredCard));
+        assert_eq!(
+            check_token(
+                &TokenFacts {
+                    status: TokenStatus::Deleted,
+                    ..facts()
+                },
+                PaymentChannel::Nfc,
+                2026,
+                11
+            ),
+            Err(ResponseCode::InvalidCard)
+        );
+        assert_eq!(
+            check_token(
+                &TokenFacts {
+                    status: TokenStatus::Suspended,
+                    ..facts()
+                },
+                PaymentChannel::Nfc,
+                2026,
+                11
+            ),
+            Err(ResponseCode::NotPermittedToCardholder)
+        );
+        assert_eq!(
+            check_token(
+                &TokenFacts {
+                    status: TokenStatus::Pending,
+                    ..facts()
+                },
+                PaymentChannel::Nfc,
+                2026,
+                11
+            ),
+            Err(ResponseCode::NotPermittedToCardholder)
+        );
+        assert_eq!(
+            check_token(
+                &TokenFacts {
+                    device_lost: true,
+                    ..facts()
+                },
+                PaymentChannel::Nfc,
+                2026,
+                11
+            ),
+            Err(ResponseCode::NotPermittedToCardholder)
+        );
+        assert_eq!(
+            check_token(&facts(), PaymentChannel::Nfc, 2029, 12),
+            Err(ResponseCode::ExpiredCard)
+        );
         // Domains: an NFC-only token is refused in-app and the other way round; no token pays
         // without its device.
-        let nfc_only = TokenFacts { domain_in_app: false, ..facts() };
-        assert_eq!(check_token(&nfc_only, PaymentChannel::InApp, 2026, 11), Err(ResponseCode::DoNotHonour));
-        assert_eq!(check_token(&nfc_only, PaymentChannel::Nfc, 2026, 11), Ok(()));
-        let in_app_only = TokenFacts { domain_nfc: false, ..facts() };
-        assert_eq!(check_token(&in_app_only, PaymentChannel::Nfc, 2026, 11), Err(ResponseCode::DoNotHonour));
-        assert_eq!(check_token(&facts(), PaymentChannel::EcommerceWithoutCryptogram, 2026, 11), Err(ResponseCode::DoNotHonour));
-        assert_eq!(check_token(&facts(), PaymentChannel::Other, 2026, 11), Err(ResponseCode::DoNotHonour));
+        let nfc_only = TokenFacts {
+            domain_in_app: false,
+            ..facts()
+        };
+        assert_eq!(
+            check_token(&nfc_only, PaymentChannel::InApp, 2026, 11),
+            Err(ResponseCode::DoNotHonour)
+        );
+        assert_eq!(
+            check_token(&nfc_only, PaymentChannel::Nfc, 2026, 11),
+            Ok(())
+        );
+        let in_app_only = TokenFacts {
+            domain_nfc: false,
+            ..facts()
+        };
+        assert_eq!(
+            check_token(&in_app_only, PaymentChannel::Nfc, 2026, 11),
+            Err(ResponseCode::DoNotHonour)
+        );
+        assert_eq!(
+            check_token(
+                &facts(),
+                PaymentChannel::EcommerceWithoutCryptogram,
+                2026,
+                11
+            ),
+            Err(ResponseCode::DoNotHonour)
+        );
+        assert_eq!(
+            check_token(&facts(), PaymentChannel::Other, 2026, 11),
+            Err(ResponseCode::DoNotHonour)
+        );
     }
 
     #[test]
     fn no_pin_needs_both_sides() {
-        let acquirer = AcquirerNoPin { terminal_capable: true, merchant_eligible: true, limit: cny(100_000) };
+        let acquirer = AcquirerNoPin {
+            terminal_capable: true,
+            merchant_eligible: true,
+            limit: cny(100_000),
+        };
         let issuer = cny(50_000);
-        assert_eq!(contactless_verification(cny(50_000), false, false, &acquirer, issuer), Ok(Verification::NoPin));
-        assert_eq!(contactless_verification(cny(50_001), false, false, &acquirer, issuer), Err(ResponseCode::ExceedsFrequencyLimit));
-        assert_eq!(contactless_verification(cny(100), false, false, &AcquirerNoPin { limit: cny(99), ..acquirer }, issuer), Err(ResponseCode::ExceedsFrequencyLimit));
-        assert_eq!(contactless_verification(cny(100), false, false, &AcquirerNoPin { terminal_capable: false, ..acquirer }, issuer), Err(ResponseCode::ExceedsFrequencyLimit));
-        assert_eq!(contactless_verification(cny(100), false, false, &AcquirerNoPin { merchant_eligible: false, ..acquirer }, issuer), Err(ResponseCode::ExceedsFrequencyLimit));
+        assert_eq!(
+            contactless_verification(cny(50_000), false, false, &acquirer, issuer),
+            Ok(Verification::NoPin)
+        );
+        assert_eq!(
+            contactless_verification(cny(50_001), false, false, &acquirer, issuer),
+            Err(ResponseCode::ExceedsFrequencyLimit)
+        );
+        assert_eq!(
+            contactless_verification(
+                cny(100),
+                false,
+                false,
+                &AcquirerNoPin {
+                    limit: cny(99),
+                    ..acquirer
+                },
+                issuer
+            ),
+            Err(ResponseCode::ExceedsFrequencyLimit)
+        );
+        assert_eq!(
+            contactless_verification(
+                cny(100),
+                false,
+                false,
+                &AcquirerNoPin {
+                    terminal_capable: false,
+                    ..acquirer
+                },
+                issuer
+            ),
+            Err(ResponseCode::ExceedsFrequencyLimit)
+        );
+        assert_eq!(
+            contactless_verification(
+                cny(100),
+                false,
+                false,
+                &AcquirerNoPin {
+                    merchant_eligible: false,
+                    ..acquirer
+                },
+                issuer
+            ),
+            Err(ResponseCode::ExceedsFrequencyLimit)
+        );
         // A PIN or the device's own verification lifts the limit.
-        assert_eq!(contactless_verification(cny(9_000_000), true, false, &acquirer, issuer), Ok(Verification::OnlinePin));
-        assert_eq!(contactless_verification(cny(9_000_000), false, true, &acquirer, issuer), Ok(Verification::Cdcvm));
+        assert_eq!(
+            contactless_verification(cny(9_000_000), true, false, &acquirer, issuer),
+            Ok(Verification::OnlinePin)
+        );
+        assert_eq!(
+            contactless_verification(cny(9_000_000), false, true, &acquirer, issuer),
+            Ok(Verification::Cdcvm)
+        );
         // Limits in another currency never allow a no-PIN payment.
         let usd = Money::new(100, Currency::from_numeric(840).unwrap());
-        assert_eq!(contactless_verification(usd, false, false, &acquirer, issuer), Err(ResponseCode::ExceedsFrequencyLimit));
+        assert_eq!(
+            contactless_verification(usd, false, false, &acquirer, issuer),
+            Err(ResponseCode::ExceedsFrequencyLimit)
+        );
     }
 
     #[test]
     fn in_app_password_above_the_online_limit() {
-        assert_eq!(in_app_verification(cny(50_000), false, false, cny(50_000)), Ok(Verification::NoPin));
-        assert_eq!(in_app_verification(cny(50_001), false, false, cny(50_000)), Err(ResponseCode::ExceedsFrequencyLimit));
-        assert_eq!(in_app_verification(cny(50_001), true, false, cny(50_000)), Ok(Verification::OnlinePin));
-        assert_eq!(in_app_verification(cny(50_001), false, true, cny(50_000)), Ok(Verification::Cdcvm));
+        assert_eq!(
+            in_app_verification(cny(50_000), false, false, cny(50_000)),
+            Ok(Verification::NoPin)
+        );
+        assert_eq!(
+            in_app_verification(cny(50_001), false, false, cny(50_000)),
+            Err(ResponseCode::ExceedsFrequencyLimit)
+        );
+        assert_eq!(
+            in_app_verification(cny(50_001), true, false, cny(50_000)),
+            Ok(Verification::OnlinePin)
+        );
+        assert_eq!(
+            in_app_verification(cny(50_001), false, true, cny(50_000)),
+            Ok(Verification::Cdcvm)
+        );
     }
 }

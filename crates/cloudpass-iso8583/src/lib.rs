@@ -6,6 +6,7 @@
 //! profile is [`profile::cloudpass`], documented field by field in docs/iso8583-profile.md.
 
 pub mod codec;
+pub mod emv_data;
 pub mod error;
 pub mod framing;
 pub mod json;
