@@ -3,7 +3,9 @@
 //!
 //! - [`issuer_host`]: a bank — its side of the token service's issuer protocol, its SMS
 //!   inbox, its back office.
+//! - [`phone`]: a device card — its keys, its ATC, its cryptograms.
 //! - [`webhook_sink`]: the wallets' and banks' notification receivers.
 
 pub mod issuer_host;
+pub mod phone;
 pub mod webhook_sink;
