@@ -246,7 +246,7 @@ impl Phone {
         let needs_password = !cdcvm
             && match self.online_no_pin_limit {
                 Some(limit) => {
-                    u16::try_from(limit.currency().numeric()).ok() != Some(terminal.currency)
+                    limit.currency().numeric() != terminal.currency
                         || terminal.amount > limit.minor_units()
                 }
                 None => true,
