@@ -71,6 +71,8 @@ pub enum HsmError {
 pub enum KeyUsage {
     /// Terminal master key (TMK, 3DES): encrypts a terminal's working keys at sign-on.
     TerminalMaster,
+    /// Zone master key (ZMK, 3DES): encrypts the working keys two institutions exchange.
+    ZoneMaster,
     /// PIN encryption key (TPK/ZPK, 3DES): ISO 9564 format 0 blocks.
     PinEncryption,
     /// PIN encryption key for ISO 9564 format 4 blocks (AES-128).
@@ -92,6 +94,7 @@ pub enum KeyUsage {
 impl KeyUsage {
     pub const ALL: &'static [KeyUsage] = &[
         KeyUsage::TerminalMaster,
+        KeyUsage::ZoneMaster,
         KeyUsage::PinEncryption,
         KeyUsage::PinEncryptionAes,
         KeyUsage::MessageAuthentication,
@@ -105,6 +108,7 @@ impl KeyUsage {
     pub fn name(self) -> &'static str {
         match self {
             KeyUsage::TerminalMaster => "tmk",
+            KeyUsage::ZoneMaster => "zmk",
             KeyUsage::PinEncryption => "pin",
             KeyUsage::PinEncryptionAes => "pin-aes",
             KeyUsage::MessageAuthentication => "mac",
@@ -127,6 +131,7 @@ impl KeyUsage {
     pub fn key_length(self) -> usize {
         match self {
             KeyUsage::TerminalMaster
+            | KeyUsage::ZoneMaster
             | KeyUsage::PinEncryption
             | KeyUsage::PinEncryptionAes
             | KeyUsage::MessageAuthentication
@@ -323,13 +328,27 @@ pub trait Hsm: Send + Sync {
     fn release(&self, key: KeyHandle) -> Result<(), HsmError>;
     fn usage(&self, key: KeyHandle) -> Result<KeyUsage, HsmError>;
     fn check_value(&self, key: KeyHandle) -> Result<CheckValue, HsmError>;
-    /// A 3DES working key (PIN or MAC key) encrypted under a terminal master key (3DES ECB),
-    /// as sign-on delivers it to a terminal.
-    fn export_under_terminal_master(
+    /// A 3DES working key (PIN or MAC key) encrypted under a key-encryption key (a terminal
+    /// or zone master key; 3DES ECB), as sign-on delivers it to a terminal or one institution
+    /// to another.
+    fn export_under_kek(&self, key: KeyHandle, kek: KeyHandle) -> Result<Vec<u8>, HsmError>;
+    /// Loads a working key received encrypted under a key-encryption key, checking its check
+    /// value when one came with it.
+    fn import_under_kek(
         &self,
-        key: KeyHandle,
-        terminal_master: KeyHandle,
-    ) -> Result<Vec<u8>, HsmError>;
+        kek: KeyHandle,
+        usage: KeyUsage,
+        encrypted: &[u8],
+        check_value: Option<CheckValue>,
+    ) -> Result<KeyHandle, HsmError>;
+    /// PIN issuance: the PIN verification value of a PIN the cardholder chose, bound to
+    /// `reference`. The clear PIN goes in; only the value comes out.
+    fn issue_pin(
+        &self,
+        verification_key: KeyHandle,
+        pin: &Pin,
+        reference: &[u8],
+    ) -> Result<PinVerificationValue, HsmError>;
     /// Derives (Option A) and loads the ICC master key of one card or token.
     fn derive_icc_master_key(
         &self,
@@ -726,14 +745,10 @@ impl Hsm for SoftHsm {
         })
     }
 
-    fn export_under_terminal_master(
-        &self,
-        key: KeyHandle,
-        terminal_master: KeyHandle,
-    ) -> Result<Vec<u8>, HsmError> {
+    fn export_under_kek(&self, key: KeyHandle, kek: KeyHandle) -> Result<Vec<u8>, HsmError> {
         let kek = Zeroizing::new(self.with_key(
-            terminal_master,
-            &[KeyUsage::TerminalMaster],
+            kek,
+            &[KeyUsage::TerminalMaster, KeyUsage::ZoneMaster],
             |_, material| Ok(Self::key16(material)),
         )?);
         self.with_key(
@@ -748,6 +763,57 @@ impl Hsm for SoftHsm {
                 }
                 Ok(out)
             },
+        )
+    }
+
+    fn import_under_kek(
+        &self,
+        kek: KeyHandle,
+        usage: KeyUsage,
+        encrypted: &[u8],
+        check_value: Option<CheckValue>,
+    ) -> Result<KeyHandle, HsmError> {
+        if !matches!(
+            usage,
+            KeyUsage::PinEncryption | KeyUsage::MessageAuthentication
+        ) || encrypted.len() != 16
+        {
+            return Err(HsmError::KeyLength(usage));
+        }
+        let clear = self.with_key(
+            kek,
+            &[KeyUsage::TerminalMaster, KeyUsage::ZoneMaster],
+            |_, material| {
+                let kek = Zeroizing::new(Self::key16(material));
+                let mut clear = Zeroizing::new(Vec::with_capacity(16));
+                for half in encrypted.chunks_exact(8) {
+                    let mut block = [0u8; 8];
+                    block.copy_from_slice(half);
+                    clear.extend_from_slice(&primitives::tdes_decrypt(&kek, &block));
+                }
+                Ok(clear)
+            },
+        )?;
+        let handle = self.insert(usage, clear)?;
+        if let Some(expected) = check_value
+            && self.check_value(handle)? != expected
+        {
+            self.release(handle)?;
+            return Err(HsmError::Unwrap);
+        }
+        Ok(handle)
+    }
+
+    fn issue_pin(
+        &self,
+        verification_key: KeyHandle,
+        pin: &Pin,
+        reference: &[u8],
+    ) -> Result<PinVerificationValue, HsmError> {
+        self.with_key(
+            verification_key,
+            &[KeyUsage::PinVerification],
+            |_, material| Self::pvv(material, pin, reference),
         )
     }
 
@@ -1335,6 +1401,21 @@ mod tests {
         }
     }
 
+    /// The clear value of a key, by exporting it under a known test KEK (tests only).
+    fn under_zmk_clear(hsm: &SoftHsm, key: KeyHandle) -> Vec<u8> {
+        let kek_clear = [0x11u8; 16];
+        let kek = hsm
+            .import_clear(KeyUsage::TerminalMaster, &kek_clear)
+            .unwrap();
+        let mut odd = kek_clear;
+        primitives::set_odd_parity(&mut odd);
+        let exported = hsm.export_under_kek(key, kek).unwrap();
+        exported
+            .chunks_exact(8)
+            .flat_map(|half| primitives::tdes_decrypt(&odd, &half.try_into().unwrap()))
+            .collect()
+    }
+
     #[test]
     fn sign_on_export_and_mac() {
         let hsm = hsm();
@@ -1347,7 +1428,7 @@ mod tests {
             .import_clear(KeyUsage::TerminalMaster, &tmk_clear)
             .unwrap();
         let mak = hsm.generate_key(KeyUsage::MessageAuthentication).unwrap();
-        let exported = hsm.export_under_terminal_master(mak, tmk).unwrap();
+        let exported = hsm.export_under_kek(mak, tmk).unwrap();
         assert_eq!(exported.len(), 16);
         // The terminal decrypts its MAK with its TMK and computes the same MAC.
         let mut mak_clear = [0u8; 16];
@@ -1364,8 +1445,63 @@ mod tests {
         assert!(hsm.verify_mac(mak, b"0200 message", &mac).unwrap());
         assert!(!hsm.verify_mac(mak, b"0200 messagf", &mac).unwrap());
         assert!(matches!(
-            hsm.export_under_terminal_master(tmk, tmk),
+            hsm.export_under_kek(tmk, tmk),
             Err(HsmError::WrongUsage { .. })
         ));
+
+        // Another institution with the same zone master key imports the key, checked by its
+        // check value; a wrong check value is refused.
+        let zmk_clear = [0x3Cu8; 16];
+        let zmk_a = hsm.import_clear(KeyUsage::ZoneMaster, &zmk_clear).unwrap();
+        let other = SoftHsm::new(
+            MasterKey::generate(&SeededRandom::new(3)),
+            Arc::new(SeededRandom::new(3)),
+        );
+        let zmk_b = other
+            .import_clear(KeyUsage::ZoneMaster, &zmk_clear)
+            .unwrap();
+        let zpk = hsm.generate_key(KeyUsage::PinEncryption).unwrap();
+        let under_zmk = hsm.export_under_kek(zpk, zmk_a).unwrap();
+        let imported = other
+            .import_under_kek(
+                zmk_b,
+                KeyUsage::PinEncryption,
+                &under_zmk,
+                Some(hsm.check_value(zpk).unwrap()),
+            )
+            .unwrap();
+        assert_eq!(
+            other.check_value(imported).unwrap(),
+            hsm.check_value(zpk).unwrap()
+        );
+        assert_eq!(
+            other.import_under_kek(
+                zmk_b,
+                KeyUsage::PinEncryption,
+                &under_zmk,
+                Some(CheckValue([0, 0, 0]))
+            ),
+            Err(HsmError::Unwrap)
+        );
+        // PIN issuance gives the same value verification computes.
+        let pvk = hsm.generate_key(KeyUsage::PinVerification).unwrap();
+        let pin = Pin::parse("111101").unwrap();
+        let issued = hsm.issue_pin(pvk, &pin, b"card-9").unwrap();
+        let card = Pan::parse("6231180000000008").unwrap();
+        let block = primitives::tdes_encrypt(
+            &{
+                let mut key = [0u8; 16];
+                key.copy_from_slice(&under_zmk_clear(&hsm, zpk));
+                key
+            },
+            &pin::format0_encode(&pin, card.expose()).unwrap(),
+        );
+        let block_ref = PinBlockRef {
+            key: zpk,
+            format: PinBlockFormat::Iso0,
+            block: &block,
+            account: &card,
+        };
+        assert!(hsm.verify_pin(pvk, &block_ref, b"card-9", &issued).unwrap());
     }
 }
