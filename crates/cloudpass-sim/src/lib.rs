@@ -6,6 +6,7 @@
 //! - [`phone`]: a device card — its keys, its ATC, its cryptograms.
 //! - [`webhook_sink`]: the wallets' and banks' notification receivers.
 
+pub mod bank;
 pub mod issuer_host;
 pub mod phone;
 pub mod webhook_sink;
