@@ -11,6 +11,8 @@ pub mod error;
 pub mod framing;
 pub mod json;
 pub mod message;
+#[cfg(feature = "tokio")]
+pub mod net;
 pub mod private;
 pub mod profile;
 pub mod samples;
