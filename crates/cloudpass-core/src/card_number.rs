@@ -68,7 +68,7 @@ pub fn luhn_check_digit(body: &[u8]) -> Option<u8> {
 
 /// Read-only access to a card number's digits, shared by [`Pan`] and [`Token`] so that code
 /// which only needs "an account number" (PIN blocks, key derivation) takes either.
-pub trait AccountNumber: fmt::Display {
+pub trait AccountNumber: fmt::Display + Send + Sync {
     /// The clear digits. Every call site is a place where a clear number exists in memory:
     /// keep them few, and never pass the result to a log, an error or a metric.
     fn expose(&self) -> &str;

@@ -54,6 +54,16 @@ pub struct SimCard {
     pub product: String,
     /// `green` or `yellow`: how the bank answers a provisioning request for this card.
     pub provisioning: String,
+    /// The card's PIN (its transaction password), if it has one.
+    pub pin: Option<String>,
+    /// ISO 4217 numeric currency of the account.
+    pub currency: u16,
+    /// Opening balance in minor units (debit cards).
+    pub opening_balance: i64,
+    /// Credit limit in minor units (credit cards).
+    pub credit_limit: i64,
+    /// Most the card may spend in a day, in minor units.
+    pub daily_limit: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,12 +114,16 @@ pub struct Sms {
 }
 
 pub struct IssuerHost {
-    pool: SqlitePool,
-    hsm: SoftHsm,
+    pub(crate) pool: SqlitePool,
+    pub(crate) hsm: SoftHsm,
     data_key: KeyHandle,
     fingerprint_key: KeyHandle,
-    clock: Arc<dyn Clock>,
-    random: Arc<dyn Random>,
+    /// The zone PIN key: PIN blocks arrive encrypted under it, built with the card number.
+    pub(crate) zone_pin_key: KeyHandle,
+    /// The PIN verification key.
+    pub(crate) pin_verification_key: KeyHandle,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) random: Arc<dyn Random>,
     config: IssuerHostConfig,
     http: reqwest::Client,
 }
@@ -165,6 +179,8 @@ impl IssuerHost {
         let hsm = SoftHsm::new(master, Arc::clone(&random));
         let data_key = Self::key(&pool, &hsm, "data", KeyUsage::DataEncryption).await?;
         let fingerprint_key = Self::key(&pool, &hsm, "fingerprint", KeyUsage::Fingerprint).await?;
+        let zone_pin_key = Self::key(&pool, &hsm, "zpk", KeyUsage::PinEncryption).await?;
+        let pin_verification_key = Self::key(&pool, &hsm, "pvk", KeyUsage::PinVerification).await?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .build()
@@ -174,6 +190,8 @@ impl IssuerHost {
             hsm,
             data_key,
             fingerprint_key,
+            zone_pin_key,
+            pin_verification_key,
             clock,
             random,
             config,
@@ -214,7 +232,7 @@ impl IssuerHost {
         &self.config
     }
 
-    fn fingerprint(&self, pan: &Pan) -> Result<Vec<u8>, SimError> {
+    pub(crate) fn fingerprint(&self, pan: &Pan) -> Result<Vec<u8>, SimError> {
         Ok(self
             .hsm
             .fingerprint(self.fingerprint_key, pan.expose().as_bytes())?
@@ -266,6 +284,66 @@ impl IssuerHost {
         .bind(now)
         .execute(&self.pool)
         .await?;
+        self.open_account(&id, card, now).await
+    }
+
+    /// Opens the card's account (funded through the ledger, so the books balance from the
+    /// first entry) and issues its PIN.
+    async fn open_account(&self, card_id: &str, card: &SimCard, now: i64) -> Result<(), SimError> {
+        let account_id = format!("account:{card_id}");
+        let pvv = match &card.pin {
+            Some(pin) => {
+                let pin = cloudpass_crypto::Pin::parse(pin)
+                    .map_err(|e| SimError::BadRequest(e.to_string()))?;
+                Some(
+                    self.hsm
+                        .issue_pin(self.pin_verification_key, &pin, card_id.as_bytes())?
+                        .0
+                        .to_vec(),
+                )
+            }
+            None => None,
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO sim_accounts (id, currency, balance, credit_limit, daily_limit, daily_spent, spent_day) VALUES ($1, $2, $3, $4, $5, 0, 0)")
+            .bind(&account_id)
+            .bind(i64::from(card.currency))
+            .bind(card.opening_balance)
+            .bind(card.credit_limit)
+            .bind(card.daily_limit)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE sim_cards SET account_id = $2, pvv = $3 WHERE id = $1")
+            .bind(card_id)
+            .bind(&account_id)
+            .bind(pvv)
+            .execute(&mut *tx)
+            .await?;
+        if card.opening_balance > 0 {
+            let opening = sqlx::query("INSERT INTO sim_transactions (mti, acquirer, stan, transmission_time, rrn, card_id, amount, currency, response_code, day, created_at) VALUES ('OPEN', 'bank', '', '', $1, $2, $3, $4, '00', 0, $5) RETURNING id")
+                .bind(card_id)
+                .bind(card_id)
+                .bind(card.opening_balance)
+                .bind(i64::from(card.currency))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            let transaction_id: i64 = opening.try_get("id")?;
+            for (account, debit) in [
+                (crate::bank::FUNDING_ACCOUNT, true),
+                (account_id.as_str(), false),
+            ] {
+                sqlx::query("INSERT INTO sim_ledger (transaction_id, account, debit, amount, posted_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(transaction_id)
+                    .bind(account)
+                    .bind(debit)
+                    .bind(card.opening_balance)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 

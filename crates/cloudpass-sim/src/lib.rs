@@ -8,5 +8,6 @@
 
 pub mod bank;
 pub mod issuer_host;
+pub mod issuer_iso;
 pub mod phone;
 pub mod webhook_sink;

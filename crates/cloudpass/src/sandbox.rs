@@ -77,64 +77,95 @@ const TOKEN_BINS: &[(&str, &str)] = &[("623118", "debit"), ("623128", "credit")]
 /// sandbox card expires in 2029 instead, so the cards stay usable; 6221558812340000 is left
 /// out because it fails the Luhn check every card number here must pass.
 pub fn cards() -> Vec<SimCard> {
-    let card = |number: &str,
-                expiry: &str,
-                cvn2: Option<&str>,
-                phone: &str,
-                holder: &str,
-                funding: &str,
-                provisioning: &str| SimCard {
-        number: number.into(),
-        expiry: expiry.into(),
-        cvn2: cvn2.map(Into::into),
-        phone: phone.into(),
-        holder_name: holder.into(),
-        funding: funding.into(),
-        product: funding.into(),
-        provisioning: provisioning.into(),
-    };
-    vec![
-        // 招商借记: PIN 111101.
-        card(
-            "6226090000000048",
-            "2912",
-            None,
-            "18100000000",
-            "张三",
-            "debit",
-            "green",
-        ),
-        // 华夏贷记: the yellow path (SMS code to 18100000000).
-        card(
-            "6226388000000095",
-            "2912",
-            Some("248"),
-            "18100000000",
-            "张三",
-            "credit",
-            "yellow",
-        ),
-        // 平安借记: PIN 123456.
-        card(
-            "6216261000000000018",
-            "2912",
-            None,
-            "13552535506",
-            "全渠道",
-            "debit",
-            "green",
-        ),
-        // 农行贷记.
-        card(
-            "5200831111111113",
-            "2911",
-            Some("123"),
-            "13552535506",
-            "互联网",
-            "credit",
-            "green",
-        ),
-    ]
+    struct Card {
+        number: &'static str,
+        expiry: &'static str,
+        cvn2: Option<&'static str>,
+        phone: &'static str,
+        holder: &'static str,
+        funding: &'static str,
+        provisioning: &'static str,
+        pin: &'static str,
+        /// Opening balance (debit) or credit limit (credit), in fen.
+        money: i64,
+    }
+    let cards = [
+        // 招商借记: PIN 111101 as published.
+        Card {
+            number: "6226090000000048",
+            expiry: "2912",
+            cvn2: None,
+            phone: "18100000000",
+            holder: "张三",
+            funding: "debit",
+            provisioning: "green",
+            pin: "111101",
+            money: 1_000_000,
+        },
+        // 华夏贷记: the yellow path (SMS code to 18100000000). No PIN is published: 111111.
+        Card {
+            number: "6226388000000095",
+            expiry: "2912",
+            cvn2: Some("248"),
+            phone: "18100000000",
+            holder: "张三",
+            funding: "credit",
+            provisioning: "yellow",
+            pin: "111111",
+            money: 5_000_000,
+        },
+        // 平安借记: PIN 123456 as published.
+        Card {
+            number: "6216261000000000018",
+            expiry: "2912",
+            cvn2: None,
+            phone: "13552535506",
+            holder: "全渠道",
+            funding: "debit",
+            provisioning: "green",
+            pin: "123456",
+            money: 500_000,
+        },
+        // 农行贷记. No PIN is published: 111111.
+        Card {
+            number: "5200831111111113",
+            expiry: "2911",
+            cvn2: Some("123"),
+            phone: "13552535506",
+            holder: "互联网",
+            funding: "credit",
+            provisioning: "green",
+            pin: "111111",
+            money: 2_000_000,
+        },
+    ];
+    cards
+        .into_iter()
+        .map(|card| SimCard {
+            number: card.number.into(),
+            expiry: card.expiry.into(),
+            cvn2: card.cvn2.map(Into::into),
+            phone: card.phone.into(),
+            holder_name: card.holder.into(),
+            funding: card.funding.into(),
+            product: card.funding.into(),
+            provisioning: card.provisioning.into(),
+            pin: Some(card.pin.into()),
+            currency: 156,
+            opening_balance: if card.funding == "debit" {
+                card.money
+            } else {
+                0
+            },
+            credit_limit: if card.funding == "credit" {
+                card.money
+            } else {
+                0
+            },
+            // 20,000 CNY a day.
+            daily_limit: 2_000_000,
+        })
+        .collect()
 }
 
 /// Seeds the token service's side of the sandbox, once. Returns whether it seeded.

@@ -134,6 +134,11 @@ async fn run_backend(backend: &'static str, bench: &TspBench) -> Result<(), Stri
                 funding: "debit".into(),
                 product: "debit".into(),
                 provisioning: "green".into(),
+                pin: None,
+                currency: 156,
+                opening_balance: 1_000_000,
+                credit_limit: 0,
+                daily_limit: 2_000_000,
             })
             .await
             .map_err(|e| e.to_string())?;

@@ -1,0 +1,591 @@
+//! The issuer host's ISO 8583 side: the bank's authorization host as the switch reaches it
+//! over TCP in the cloudpass profile.
+//!
+//! - 0200 (financial request): the card by fingerprint, the PIN against its verification
+//!   value, then [`crate::bank::authorize`]; an approval posts balanced ledger entries and
+//!   updates the account in one transaction, committed before the 0210 is written.
+//! - 0400 / 0420 (reversal, reversal advice): the original by field 90; its postings are
+//!   undone once; a reversal of something unknown is answered 25.
+//! - A message seen before (same MTI, acquirer, STAN, transmission time and RRN) is answered
+//!   from the record and posts nothing.
+//! - 0800 echo and sign-on are answered 00; other message types 12.
+
+use std::sync::Arc;
+
+use cloudpass_core::{Expiry, Pan, ResponseCode};
+use cloudpass_crypto::{
+    CheckValue, Hsm, HsmError, KeyHandle, PinBlockFormat, PinBlockRef, PinVerificationValue,
+};
+use cloudpass_iso8583::framing::Framing;
+use cloudpass_iso8583::private::{FIELD_61, OriginalData, Positional};
+use cloudpass_iso8583::{Message, Mti, net, profile};
+use sqlx::Row;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::bank::{self, AccountFacts, CardFacts, Payment, PinCheck};
+use crate::issuer_host::{IssuerHost, SimError};
+
+/// Messages in flight on one connection.
+const IN_FLIGHT_PER_CONNECTION: usize = 256;
+/// Connections at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Fields a response echoes from its request.
+const ECHOED: &[u8] = &[2, 3, 4, 7, 11, 12, 13, 25, 32, 33, 37, 41, 42, 49, 90, 100];
+
+fn respond(request: &Message<'_>, code: ResponseCode, auth_code: Option<&str>) -> Message<'static> {
+    let mti = request.mti().response().unwrap_or(request.mti());
+    let mut response = Message::new(mti);
+    for &field in ECHOED {
+        if let Some(value) = request.get(field) {
+            response.set(field, value.to_vec());
+        }
+    }
+    if let Some(code) = auth_code {
+        response.set_text(38, code);
+    }
+    response.set_text(39, code.code());
+    response
+}
+
+fn text<'m>(message: &'m Message<'_>, field: u8) -> &'m str {
+    message.get_str(field).unwrap_or("")
+}
+
+/// Days since the epoch of a millisecond timestamp.
+fn day_of(millis: i64) -> i64 {
+    millis.div_euclid(86_400_000)
+}
+
+impl IssuerHost {
+    /// Exports the zone PIN key under a zone master key for the switch, with its check value.
+    pub fn export_zone_pin_key(
+        &self,
+        zone_master_key: KeyHandle,
+    ) -> Result<(Vec<u8>, CheckValue), SimError> {
+        Ok((
+            self.hsm
+                .export_under_kek(self.zone_pin_key, zone_master_key)?,
+            self.hsm.check_value(self.zone_pin_key)?,
+        ))
+    }
+
+    /// Loads the zone master key shared with the switch (from the key ceremony).
+    pub fn import_zone_master_key(&self, clear: &[u8]) -> Result<KeyHandle, SimError> {
+        Ok(self
+            .hsm
+            .import_clear(cloudpass_crypto::KeyUsage::ZoneMaster, clear)?)
+    }
+
+    /// Answers one request.
+    pub async fn process(&self, request: &Message<'_>) -> Message<'static> {
+        let result = match request.mti().as_str() {
+            "0200" => self.financial(request).await,
+            "0400" | "0420" | "0421" => self.reversal(request).await,
+            "0800" => Ok(respond(request, ResponseCode::Approved, None)),
+            _ => Ok(respond(request, ResponseCode::InvalidTransaction, None)),
+        };
+        match result {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::error!(error = %error, mti = %request.mti(), "issuer host could not process a message");
+                respond(request, ResponseCode::SystemMalfunction, None)
+            }
+        }
+    }
+
+    /// The record of an earlier identical message, if any.
+    async fn seen(
+        &self,
+        connection: &mut sqlx::SqliteConnection,
+        request: &Message<'_>,
+    ) -> Result<Option<Message<'static>>, SimError> {
+        let row = sqlx::query("SELECT response_code, auth_code FROM sim_transactions WHERE mti = $1 AND acquirer = $2 AND stan = $3 AND transmission_time = $4 AND rrn = $5")
+            .bind(request.mti().as_str())
+            .bind(text(request, 32))
+            .bind(text(request, 11))
+            .bind(text(request, 7))
+            .bind(text(request, 37))
+            .fetch_optional(&mut *connection)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let code: String = row.try_get("response_code")?;
+        let auth: Option<String> = row.try_get("auth_code")?;
+        let code = ResponseCode::parse(&code).unwrap_or(ResponseCode::SystemMalfunction);
+        Ok(Some(respond(request, code, auth.as_deref())))
+    }
+
+    /// A purchase, decided and recorded in one transaction: the account is read inside it,
+    /// so concurrent messages on one account never decide from the same stale balance.
+    async fn financial(&self, request: &Message<'_>) -> Result<Message<'static>, SimError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(answer) = self.seen(&mut tx, request).await? {
+            return Ok(answer);
+        }
+        let now = self.clock.now_millis();
+        let amount: i64 = text(request, 4).parse().unwrap_or(-1);
+        let currency: u16 = text(request, 49).parse().unwrap_or(0);
+        let Ok(pan) = Pan::parse(text(request, 2)) else {
+            return self
+                .record(
+                    tx,
+                    request,
+                    None,
+                    amount,
+                    currency,
+                    ResponseCode::InvalidCard,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        };
+        let card = sqlx::query("SELECT c.id, c.expiry, c.status, c.pvv, c.pin_tries, c.account_id, a.currency, a.balance, a.credit_limit, a.daily_limit, a.daily_spent, a.spent_day FROM sim_cards c JOIN sim_accounts a ON a.id = c.account_id WHERE c.pan_fingerprint = $1")
+            .bind(self.fingerprint(&pan)?)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(card) = card else {
+            return self
+                .record(
+                    tx,
+                    request,
+                    None,
+                    amount,
+                    currency,
+                    ResponseCode::InvalidCard,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        };
+        let card_id: String = card.try_get("id")?;
+        let account_id: String = card.try_get("account_id")?;
+        let expiry: Expiry = card
+            .try_get::<String, _>("expiry")?
+            .parse()
+            .map_err(|_| SimError::Database("card expiry".into()))?;
+        let status: String = card.try_get("status")?;
+        let pvv: Option<Vec<u8>> = card.try_get("pvv")?;
+        let facts = CardFacts {
+            status: &status,
+            expiry,
+            pin_tries: card.try_get("pin_tries")?,
+        };
+        let account = AccountFacts {
+            currency: u16::try_from(card.try_get::<i64, _>("currency")?).unwrap_or(0),
+            balance: card.try_get("balance")?,
+            credit_limit: card.try_get("credit_limit")?,
+            daily_limit: card.try_get("daily_limit")?,
+            daily_spent: card.try_get("daily_spent")?,
+            spent_day: card.try_get("spent_day")?,
+        };
+        let pin = match (request.get(52), pvv) {
+            (None, _) => PinCheck::Absent,
+            (Some(_), None) => PinCheck::Wrong,
+            (Some(block), Some(pvv)) => {
+                let expected = PinVerificationValue(
+                    pvv.as_slice()
+                        .try_into()
+                        .map_err(|_| SimError::Database("PIN verification value".into()))?,
+                );
+                let block_ref = PinBlockRef {
+                    key: self.zone_pin_key,
+                    format: PinBlockFormat::Iso0,
+                    block,
+                    account: &pan,
+                };
+                match self.hsm.verify_pin(
+                    self.pin_verification_key,
+                    &block_ref,
+                    card_id.as_bytes(),
+                    &expected,
+                ) {
+                    Ok(true) => PinCheck::Correct,
+                    Ok(false) => PinCheck::Wrong,
+                    Err(HsmError::PinBlock(_) | HsmError::PinBlockLength { .. }) => {
+                        return self
+                            .record(
+                                tx,
+                                request,
+                                Some(&card_id),
+                                amount,
+                                currency,
+                                ResponseCode::PinFormatError,
+                                None,
+                                now,
+                                None,
+                            )
+                            .await;
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+            }
+        };
+        let cryptogram_failed = request
+            .get_str(61)
+            .and_then(|value| Positional::parse(61, FIELD_61, value).ok())
+            .and_then(|field| field.get("61.5").map(|result| result == "2"))
+            .unwrap_or(false);
+        let (year, month) = self.clock.year_month();
+        let payment = Payment {
+            amount,
+            currency,
+            expiry: request.get_str(14).and_then(|e| e.parse().ok()),
+            pin,
+            cryptogram_failed,
+            acquirer_id: text(request, 32),
+            today: day_of(now),
+            year,
+            month,
+        };
+        let decision = bank::authorize(&facts, &account, &account_id, &payment);
+        let auth_code = decision
+            .response
+            .is_approved()
+            .then(|| format!("{:06}", self.random.below(1_000_000)));
+        self.record(
+            tx,
+            request,
+            Some(&card_id),
+            amount,
+            currency,
+            decision.response,
+            auth_code.as_deref(),
+            now,
+            Some((&account_id, &decision)),
+        )
+        .await
+    }
+
+    /// Records a message and its answer — with the account, PIN counter and postings of an
+    /// approval — in one transaction, then returns the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        request: &Message<'_>,
+        card_id: Option<&str>,
+        amount: i64,
+        currency: u16,
+        code: ResponseCode,
+        auth_code: Option<&str>,
+        now: i64,
+        decision: Option<(&str, &bank::Decision)>,
+    ) -> Result<Message<'static>, SimError> {
+        let inserted = sqlx::query(
+            "INSERT INTO sim_transactions (mti, acquirer, stan, transmission_time, rrn, card_id, amount, currency, response_code, auth_code, day, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(request.mti().as_str())
+        .bind(text(request, 32))
+        .bind(text(request, 11))
+        .bind(text(request, 7))
+        .bind(text(request, 37))
+        .bind(card_id)
+        .bind(amount)
+        .bind(i64::from(currency))
+        .bind(code.code())
+        .bind(auth_code)
+        .bind(day_of(now))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(inserted) = inserted else {
+            // Recorded meanwhile: the first answer stands.
+            return Ok(self
+                .seen(&mut tx, request)
+                .await?
+                .unwrap_or_else(|| respond(request, ResponseCode::DuplicateTransmission, None)));
+        };
+        let transaction_id: i64 = inserted.try_get("id")?;
+        if let (Some(card_id), Some((account_id, decision))) = (card_id, decision) {
+            sqlx::query("UPDATE sim_cards SET pin_tries = $2 WHERE id = $1")
+                .bind(card_id)
+                .bind(decision.pin_tries)
+                .execute(&mut *tx)
+                .await?;
+            if decision.response.is_approved() {
+                self.post(
+                    &mut tx,
+                    transaction_id,
+                    account_id,
+                    &decision.account,
+                    &decision.postings,
+                    now,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(respond(request, code, auth_code))
+    }
+
+    async fn post(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        transaction_id: i64,
+        account_id: &str,
+        account: &AccountFacts,
+        postings: &[bank::Posting],
+        now: i64,
+    ) -> Result<(), SimError> {
+        if !bank::balanced(postings) {
+            return Err(SimError::Database("refusing unbalanced postings".into()));
+        }
+        sqlx::query(
+            "UPDATE sim_accounts SET balance = $2, daily_spent = $3, spent_day = $4 WHERE id = $1",
+        )
+        .bind(account_id)
+        .bind(account.balance)
+        .bind(account.daily_spent)
+        .bind(account.spent_day)
+        .execute(&mut **tx)
+        .await?;
+        for posting in postings {
+            sqlx::query("INSERT INTO sim_ledger (transaction_id, account, debit, amount, posted_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(transaction_id)
+                .bind(&posting.account)
+                .bind(posting.debit)
+                .bind(posting.amount)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A reversal, in one transaction with the original's state and the account.
+    async fn reversal(&self, request: &Message<'_>) -> Result<Message<'static>, SimError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(answer) = self.seen(&mut tx, request).await? {
+            return Ok(answer);
+        }
+        let now = self.clock.now_millis();
+        let amount: i64 = text(request, 4).parse().unwrap_or(0);
+        let currency: u16 = text(request, 49).parse().unwrap_or(0);
+        let Some(original) = request
+            .get_str(90)
+            .and_then(|value| OriginalData::parse(value).ok())
+        else {
+            return self
+                .record(
+                    tx,
+                    request,
+                    None,
+                    amount,
+                    currency,
+                    ResponseCode::FormatError,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        };
+        let acquirer = original.acquirer.trim_start_matches('0');
+        let row = sqlx::query(
+            "SELECT t.id, t.card_id, t.amount, t.response_code, t.reversed, t.day, t.acquirer, c.account_id FROM sim_transactions t LEFT JOIN sim_cards c ON c.id = t.card_id \
+             WHERE t.mti = $1 AND t.stan = $2 AND t.transmission_time = $3 AND ltrim(t.acquirer, '0') = $4",
+        )
+        .bind(&original.mti)
+        .bind(&original.stan)
+        .bind(&original.transmission_time)
+        .bind(acquirer)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return self
+                .record(
+                    tx,
+                    request,
+                    None,
+                    amount,
+                    currency,
+                    ResponseCode::OriginalNotFound,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        };
+        let original_id: i64 = row.try_get("id")?;
+        let approved = row.try_get::<String, _>("response_code")? == "00";
+        let reversed: bool = row.try_get("reversed")?;
+        let card_id: Option<String> = row.try_get("card_id")?;
+        if !approved || reversed {
+            // Nothing (more) to undo: the reversal is acknowledged.
+            return self
+                .record(
+                    tx,
+                    request,
+                    card_id.as_deref(),
+                    amount,
+                    currency,
+                    ResponseCode::Approved,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        }
+        let account_id: String = row.try_get("account_id")?;
+        let original_amount: i64 = row.try_get("amount")?;
+        let original_acquirer: String = row.try_get("acquirer")?;
+        let original_day: i64 = row.try_get("day")?;
+        let account_row = sqlx::query("SELECT currency, balance, credit_limit, daily_limit, daily_spent, spent_day FROM sim_accounts WHERE id = $1")
+            .bind(&account_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let account = AccountFacts {
+            currency: u16::try_from(account_row.try_get::<i64, _>("currency")?).unwrap_or(0),
+            balance: account_row.try_get("balance")?,
+            credit_limit: account_row.try_get("credit_limit")?,
+            daily_limit: account_row.try_get("daily_limit")?,
+            daily_spent: account_row.try_get("daily_spent")?,
+            spent_day: account_row.try_get("spent_day")?,
+        };
+        let decision = bank::reverse(
+            &account,
+            &account_id,
+            &original_acquirer,
+            original_amount,
+            original_day,
+        );
+        // Claim the original: if another reversal got there, nothing is posted twice.
+        let claimed =
+            sqlx::query("UPDATE sim_transactions SET reversed = 1 WHERE id = $1 AND reversed = 0")
+                .bind(original_id)
+                .execute(&mut *tx)
+                .await?;
+        if claimed.rows_affected() == 1 {
+            let inserted = sqlx::query(
+                "INSERT INTO sim_transactions (mti, acquirer, stan, transmission_time, rrn, card_id, amount, currency, response_code, day, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '00', $9, $10) RETURNING id",
+            )
+            .bind(request.mti().as_str())
+            .bind(text(request, 32))
+            .bind(text(request, 11))
+            .bind(text(request, 7))
+            .bind(text(request, 37))
+            .bind(card_id.as_deref())
+            .bind(original_amount)
+            .bind(i64::from(currency))
+            .bind(day_of(now))
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let transaction_id: i64 = inserted.try_get("id")?;
+            self.post(
+                &mut tx,
+                transaction_id,
+                &account_id,
+                &decision.account,
+                &decision.postings,
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(respond(request, ResponseCode::Approved, None))
+    }
+
+    /// Sum of all ledger debits and credits (equal when the books balance).
+    pub async fn ledger_totals(&self) -> Result<(i64, i64), SimError> {
+        let row = sqlx::query("SELECT COALESCE(SUM(CASE WHEN debit THEN amount ELSE 0 END), 0) AS debits, COALESCE(SUM(CASE WHEN debit THEN 0 ELSE amount END), 0) AS credits FROM sim_ledger")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((row.try_get("debits")?, row.try_get("credits")?))
+    }
+
+    /// A card's account balance and PIN try counter.
+    pub async fn card_balance(&self, card_number: &str) -> Result<(i64, i64), SimError> {
+        let pan = Pan::parse(card_number).map_err(|e| SimError::BadRequest(e.to_string()))?;
+        let row = sqlx::query("SELECT a.balance, c.pin_tries FROM sim_cards c JOIN sim_accounts a ON a.id = c.account_id WHERE c.pan_fingerprint = $1")
+            .bind(self.fingerprint(&pan)?)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(SimError::CardNotFound)?;
+        Ok((row.try_get("balance")?, row.try_get("pin_tries")?))
+    }
+
+    /// Serves the ISO 8583 port until `shutdown` fires: each connection carries many
+    /// messages in flight, answered in any order.
+    pub async fn serve_iso8583(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.changed() => return,
+            };
+            let Ok((stream, peer)) = accepted else {
+                continue;
+            };
+            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                tracing::warn!(%peer, "issuer host: too many connections; closing");
+                continue;
+            };
+            let host = Arc::clone(&self);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                host.connection(stream, shutdown).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn connection(
+        self: Arc<Self>,
+        stream: tokio::net::TcpStream,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let framing = Framing::default();
+        let (replies, mut outgoing) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
+        let writer_task = tokio::spawn(async move {
+            while let Some(bytes) = outgoing.recv().await {
+                if net::write_frame(&mut writer, &framing, None, &bytes)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
+        loop {
+            let frame = tokio::select! {
+                frame = net::read_frame(&mut reader, &framing) => frame,
+                _ = shutdown.changed() => break,
+            };
+            let Ok(Some(frame)) = frame else { break };
+            let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+                break;
+            };
+            let host = Arc::clone(&self);
+            let replies = replies.clone();
+            tokio::spawn(async move {
+                let answer = match profile::cloudpass().decode(&frame.message) {
+                    Ok(request) => host.process(&request).await,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "issuer host: undecodable message");
+                        let mut reject = Message::new(Mti::NETWORK_RESPONSE);
+                        reject.set_text(39, ResponseCode::FormatError.code());
+                        reject
+                    }
+                };
+                if let Ok(bytes) = profile::cloudpass().encode(&answer) {
+                    let _ = replies.send(bytes).await;
+                }
+                drop(permit);
+            });
+        }
+        drop(replies);
+        let _ = writer_task.await;
+    }
+}

@@ -1,0 +1,316 @@
+//! The issuer host's ISO 8583 side, black-box: financial requests, PINs, duplicates,
+//! reversals, over its message handler and over TCP; after every test the ledger balances.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use cloudpass_core::{Random, SeededRandom, SystemClock};
+use cloudpass_crypto::primitives::{set_odd_parity, tdes_decrypt, tdes_encrypt};
+use cloudpass_crypto::{MasterKey, Pin, pin};
+use cloudpass_iso8583::framing::Framing;
+use cloudpass_iso8583::private::OriginalData;
+use cloudpass_iso8583::{Message, Mti, net, profile};
+use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig, SimCard};
+
+const DEBIT: &str = "6226090000000048";
+const CREDIT: &str = "6226388000000095";
+
+struct Bank {
+    host: Arc<IssuerHost>,
+    zpk: [u8; 16],
+    dir: std::path::PathBuf,
+}
+
+async fn bank() -> Bank {
+    let random = Arc::new(SeededRandom::new(1));
+    let dir = std::env::temp_dir().join(format!(
+        "cloudpass-issuer-iso-{}-{}",
+        std::process::id(),
+        random.next_u64() ^ SystemClock.now_nanos()
+    ));
+    let host = IssuerHost::open(
+        &dir.join("issuer.sqlite"),
+        MasterKey::generate(random.as_ref()),
+        IssuerHostConfig {
+            issuer_id: "iss_test".into(),
+            bank_name: "Test Bank".into(),
+            shared_secret: b"secret".to_vec(),
+            tsp_url: "http://127.0.0.1:9".into(),
+            tsp_api_key: "key".into(),
+            signature_tolerance_seconds: 300,
+        },
+        Arc::new(SystemClock),
+        random,
+    )
+    .await
+    .unwrap();
+    for (number, funding, pin, money) in [
+        (DEBIT, "debit", "111101", 1_000_000),
+        (CREDIT, "credit", "111111", 50_000),
+    ] {
+        host.add_card(&SimCard {
+            number: number.into(),
+            expiry: "2912".into(),
+            cvn2: None,
+            phone: "18100000000".into(),
+            holder_name: "张三".into(),
+            funding: funding.into(),
+            product: funding.into(),
+            provisioning: "green".into(),
+            pin: Some(pin.into()),
+            currency: 156,
+            opening_balance: if funding == "debit" { money } else { 0 },
+            credit_limit: if funding == "credit" { money } else { 0 },
+            daily_limit: 2_000_000,
+        })
+        .await
+        .unwrap();
+    }
+    // The switch's side of the key exchange: the zone PIN key arrives under the zone master key.
+    let zmk_clear = [0x2Au8; 16];
+    let zmk = host.import_zone_master_key(&zmk_clear).unwrap();
+    let (encrypted, _) = host.export_zone_pin_key(zmk).unwrap();
+    let mut odd = zmk_clear;
+    set_odd_parity(&mut odd);
+    let mut zpk = [0u8; 16];
+    for (i, half) in encrypted.chunks_exact(8).enumerate() {
+        zpk[i * 8..i * 8 + 8].copy_from_slice(&tdes_decrypt(&odd, &half.try_into().unwrap()));
+    }
+    Bank {
+        host: Arc::new(host),
+        zpk,
+        dir,
+    }
+}
+
+trait Nanos {
+    fn now_nanos(&self) -> u64;
+}
+
+impl Nanos for SystemClock {
+    fn now_nanos(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+    }
+}
+
+fn purchase(card: &str, amount: u64, stan: &str) -> Message<'static> {
+    let mut message = Message::new(Mti::FINANCIAL_REQUEST);
+    message
+        .set_text(2, card)
+        .set_text(3, "000000")
+        .set_text(4, format!("{amount:012}"))
+        .set_text(7, "1125103000")
+        .set_text(11, stan)
+        .set_text(14, "2912")
+        .set_text(22, "072")
+        .set_text(25, "00")
+        .set_text(32, "48020000")
+        .set_text(37, format!("532918{stan}"))
+        .set_text(41, "POS00001")
+        .set_text(42, "898310048990001")
+        .set_text(49, "156");
+    message
+}
+
+fn with_pin(mut message: Message<'static>, bank: &Bank, card: &str, pin: &str) -> Message<'static> {
+    let clear = pin::format0_encode(&Pin::parse(pin).unwrap(), card).unwrap();
+    message.set(52, tdes_encrypt(&bank.zpk, &clear).to_vec());
+    message
+}
+
+async fn code(bank: &Bank, message: &Message<'_>) -> String {
+    bank.host
+        .process(message)
+        .await
+        .get_str(39)
+        .unwrap()
+        .to_owned()
+}
+
+async fn assert_books_balance(bank: &Bank) {
+    let (debits, credits) = bank.host.ledger_totals().await.unwrap();
+    assert_eq!(debits, credits, "the ledger must balance");
+}
+
+#[tokio::test]
+async fn purchases_duplicates_and_declines() {
+    let bank = bank().await;
+    let first = purchase(DEBIT, 1_250, "000001");
+    let answer = bank.host.process(&first).await;
+    assert_eq!(answer.mti(), Mti::FINANCIAL_RESPONSE);
+    assert_eq!(answer.get_str(39), Some("00"));
+    assert_eq!(answer.get_str(38).unwrap().len(), 6);
+    assert_eq!(answer.get_str(11), Some("000001"));
+    assert_eq!(
+        bank.host.card_balance(DEBIT).await.unwrap().0,
+        1_000_000 - 1_250
+    );
+    // The same message again: the same answer, nothing posted twice.
+    let again = bank.host.process(&first).await;
+    assert_eq!(
+        (again.get_str(39), again.get_str(38)),
+        (Some("00"), answer.get_str(38))
+    );
+    assert_eq!(
+        bank.host.card_balance(DEBIT).await.unwrap().0,
+        1_000_000 - 1_250
+    );
+    // Insufficient funds; a credit card within and beyond its limit.
+    assert_eq!(
+        code(&bank, &purchase(DEBIT, 1_000_000, "000002")).await,
+        "51"
+    );
+    assert_eq!(code(&bank, &purchase(CREDIT, 50_000, "000003")).await, "00");
+    assert_eq!(code(&bank, &purchase(CREDIT, 1, "000004")).await, "51");
+    // Unknown card, wrong expiry.
+    assert_eq!(
+        code(&bank, &purchase("6226090000000055", 1, "000005")).await,
+        "14"
+    );
+    let mut wrong_expiry = purchase(DEBIT, 1, "000006");
+    wrong_expiry.set_text(14, "2811");
+    assert_eq!(code(&bank, &wrong_expiry).await, "54");
+    assert_books_balance(&bank).await;
+    let _ = std::fs::remove_dir_all(&bank.dir);
+}
+
+#[tokio::test]
+async fn pins_are_verified_and_blocked_after_three_wrong() {
+    let bank = bank().await;
+    assert_eq!(
+        code(
+            &bank,
+            &with_pin(purchase(DEBIT, 100, "000010"), &bank, DEBIT, "111101")
+        )
+        .await,
+        "00"
+    );
+    for (stan, expected) in [("000011", "55"), ("000012", "55"), ("000013", "75")] {
+        assert_eq!(
+            code(
+                &bank,
+                &with_pin(purchase(DEBIT, 100, stan), &bank, DEBIT, "999999")
+            )
+            .await,
+            expected
+        );
+    }
+    assert_eq!(
+        bank.host.card_balance(DEBIT).await.unwrap(),
+        (1_000_000 - 100, 3)
+    );
+    // Blocked: the right PIN no longer works.
+    assert_eq!(
+        code(
+            &bank,
+            &with_pin(purchase(DEBIT, 100, "000014"), &bank, DEBIT, "111101")
+        )
+        .await,
+        "75"
+    );
+    // A block that is not a PIN block.
+    let mut garbage = purchase(CREDIT, 100, "000015");
+    garbage.set(52, vec![0xFF; 8]);
+    assert_eq!(code(&bank, &garbage).await, "99");
+    assert_books_balance(&bank).await;
+    let _ = std::fs::remove_dir_all(&bank.dir);
+}
+
+fn reversal_of(original: &Message<'_>, stan: &str) -> Message<'static> {
+    let mut reversal = Message::new(Mti::REVERSAL_REQUEST);
+    for field in [2, 3, 4, 32, 37, 41, 42, 49] {
+        reversal.set(field, original.get(field).unwrap().to_vec());
+    }
+    let data = OriginalData {
+        mti: original.mti().as_str().into(),
+        stan: original.get_str(11).unwrap().into(),
+        transmission_time: original.get_str(7).unwrap().into(),
+        acquirer: original.get_str(32).unwrap().into(),
+        forwarder: String::new(),
+    };
+    reversal
+        .set_text(7, "1125103100")
+        .set_text(11, stan)
+        .set_text(90, data.to_wire().unwrap());
+    reversal
+}
+
+#[tokio::test]
+async fn reversals_undo_once() {
+    let bank = bank().await;
+    let original = purchase(DEBIT, 5_000, "000020");
+    assert_eq!(code(&bank, &original).await, "00");
+    assert_eq!(bank.host.card_balance(DEBIT).await.unwrap().0, 995_000);
+    let reversal = reversal_of(&original, "000021");
+    let answer = bank.host.process(&reversal).await;
+    assert_eq!(
+        (answer.mti(), answer.get_str(39)),
+        (Mti::REVERSAL_RESPONSE, Some("00"))
+    );
+    assert_eq!(bank.host.card_balance(DEBIT).await.unwrap().0, 1_000_000);
+    // Repeated, or as an advice with another STAN: acknowledged, not posted again.
+    assert_eq!(code(&bank, &reversal).await, "00");
+    let mut advice = reversal_of(&original, "000022");
+    advice.set_mti(Mti::REVERSAL_ADVICE);
+    assert_eq!(
+        bank.host.process(&advice).await.mti(),
+        Mti::REVERSAL_ADVICE_RESPONSE
+    );
+    assert_eq!(bank.host.card_balance(DEBIT).await.unwrap().0, 1_000_000);
+    // The original once more (a late duplicate) is answered from the record, not posted.
+    assert_eq!(code(&bank, &original).await, "00");
+    assert_eq!(bank.host.card_balance(DEBIT).await.unwrap().0, 1_000_000);
+    // A reversal of something never seen.
+    assert_eq!(
+        code(&bank, &reversal_of(&purchase(DEBIT, 1, "000099"), "000023")).await,
+        "25"
+    );
+    assert_books_balance(&bank).await;
+    let _ = std::fs::remove_dir_all(&bank.dir);
+}
+
+#[tokio::test]
+async fn answers_over_tcp_with_many_messages_in_flight() {
+    let bank = bank().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(Arc::clone(&bank.host).serve_iso8583(listener, shutdown));
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let framing = Framing::default();
+    for index in 0..20 {
+        let message = purchase(DEBIT, 100, &format!("{:06}", 100 + index));
+        net::write_frame(
+            &mut writer,
+            &framing,
+            None,
+            &profile::cloudpass().encode(&message).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut stans = Vec::new();
+    for _ in 0..20 {
+        let frame = net::read_frame(&mut reader, &framing)
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = profile::cloudpass().decode(&frame.message).unwrap();
+        assert_eq!(answer.get_str(39), Some("00"));
+        stans.push(answer.get_str(11).unwrap().to_owned());
+    }
+    stans.sort();
+    assert_eq!(stans.len(), 20);
+    assert_eq!(
+        bank.host.card_balance(DEBIT).await.unwrap().0,
+        1_000_000 - 2_000
+    );
+    let _ = stop.send(true);
+    let _ = server.await;
+    assert_books_balance(&bank).await;
+    let _ = std::fs::remove_dir_all(&bank.dir);
+}
