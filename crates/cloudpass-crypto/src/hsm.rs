@@ -373,6 +373,15 @@ pub trait Hsm: Send + Sync {
         to_format: PinBlockFormat,
         to_account: &dyn AccountNumber,
     ) -> Result<Vec<u8>, HsmError>;
+    /// The encrypting PIN pad: the PIN the cardholder typed, as a block built with `account`
+    /// under `key`. The clear PIN goes in; only the block comes out.
+    fn encrypt_pin(
+        &self,
+        pin: &Pin,
+        key: KeyHandle,
+        format: PinBlockFormat,
+        account: &dyn AccountNumber,
+    ) -> Result<Vec<u8>, HsmError>;
     /// The PIN verification value of the PIN in `block`, bound to `reference`.
     fn pin_verification_value(
         &self,
@@ -897,6 +906,16 @@ impl Hsm for SoftHsm {
     ) -> Result<Vec<u8>, HsmError> {
         let pin = self.open_pin_block(from)?;
         self.seal_pin_block(&pin, to_key, to_format, to_account)
+    }
+
+    fn encrypt_pin(
+        &self,
+        pin: &Pin,
+        key: KeyHandle,
+        format: PinBlockFormat,
+        account: &dyn AccountNumber,
+    ) -> Result<Vec<u8>, HsmError> {
+        self.seal_pin_block(pin, key, format, account)
     }
 
     fn pin_verification_value(

@@ -10,6 +10,8 @@ pub mod emv_data;
 pub mod error;
 pub mod framing;
 pub mod json;
+#[cfg(feature = "tokio")]
+pub mod link;
 pub mod message;
 #[cfg(feature = "tokio")]
 pub mod net;

@@ -131,11 +131,12 @@ pub trait TokenStore: Send + Sync {
         &self,
         token_id: &str,
     ) -> impl Future<Output = StoreResult<Option<ChallengeRow>>> + Send;
-    /// The token and its card, in one read: what detokenization needs.
+    /// The token, its card, device, wallet and product limits, in one read: what
+    /// detokenization needs.
     fn vault_entry(
         &self,
         token_number: &str,
-    ) -> impl Future<Output = StoreResult<Option<(TokenRow, CardRow)>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<VaultEntry>>> + Send;
 
     /// Applies a changeset atomically (see [`Changeset`]).
     fn commit(&self, changeset: &Changeset) -> impl Future<Output = StoreResult<()>> + Send;
@@ -184,6 +185,24 @@ pub trait TokenStore: Send + Sync {
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Forgets idempotency records created before `before`; returns how many.
     fn prune_idempotency(&self, before: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    // The switch's journal and store-and-forward queue.
+    /// Applies journal steps in one transaction, in order; one outcome per step.
+    fn journal_apply(
+        &self,
+        ops: &[JournalOp],
+    ) -> impl Future<Output = StoreResult<Vec<JournalOutcome>>> + Send;
+    fn journal_entry(&self, id: &str)
+    -> impl Future<Output = StoreResult<Option<JournalRow>>> + Send;
+    /// Advices due at `now`, oldest first.
+    fn saf_due(&self, now: i64, limit: i64)
+    -> impl Future<Output = StoreResult<Vec<SafRow>>> + Send;
+    fn saf_record(
+        &self,
+        id: &str,
+        delivery: &SafDelivery,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn saf_entry(&self, id: &str) -> impl Future<Output = StoreResult<Option<SafRow>>> + Send;
 }
 
 /// How durable an SQLite commit is.
@@ -307,7 +326,7 @@ delegate! {
     fn live_tokens_by_product(&self, issuer_id: &str, product: &str) -> StoreResult<Vec<TokenRow>>;
     fn history(&self, token_id: &str) -> StoreResult<Vec<HistoryRow>>;
     fn challenge(&self, token_id: &str) -> StoreResult<Option<ChallengeRow>>;
-    fn vault_entry(&self, token_number: &str) -> StoreResult<Option<(TokenRow, CardRow)>>;
+    fn vault_entry(&self, token_number: &str) -> StoreResult<Option<VaultEntry>>;
     fn commit(&self, changeset: &Changeset) -> StoreResult<()>;
     fn claim_due_events(&self, now: i64, lease_until: i64, limit: i64) -> StoreResult<Vec<OutboxRow>>;
     fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()>;
@@ -317,6 +336,11 @@ delegate! {
     fn idempotency_complete(&self, principal: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
     fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()>;
     fn prune_idempotency(&self, before: i64) -> StoreResult<u64>;
+    fn journal_apply(&self, ops: &[JournalOp]) -> StoreResult<Vec<JournalOutcome>>;
+    fn journal_entry(&self, id: &str) -> StoreResult<Option<JournalRow>>;
+    fn saf_due(&self, now: i64, limit: i64) -> StoreResult<Vec<SafRow>>;
+    fn saf_record(&self, id: &str, delivery: &SafDelivery) -> StoreResult<()>;
+    fn saf_entry(&self, id: &str) -> StoreResult<Option<SafRow>>;
 }
 
 pub(crate) fn parse_url_options<T: FromStr>(url: &str) -> StoreResult<T>

@@ -265,3 +265,107 @@ impl Changeset {
             && self.challenge_deletes.is_empty()
     }
 }
+
+/// A product's no-PIN limits, in minor units of `currency` (ISO 4217 numeric).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoPinLimits {
+    pub currency: i64,
+    pub contactless: i64,
+    pub online: i64,
+}
+
+/// Everything detokenization needs about a token, read at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultEntry {
+    pub token: TokenRow,
+    pub card: CardRow,
+    pub device_kind: String,
+    pub device_state: String,
+    /// The token requestor's wallet name.
+    pub wallet: String,
+    /// The card product's limits, if the issuer configured any.
+    pub limits: Option<NoPinLimits>,
+}
+
+/// One acquirer request in the switch's journal, with the answer once given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRow {
+    /// `{mti}:{acquirer}:{stan}:{transmission time}`.
+    pub id: String,
+    pub mti: String,
+    pub acquirer_id: String,
+    pub stan: String,
+    pub transmission_time: String,
+    pub rrn: String,
+    pub terminal_id: String,
+    pub token_masked: String,
+    pub amount: i64,
+    pub currency: i64,
+    pub received_at: i64,
+    pub response_code: Option<String>,
+    pub auth_code: Option<String>,
+    /// `answered`, `timeout`, `down` or `not_sent`.
+    pub issuer_outcome: Option<String>,
+    pub answered_at: Option<i64>,
+}
+
+/// The answer the switch gave to a journaled request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalAnswer {
+    pub id: String,
+    pub response_code: String,
+    pub auth_code: Option<String>,
+    pub issuer_outcome: String,
+    pub answered_at: i64,
+}
+
+/// An advice waiting in store-and-forward for the issuer's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafRow {
+    /// The original request's journal id.
+    pub id: String,
+    /// The advice's MTI (`0420` reversal advice).
+    pub mti: String,
+    pub token_number: String,
+    pub original_mti: String,
+    pub stan: String,
+    pub transmission_time: String,
+    pub acquirer_id: String,
+    pub rrn: String,
+    pub terminal_id: String,
+    pub merchant_id: String,
+    pub amount: i64,
+    pub currency: i64,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub created_at: i64,
+    pub acknowledged_at: Option<i64>,
+    pub response_code: Option<String>,
+}
+
+/// One step of the switch's journal; a batch of them commits in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalOp {
+    /// Records a request; a request already recorded is a duplicate.
+    Begin(JournalRow),
+    /// Records the answer.
+    Answer(JournalAnswer),
+    /// Queues an advice for the issuer; one already queued for the original stays as it is.
+    Enqueue(SafRow),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalOutcome {
+    Recorded,
+    /// `Begin` of a request already recorded: the earlier record.
+    Duplicate(Box<JournalRow>),
+    /// `Enqueue` of an advice already queued.
+    AlreadyQueued,
+}
+
+/// What became of one delivery attempt of an advice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SafDelivery {
+    Acknowledged { response_code: String, at: i64 },
+    Retry { next_attempt_at: i64 },
+}

@@ -450,6 +450,48 @@ macro_rules! backend {
                 })
             }
 
+            fn journal_from(row: &$row) -> StoreResult<JournalRow> {
+                Ok(JournalRow {
+                    id: row.try_get("id")?,
+                    mti: row.try_get("mti")?,
+                    acquirer_id: row.try_get("acquirer_id")?,
+                    stan: row.try_get("stan")?,
+                    transmission_time: row.try_get("transmission_time")?,
+                    rrn: row.try_get("rrn")?,
+                    terminal_id: row.try_get("terminal_id")?,
+                    token_masked: row.try_get("token_masked")?,
+                    amount: row.try_get("amount")?,
+                    currency: row.try_get("currency")?,
+                    received_at: row.try_get("received_at")?,
+                    response_code: row.try_get("response_code")?,
+                    auth_code: row.try_get("auth_code")?,
+                    issuer_outcome: row.try_get("issuer_outcome")?,
+                    answered_at: row.try_get("answered_at")?,
+                })
+            }
+
+            fn saf_from(row: &$row) -> StoreResult<SafRow> {
+                Ok(SafRow {
+                    id: row.try_get("id")?,
+                    mti: row.try_get("mti")?,
+                    token_number: row.try_get("token_number")?,
+                    original_mti: row.try_get("original_mti")?,
+                    stan: row.try_get("stan")?,
+                    transmission_time: row.try_get("transmission_time")?,
+                    acquirer_id: row.try_get("acquirer_id")?,
+                    rrn: row.try_get("rrn")?,
+                    terminal_id: row.try_get("terminal_id")?,
+                    merchant_id: row.try_get("merchant_id")?,
+                    amount: row.try_get("amount")?,
+                    currency: row.try_get("currency")?,
+                    attempts: row.try_get("attempts")?,
+                    next_attempt_at: row.try_get("next_attempt_at")?,
+                    created_at: row.try_get("created_at")?,
+                    acknowledged_at: row.try_get("acknowledged_at")?,
+                    response_code: row.try_get("response_code")?,
+                })
+            }
+
             fn token_from(row: &$row) -> StoreResult<TokenRow> {
                 Ok(TokenRow {
                     id: row.try_get("id")?,
@@ -860,18 +902,45 @@ macro_rules! backend {
                 .transpose()
             }
 
-            async fn vault_entry(&self, token_number: &str) -> StoreResult<Option<(TokenRow, CardRow)>> {
+            async fn vault_entry(&self, token_number: &str) -> StoreResult<Option<VaultEntry>> {
                 let row = sqlx::query(concat!(
                     "SELECT ",
                     qualified_token_columns!(),
                     ", ",
                     aliased_card_columns!(),
-                    " FROM tokens t JOIN cards c ON c.id = t.card_id WHERE t.token_number = $1"
+                    ", d.kind AS d_kind, d.state AS d_state, r.wallet AS r_wallet, \
+                     p.currency AS p_currency, p.contactless_no_pin_limit AS p_contactless, \
+                     p.online_no_pin_limit AS p_online \
+                     FROM tokens t JOIN cards c ON c.id = t.card_id \
+                     JOIN devices d ON d.id = t.device_id \
+                     JOIN token_requestors r ON r.id = t.token_requestor_id \
+                     LEFT JOIN products p ON p.issuer_id = c.issuer_id AND p.product = c.product \
+                     WHERE t.token_number = $1"
                 ))
                 .bind(token_number)
                 .fetch_optional(self.reader())
                 .await?;
-                row.map(|row| Ok((Self::token_from(&row)?, Self::card_from(&row, "c_")?))).transpose()
+                row.map(|row| {
+                    let currency: Option<i64> = row.try_get("p_currency")?;
+                    let contactless: Option<i64> = row.try_get("p_contactless")?;
+                    let online: Option<i64> = row.try_get("p_online")?;
+                    Ok(VaultEntry {
+                        token: Self::token_from(&row)?,
+                        card: Self::card_from(&row, "c_")?,
+                        device_kind: row.try_get("d_kind")?,
+                        device_state: row.try_get("d_state")?,
+                        wallet: row.try_get("r_wallet")?,
+                        limits: match (currency, contactless, online) {
+                            (Some(currency), Some(contactless), Some(online)) => Some(NoPinLimits {
+                                currency,
+                                contactless,
+                                online,
+                            }),
+                            _ => None,
+                        },
+                    })
+                })
+                .transpose()
             }
 
             async fn commit(&self, changeset: &Changeset) -> StoreResult<()> {
@@ -1218,6 +1287,154 @@ macro_rules! backend {
                     })
                 })
                 .await
+            }
+
+            async fn journal_apply(&self, ops: &[JournalOp]) -> StoreResult<Vec<JournalOutcome>> {
+                let ops = ops.to_vec();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let mut outcomes = Vec::with_capacity(ops.len());
+                        for op in &ops {
+                            outcomes.push(match op {
+                                JournalOp::Begin(row) => {
+                                    let inserted = sqlx::query(
+                                        "INSERT INTO switch_journal (id, mti, acquirer_id, stan, transmission_time, rrn, terminal_id, token_masked, \
+                                         amount, currency, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+                                    )
+                                    .bind(&row.id)
+                                    .bind(&row.mti)
+                                    .bind(&row.acquirer_id)
+                                    .bind(&row.stan)
+                                    .bind(&row.transmission_time)
+                                    .bind(&row.rrn)
+                                    .bind(&row.terminal_id)
+                                    .bind(&row.token_masked)
+                                    .bind(row.amount)
+                                    .bind(row.currency)
+                                    .bind(row.received_at)
+                                    .execute(&mut *conn)
+                                    .await?;
+                                    if inserted.rows_affected() == 1 {
+                                        JournalOutcome::Recorded
+                                    } else {
+                                        let existing = sqlx::query("SELECT * FROM switch_journal WHERE id = $1")
+                                            .bind(&row.id)
+                                            .fetch_one(&mut *conn)
+                                            .await?;
+                                        JournalOutcome::Duplicate(Box::new(Self::journal_from(&existing)?))
+                                    }
+                                }
+                                JournalOp::Answer(answer) => {
+                                    sqlx::query(
+                                        "UPDATE switch_journal SET response_code = $2, auth_code = $3, issuer_outcome = $4, answered_at = $5 WHERE id = $1",
+                                    )
+                                    .bind(&answer.id)
+                                    .bind(&answer.response_code)
+                                    .bind(&answer.auth_code)
+                                    .bind(&answer.issuer_outcome)
+                                    .bind(answer.answered_at)
+                                    .execute(&mut *conn)
+                                    .await?;
+                                    JournalOutcome::Recorded
+                                }
+                                JournalOp::Enqueue(row) => {
+                                    let inserted = sqlx::query(
+                                        "INSERT INTO switch_saf (id, mti, token_number, original_mti, stan, transmission_time, acquirer_id, rrn, \
+                                         terminal_id, merchant_id, amount, currency, attempts, next_attempt_at, created_at) \
+                                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING",
+                                    )
+                                    .bind(&row.id)
+                                    .bind(&row.mti)
+                                    .bind(&row.token_number)
+                                    .bind(&row.original_mti)
+                                    .bind(&row.stan)
+                                    .bind(&row.transmission_time)
+                                    .bind(&row.acquirer_id)
+                                    .bind(&row.rrn)
+                                    .bind(&row.terminal_id)
+                                    .bind(&row.merchant_id)
+                                    .bind(row.amount)
+                                    .bind(row.currency)
+                                    .bind(row.attempts)
+                                    .bind(row.next_attempt_at)
+                                    .bind(row.created_at)
+                                    .execute(&mut *conn)
+                                    .await?;
+                                    if inserted.rows_affected() == 1 {
+                                        JournalOutcome::Recorded
+                                    } else {
+                                        JournalOutcome::AlreadyQueued
+                                    }
+                                }
+                            });
+                        }
+                        Ok(outcomes)
+                    })
+                })
+                .await
+            }
+
+            async fn journal_entry(&self, id: &str) -> StoreResult<Option<JournalRow>> {
+                sqlx::query("SELECT * FROM switch_journal WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|row| Self::journal_from(&row))
+                    .transpose()
+            }
+
+            async fn saf_due(&self, now: i64, limit: i64) -> StoreResult<Vec<SafRow>> {
+                sqlx::query(
+                    "SELECT * FROM switch_saf WHERE acknowledged_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(Self::saf_from)
+                .collect()
+            }
+
+            async fn saf_record(&self, id: &str, delivery: &SafDelivery) -> StoreResult<()> {
+                let id = id.to_owned();
+                let delivery = delivery.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        match &delivery {
+                            SafDelivery::Acknowledged { response_code, at } => {
+                                sqlx::query(
+                                    "UPDATE switch_saf SET attempts = attempts + 1, acknowledged_at = $2, response_code = $3 WHERE id = $1 AND acknowledged_at IS NULL",
+                                )
+                                .bind(&id)
+                                .bind(*at)
+                                .bind(response_code)
+                                .execute(&mut *conn)
+                                .await?;
+                            }
+                            SafDelivery::Retry { next_attempt_at } => {
+                                sqlx::query(
+                                    "UPDATE switch_saf SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1 AND acknowledged_at IS NULL",
+                                )
+                                .bind(&id)
+                                .bind(*next_attempt_at)
+                                .execute(&mut *conn)
+                                .await?;
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn saf_entry(&self, id: &str) -> StoreResult<Option<SafRow>> {
+                sqlx::query("SELECT * FROM switch_saf WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|row| Self::saf_from(&row))
+                    .transpose()
             }
 
             async fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()> {

@@ -52,6 +52,8 @@ contract!(
     outbox_delivers_in_order_per_token,
     idempotency_keys,
     concurrent_loads_leave_one_live_token,
+    journal_records_once_and_answers,
+    saf_queues_once_and_retries_until_acknowledged,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -370,12 +372,26 @@ async fn tokens_round_trip_and_vault_entry(store: AnyStore) {
             .unwrap(),
         vec![token.clone()]
     );
-    let (vault_token, vault_card) = store
+    let entry = store
         .vault_entry("6231180000000008")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((vault_token, vault_card), (token, card_row("card_1", 1)));
+    assert_eq!(
+        entry,
+        VaultEntry {
+            token,
+            card: card_row("card_1", 1),
+            device_kind: "handset_se".into(),
+            device_state: "active".into(),
+            wallet: "apple".into(),
+            limits: Some(NoPinLimits {
+                currency: 156,
+                contactless: 100_000,
+                online: 50_000,
+            }),
+        }
+    );
     assert!(
         store
             .vault_entry("6231180000000016")
@@ -881,4 +897,153 @@ async fn concurrent_loads_leave_one_live_token(store: AnyStore) {
         .filter(|t| !t.deleted)
         .count();
     assert_eq!(live, 1);
+}
+
+fn journal_row(stan: &str) -> JournalRow {
+    JournalRow {
+        id: format!("0200:48020000:{stan}:1125103000"),
+        mti: "0200".into(),
+        acquirer_id: "48020000".into(),
+        stan: stan.into(),
+        transmission_time: "1125103000".into(),
+        rrn: format!("103000{stan}"),
+        terminal_id: "POS00001".into(),
+        token_masked: "623118******0008".into(),
+        amount: 1250,
+        currency: 156,
+        received_at: NOW,
+        response_code: None,
+        auth_code: None,
+        issuer_outcome: None,
+        answered_at: None,
+    }
+}
+
+fn saf_row(stan: &str, due: i64) -> SafRow {
+    SafRow {
+        id: format!("0200:48020000:{stan}:1125103000"),
+        mti: "0420".into(),
+        token_number: "6231180000000008".into(),
+        original_mti: "0200".into(),
+        stan: stan.into(),
+        transmission_time: "1125103000".into(),
+        acquirer_id: "48020000".into(),
+        rrn: format!("103000{stan}"),
+        terminal_id: "POS00001".into(),
+        merchant_id: "898310048990001".into(),
+        amount: 1250,
+        currency: 156,
+        attempts: 0,
+        next_attempt_at: due,
+        created_at: NOW,
+        acknowledged_at: None,
+        response_code: None,
+    }
+}
+
+async fn journal_records_once_and_answers(store: AnyStore) {
+    let first = journal_row("000001");
+    let outcomes = store
+        .journal_apply(&[
+            JournalOp::Begin(first.clone()),
+            JournalOp::Begin(journal_row("000002")),
+            JournalOp::Begin(first.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(outcomes[0], JournalOutcome::Recorded);
+    assert_eq!(outcomes[1], JournalOutcome::Recorded);
+    assert_eq!(outcomes[2], JournalOutcome::Duplicate(Box::new(first.clone())));
+    let answer = JournalAnswer {
+        id: first.id.clone(),
+        response_code: "00".into(),
+        auth_code: Some("A1B2C3".into()),
+        issuer_outcome: "answered".into(),
+        answered_at: NOW + 12,
+    };
+    store
+        .journal_apply(&[JournalOp::Answer(answer)])
+        .await
+        .unwrap();
+    let stored = store.journal_entry(&first.id).await.unwrap().unwrap();
+    assert_eq!(stored.response_code.as_deref(), Some("00"));
+    assert_eq!(stored.auth_code.as_deref(), Some("A1B2C3"));
+    assert_eq!(stored.issuer_outcome.as_deref(), Some("answered"));
+    assert_eq!(stored.answered_at, Some(NOW + 12));
+    // A duplicate after the answer sees it.
+    match &store
+        .journal_apply(&[JournalOp::Begin(first.clone())])
+        .await
+        .unwrap()[0]
+    {
+        JournalOutcome::Duplicate(row) => assert_eq!(row.response_code.as_deref(), Some("00")),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    assert!(store.journal_entry("0200:x:y:z").await.unwrap().is_none());
+}
+
+async fn saf_queues_once_and_retries_until_acknowledged(store: AnyStore) {
+    let advice = saf_row("000001", NOW);
+    let outcomes = store
+        .journal_apply(&[
+            JournalOp::Enqueue(advice.clone()),
+            JournalOp::Enqueue(saf_row("000002", NOW + 5_000)),
+            JournalOp::Enqueue(advice.clone()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            JournalOutcome::Recorded,
+            JournalOutcome::Recorded,
+            JournalOutcome::AlreadyQueued
+        ]
+    );
+    assert_eq!(store.saf_due(NOW, 10).await.unwrap(), vec![advice.clone()]);
+    store
+        .saf_record(
+            &advice.id,
+            &SafDelivery::Retry {
+                next_attempt_at: NOW + 10_000,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.saf_due(NOW, 10).await.unwrap().is_empty());
+    let due: Vec<String> = store
+        .saf_due(NOW + 10_000, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.stan)
+        .collect();
+    assert_eq!(due, vec!["000002", "000001"]);
+    store
+        .saf_record(
+            &advice.id,
+            &SafDelivery::Acknowledged {
+                response_code: "00".into(),
+                at: NOW + 10_001,
+            },
+        )
+        .await
+        .unwrap();
+    let stored = store.saf_entry(&advice.id).await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 2);
+    assert_eq!(stored.acknowledged_at, Some(NOW + 10_001));
+    assert_eq!(stored.response_code.as_deref(), Some("00"));
+    // Acknowledged advices are never due again, and a late retry does not reopen them.
+    store
+        .saf_record(
+            &advice.id,
+            &SafDelivery::Retry {
+                next_attempt_at: NOW,
+            },
+        )
+        .await
+        .unwrap();
+    let due = store.saf_due(NOW + 100_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].stan, "000002");
 }

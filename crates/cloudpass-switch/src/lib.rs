@@ -3,11 +3,9 @@
 //! - [`switch::Switch`]: the authorization path for token payments (detokenize, check, verify
 //!   the cryptogram, apply the no-PIN rules, translate the PIN, forward to the issuer with the
 //!   token channel marked, re-tokenize the answer); sign-on of terminals.
-//! - [`link::Link`]: a multiplexed TCP link to an issuer host.
 //! - [`server`]: the acquirers' ISO 8583 port.
 //! - [`vault::TokenVault`]: how the switch reads tokens (the token service implements it).
 
-pub mod link;
 pub mod server;
 pub mod switch;
 pub mod vault;

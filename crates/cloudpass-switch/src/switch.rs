@@ -25,7 +25,7 @@ use cloudpass_iso8583::private::{
 };
 use cloudpass_iso8583::{Message, Mti};
 
-use crate::link::{Link, LinkError};
+use cloudpass_iso8583::link::{Link, LinkError};
 use crate::vault::TokenVault;
 
 /// What the switch does when the issuer cannot be reached.

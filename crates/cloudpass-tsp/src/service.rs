@@ -1154,6 +1154,9 @@ impl Tsp {
             );
         }
         plan.changeset.product_updates.push(updated.clone());
+        // The vault caches each token with its product's limits.
+        plan.touched
+            .extend(tokens.iter().map(|token| token.token_number.clone()));
         self.commit(plan).await?;
         Ok(CvmLimitsView {
             product: product.to_owned(),

@@ -9,19 +9,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use cloudpass_core::lifecycle::TokenStatus;
-use cloudpass_core::{Expiry, Pan};
+use cloudpass_core::{Currency, Expiry, Money, Pan};
 use cloudpass_crypto::{Hsm, KeyHandle};
-use cloudpass_store::{AnyStore, CardRow, TokenRow, TokenStore};
+use cloudpass_store::{AnyStore, TokenStore, VaultEntry};
 
 use crate::error::{TspError, TspResult};
 
 /// Most cached entries; when full, the cache is emptied and refills from the store.
 pub const DEFAULT_CACHE_CAPACITY: usize = 1_000_000;
-
-struct Entry {
-    token: TokenRow,
-    card: CardRow,
-}
 
 /// What detokenization returns: the card and the token's state, as of this lookup.
 pub struct Detokenized {
@@ -39,13 +34,19 @@ pub struct Detokenized {
     pub domain_in_app: bool,
     pub pan_sequence: u8,
     pub atc_issued_until: i64,
+    /// `handset_se`, `wearable`, `hce` or `sim_se`.
+    pub device_kind: String,
+    pub device_state: String,
+    pub wallet: String,
+    /// The card product's contactless and online no-PIN limits, if configured.
+    pub no_pin_limits: Option<(Money, Money)>,
 }
 
 pub struct Vault {
     store: AnyStore,
     hsm: Arc<dyn Hsm>,
     data_key: KeyHandle,
-    cache: RwLock<HashMap<String, Arc<Entry>>>,
+    cache: RwLock<HashMap<String, Arc<VaultEntry>>>,
     capacity: usize,
 }
 
@@ -76,10 +77,10 @@ impl Vault {
         let entry = match cached {
             Some(entry) => entry,
             None => {
-                let Some((token, card)) = self.store.vault_entry(token_number).await? else {
+                let Some(entry) = self.store.vault_entry(token_number).await? else {
                     return Ok(None);
                 };
-                let entry = Arc::new(Entry { token, card });
+                let entry = Arc::new(entry);
                 let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
                 if cache.len() >= self.capacity {
                     cache.clear();
@@ -91,7 +92,7 @@ impl Vault {
         self.open(&entry).map(Some)
     }
 
-    fn open(&self, entry: &Entry) -> TspResult<Detokenized> {
+    fn open(&self, entry: &VaultEntry) -> TspResult<Detokenized> {
         let clear = self.hsm.decrypt(
             self.data_key,
             &entry.card.pan_encrypted,
@@ -128,6 +129,24 @@ impl Vault {
             pan_sequence: u8::try_from(entry.token.pan_sequence)
                 .map_err(|_| corrupt("PAN sequence"))?,
             atc_issued_until: entry.token.atc_issued_until,
+            device_kind: entry.device_kind.clone(),
+            device_state: entry.device_state.clone(),
+            wallet: entry.wallet.clone(),
+            no_pin_limits: match entry.limits {
+                Some(limits) => {
+                    let currency = u16::try_from(limits.currency)
+                        .ok()
+                        .and_then(|numeric| Currency::from_numeric(numeric).ok())
+                        .ok_or_else(|| corrupt("product currency"))?;
+                    let amount = |minor: i64| {
+                        u64::try_from(minor)
+                            .map(|minor| Money::new(minor, currency))
+                            .map_err(|_| corrupt("no-PIN limit"))
+                    };
+                    Some((amount(limits.contactless)?, amount(limits.online)?))
+                }
+                None => None,
+            },
         })
     }
 
@@ -135,7 +154,7 @@ impl Vault {
     /// (what a cache miss costs; for measurements).
     pub async fn detokenize_uncached(&self, token_number: &str) -> TspResult<Option<Detokenized>> {
         match self.store.vault_entry(token_number).await? {
-            Some((token, card)) => self.open(&Entry { token, card }).map(Some),
+            Some(entry) => self.open(&entry).map(Some),
             None => Ok(None),
         }
     }

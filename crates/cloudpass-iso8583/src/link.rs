@@ -1,4 +1,5 @@
-//! A link to another institution over TCP (the switch's link to an issuer host): requests
+//! A client link to another party's ISO 8583 port over TCP (the switch's link to an issuer
+//! host, a terminal's link to the switch): requests
 //! go out on one persistent connection, many in flight, and each response is matched to its
 //! request by acquirer, STAN and transmission time. A link that drops is re-established; a
 //! request that gets no answer in time fails with [`LinkError::Timeout`] — its outcome at the
@@ -9,8 +10,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloudpass_iso8583::framing::Framing;
-use cloudpass_iso8583::{Message, net, profile};
+use crate::framing::Framing;
+use crate::{Message, net, profile};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{oneshot, watch};
 
