@@ -210,6 +210,46 @@ pub fn reverse(
     }
 }
 
+/// Posts a purchase the network approved on the issuer's behalf (stand-in, 0220 advice):
+/// the bank must honour it, so it is debited whatever the balance, and counts towards the
+/// day's spending.
+pub fn post_advice(
+    account: &AccountFacts,
+    account_id: &str,
+    acquirer_id: &str,
+    amount: i64,
+    today: i64,
+    pin_tries: i64,
+) -> Decision {
+    let daily_spent = if account.spent_day == today {
+        account.daily_spent + amount
+    } else {
+        amount
+    };
+    Decision {
+        response: ResponseCode::Approved,
+        pin_tries,
+        account: AccountFacts {
+            balance: account.balance - amount,
+            daily_spent,
+            spent_day: today,
+            ..*account
+        },
+        postings: vec![
+            Posting {
+                account: account_id.to_owned(),
+                debit: true,
+                amount,
+            },
+            Posting {
+                account: acquirer_account(acquirer_id),
+                debit: false,
+                amount,
+            },
+        ],
+    }
+}
+
 /// Whether postings balance: debits equal credits.
 pub fn balanced(postings: &[Posting]) -> bool {
     let (debits, credits) = postings.iter().fold((0i128, 0i128), |(d, c), p| {

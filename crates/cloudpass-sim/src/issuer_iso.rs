@@ -4,8 +4,11 @@
 //! - 0200 (financial request): the card by fingerprint, the PIN against its verification
 //!   value, then [`crate::bank::authorize`]; an approval posts balanced ledger entries and
 //!   updates the account in one transaction, committed before the 0210 is written.
-//! - 0400 / 0420 (reversal, reversal advice): the original by field 90; its postings are
-//!   undone once; a reversal of something unknown is answered 25.
+//! - 0220 (financial advice: the network approved on the bank's behalf): posted unless the
+//!   original 0200 it names in field 90 was already approved here.
+//! - 0400 / 0420 (reversal, reversal advice): the original by field 90 (its 0200, or the
+//!   0220 that posted it); its postings are undone once; a reversal of something unknown is
+//!   answered 25.
 //! - A message seen before (same MTI, acquirer, STAN, transmission time and RRN) is answered
 //!   from the record and posts nothing.
 //! - 0800 echo and sign-on are answered 00; other message types 12.
@@ -82,6 +85,7 @@ impl IssuerHost {
     pub async fn process(&self, request: &Message<'_>) -> Message<'static> {
         let result = match request.mti().as_str() {
             "0200" => self.financial(request).await,
+            "0220" | "0221" => self.advice(request).await,
             "0400" | "0420" | "0421" => self.reversal(request).await,
             "0800" => Ok(respond(request, ResponseCode::Approved, None)),
             _ => Ok(respond(request, ResponseCode::InvalidTransaction, None)),
@@ -356,6 +360,98 @@ impl IssuerHost {
         Ok(())
     }
 
+    /// A stand-in approval to post, in one transaction.
+    async fn advice(&self, request: &Message<'_>) -> Result<Message<'static>, SimError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(answer) = self.seen(&mut tx, request).await? {
+            return Ok(answer);
+        }
+        let now = self.clock.now_millis();
+        let amount: i64 = text(request, 4).parse().unwrap_or(-1);
+        let currency: u16 = text(request, 49).parse().unwrap_or(0);
+        let original = request
+            .get_str(90)
+            .and_then(|value| OriginalData::parse(value).ok());
+        let card = match Pan::parse(text(request, 2)) {
+            Ok(pan) => sqlx::query("SELECT c.id, c.pin_tries, c.account_id, a.currency, a.balance, a.credit_limit, a.daily_limit, a.daily_spent, a.spent_day FROM sim_cards c JOIN sim_accounts a ON a.id = c.account_id WHERE c.pan_fingerprint = $1")
+                .bind(self.fingerprint(&pan)?)
+                .fetch_optional(&mut *tx)
+                .await?,
+            Err(_) => None,
+        };
+        let (Some(original), Some(card), true) = (original, card, amount > 0) else {
+            return self
+                .record(
+                    tx,
+                    request,
+                    None,
+                    amount,
+                    currency,
+                    ResponseCode::InvalidTransaction,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        };
+        let card_id: String = card.try_get("id")?;
+        let already = sqlx::query(
+            "SELECT 1 FROM sim_transactions WHERE mti = $1 AND stan = $2 AND transmission_time = $3 AND ltrim(acquirer, '0') = $4 AND response_code = '00'",
+        )
+        .bind(&original.mti)
+        .bind(&original.stan)
+        .bind(&original.transmission_time)
+        .bind(original.acquirer.trim_start_matches('0'))
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+        if already {
+            // The original reached the bank and was approved: posted once already.
+            return self
+                .record(
+                    tx,
+                    request,
+                    Some(&card_id),
+                    amount,
+                    currency,
+                    ResponseCode::Approved,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        }
+        let account_id: String = card.try_get("account_id")?;
+        let account = AccountFacts {
+            currency: u16::try_from(card.try_get::<i64, _>("currency")?).unwrap_or(0),
+            balance: card.try_get("balance")?,
+            credit_limit: card.try_get("credit_limit")?,
+            daily_limit: card.try_get("daily_limit")?,
+            daily_spent: card.try_get("daily_spent")?,
+            spent_day: card.try_get("spent_day")?,
+        };
+        let decision = bank::post_advice(
+            &account,
+            &account_id,
+            text(request, 32),
+            amount,
+            day_of(now),
+            card.try_get("pin_tries")?,
+        );
+        self.record(
+            tx,
+            request,
+            Some(&card_id),
+            amount,
+            currency,
+            ResponseCode::Approved,
+            None,
+            now,
+            Some((&account_id, &decision)),
+        )
+        .await
+    }
+
     /// A reversal, in one transaction with the original's state and the account.
     async fn reversal(&self, request: &Message<'_>) -> Result<Message<'static>, SimError> {
         let mut tx = self.pool.begin().await?;
@@ -384,9 +480,12 @@ impl IssuerHost {
                 .await;
         };
         let acquirer = original.acquirer.trim_start_matches('0');
+        // The original, or the advice that posted it in the original's name; an approved one
+        // first.
         let row = sqlx::query(
             "SELECT t.id, t.card_id, t.amount, t.response_code, t.reversed, t.day, t.acquirer, c.account_id FROM sim_transactions t LEFT JOIN sim_cards c ON c.id = t.card_id \
-             WHERE t.mti = $1 AND t.stan = $2 AND t.transmission_time = $3 AND ltrim(t.acquirer, '0') = $4",
+             WHERE t.mti IN ($1, '0220') AND t.stan = $2 AND t.transmission_time = $3 AND ltrim(t.acquirer, '0') = $4 \
+             ORDER BY t.response_code = '00' DESC, t.id LIMIT 1",
         )
         .bind(&original.mti)
         .bind(&original.stan)

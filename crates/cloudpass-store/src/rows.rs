@@ -322,9 +322,9 @@ pub struct JournalAnswer {
 /// An advice waiting in store-and-forward for the issuer's acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafRow {
-    /// The original request's journal id.
+    /// `{advice MTI}:{the original request's journal id}`.
     pub id: String,
-    /// The advice's MTI (`0420` reversal advice).
+    /// The advice's MTI: `0220` (a stand-in approval to post) or `0420` (a reversal).
     pub mti: String,
     pub token_number: String,
     pub original_mti: String,
@@ -350,7 +350,7 @@ pub enum JournalOp {
     Begin(JournalRow),
     /// Records the answer.
     Answer(JournalAnswer),
-    /// Queues an advice for the issuer; one already queued for the original stays as it is.
+    /// Queues an advice for the issuer; the same advice already queued stays as it is.
     Enqueue(SafRow),
 }
 

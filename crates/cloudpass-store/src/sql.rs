@@ -1385,7 +1385,11 @@ macro_rules! backend {
 
             async fn saf_due(&self, now: i64, limit: i64) -> StoreResult<Vec<SafRow>> {
                 sqlx::query(
-                    "SELECT * FROM switch_saf WHERE acknowledged_at IS NULL AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+                    "SELECT * FROM switch_saf s WHERE s.acknowledged_at IS NULL AND s.next_attempt_at <= $1 \
+                     AND NOT EXISTS (SELECT 1 FROM switch_saf e WHERE e.acknowledged_at IS NULL AND e.acquirer_id = s.acquirer_id \
+                     AND e.stan = s.stan AND e.transmission_time = s.transmission_time \
+                     AND (e.created_at < s.created_at OR (e.created_at = s.created_at AND e.id < s.id))) \
+                     ORDER BY s.next_attempt_at, s.id LIMIT $2",
                 )
                 .bind(now)
                 .bind(limit)

@@ -921,7 +921,7 @@ fn journal_row(stan: &str) -> JournalRow {
 
 fn saf_row(stan: &str, due: i64) -> SafRow {
     SafRow {
-        id: format!("0200:48020000:{stan}:1125103000"),
+        id: format!("0420:0200:48020000:{stan}:1125103000"),
         mti: "0420".into(),
         token_number: "6231180000000008".into(),
         original_mti: "0200".into(),
@@ -1046,4 +1046,48 @@ async fn saf_queues_once_and_retries_until_acknowledged(store: AnyStore) {
     let due = store.saf_due(NOW + 100_000, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].stan, "000002");
+
+    // Two advices about one original go out in the order they were queued.
+    let approval = SafRow {
+        id: "0220:0200:48020000:000003:1125103000".into(),
+        mti: "0220".into(),
+        ..saf_row("000003", NOW)
+    };
+    let reversal = SafRow {
+        created_at: NOW + 1,
+        ..saf_row("000003", NOW)
+    };
+    store
+        .journal_apply(&[
+            JournalOp::Enqueue(reversal.clone()),
+            JournalOp::Enqueue(approval.clone()),
+        ])
+        .await
+        .unwrap();
+    let due: Vec<String> = store
+        .saf_due(NOW, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    assert_eq!(due, vec![approval.id.clone()]);
+    store
+        .saf_record(
+            &approval.id,
+            &SafDelivery::Acknowledged {
+                response_code: "00".into(),
+                at: NOW + 2,
+            },
+        )
+        .await
+        .unwrap();
+    let due: Vec<String> = store
+        .saf_due(NOW, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    assert_eq!(due, vec![reversal.id]);
 }

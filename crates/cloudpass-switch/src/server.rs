@@ -4,9 +4,8 @@
 
 use std::sync::Arc;
 
-use cloudpass_core::ResponseCode;
 use cloudpass_iso8583::framing::Framing;
-use cloudpass_iso8583::{Message, Mti, net, profile};
+use cloudpass_iso8583::net;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -77,23 +76,8 @@ async fn connection(
         let switch = Arc::clone(&switch);
         let answers = answers.clone();
         tokio::spawn(async move {
-            let answer = match profile::cloudpass().decode(&frame.message) {
-                Ok(request) => switch.handle(&request).await,
-                Err(error) => {
-                    // The message cannot be read: a format error, naming no values.
-                    tracing::warn!(error = %error, "switch: undecodable message");
-                    let mut reject = Message::new(Mti::NETWORK_RESPONSE);
-                    reject.set_text(39, ResponseCode::FormatError.code());
-                    reject
-                }
-            };
-            match profile::cloudpass().encode(&answer) {
-                Ok(bytes) => {
-                    let _ = answers.send(bytes).await;
-                }
-                Err(error) => {
-                    tracing::error!(error = %error, "switch: an answer could not be encoded")
-                }
+            if let Some(bytes) = switch.handle_frame(&frame.message).await {
+                let _ = answers.send(bytes).await;
             }
             drop(permit);
         });

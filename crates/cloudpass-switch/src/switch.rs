@@ -15,17 +15,24 @@ use cloudpass_core::authorization::{
     self, AcquirerNoPin, PaymentChannel, PosEntryMode, Verification,
 };
 use cloudpass_core::{AccountNumber, Clock, Currency, Money, ResponseCode, Token};
+use cloudpass_store::{
+    AnyStore, JournalAnswer, JournalOp, JournalOutcome, JournalRow, SafDelivery, SafRow,
+    TokenStore,
+};
 use cloudpass_crypto::emv::SessionKeyInput;
 use cloudpass_crypto::{
     ArpcMethod, CryptogramRef, Hsm, KeyHandle, KeyUsage, PinBlockFormat, PinBlockRef,
 };
 use cloudpass_iso8583::emv_data::{self, ChipRequest};
 use cloudpass_iso8583::private::{
-    FIELD_60, FIELD_61, Positional, TaggedData, Usages, token_tags, values,
+    FIELD_60, FIELD_61, OriginalData, Positional, TaggedData, Usages, token_tags, values,
 };
-use cloudpass_iso8583::{Message, Mti};
+use cloudpass_iso8583::{Message, Mti, profile};
+use tokio::sync::watch;
 
 use cloudpass_iso8583::link::{Link, LinkError};
+
+use crate::journal::Journal;
 use crate::vault::TokenVault;
 
 /// What the switch does when the issuer cannot be reached.
@@ -48,6 +55,10 @@ pub struct SwitchConfig {
     pub stand_in: StandInPolicy,
     /// Most tokens whose last ATC is remembered.
     pub atc_memory: usize,
+    /// Store and forward: how often the queue is looked at, and the longest wait between
+    /// attempts at one advice.
+    pub saf_poll: Duration,
+    pub saf_max_backoff: Duration,
 }
 
 impl Default for SwitchConfig {
@@ -62,6 +73,8 @@ impl Default for SwitchConfig {
             acquirer_no_pin_limit: Money::new(100_000, Currency::CNY),
             stand_in: StandInPolicy::Decline,
             atc_memory: 1_000_000,
+            saf_poll: Duration::from_millis(250),
+            saf_max_backoff: Duration::from_secs(60),
         }
     }
 }
@@ -72,6 +85,20 @@ pub struct TerminalKeys {
     pub master: KeyHandle,
     pub pin: Option<KeyHandle>,
     pub mac: Option<KeyHandle>,
+}
+
+/// What a switch is built from.
+pub struct SwitchParts {
+    pub vault: Arc<dyn TokenVault>,
+    pub hsm: Arc<dyn Hsm>,
+    pub issuer: Arc<Link>,
+    /// The zone PIN key shared with the issuer (from the key exchange under the zone master
+    /// key).
+    pub issuer_pin_key: KeyHandle,
+    /// Where the journal and the store-and-forward queue live.
+    pub store: AnyStore,
+    pub clock: Arc<dyn Clock>,
+    pub config: SwitchConfig,
 }
 
 pub struct Switch {
@@ -86,6 +113,49 @@ pub struct Switch {
     atcs: Mutex<HashMap<String, u16>>,
     clock: Arc<dyn Clock>,
     config: SwitchConfig,
+    store: AnyStore,
+    journal: Journal,
+}
+
+/// How far a request got towards the issuer, for the journal and the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IssuerOutcome {
+    /// Decided by the switch; the issuer never saw it.
+    NotSent,
+    Answered,
+    /// Sent, no answer in time: the issuer may or may not have acted on it.
+    Timeout,
+    /// The link was down; nothing was sent.
+    Down,
+}
+
+impl IssuerOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            IssuerOutcome::NotSent => "not_sent",
+            IssuerOutcome::Answered => "answered",
+            IssuerOutcome::Timeout => "timeout",
+            IssuerOutcome::Down => "down",
+        }
+    }
+}
+
+/// The journal id of a request: MTI, acquirer, STAN, transmission time.
+fn journal_id(mti: &str, acquirer: &str, stan: &str, transmission_time: &str) -> String {
+    format!("{mti}:{acquirer}:{stan}:{transmission_time}")
+}
+
+/// First six and last four digits, the rest hidden.
+fn masked(number: &str) -> String {
+    if number.len() < 10 || !number.is_ascii() {
+        return "*".repeat(number.len());
+    }
+    format!(
+        "{}{}{}",
+        &number[..6],
+        "*".repeat(number.len() - 10),
+        &number[number.len() - 4..]
+    )
 }
 
 /// Fields an answer echoes from its request.
@@ -108,23 +178,88 @@ fn text<'m>(message: &'m Message<'_>, field: u8) -> &'m str {
 }
 
 impl Switch {
-    pub fn new(
-        vault: Arc<dyn TokenVault>,
-        hsm: Arc<dyn Hsm>,
-        issuer: Arc<Link>,
-        issuer_pin_key: KeyHandle,
-        clock: Arc<dyn Clock>,
-        config: SwitchConfig,
-    ) -> Self {
+    /// A switch; its journal writer starts here (inside a Tokio runtime).
+    pub fn new(parts: SwitchParts) -> Self {
         Self {
-            vault,
-            hsm,
-            issuer,
-            issuer_pin_key,
+            vault: parts.vault,
+            hsm: parts.hsm,
+            issuer: parts.issuer,
+            issuer_pin_key: parts.issuer_pin_key,
             terminals: RwLock::new(HashMap::new()),
             atcs: Mutex::new(HashMap::new()),
-            clock,
-            config,
+            clock: parts.clock,
+            config: parts.config,
+            journal: Journal::start(parts.store.clone()),
+            store: parts.store,
+        }
+    }
+
+    fn terminal(&self, terminal_id: &str) -> Option<TerminalKeys> {
+        self.terminals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(terminal_id)
+            .copied()
+    }
+
+    /// Answers one framed message from an acquirer, as bytes. A message carrying a MAC
+    /// (field 64, or 128 with a secondary bitmap; over everything before it) must verify
+    /// under the terminal's MAC key, and its answer is MACed in turn.
+    pub async fn handle_frame(&self, raw: &[u8]) -> Option<Vec<u8>> {
+        let request = match profile::cloudpass().decode(raw) {
+            Ok(request) => request,
+            Err(error) => {
+                // The message cannot be read: a format error, naming no values.
+                tracing::warn!(error = %error, "switch: undecodable message");
+                let mti = cloudpass_iso8583::Mti::from_bytes(raw.get(..4).unwrap_or(b"0800"))
+                    .ok()
+                    .and_then(|mti| mti.response())
+                    .unwrap_or(Mti::NETWORK_RESPONSE);
+                let mut reject = Message::new(mti);
+                reject.set_text(39, ResponseCode::FormatError.code());
+                return profile::cloudpass().encode(&reject).ok();
+            }
+        };
+        let mac_field = [128u8, 64].into_iter().find(|f| request.contains(*f));
+        let mac_key = self.terminal(text(&request, 41)).and_then(|t| t.mac);
+        let mut response = match (mac_field, mac_key) {
+            (None, _) => self.handle(&request).await,
+            (Some(field), Some(key)) => {
+                let mac = request.get(field).unwrap_or_default();
+                let body = &raw[..raw.len().saturating_sub(8)];
+                if self.hsm.verify_mac(key, body, mac).unwrap_or(false) {
+                    self.handle(&request).await
+                } else {
+                    answer(&request, ResponseCode::MacFailure)
+                }
+            }
+            // A MAC from a terminal that holds no MAC key from us.
+            (Some(_), None) => answer(&request, ResponseCode::MacFailure),
+        };
+        // The answer is MACed under the key the request was checked with (not a sign-on's:
+        // its keys have just changed).
+        if let (Some(_), Some(key)) = (mac_field, mac_key)
+            && response.mti() != Mti::NETWORK_RESPONSE
+            && response.get_str(39) != Some(ResponseCode::MacFailure.code())
+        {
+            let field = if response.fields().any(|(number, _)| number > 64) {
+                128
+            } else {
+                64
+            };
+            response.set(field, vec![0u8; 8]);
+            if let Ok(bytes) = profile::cloudpass().encode(&response)
+                && let Ok(mac) = self.hsm.generate_mac(key, &bytes[..bytes.len() - 8])
+            {
+                response.set(field, mac.to_vec());
+            }
+        }
+        match profile::cloudpass().encode(&response) {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                tracing::error!(error = %error, "switch: an answer could not be encoded");
+                None
+            }
         }
     }
 
@@ -148,6 +283,7 @@ impl Switch {
         match request.mti().as_str() {
             "0800" => self.network_management(request),
             "0200" => self.financial(request).await,
+            "0400" | "0401" | "0420" | "0421" => self.reversal(request).await,
             _ => answer(request, ResponseCode::InvalidTransaction),
         }
     }
@@ -216,14 +352,236 @@ impl Switch {
         response
     }
 
-    async fn financial(&self, request: &Message<'_>) -> Message<'static> {
-        match self.authorize(request).await {
-            Ok(response) => response,
-            Err(code) => answer(request, code),
+    /// The journal row of a request as it arrives.
+    fn journal_row(&self, request: &Message<'_>) -> JournalRow {
+        let currency = text(request, 49).parse().unwrap_or(0);
+        JournalRow {
+            id: journal_id(
+                request.mti().as_str(),
+                text(request, 32),
+                text(request, 11),
+                text(request, 7),
+            ),
+            mti: request.mti().as_str().to_owned(),
+            acquirer_id: text(request, 32).to_owned(),
+            stan: text(request, 11).to_owned(),
+            transmission_time: text(request, 7).to_owned(),
+            rrn: text(request, 37).to_owned(),
+            terminal_id: text(request, 41).to_owned(),
+            token_masked: masked(text(request, 2)),
+            amount: text(request, 4).parse().unwrap_or(0),
+            currency,
+            received_at: self.clock.now_millis(),
+            response_code: None,
+            auth_code: None,
+            issuer_outcome: None,
+            answered_at: None,
         }
     }
 
-    async fn authorize(&self, request: &Message<'_>) -> Result<Message<'static>, ResponseCode> {
+    /// An advice about the financial request `request` for the store-and-forward queue.
+    fn advice(&self, mti: Mti, request: &Message<'_>, due_at: i64) -> SafRow {
+        SafRow {
+            id: format!(
+                "{}:{}",
+                mti.as_str(),
+                journal_id("0200", text(request, 32), text(request, 11), text(request, 7))
+            ),
+            mti: mti.as_str().to_owned(),
+            token_number: text(request, 2).to_owned(),
+            original_mti: "0200".to_owned(),
+            stan: text(request, 11).to_owned(),
+            transmission_time: text(request, 7).to_owned(),
+            acquirer_id: text(request, 32).to_owned(),
+            rrn: text(request, 37).to_owned(),
+            terminal_id: text(request, 41).to_owned(),
+            merchant_id: text(request, 42).to_owned(),
+            amount: text(request, 4).parse().unwrap_or(0),
+            currency: text(request, 49).parse().unwrap_or(0),
+            attempts: 0,
+            next_attempt_at: due_at,
+            created_at: self.clock.now_millis(),
+            acknowledged_at: None,
+            response_code: None,
+        }
+    }
+
+    /// A 0200: journaled on arrival (a second arrival is a duplicate, 94), authorized, its
+    /// answer journaled — with any advice the issuer must still receive — before it leaves.
+    async fn financial(&self, request: &Message<'_>) -> Message<'static> {
+        let row = self.journal_row(request);
+        let id = row.id.clone();
+        match self.journal.record(vec![JournalOp::Begin(row)]).await {
+            Ok(outcomes) if matches!(outcomes.first(), Some(JournalOutcome::Recorded)) => {}
+            Ok(_) => return answer(request, ResponseCode::DuplicateTransmission),
+            Err(error) => {
+                tracing::error!(error = %error, "switch: the journal cannot record; refusing");
+                return answer(request, ResponseCode::SystemMalfunction);
+            }
+        }
+        let mut outcome = IssuerOutcome::NotSent;
+        let response = match self.authorize(request, &mut outcome).await {
+            Ok(response) => response,
+            Err(code) => answer(request, code),
+        };
+        let code = response.get_str(39).unwrap_or("96").to_owned();
+        let now = self.clock.now_millis();
+        let mut ops = vec![JournalOp::Answer(JournalAnswer {
+            id,
+            response_code: code.clone(),
+            auth_code: response.get_str(38).map(str::to_owned),
+            issuer_outcome: outcome.as_str().to_owned(),
+            answered_at: now,
+        })];
+        let approved = code == ResponseCode::Approved.code();
+        match outcome {
+            // The issuer may have approved: a stand-in approval tells it to post (unless it
+            // already has), a decline reverses whatever it did.
+            IssuerOutcome::Timeout if approved => {
+                ops.push(JournalOp::Enqueue(self.advice(Mti::FINANCIAL_ADVICE, request, now)));
+            }
+            IssuerOutcome::Timeout => {
+                ops.push(JournalOp::Enqueue(self.advice(Mti::REVERSAL_ADVICE, request, now)));
+            }
+            IssuerOutcome::Down if approved => {
+                ops.push(JournalOp::Enqueue(self.advice(Mti::FINANCIAL_ADVICE, request, now)));
+            }
+            _ => {}
+        }
+        if let Err(error) = self.journal.record(ops).await {
+            tracing::error!(error = %error, "switch: the answer cannot be journaled");
+            return answer(request, ResponseCode::SystemMalfunction);
+        }
+        response
+    }
+
+    /// A reversal from an acquirer (0400, or 0420 advice), matched to its original by field
+    /// 90. The switch takes it into store and forward — the issuer receives a 0420 however
+    /// long it is unreachable — and acknowledges it at once. A reversal of something the
+    /// switch never saw is answered 25; of something declined, acknowledged with nothing to
+    /// undo.
+    async fn reversal(&self, request: &Message<'_>) -> Message<'static> {
+        let row = self.journal_row(request);
+        let id = row.id.clone();
+        match self.journal.record(vec![JournalOp::Begin(row)]).await {
+            Ok(outcomes) => {
+                if let Some(JournalOutcome::Duplicate(earlier)) = outcomes.into_iter().next() {
+                    // A repeated reversal gets the answer the first one got.
+                    return answer(
+                        request,
+                        earlier
+                            .response_code
+                            .as_deref()
+                            .and_then(ResponseCode::parse)
+                            .unwrap_or(ResponseCode::DuplicateTransmission),
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "switch: the journal cannot record; refusing");
+                return answer(request, ResponseCode::SystemMalfunction);
+            }
+        }
+        let now = self.clock.now_millis();
+        let (code, advice) = self.match_reversal(request, now).await;
+        let mut ops = vec![JournalOp::Answer(JournalAnswer {
+            id,
+            response_code: code.code().to_owned(),
+            auth_code: None,
+            issuer_outcome: IssuerOutcome::NotSent.as_str().to_owned(),
+            answered_at: now,
+        })];
+        if let Some(advice) = advice {
+            ops.push(JournalOp::Enqueue(advice));
+        }
+        if let Err(error) = self.journal.record(ops).await {
+            tracing::error!(error = %error, "switch: a reversal cannot be journaled");
+            return answer(request, ResponseCode::SystemMalfunction);
+        }
+        let mut response = answer(request, code);
+        if let Some(original) = request.get(90) {
+            response.set(90, original.to_vec());
+        }
+        response
+    }
+
+    async fn match_reversal(
+        &self,
+        request: &Message<'_>,
+        now: i64,
+    ) -> (ResponseCode, Option<SafRow>) {
+        let Some(original) = request
+            .get_str(90)
+            .and_then(|value| OriginalData::parse(value).ok())
+        else {
+            return (ResponseCode::FormatError, None);
+        };
+        let acquirer = text(request, 32);
+        if original.acquirer.trim_start_matches('0') != acquirer.trim_start_matches('0') {
+            // An acquirer reverses only its own transactions.
+            return (ResponseCode::OriginalNotFound, None);
+        }
+        let original_id = journal_id(
+            &original.mti,
+            acquirer,
+            &original.stan,
+            &original.transmission_time,
+        );
+        let entry = match self.store.journal_entry(&original_id).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return (ResponseCode::OriginalNotFound, None),
+            Err(error) => {
+                tracing::error!(error = %error, "switch: journal lookup failed");
+                return (ResponseCode::SystemMalfunction, None);
+            }
+        };
+        if entry.token_masked != masked(text(request, 2))
+            || entry.amount != text(request, 4).parse::<i64>().unwrap_or(-1)
+        {
+            return (ResponseCode::OriginalNotFound, None);
+        }
+        let undo = match (entry.response_code.as_deref(), entry.issuer_outcome.as_deref()) {
+            // Still in flight, or approved: the issuer must hear of it.
+            (None, _) | (Some("00"), _) => true,
+            // Declined, but sent and not answered: the issuer may have acted on it.
+            (Some(_), Some("timeout")) => true,
+            (Some(_), _) => false,
+        };
+        if !undo {
+            return (ResponseCode::Approved, None);
+        }
+        let mut original_request = Message::new(Mti::FINANCIAL_REQUEST);
+        for (field, value) in [
+            (2, text(request, 2)),
+            (4, text(request, 4)),
+            (7, original.transmission_time.as_str()),
+            (11, original.stan.as_str()),
+            (32, acquirer),
+            (37, entry.rrn.as_str()),
+            (41, entry.terminal_id.as_str()),
+            (42, text(request, 42)),
+            (49, text(request, 49)),
+        ] {
+            original_request.set_text(field, value.to_owned());
+        }
+        // An original still in flight may yet reach the issuer; the reversal waits until the
+        // issuer would have answered it.
+        let due = if entry.response_code.is_none() {
+            now + i64::try_from(self.config.issuer_timeout.as_millis()).unwrap_or(i64::MAX)
+        } else {
+            now
+        };
+        (
+            ResponseCode::Approved,
+            Some(self.advice(Mti::REVERSAL_ADVICE, &original_request, due)),
+        )
+    }
+
+    async fn authorize(
+        &self,
+        request: &Message<'_>,
+        outcome: &mut IssuerOutcome,
+    ) -> Result<Message<'static>, ResponseCode> {
         let token_number = text(request, 2);
         let record = match self.vault.lookup(token_number).await {
             Ok(Some(record)) => record,
@@ -386,8 +744,18 @@ impl Switch {
         );
 
         let issuer_answer = match self.issuer.request(&issuer_request).await {
-            Ok(answer) => answer,
-            Err(error) => return Err(self.stand_in(amount, &error)),
+            Ok(answer) => {
+                *outcome = IssuerOutcome::Answered;
+                answer
+            }
+            Err(error) => {
+                *outcome = if error == LinkError::Timeout {
+                    IssuerOutcome::Timeout
+                } else {
+                    IssuerOutcome::Down
+                };
+                return Err(self.stand_in(amount, &error));
+            }
         };
         let code = issuer_answer
             .get_str(39)
@@ -412,6 +780,98 @@ impl Switch {
             response.set(55, emv_data::response_field55(&arpc, code.code()));
         }
         Ok(response)
+    }
+
+    /// Delivers queued advices to the issuer until `shutdown` fires: each is sent until the
+    /// issuer answers it (any answer acknowledges it), waiting longer after each failure.
+    pub async fn run_store_and_forward(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let now = self.clock.now_millis();
+            match self.store.saf_due(now, 64).await {
+                Ok(due) => {
+                    for advice in due {
+                        let delivery = self.deliver(&advice, now).await;
+                        if let SafDelivery::Acknowledged { response_code, .. } = &delivery {
+                            tracing::info!(advice = %advice.mti, stan = %advice.stan, response_code = %response_code, "store and forward: advice acknowledged");
+                        }
+                        if let Err(error) = self.store.saf_record(&advice.id, &delivery).await {
+                            tracing::error!(error = %error, "store and forward: cannot record a delivery");
+                        }
+                    }
+                }
+                Err(error) => tracing::error!(error = %error, "store and forward: cannot read the queue"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.saf_poll) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    async fn deliver(&self, advice: &SafRow, now: i64) -> SafDelivery {
+        let backoff = self
+            .config
+            .saf_poll
+            .saturating_mul(1u32 << advice.attempts.clamp(0, 16))
+            .min(self.config.saf_max_backoff);
+        let retry = SafDelivery::Retry {
+            next_attempt_at: now + i64::try_from(backoff.as_millis()).unwrap_or(60_000),
+        };
+        let record = match self.vault.lookup(&advice.token_number).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                tracing::error!(advice = %advice.mti, stan = %advice.stan, "store and forward: the token is unknown; retrying");
+                return retry;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "store and forward: vault lookup failed");
+                return retry;
+            }
+        };
+        let Ok(mti) = Mti::parse(&advice.mti) else {
+            return retry;
+        };
+        let original = OriginalData {
+            mti: advice.original_mti.clone(),
+            stan: advice.stan.clone(),
+            transmission_time: advice.transmission_time.clone(),
+            acquirer: advice.acquirer_id.clone(),
+            forwarder: String::new(),
+        };
+        let Ok(field90) = original.to_wire() else {
+            return retry;
+        };
+        let mut message = Message::new(mti);
+        let mut field60 = Positional::new(60, FIELD_60);
+        let _ = field60.set(
+            "60.1",
+            if mti == Mti::REVERSAL_ADVICE {
+                "4021"
+            } else {
+                "0000"
+            },
+        );
+        message
+            .set_text(2, record.pan.expose())
+            .set_text(3, "000000")
+            .set_text(4, format!("{:012}", advice.amount))
+            .set_text(7, advice.transmission_time.clone())
+            .set_text(11, advice.stan.clone())
+            .set_text(14, record.card_expiry.to_wire())
+            .set_text(32, advice.acquirer_id.clone())
+            .set_text(37, advice.rrn.clone())
+            .set_text(41, advice.terminal_id.clone())
+            .set_text(42, advice.merchant_id.clone())
+            .set_text(49, format!("{:03}", advice.currency))
+            .set_text(60, field60.to_string())
+            .set_text(90, field90);
+        match self.issuer.request(&message).await {
+            Ok(answer) => SafDelivery::Acknowledged {
+                response_code: answer.get_str(39).unwrap_or("").to_owned(),
+                at: self.clock.now_millis(),
+            },
+            Err(_) => retry,
+        }
     }
 
     fn remember_atc(&self, token_number: &str, atc: u16) {

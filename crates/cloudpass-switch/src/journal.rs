@@ -1,0 +1,77 @@
+//! The journal's group commit: requests from many connections hand their journal steps to
+//! one writer task, which commits whatever has gathered in one transaction and then answers
+//! each waiter. Under load many requests share one commit (one fsync on SQLite, one round
+//! trip and commit on PostgreSQL); alone, a request waits for nobody.
+
+use cloudpass_store::{AnyStore, JournalOp, JournalOutcome, StoreError, TokenStore};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most steps in one commit.
+const MAX_BATCH: usize = 512;
+
+type Reply = oneshot::Sender<Result<Vec<JournalOutcome>, StoreError>>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the journal writer has stopped")]
+    Stopped,
+}
+
+pub struct Journal {
+    sender: mpsc::Sender<(Vec<JournalOp>, Reply)>,
+}
+
+impl Journal {
+    /// Starts the writer task; it ends when the last `Journal` handle is dropped.
+    pub fn start(store: AnyStore) -> Self {
+        let (sender, mut receiver) = mpsc::channel::<(Vec<JournalOp>, Reply)>(MAX_BATCH * 4);
+        tokio::spawn(async move {
+            while let Some(first) = receiver.recv().await {
+                let mut batch = vec![first];
+                let mut steps = batch[0].0.len();
+                while steps < MAX_BATCH {
+                    match receiver.try_recv() {
+                        Ok(next) => {
+                            steps += next.0.len();
+                            batch.push(next);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let ops: Vec<JournalOp> = batch
+                    .iter()
+                    .flat_map(|(ops, _)| ops.iter().cloned())
+                    .collect();
+                match store.journal_apply(&ops).await {
+                    Ok(outcomes) => {
+                        let mut outcomes = outcomes.into_iter();
+                        for (ops, reply) in batch {
+                            let mine: Vec<JournalOutcome> =
+                                outcomes.by_ref().take(ops.len()).collect();
+                            let _ = reply.send(Ok(mine));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error, steps, "journal commit failed");
+                        for (_, reply) in batch {
+                            let _ = reply.send(Err(error.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { sender }
+    }
+
+    /// Commits `ops` (with whatever else is waiting) and returns their outcomes.
+    pub async fn record(&self, ops: Vec<JournalOp>) -> Result<Vec<JournalOutcome>, JournalError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send((ops, reply))
+            .await
+            .map_err(|_| JournalError::Stopped)?;
+        Ok(answer.await.map_err(|_| JournalError::Stopped)??)
+    }
+}
