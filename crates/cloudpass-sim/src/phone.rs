@@ -78,6 +78,26 @@ fn limit(limits: &Value, name: &str) -> Option<Money> {
     Money::parse_decimal(limits[name].as_str()?, currency).ok()
 }
 
+/// A sealed card profile as the token service's API returns it (`card_profile`: hex fields
+/// `ephemeral_public_key`, `nonce`, `ciphertext`).
+pub fn envelope_from_json(value: &Value) -> Result<DeviceEnvelope, PhoneError> {
+    let field = |name: &'static str| {
+        value[name]
+            .as_str()
+            .and_then(|text| cloudpass_core::hex::decode(text).ok())
+            .ok_or(PhoneError::Malformed(name))
+    };
+    Ok(DeviceEnvelope {
+        ephemeral_public_key: field("ephemeral_public_key")?
+            .try_into()
+            .map_err(|_| PhoneError::Malformed("ephemeral_public_key"))?,
+        nonce: field("nonce")?
+            .try_into()
+            .map_err(|_| PhoneError::Malformed("nonce"))?,
+        ciphertext: field("ciphertext")?,
+    })
+}
+
 impl Phone {
     /// Opens a card profile sealed to `keys` for token `token_id`.
     pub fn provision(

@@ -17,9 +17,9 @@ use cloudpass_crypto::{
     CheckValue, Hsm, KeyHandle, KeyUsage, MasterKey, Pin, PinBlockFormat, SoftHsm,
 };
 use cloudpass_iso8583::emv_data::TerminalData;
-use cloudpass_iso8583::tlv::{self, tags};
 use cloudpass_iso8583::link::{Link, LinkError};
 use cloudpass_iso8583::private::{FIELD_60, OriginalData, Positional, values};
+use cloudpass_iso8583::tlv::{self, tags};
 use cloudpass_iso8583::{Message, Mti, profile};
 
 /// A terminal's identity and its acquirer's rules.
@@ -157,10 +157,7 @@ impl Pos {
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
     ) -> Result<Self, PosError> {
-        let hsm = SoftHsm::new(
-            MasterKey::generate(random.as_ref()),
-            Arc::clone(&random),
-        );
+        let hsm = SoftHsm::new(MasterKey::generate(random.as_ref()), Arc::clone(&random));
         let master = hsm.import_clear(KeyUsage::TerminalMaster, master_key)?;
         let mut first_stan = [0u8; 4];
         random.fill(&mut first_stan);
@@ -242,9 +239,7 @@ impl Pos {
             let bytes = profile::cloudpass()
                 .encode(&message)
                 .map_err(|e| PosError::Message(e.to_string()))?;
-            let mac = self
-                .hsm
-                .generate_mac(keys.mac, &bytes[..bytes.len() - 8])?;
+            let mac = self.hsm.generate_mac(keys.mac, &bytes[..bytes.len() - 8])?;
             message.set(field, mac.to_vec());
         }
         Ok(self.link.request(&message).await?)
@@ -253,7 +248,8 @@ impl Pos {
     /// Whether an answer's MAC (if any) is right.
     fn answer_mac_ok(&self, answer: &Message<'_>) -> bool {
         let keys = *self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let (Some(keys), Some(field)) = (keys, [128u8, 64].into_iter().find(|f| answer.contains(*f)))
+        let (Some(keys), Some(field)) =
+            (keys, [128u8, 64].into_iter().find(|f| answer.contains(*f)))
         else {
             return true;
         };
@@ -272,9 +268,7 @@ impl Pos {
     /// Signs on: the switch sends new PIN and MAC keys under the terminal's master key.
     pub async fn sign_on(&self) -> Result<(), PosError> {
         let mut request = self.header(Mti::NETWORK_REQUEST);
-        request
-            .set_text(53, "2600000000000000")
-            .set_text(70, "001");
+        request.set_text(53, "2600000000000000").set_text(70, "001");
         let answer = self.link.request(&request).await?;
         let code = answer.get_str(39).unwrap_or("");
         if code != ResponseCode::Approved.code() {
@@ -292,9 +286,12 @@ impl Pos {
         let load = |part: &[u8], usage| -> Result<KeyHandle, PosError> {
             let mut check = [0u8; 3];
             check.copy_from_slice(&part[16..19]);
-            Ok(self
-                .hsm
-                .import_under_kek(self.master, usage, &part[..16], Some(CheckValue(check)))?)
+            Ok(self.hsm.import_under_kek(
+                self.master,
+                usage,
+                &part[..16],
+                Some(CheckValue(check)),
+            )?)
         };
         let keys = WorkingKeys {
             pin: load(&field62[..20], KeyUsage::PinEncryption)?,

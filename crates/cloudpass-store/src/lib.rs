@@ -192,13 +192,18 @@ pub trait TokenStore: Send + Sync {
         &self,
         ops: &[JournalOp],
     ) -> impl Future<Output = StoreResult<Vec<JournalOutcome>>> + Send;
-    fn journal_entry(&self, id: &str)
-    -> impl Future<Output = StoreResult<Option<JournalRow>>> + Send;
+    fn journal_entry(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<JournalRow>>> + Send;
     /// Advices due at `now`, oldest first; an advice waits while an earlier one about the same
     /// original transaction is unacknowledged (an advice of a stand-in approval reaches the
     /// issuer before the reversal of that approval).
-    fn saf_due(&self, now: i64, limit: i64)
-    -> impl Future<Output = StoreResult<Vec<SafRow>>> + Send;
+    fn saf_due(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<SafRow>>> + Send;
     fn saf_record(
         &self,
         id: &str,

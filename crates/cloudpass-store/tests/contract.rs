@@ -953,7 +953,10 @@ async fn journal_records_once_and_answers(store: AnyStore) {
         .unwrap();
     assert_eq!(outcomes[0], JournalOutcome::Recorded);
     assert_eq!(outcomes[1], JournalOutcome::Recorded);
-    assert_eq!(outcomes[2], JournalOutcome::Duplicate(Box::new(first.clone())));
+    assert_eq!(
+        outcomes[2],
+        JournalOutcome::Duplicate(Box::new(first.clone()))
+    );
     let answer = JournalAnswer {
         id: first.id.clone(),
         response_code: "00".into(),

@@ -15,10 +15,6 @@ use cloudpass_core::authorization::{
     self, AcquirerNoPin, PaymentChannel, PosEntryMode, Verification,
 };
 use cloudpass_core::{AccountNumber, Clock, Currency, Money, ResponseCode, Token};
-use cloudpass_store::{
-    AnyStore, JournalAnswer, JournalOp, JournalOutcome, JournalRow, SafDelivery, SafRow,
-    TokenStore,
-};
 use cloudpass_crypto::emv::SessionKeyInput;
 use cloudpass_crypto::{
     ArpcMethod, CryptogramRef, Hsm, KeyHandle, KeyUsage, PinBlockFormat, PinBlockRef,
@@ -28,6 +24,9 @@ use cloudpass_iso8583::private::{
     FIELD_60, FIELD_61, OriginalData, Positional, TaggedData, Usages, token_tags, values,
 };
 use cloudpass_iso8583::{Message, Mti, profile};
+use cloudpass_store::{
+    AnyStore, JournalAnswer, JournalOp, JournalOutcome, JournalRow, SafDelivery, SafRow, TokenStore,
+};
 use tokio::sync::watch;
 
 use cloudpass_iso8583::link::{Link, LinkError};
@@ -192,6 +191,11 @@ impl Switch {
             journal: Journal::start(parts.store.clone()),
             store: parts.store,
         }
+    }
+
+    /// Whether the link to the issuer is connected now.
+    pub async fn issuer_link_up(&self) -> bool {
+        self.issuer.is_up().await
     }
 
     fn terminal(&self, terminal_id: &str) -> Option<TerminalKeys> {
@@ -385,7 +389,12 @@ impl Switch {
             id: format!(
                 "{}:{}",
                 mti.as_str(),
-                journal_id("0200", text(request, 32), text(request, 11), text(request, 7))
+                journal_id(
+                    "0200",
+                    text(request, 32),
+                    text(request, 11),
+                    text(request, 7)
+                )
             ),
             mti: mti.as_str().to_owned(),
             token_number: text(request, 2).to_owned(),
@@ -438,13 +447,25 @@ impl Switch {
             // The issuer may have approved: a stand-in approval tells it to post (unless it
             // already has), a decline reverses whatever it did.
             IssuerOutcome::Timeout if approved => {
-                ops.push(JournalOp::Enqueue(self.advice(Mti::FINANCIAL_ADVICE, request, now)));
+                ops.push(JournalOp::Enqueue(self.advice(
+                    Mti::FINANCIAL_ADVICE,
+                    request,
+                    now,
+                )));
             }
             IssuerOutcome::Timeout => {
-                ops.push(JournalOp::Enqueue(self.advice(Mti::REVERSAL_ADVICE, request, now)));
+                ops.push(JournalOp::Enqueue(self.advice(
+                    Mti::REVERSAL_ADVICE,
+                    request,
+                    now,
+                )));
             }
             IssuerOutcome::Down if approved => {
-                ops.push(JournalOp::Enqueue(self.advice(Mti::FINANCIAL_ADVICE, request, now)));
+                ops.push(JournalOp::Enqueue(self.advice(
+                    Mti::FINANCIAL_ADVICE,
+                    request,
+                    now,
+                )));
             }
             _ => {}
         }
@@ -540,7 +561,10 @@ impl Switch {
         {
             return (ResponseCode::OriginalNotFound, None);
         }
-        let undo = match (entry.response_code.as_deref(), entry.issuer_outcome.as_deref()) {
+        let undo = match (
+            entry.response_code.as_deref(),
+            entry.issuer_outcome.as_deref(),
+        ) {
             // Still in flight, or approved: the issuer must hear of it.
             (None, _) | (Some("00"), _) => true,
             // Declined, but sent and not answered: the issuer may have acted on it.
@@ -799,7 +823,9 @@ impl Switch {
                         }
                     }
                 }
-                Err(error) => tracing::error!(error = %error, "store and forward: cannot read the queue"),
+                Err(error) => {
+                    tracing::error!(error = %error, "store and forward: cannot read the queue")
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.saf_poll) => {}

@@ -10,7 +10,7 @@ use cloudpass_core::lifecycle::{Channel, DeleteReason, LifecycleEvent, TokenStat
 use cloudpass_core::{
     AccountNumber, Clock, Currency, Expiry, Money, Pan, Random, Token, hex, luhn_check_digit,
 };
-use cloudpass_crypto::{CardProfileRequest, DeviceEnvelope, Hsm, KeyDelivery};
+use cloudpass_crypto::{CardProfileRequest, DeviceEnvelope, Hsm, KeyDelivery, KeyHandle};
 use cloudpass_issuer_api::{
     ApprovalRequest, Decision, DeviceInfo, EligibilityRequest, PasscodeRequest,
 };
@@ -300,6 +300,14 @@ impl Tsp {
             bins: RwLock::new(bins),
             principals: RwLock::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// The IMK-AC an issuer's tokens derive their EMV keys from (the switch verifies
+    /// cryptograms with it, in the same HSM).
+    pub async fn issuer_master_key(&self, issuer_id: &str) -> TspResult<KeyHandle> {
+        self.keys
+            .issuer_master_key(&self.store, &self.hsm, self.clock.as_ref(), issuer_id)
+            .await
     }
 
     pub fn store(&self) -> &AnyStore {

@@ -1,6 +1,8 @@
 //! Wiring: the store, the HSM, the token service, its notification worker, the issuer host
-//! stand-in and the sandbox's webhook receiver, behind one HTTP port. `cloudpass serve` runs
-//! this; the black-box tests start it on a random port with a fresh database.
+//! stand-in and the sandbox's webhook receiver behind one HTTP port; the switch on the
+//! acquirers' ISO 8583 port, linked to the issuer host's ISO 8583 port, with its
+//! store-and-forward worker. `cloudpass serve` runs this; the black-box tests start it on
+//! random ports with a fresh database.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,16 +11,19 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use cloudpass_core::{Clock, Random, SystemClock};
-use cloudpass_crypto::{Hsm, MasterKey, OsRandom, SoftHsm};
+use cloudpass_core::{Clock, Random, SystemClock, hex};
+use cloudpass_crypto::{Hsm, KeyUsage, MasterKey, OsRandom, SoftHsm};
+use cloudpass_iso8583::link::Link;
 use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig};
 use cloudpass_sim::webhook_sink::WebhookSink;
 use cloudpass_store::{AnyStore, PoolOptions, TokenStore};
+use cloudpass_switch::{Switch, SwitchConfig, SwitchParts};
 use cloudpass_tsp::issuer_client::HttpIssuerClient;
 use cloudpass_tsp::notify::{Notifier, NotifierConfig};
 use cloudpass_tsp::{Tsp, TspConfig};
 use tokio::sync::watch;
 
+use crate::network::TspTokenVault;
 use crate::sandbox;
 
 /// Everything `serve` needs to know.
@@ -38,10 +43,26 @@ pub struct AppConfig {
     pub notifier: NotifierConfig,
     /// Most HTTP requests handled at once; more wait their turn.
     pub max_requests_in_flight: usize,
+    /// The switch's ISO 8583 port for acquirers.
+    pub switch_listen: SocketAddr,
+    /// The issuer host stand-in's ISO 8583 port (the switch links to it).
+    pub issuer_iso_listen: SocketAddr,
+    pub switch: SwitchConfig,
+    /// Where the switch reaches the issuer host, if not directly (tests put a fault-injecting
+    /// proxy in between).
+    pub issuer_link_override: Option<SocketAddr>,
 }
 
+/// The switch's port unless configured otherwise.
+pub const DEFAULT_SWITCH_PORT: u16 = 8583;
+/// The issuer host stand-in's ISO 8583 port unless configured otherwise.
+pub const DEFAULT_ISSUER_ISO_PORT: u16 = 8584;
+
 impl AppConfig {
+    /// Everything on `listen`'s address; on an ephemeral HTTP port (port 0, as tests use)
+    /// the ISO 8583 ports are ephemeral too.
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        let ephemeral_or = |port| if listen.port() == 0 { 0 } else { port };
         Self {
             listen,
             data_dir,
@@ -52,6 +73,10 @@ impl AppConfig {
             tsp: TspConfig::default(),
             notifier: NotifierConfig::default(),
             max_requests_in_flight: 512,
+            switch_listen: SocketAddr::new(listen.ip(), ephemeral_or(DEFAULT_SWITCH_PORT)),
+            issuer_iso_listen: SocketAddr::new(listen.ip(), ephemeral_or(DEFAULT_ISSUER_ISO_PORT)),
+            switch: SwitchConfig::default(),
+            issuer_link_override: None,
         }
     }
 }
@@ -59,6 +84,11 @@ impl AppConfig {
 /// A running instance.
 pub struct RunningApp {
     pub addr: SocketAddr,
+    /// The switch's ISO 8583 port.
+    pub switch_addr: SocketAddr,
+    /// The issuer host's ISO 8583 port.
+    pub issuer_iso_addr: SocketAddr,
+    pub switch: Arc<Switch>,
     pub tsp: Arc<Tsp>,
     pub sink: Arc<WebhookSink>,
     pub issuer_host: Arc<IssuerHost>,
@@ -102,7 +132,43 @@ fn sandbox_key(path: &Path) -> Result<MasterKey, String> {
     Ok(key)
 }
 
-/// Starts everything and returns once the port is listening.
+/// Reads a sandbox secret (hex) of `length` bytes from a file, or writes a fresh one (mode
+/// 0600) the first time: the sandbox's side of a key ceremony.
+pub fn sandbox_secret(path: &Path, length: usize) -> Result<Vec<u8>, String> {
+    if path.exists() {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| format!("{} must hold hex digits", path.display()))?;
+        if bytes.len() != length {
+            return Err(format!(
+                "{} must hold {length} bytes ({} hex digits)",
+                path.display(),
+                length * 2
+            ));
+        }
+        return Ok(bytes);
+    }
+    let mut bytes = vec![0u8; length];
+    OsRandom.fill(&mut bytes);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, hex::encode(&bytes).as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+/// The zone master key the switch and the sandbox's issuer host share.
+pub const ZONE_MASTER_KEY_FILE: &str = "zone-master.key";
+/// The master key of every sandbox terminal.
+pub const TERMINAL_MASTER_KEY_FILE: &str = "terminal-master.key";
+
+/// Starts everything and returns once the ports are listening.
 pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
@@ -145,13 +211,14 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         None => sandbox_key(&config.data_dir.join("master.key"))?,
     };
     let master_check_value = master.check_value().to_string();
-    let hsm: Arc<dyn Hsm> = Arc::new(SoftHsm::new(master, Arc::clone(&random)));
+    let soft_hsm = Arc::new(SoftHsm::new(master, Arc::clone(&random)));
+    let hsm: Arc<dyn Hsm> = Arc::clone(&soft_hsm) as Arc<dyn Hsm>;
     let issuers =
         Arc::new(HttpIssuerClient::new(Duration::from_secs(10), 32).map_err(|e| e.to_string())?);
     let tsp = Arc::new(
         Tsp::new(
             store,
-            hsm,
+            Arc::clone(&hsm),
             issuers,
             Arc::clone(&clock),
             Arc::clone(&random),
@@ -215,9 +282,77 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         }
     }));
     let notifier = Notifier::new(Arc::clone(&tsp), config.notifier).map_err(|e| e.to_string())?;
-    tasks.push(tokio::spawn(notifier.run(watcher)));
+    tasks.push(tokio::spawn(notifier.run(watcher.clone())));
+
+    // The key ceremony: the switch and the issuer host share a zone master key, under which
+    // the issuer's zone PIN key travels (checked against its check value); every sandbox
+    // terminal shares the terminal master key its sign-on keys travel under.
+    let zone_master = sandbox_secret(&config.data_dir.join(ZONE_MASTER_KEY_FILE), 16)?;
+    let issuer_zone_master = issuer_host
+        .import_zone_master_key(&zone_master)
+        .map_err(|e| e.to_string())?;
+    let (zone_pin_key, check_value) = issuer_host
+        .export_zone_pin_key(issuer_zone_master)
+        .map_err(|e| e.to_string())?;
+    let switch_zone_master = soft_hsm
+        .import_clear(KeyUsage::ZoneMaster, &zone_master)
+        .map_err(|e| e.to_string())?;
+    let issuer_pin_key = hsm
+        .import_under_kek(
+            switch_zone_master,
+            KeyUsage::PinEncryption,
+            &zone_pin_key,
+            Some(check_value),
+        )
+        .map_err(|e| format!("the issuer's zone PIN key: {e}"))?;
+    let terminal_master = soft_hsm
+        .import_clear(
+            KeyUsage::TerminalMaster,
+            &sandbox_secret(&config.data_dir.join(TERMINAL_MASTER_KEY_FILE), 16)?,
+        )
+        .map_err(|e| e.to_string())?;
+
+    let issuer_listener = tokio::net::TcpListener::bind(config.issuer_iso_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.issuer_iso_listen))?;
+    let issuer_iso_addr = issuer_listener.local_addr().map_err(|e| e.to_string())?;
+    tasks.push(tokio::spawn(
+        Arc::clone(&issuer_host).serve_iso8583(issuer_listener, watcher.clone()),
+    ));
+    let switch_listener = tokio::net::TcpListener::bind(config.switch_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.switch_listen))?;
+    let switch_addr = switch_listener.local_addr().map_err(|e| e.to_string())?;
+    let link = Link::start(
+        config.issuer_link_override.unwrap_or(issuer_iso_addr),
+        config.switch.issuer_timeout,
+        watcher.clone(),
+    );
+    let switch = Arc::new(Switch::new(SwitchParts {
+        vault: Arc::new(TspTokenVault::new(Arc::clone(&tsp))),
+        hsm: Arc::clone(&hsm),
+        issuer: link,
+        issuer_pin_key,
+        store: tsp.store().clone(),
+        clock: Arc::clone(&clock),
+        config: config.switch,
+    }));
+    for terminal in sandbox::TERMINALS {
+        switch.add_terminal(terminal, terminal_master);
+    }
+    tasks.push(tokio::spawn(cloudpass_switch::server::serve(
+        Arc::clone(&switch),
+        switch_listener,
+        watcher.clone(),
+    )));
+    tasks.push(tokio::spawn(
+        Arc::clone(&switch).run_store_and_forward(watcher),
+    ));
     Ok(RunningApp {
         addr,
+        switch_addr,
+        issuer_iso_addr,
+        switch,
         tsp,
         sink,
         issuer_host,

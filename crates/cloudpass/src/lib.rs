@@ -2,4 +2,5 @@
 //! sandbox seed ([`sandbox`]), shared by `cloudpass serve` and the black-box tests.
 
 pub mod app;
+pub mod network;
 pub mod sandbox;

@@ -12,6 +12,18 @@ pub const ISSUER_ID: &str = "iss_sandbox";
 pub const ISSUER_NAME: &str = "Cloudpass Sandbox Bank";
 pub const ISSUER_API_KEY: &str = "sk_sandbox_issuer";
 pub const ISSUER_SECRET: &str = "whsec_sandbox_issuer";
+/// The sandbox acquirer, its merchant and its terminals (all sharing the sandbox terminal
+/// master key).
+pub const ACQUIRER_ID: &str = "48020000";
+pub const MERCHANT_ID: &str = "898310048990001";
+pub const MERCHANT_NAME: &str = "cloudpass sandbox store  Shanghai    CHN";
+/// A supermarket: eligible for contactless payments without PIN.
+pub const MERCHANT_CATEGORY: &str = "5411";
+pub const TERMINALS: &[&str] = &[
+    "CPPOS001", "CPPOS002", "CPPOS003", "CPPOS004", "CPPOS005", "CPPOS006", "CPPOS007", "CPPOS008",
+    "CPPOS009", "CPPOS010", "CPPOS011", "CPPOS012", "CPPOS013", "CPPOS014", "CPPOS015", "CPPOS016",
+];
+
 /// The wallet account seeded with every token requestor.
 pub const ACCOUNT_ID: &str = "alice";
 

@@ -15,6 +15,12 @@ pub struct ServeArgs {
     /// Address of the HTTP port (token service API, issuer host, sandbox).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Address of the switch's ISO 8583 port for acquirers.
+    #[arg(long, default_value = "127.0.0.1:8583")]
+    iso8583_listen: SocketAddr,
+    /// Address of the issuer host stand-in's ISO 8583 port.
+    #[arg(long, default_value = "127.0.0.1:8584")]
+    issuer_iso8583_listen: SocketAddr,
     /// Directory of the embedded database and the sandbox's key files.
     #[arg(long, default_value = "cloudpass-data")]
     data_dir: PathBuf,
@@ -27,6 +33,8 @@ pub fn run(args: ServeArgs) -> CliResult {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
         let mut config = AppConfig::new(args.listen, args.data_dir);
+        config.switch_listen = args.iso8583_listen;
+        config.issuer_iso_listen = args.issuer_iso8583_listen;
         config.database_url = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
         if let Ok(text) = std::env::var(super::hsm::MASTER_KEY_VARIABLE) {
             config.master_key = Some(cloudpass_crypto::MasterKey::from_hex(&text).map_err(|e| format!("{}: {e}", super::hsm::MASTER_KEY_VARIABLE))?);
@@ -39,6 +47,8 @@ pub fn run(args: ServeArgs) -> CliResult {
         println!("  token service API:  {base}/tsp/v1  (OpenAPI: {base}/tsp/v1/openapi.json)");
         println!("  issuer host (sandbox bank): {base}/sim/issuer/v1   SMS inbox: {base}/sim/issuer/v1/sms?phone=18100000000");
         println!("  notifications received: {base}/sandbox/v1/webhooks");
+        println!("  switch (ISO 8583, acquirers): {}   issuer host (ISO 8583): {}", running.switch_addr, running.issuer_iso_addr);
+        println!("  sandbox terminals {}..{} (acquirer {}, merchant {}); try: cloudpass pos tap --amount 12.50", sandbox::TERMINALS[0], sandbox::TERMINALS[sandbox::TERMINALS.len() - 1], sandbox::ACQUIRER_ID, sandbox::MERCHANT_ID);
         println!("  sandbox API keys: issuer {}; wallets {}", sandbox::ISSUER_API_KEY, sandbox::WALLETS.iter().map(|w| format!("{} ({})", w.api_key, w.name)).collect::<Vec<_>>().join(", "));
         println!("  walkthrough: docs/tsp-api.md");
         tracing::info!(address = %base, "serving");

@@ -51,10 +51,17 @@ pub const ABC_CREDIT: &str = "5200831111111113";
 
 impl TestApp {
     pub async fn start(backend: Backend) -> TestApp {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts with the configuration adjusted by `adjust`.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut AppConfig)) -> TestApp {
         let data_dir = std::env::temp_dir().join(format!("cloudpass-app-{}", unique()));
         let mut config = AppConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir.clone());
         config.notifier.idle_poll = Duration::from_millis(20);
         config.notifier.first_backoff = Duration::from_millis(50);
+        config.switch.saf_poll = Duration::from_millis(50);
+        adjust(&mut config);
         let postgres = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => {

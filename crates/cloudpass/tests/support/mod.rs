@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod app;
+pub mod network;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,270 @@
+//! The payment side of the black-box tests: a sandbox terminal signed on to the running
+//! switch, phones holding device cards provisioned through the token service API, and a
+//! TCP proxy between the switch and the issuer host that can lose answers or play dead.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use cloudpass::app::TERMINAL_MASTER_KEY_FILE;
+use cloudpass::sandbox;
+use cloudpass_core::{Currency, Money, SystemClock};
+use cloudpass_crypto::{DeviceKeyPair, OsRandom, Pin};
+use cloudpass_iso8583::framing::Framing;
+use cloudpass_iso8583::link::Link;
+use cloudpass_iso8583::net;
+use cloudpass_sim::phone::{Phone, envelope_from_json};
+use cloudpass_sim::pos::{Outcome, Pos, Presentment, Purchase, TerminalConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::app::TestApp;
+
+pub fn cny(decimal: &str) -> Money {
+    Money::parse_decimal(decimal, Currency::CNY).unwrap()
+}
+
+/// A signed-on sandbox terminal.
+pub struct Shop {
+    pub pos: Pos,
+    _stop: watch::Sender<bool>,
+}
+
+impl Shop {
+    pub async fn open(app: &TestApp, terminal_id: &str) -> Shop {
+        Self::open_as(app, terminal_id, sandbox::MERCHANT_CATEGORY).await
+    }
+
+    /// A terminal of a merchant in category `mcc`.
+    pub async fn open_as(app: &TestApp, terminal_id: &str, mcc: &str) -> Shop {
+        let (stop, stopped) = watch::channel(false);
+        let link = Link::start(app.running.switch_addr, Duration::from_secs(5), stopped);
+        for _ in 0..200 {
+            if link.is_up().await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(link.is_up().await, "the switch's port accepts connections");
+        let master = cloudpass_core::hex::decode(
+            std::fs::read_to_string(app.data_dir.join(TERMINAL_MASTER_KEY_FILE))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap();
+        let pos = Pos::new(
+            TerminalConfig {
+                terminal_id: terminal_id.into(),
+                merchant_id: sandbox::MERCHANT_ID.into(),
+                merchant_category: mcc.into(),
+                merchant_name: sandbox::MERCHANT_NAME.into(),
+                acquirer_id: sandbox::ACQUIRER_ID.into(),
+                no_pin_limit: cny("1000.00"),
+                reversal_attempts: 3,
+            },
+            &master,
+            link,
+            Arc::new(SystemClock),
+            Arc::new(OsRandom),
+        )
+        .unwrap();
+        pos.sign_on().await.expect("the sandbox terminal signs on");
+        Shop { pos, _stop: stop }
+    }
+
+    /// The phone taps; the terminal sends the purchase (with the PIN if one is given).
+    pub async fn tap(
+        &self,
+        phone: &mut Phone,
+        amount: &str,
+        pin: Option<&str>,
+        cdcvm: bool,
+    ) -> Outcome {
+        let amount = cny(amount);
+        let tap = phone
+            .tap(&self.pos.terminal_data(amount), cdcvm)
+            .expect("the phone taps");
+        let pin = pin.map(|p| Pin::parse(p).unwrap());
+        self.pos
+            .purchase(&Purchase {
+                token: phone.token(),
+                token_expiry: phone.expiry(),
+                amount,
+                field55: &tap.field55,
+                presentment: Presentment::Contactless {
+                    track2: &tap.track2,
+                },
+                pin: pin.as_ref(),
+            })
+            .await
+            .expect("the purchase is sent")
+    }
+
+    /// An in-app purchase with the phone's cryptogram; the password only if given.
+    pub async fn in_app(&self, phone: &mut Phone, amount: &str, password: Option<&str>) -> Outcome {
+        let amount = cny(amount);
+        let cryptogram = phone
+            .in_app(&self.pos.terminal_data(amount), false)
+            .expect("the phone makes an in-app cryptogram");
+        let pin = password.map(|p| Pin::parse(p).unwrap());
+        self.pos
+            .purchase(&Purchase {
+                token: phone.token(),
+                token_expiry: phone.expiry(),
+                amount,
+                field55: &cryptogram.field55,
+                presentment: Presentment::InApp,
+                pin: pin.as_ref(),
+            })
+            .await
+            .expect("the purchase is sent")
+    }
+}
+
+/// Registers a device and provisions a green card onto it; the phone holding the result.
+pub async fn phone(app: &TestApp, wallet: &str, device_id: &str, kind: &str, card: &str) -> Phone {
+    let keys: DeviceKeyPair = app.device(wallet, device_id, kind).await;
+    let expiry = if card == super::app::ABC_CREDIT {
+        "2911"
+    } else {
+        "2912"
+    };
+    let (status, body) = app.provision(wallet, device_id, card, expiry, None).await;
+    assert_eq!(status, 201, "{body}");
+    let token_id = body["token"]["token_id"].as_str().unwrap();
+    Phone::provision(
+        &keys,
+        token_id,
+        &envelope_from_json(&body["card_profile"]).unwrap(),
+    )
+    .expect("the phone opens its card profile")
+}
+
+/// The card's balance at the issuer (minor units), and the books' balance check.
+pub async fn balance(app: &TestApp, card: &str) -> i64 {
+    let (debits, credits) = app.running.issuer_host.ledger_totals().await.unwrap();
+    assert_eq!(debits, credits, "the issuer's ledger balances");
+    app.running.issuer_host.card_balance(card).await.unwrap().0
+}
+
+pub const PASS: u8 = 0;
+/// Requests reach the issuer; its answers are lost.
+pub const LOSE_ANSWERS: u8 = 1;
+/// Nobody listens.
+pub const DOWN: u8 = 2;
+
+/// A TCP proxy in front of the issuer host's ISO 8583 port.
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    pub target: Arc<OnceLock<SocketAddr>>,
+    mode: Arc<AtomicU8>,
+    listener: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl FaultProxy {
+    pub async fn start() -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = FaultProxy {
+            addr: listener.local_addr().unwrap(),
+            target: Arc::new(OnceLock::new()),
+            mode: Arc::new(AtomicU8::new(PASS)),
+            listener: Arc::new(Mutex::new(None)),
+            connections: Arc::new(Mutex::new(Vec::new())),
+        };
+        proxy.accept(listener);
+        proxy
+    }
+
+    fn accept(&self, listener: TcpListener) {
+        let target = Arc::clone(&self.target);
+        let mode = Arc::clone(&self.mode);
+        let connections = Arc::clone(&self.connections);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let Some(target) = target.get().copied() else {
+                    continue;
+                };
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let mode = Arc::clone(&mode);
+                connections
+                    .lock()
+                    .unwrap()
+                    .push(tokio::spawn(pump(client, server, mode)));
+            }
+        });
+        *self.listener.lock().unwrap() = Some(task);
+    }
+
+    pub fn lose_answers(&self) {
+        self.mode.store(LOSE_ANSWERS, Ordering::SeqCst);
+    }
+
+    /// Closes every connection and stops listening: connecting is refused.
+    pub fn go_down(&self) {
+        self.mode.store(DOWN, Ordering::SeqCst);
+        if let Some(task) = self.listener.lock().unwrap().take() {
+            task.abort();
+        }
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Passes everything again (listening again if it was down).
+    pub async fn pass(&self) {
+        let was_down = self.mode.swap(PASS, Ordering::SeqCst) == DOWN;
+        if was_down {
+            let mut listener = None;
+            for _ in 0..100 {
+                match TcpListener::bind(self.addr).await {
+                    Ok(bound) => {
+                        listener = Some(bound);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            self.accept(listener.expect("the proxy's port binds again"));
+        }
+    }
+}
+
+async fn pump(client: tokio::net::TcpStream, server: tokio::net::TcpStream, mode: Arc<AtomicU8>) {
+    let framing = Framing::default();
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upstream = async {
+        while let Ok(Some(frame)) = net::read_frame(&mut client_read, &framing).await {
+            if net::write_frame(&mut server_write, &framing, None, &frame.message)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let downstream = async {
+        while let Ok(Some(frame)) = net::read_frame(&mut server_read, &framing).await {
+            if mode.load(Ordering::SeqCst) == LOSE_ANSWERS {
+                continue;
+            }
+            if net::write_frame(&mut client_write, &framing, None, &frame.message)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = upstream => {}
+        _ = downstream => {}
+    }
+}
