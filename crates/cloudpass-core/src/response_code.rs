@@ -55,7 +55,7 @@ response_codes! {
     ExceedsAmountLimit = "61", "exceeds withdrawal amount limit";
     RestrictedCard = "62", "restricted card";
     SecurityViolation = "63", "security violation";
-    ExceedsFrequencyLimit = "65", "exceeds withdrawal frequency limit";
+    ExceedsFrequencyLimit = "65", "PIN required (exceeds the no-PIN or frequency limit)";
     ResponseReceivedTooLate = "68", "response received too late (issuer timeout)";
     PinTriesExceeded = "75", "allowable number of PIN tries exceeded";
     IssuerInoperative = "91", "issuer or switch inoperative";

@@ -146,6 +146,12 @@ impl Phone {
         })
     }
 
+    /// Restores the counter a device kept across restarts: the next cryptogram uses the ATC
+    /// after `atc`. The counter never goes back.
+    pub fn restore_atc(&mut self, atc: u16) {
+        self.atc = self.atc.max(atc);
+    }
+
     /// Takes a new batch of limited-use keys (HCE).
     pub fn replenish(
         &mut self,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use cloudpass_core::authorization::{
     self, AcquirerNoPin, PaymentChannel, PosEntryMode, Verification,
 };
+use cloudpass_core::card_number::mask_digits;
 use cloudpass_core::{AccountNumber, Clock, Currency, Money, ResponseCode, Token};
 use cloudpass_crypto::emv::SessionKeyInput;
 use cloudpass_crypto::{
@@ -142,19 +143,6 @@ impl IssuerOutcome {
 /// The journal id of a request: MTI, acquirer, STAN, transmission time.
 fn journal_id(mti: &str, acquirer: &str, stan: &str, transmission_time: &str) -> String {
     format!("{mti}:{acquirer}:{stan}:{transmission_time}")
-}
-
-/// First six and last four digits, the rest hidden.
-fn masked(number: &str) -> String {
-    if number.len() < 10 || !number.is_ascii() {
-        return "*".repeat(number.len());
-    }
-    format!(
-        "{}{}{}",
-        &number[..6],
-        "*".repeat(number.len() - 10),
-        &number[number.len() - 4..]
-    )
 }
 
 /// Fields an answer echoes from its request.
@@ -372,7 +360,7 @@ impl Switch {
             transmission_time: text(request, 7).to_owned(),
             rrn: text(request, 37).to_owned(),
             terminal_id: text(request, 41).to_owned(),
-            token_masked: masked(text(request, 2)),
+            token_masked: mask_digits(text(request, 2)),
             amount: text(request, 4).parse().unwrap_or(0),
             currency,
             received_at: self.clock.now_millis(),
@@ -556,7 +544,7 @@ impl Switch {
                 return (ResponseCode::SystemMalfunction, None);
             }
         };
-        if entry.token_masked != masked(text(request, 2))
+        if entry.token_masked != mask_digits(text(request, 2))
             || entry.amount != text(request, 4).parse::<i64>().unwrap_or(-1)
         {
             return (ResponseCode::OriginalNotFound, None);

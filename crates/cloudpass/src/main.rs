@@ -30,6 +30,9 @@ enum Command {
     /// Play the phone: make a device key pair, open a sealed card profile.
     #[command(subcommand)]
     Device(cli::device::DeviceCommand),
+    /// A sandbox terminal and phone: pay by tap or in an app against a running network.
+    #[command(subcommand)]
+    Pos(cli::pos::PosCommand),
     /// The sandbox's console: messages the sandbox bank sent.
     #[command(subcommand)]
     Sandbox(cli::sandbox::SandboxCommand),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Tokens(command) => cli::tokens::run(command),
         Command::Device(command) => cli::device::run(command),
+        Command::Pos(command) => cli::pos::run(command),
         Command::Sandbox(command) => cli::sandbox::run(command),
         Command::Iso8583(command) => cli::iso8583::run(command),
         Command::Hsm(command) => cli::hsm::run(command),
