@@ -123,3 +123,69 @@ fn pyiso8583_and_cloudpass_read_each_others_messages() {
         assert_eq!(normalized(theirs), as_doc(message), "{name}");
     }
 }
+
+/// pyiso8583 as a terminal over plain TCP: it signs on to the running switch and sends a
+/// contactless purchase carrying a real phone's chip data; the token pays, the issuer's
+/// ledger moves, and the answer carries the token (never the card) and the ARPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pyiso8583_terminal_pays_by_tap_over_tcp() {
+    use cloudpass_iso8583::emv_data::TerminalData;
+    use support::app::{APPLE, Backend, CMB_DEBIT, TestApp};
+    use support::network::{balance, phone};
+
+    let app = TestApp::start(Backend::Sqlite).await;
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+    let start = balance(&app, CMB_DEBIT).await;
+    let tap = phone
+        .tap(
+            &TerminalData {
+                amount: 8800,
+                other_amount: 0,
+                country: 156,
+                currency: 156,
+                tvr: [0; 5],
+                date: [0x26, 0x11, 0x25],
+                transaction_type: 0,
+                unpredictable_number: [0x0A, 0x0B, 0x0C, 0x0D],
+            },
+            false,
+        )
+        .unwrap();
+    let order = serde_json::json!({
+        "address": app.running.switch_addr.to_string(),
+        "terminal": "CPPOS016",
+        "token": cloudpass_core::AccountNumber::expose(phone.token()),
+        "expiry": phone.expiry().to_wire(),
+        "track2": tap.track2,
+        "icc": hex::encode(&tap.field55),
+        "amount": 8800,
+        "stan": "004711",
+        "time": "1125120501",
+    })
+    .to_string();
+    let answers = tokio::task::spawn_blocking(move || run_script("purchase", &order))
+        .await
+        .unwrap();
+    let sign_on = &answers["sign_on"];
+    assert_eq!(sign_on["t"], "0810");
+    assert_eq!(sign_on["39"], "00");
+    assert_eq!(
+        sign_on["62"].as_str().unwrap().len(),
+        80,
+        "PIN and MAC keys with check values, 40 bytes"
+    );
+    let purchase = &answers["purchase"];
+    assert_eq!(purchase["t"], "0210");
+    assert_eq!(purchase["39"], "00", "{purchase}");
+    assert_eq!(
+        purchase["2"].as_str().unwrap(),
+        cloudpass_core::AccountNumber::expose(phone.token()),
+        "the acquirer sees the token, never the card"
+    );
+    assert!(
+        purchase["55"].as_str().unwrap().starts_with("910A"),
+        "the ARPC comes back: {purchase}"
+    );
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 8800);
+    app.stop().await;
+}

@@ -8,9 +8,16 @@ so that a mistake in either shows up as a disagreement.
                                    {name: {"hex": ..., "doc": {...}}}
     pyiso8583_interop.py decode    read {name: hex} on stdin, print {name: doc} decoded by
                                    pyiso8583 (binary fields as hex)
+    pyiso8583_interop.py purchase  a terminal over plain TCP: read {"address", "terminal",
+                                   "token", "expiry", "track2", "icc", "amount", "stan",
+                                   "time"} on stdin, sign on (0800), send the contactless
+                                   purchase (0200) with the phone's chip data, print both
+                                   answers decoded as {"sign_on": doc, "purchase": doc}
 """
 
 import json
+import socket
+import struct
 import sys
 
 import iso8583
@@ -141,6 +148,45 @@ def clean(doc):
     return {key: value for key, value in doc.items() if key not in ("h", "p", "1")}
 
 
+def exchange(connection, doc):
+    """Sends one message framed with a 2-byte big-endian length; returns the decoded answer."""
+    raw, _ = iso8583.encode(dict(doc), SPEC)
+    connection.sendall(struct.pack(">H", len(raw)) + bytes(raw))
+    header = read_exactly(connection, 2)
+    (length,) = struct.unpack(">H", header)
+    answer, _ = iso8583.decode(bytearray(read_exactly(connection, length)), SPEC)
+    return clean(answer)
+
+
+def read_exactly(connection, count):
+    data = b""
+    while len(data) < count:
+        chunk = connection.recv(count - len(data))
+        if not chunk:
+            raise SystemExit("the switch closed the connection")
+        data += chunk
+    return data
+
+
+def purchase(order):
+    host, port = order["address"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        sign_on = exchange(connection, {
+            "t": "0800", "7": order["time"], "11": "000001", "32": "48020000",
+            "41": order["terminal"], "42": "898310048990001", "53": "2600000000000000",
+            "70": "001",
+        })
+        answer = exchange(connection, {
+            "t": "0200", "2": order["token"], "3": "000000", "4": "%012d" % order["amount"],
+            "7": order["time"], "11": order["stan"], "12": order["time"][4:], "13": order["time"][:4],
+            "14": order["expiry"], "18": "5411", "22": "072", "25": "00", "32": "48020000",
+            "35": order["track2"], "37": order["time"][4:] + order["stan"], "41": order["terminal"],
+            "42": "898310048990001", "43": "pyiso8583 corner shop".ljust(25) + "Shanghai".ljust(12) + "CHN",
+            "49": "156", "55": order["icc"], "60": FIELD_60_NFC,
+        })
+    json.dump({"sign_on": sign_on, "purchase": answer}, sys.stdout)
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "encode":
@@ -156,8 +202,10 @@ def main():
             doc, _ = iso8583.decode(bytearray.fromhex(hex_message), SPEC)
             out[name] = clean(doc)
         json.dump(out, sys.stdout)
+    elif mode == "purchase":
+        purchase(json.load(sys.stdin))
     else:
-        sys.exit("usage: pyiso8583_interop.py encode|decode")
+        sys.exit("usage: pyiso8583_interop.py encode|decode|purchase")
 
 
 if __name__ == "__main__":
