@@ -126,6 +126,10 @@ pub struct IssuerHost {
     pub(crate) random: Arc<dyn Random>,
     config: IssuerHostConfig,
     http: reqwest::Client,
+    /// ISO 8583 messages waiting for the next group commit (see `issuer_iso`).
+    pub(crate) waiting: std::sync::Mutex<Vec<crate::issuer_iso::Waiting>>,
+    /// Held by whoever is committing a group.
+    pub(crate) committer: tokio::sync::Mutex<()>,
 }
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -196,6 +200,8 @@ impl IssuerHost {
             random,
             config,
             http,
+            waiting: std::sync::Mutex::new(Vec::new()),
+            committer: tokio::sync::Mutex::new(()),
         })
     }
 

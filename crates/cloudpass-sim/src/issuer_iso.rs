@@ -22,12 +22,18 @@ use cloudpass_crypto::{
 use cloudpass_iso8583::framing::Framing;
 use cloudpass_iso8583::private::{FIELD_61, OriginalData, Positional};
 use cloudpass_iso8583::{Message, Mti, net, profile};
-use sqlx::Row;
+use sqlx::{Row, Sqlite, Transaction};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::bank::{self, AccountFacts, CardFacts, Payment, PinCheck};
 use crate::issuer_host::{IssuerHost, SimError};
+
+/// A message waiting for the next group commit, and where its answer goes.
+pub(crate) struct Waiting {
+    request: Message<'static>,
+    reply: oneshot::Sender<Message<'static>>,
+}
 
 /// Messages in flight on one connection.
 const IN_FLIGHT_PER_CONNECTION: usize = 256;
@@ -81,21 +87,84 @@ impl IssuerHost {
             .import_clear(cloudpass_crypto::KeyUsage::ZoneMaster, clear)?)
     }
 
-    /// Answers one request.
+    /// Answers one request. Messages that change the books are committed in groups: each
+    /// caller queues its message, and whoever holds the committer runs every queued message
+    /// in one transaction (each in its own savepoint, so one failure undoes only itself),
+    /// commits once, and only then hands out the answers. Under load one fsync covers many
+    /// messages; alone, a message waits for nobody.
     pub async fn process(&self, request: &Message<'_>) -> Message<'static> {
-        let result = match request.mti().as_str() {
-            "0200" => self.financial(request).await,
-            "0220" | "0221" => self.advice(request).await,
-            "0400" | "0420" | "0421" => self.reversal(request).await,
-            "0800" => Ok(respond(request, ResponseCode::Approved, None)),
-            _ => Ok(respond(request, ResponseCode::InvalidTransaction, None)),
-        };
-        match result {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::error!(error = %error, mti = %request.mti(), "issuer host could not process a message");
-                respond(request, ResponseCode::SystemMalfunction, None)
+        if request.mti().as_str() == "0800" {
+            return respond(request, ResponseCode::Approved, None);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Waiting {
+                request: request.clone().into_owned(),
+                reply,
+            });
+        {
+            let _committer = self.committer.lock().await;
+            let group =
+                std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|p| p.into_inner()));
+            if !group.is_empty() {
+                self.commit_group(group).await;
             }
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| respond(request, ResponseCode::SystemMalfunction, None))
+    }
+
+    async fn commit_group(&self, group: Vec<Waiting>) {
+        let mut tx = match self.pool.begin().await {
+            Ok(tx) => tx,
+            Err(error) => {
+                tracing::error!(error = %error, "issuer host: cannot begin a transaction");
+                for waiting in group {
+                    let answer = respond(&waiting.request, ResponseCode::SystemMalfunction, None);
+                    let _ = waiting.reply.send(answer);
+                }
+                return;
+            }
+        };
+        let mut answers = Vec::with_capacity(group.len());
+        for waiting in group {
+            let result = match sqlx::Acquire::begin(&mut tx).await {
+                Ok(savepoint) => self.dispatch(savepoint, &waiting.request).await,
+                Err(error) => Err(error.into()),
+            };
+            let answer = result.unwrap_or_else(|error| {
+                tracing::error!(error = %error, mti = %waiting.request.mti(), "issuer host could not process a message");
+                respond(&waiting.request, ResponseCode::SystemMalfunction, None)
+            });
+            answers.push((waiting, answer));
+        }
+        let committed = tx.commit().await;
+        if let Err(error) = &committed {
+            tracing::error!(error = %error, "issuer host: a group commit failed; nothing of it was posted");
+        }
+        for (waiting, answer) in answers {
+            let answer = if committed.is_ok() {
+                answer
+            } else {
+                respond(&waiting.request, ResponseCode::SystemMalfunction, None)
+            };
+            let _ = waiting.reply.send(answer);
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        tx: Transaction<'_, Sqlite>,
+        request: &Message<'_>,
+    ) -> Result<Message<'static>, SimError> {
+        match request.mti().as_str() {
+            "0200" => self.financial(tx, request).await,
+            "0220" | "0221" => self.advice(tx, request).await,
+            "0400" | "0420" | "0421" => self.reversal(tx, request).await,
+            _ => Ok(respond(request, ResponseCode::InvalidTransaction, None)),
         }
     }
 
@@ -122,8 +191,11 @@ impl IssuerHost {
 
     /// A purchase, decided and recorded in one transaction: the account is read inside it,
     /// so concurrent messages on one account never decide from the same stale balance.
-    async fn financial(&self, request: &Message<'_>) -> Result<Message<'static>, SimError> {
-        let mut tx = self.pool.begin().await?;
+    async fn financial(
+        &self,
+        mut tx: Transaction<'_, Sqlite>,
+        request: &Message<'_>,
+    ) -> Result<Message<'static>, SimError> {
         if let Some(answer) = self.seen(&mut tx, request).await? {
             return Ok(answer);
         }
@@ -268,7 +340,7 @@ impl IssuerHost {
     #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        mut tx: Transaction<'_, Sqlite>,
         request: &Message<'_>,
         card_id: Option<&str>,
         amount: i64,
@@ -328,7 +400,7 @@ impl IssuerHost {
 
     async fn post(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        tx: &mut Transaction<'_, Sqlite>,
         transaction_id: i64,
         account_id: &str,
         account: &AccountFacts,
@@ -361,8 +433,11 @@ impl IssuerHost {
     }
 
     /// A stand-in approval to post, in one transaction.
-    async fn advice(&self, request: &Message<'_>) -> Result<Message<'static>, SimError> {
-        let mut tx = self.pool.begin().await?;
+    async fn advice(
+        &self,
+        mut tx: Transaction<'_, Sqlite>,
+        request: &Message<'_>,
+    ) -> Result<Message<'static>, SimError> {
         if let Some(answer) = self.seen(&mut tx, request).await? {
             return Ok(answer);
         }
@@ -453,8 +528,11 @@ impl IssuerHost {
     }
 
     /// A reversal, in one transaction with the original's state and the account.
-    async fn reversal(&self, request: &Message<'_>) -> Result<Message<'static>, SimError> {
-        let mut tx = self.pool.begin().await?;
+    async fn reversal(
+        &self,
+        mut tx: Transaction<'_, Sqlite>,
+        request: &Message<'_>,
+    ) -> Result<Message<'static>, SimError> {
         if let Some(answer) = self.seen(&mut tx, request).await? {
             return Ok(answer);
         }

@@ -228,7 +228,11 @@ async fn reissued_card_keeps_its_token(backend: Backend) {
         "00"
     );
     let body = "622609000000010";
-    let new_number = format!("{body}{}", luhn_check_digit(body.as_bytes()).unwrap());
+    let new_number = format!(
+        "{body}{}",
+        char::from(luhn_check_digit(body.as_bytes()).unwrap())
+    );
+    assert_eq!(new_number.len(), 16);
     let (status, answer) = app
         .running
         .issuer_host

@@ -2,6 +2,7 @@
 //! latency percentiles in a form that can be compared run to run (docs/BENCHMARKS.md).
 
 mod codec;
+mod switch;
 mod tsp;
 
 use clap::Subcommand;
@@ -35,10 +36,51 @@ pub enum BenchCommand {
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
         postgres_url: String,
     },
+    /// Authorizations end to end: POS stand-ins → switch → issuer host over loopback, real
+    /// cryptograms, PIN-less taps, journaling and ledger posting.
+    Switch {
+        /// Seconds of load.
+        #[arg(long, default_value_t = 30.0)]
+        duration: f64,
+        /// Terminal connections to the switch (1–16).
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Authorizations outstanding on each connection.
+        #[arg(long, default_value_t = 32)]
+        in_flight: usize,
+        /// Offered load in authorizations/s (paced); default: as fast as answers come.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// `sqlite` or `postgres`: the platform store (vault, journal).
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        /// Draw the latency distribution to this SVG file.
+        #[arg(long)]
+        plot: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres_url: String,
+    },
 }
 
 pub fn run(command: BenchCommand) -> CliResult {
     match command {
+        BenchCommand::Switch {
+            duration,
+            connections,
+            in_flight,
+            rate,
+            backend,
+            plot,
+            postgres_url,
+        } => switch::run(switch::SwitchBench {
+            backend,
+            duration,
+            connections,
+            in_flight,
+            rate,
+            plot,
+            postgres_url,
+        }),
         BenchCommand::Codec { runs, seconds } => codec::run(runs, seconds),
         BenchCommand::Tsp {
             backend,

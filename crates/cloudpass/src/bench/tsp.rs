@@ -44,7 +44,7 @@ fn latency_line(samples: &mut [f64]) -> String {
     )
 }
 
-async fn start(
+pub(super) async fn start(
     backend: &str,
     postgres_url: &str,
 ) -> Result<(RunningApp, std::path::PathBuf, Option<String>), String> {
@@ -81,7 +81,7 @@ async fn start(
     Ok((running, data_dir, schema))
 }
 
-async fn stop(
+pub(super) async fn stop(
     running: RunningApp,
     data_dir: std::path::PathBuf,
     schema: Option<String>,
