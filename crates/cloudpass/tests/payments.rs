@@ -42,6 +42,7 @@ on_both_backends!(
     in_app_payments,
     funds_duplicates_and_reversals,
     issuer_timeout_reverses_once,
+    terminal_timeout_reverses_once,
     issuer_down_declines_or_stands_in,
     hce_phone_replenishes,
 );
@@ -526,6 +527,61 @@ async fn issuer_timeout_reverses_once(backend: Backend) {
         "00"
     );
     assert_eq!(balance(&app, CMB_DEBIT).await, start - 2500);
+    app.stop().await;
+}
+
+async fn terminal_timeout_reverses_once(backend: Backend) {
+    // The terminal gives up before the switch does: it reverses (0400), the switch takes the
+    // reversal into store and forward, and the issuer undoes the purchase once — although the
+    // switch's own timeout asks for the same reversal.
+    let (app, proxy) = with_proxy(backend, |_| {}).await;
+    let impatient = Shop::open_with(
+        &app,
+        "CPPOS011",
+        cloudpass::sandbox::MERCHANT_CATEGORY,
+        Duration::from_millis(150),
+    )
+    .await;
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+    let start = balance(&app, CMB_DEBIT).await;
+    let (posted_before, _) = app.running.issuer_host.ledger_totals().await.unwrap();
+    proxy.lose_answers();
+    let outcome = impatient.tap(&mut phone, "42.00", None, false).await;
+    assert_eq!(outcome.response_code, None, "{outcome:?}");
+    assert_eq!(
+        outcome.reversal.as_deref(),
+        Some("00"),
+        "the switch acknowledges the terminal's reversal: {outcome:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.pass().await;
+    let advice_id = format!(
+        "0420:0200:{}:{}:{}",
+        cloudpass::sandbox::ACQUIRER_ID,
+        outcome.stan,
+        outcome.transmission_time
+    );
+    let store = app.running.tsp.store();
+    for _ in 0..200 {
+        if store
+            .saf_entry(&advice_id)
+            .await
+            .unwrap()
+            .is_some_and(|advice| advice.acknowledged_at.is_some())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let advice = store.saf_entry(&advice_id).await.unwrap().unwrap();
+    assert_eq!(advice.response_code.as_deref(), Some("00"), "{advice:?}");
+    assert_eq!(balance(&app, CMB_DEBIT).await, start);
+    let (posted_after, _) = app.running.issuer_host.ledger_totals().await.unwrap();
+    assert_eq!(
+        posted_after - posted_before,
+        2 * 4200,
+        "posted once, reversed once"
+    );
     app.stop().await;
 }
 

@@ -38,8 +38,13 @@ impl Shop {
 
     /// A terminal of a merchant in category `mcc`.
     pub async fn open_as(app: &TestApp, terminal_id: &str, mcc: &str) -> Shop {
+        Self::open_with(app, terminal_id, mcc, Duration::from_secs(5)).await
+    }
+
+    /// A terminal that waits `timeout` for each answer before reversing.
+    pub async fn open_with(app: &TestApp, terminal_id: &str, mcc: &str, timeout: Duration) -> Shop {
         let (stop, stopped) = watch::channel(false);
-        let link = Link::start(app.running.switch_addr, Duration::from_secs(5), stopped);
+        let link = Link::start(app.running.switch_addr, timeout, stopped);
         for _ in 0..200 {
             if link.is_up().await {
                 break;
