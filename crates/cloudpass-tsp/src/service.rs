@@ -42,6 +42,10 @@ pub struct TspConfig {
     pub max_retries: u32,
     pub push_receipt_validity_ms: i64,
     pub vault_cache_capacity: usize,
+    /// How long a cached vault entry is trusted. `None`: until this process changes the
+    /// token (it sees every change). A switch running apart from the token service that
+    /// changes tokens sets a bound, since it is not told of changes.
+    pub vault_cache_ttl: Option<std::time::Duration>,
 }
 
 impl Default for TspConfig {
@@ -55,6 +59,7 @@ impl Default for TspConfig {
             max_retries: 16,
             push_receipt_validity_ms: 15 * 60_000,
             vault_cache_capacity: crate::vault::DEFAULT_CACHE_CAPACITY,
+            vault_cache_ttl: None,
         }
     }
 }
@@ -286,7 +291,8 @@ impl Tsp {
             Arc::clone(&hsm),
             keys.data,
             config.vault_cache_capacity,
-        );
+        )
+        .with_ttl(config.vault_cache_ttl);
         let bins = store.bin_ranges().await?;
         Ok(Self {
             store,

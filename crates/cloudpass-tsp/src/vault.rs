@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use cloudpass_core::lifecycle::TokenStatus;
 use cloudpass_core::{Currency, Expiry, Money, Pan};
@@ -46,8 +47,9 @@ pub struct Vault {
     store: AnyStore,
     hsm: Arc<dyn Hsm>,
     data_key: KeyHandle,
-    cache: RwLock<HashMap<String, Arc<VaultEntry>>>,
+    cache: RwLock<HashMap<String, (Arc<VaultEntry>, Instant)>>,
     capacity: usize,
+    ttl: Option<Duration>,
 }
 
 /// Associated data binding a card's encrypted number to the card.
@@ -63,7 +65,14 @@ impl Vault {
             data_key,
             cache: RwLock::new(HashMap::new()),
             capacity: capacity.max(1),
+            ttl: None,
         }
+    }
+
+    /// Cached entries older than `ttl` are read again from the store.
+    pub fn with_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     /// The card behind `token_number`, or `None` if no such token exists.
@@ -73,7 +82,8 @@ impl Vault {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(token_number)
-            .cloned();
+            .filter(|(_, loaded)| self.ttl.is_none_or(|ttl| loaded.elapsed() < ttl))
+            .map(|(entry, _)| Arc::clone(entry));
         let entry = match cached {
             Some(entry) => entry,
             None => {
@@ -85,7 +95,10 @@ impl Vault {
                 if cache.len() >= self.capacity {
                     cache.clear();
                 }
-                cache.insert(token_number.to_owned(), Arc::clone(&entry));
+                cache.insert(
+                    token_number.to_owned(),
+                    (Arc::clone(&entry), Instant::now()),
+                );
                 entry
             }
         };

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use cloudpass_core::{Clock, Random, SystemClock, hex};
-use cloudpass_crypto::{Hsm, KeyUsage, MasterKey, OsRandom, SoftHsm};
+use cloudpass_crypto::{Hsm, MasterKey, OsRandom, SoftHsm};
 use cloudpass_iso8583::link::Link;
 use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig};
 use cloudpass_sim::webhook_sink::WebhookSink;
@@ -23,7 +23,7 @@ use cloudpass_tsp::notify::{Notifier, NotifierConfig};
 use cloudpass_tsp::{Tsp, TspConfig};
 use tokio::sync::watch;
 
-use crate::network::TspTokenVault;
+use crate::network::{self, TspTokenVault};
 use crate::sandbox;
 
 /// Everything `serve` needs to know.
@@ -113,7 +113,7 @@ impl RunningApp {
 }
 
 /// Reads a key file, or writes a fresh random key to it (mode 0600) the first time.
-fn sandbox_key(path: &Path) -> Result<MasterKey, String> {
+pub fn sandbox_key(path: &Path) -> Result<MasterKey, String> {
     if path.exists() {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -167,6 +167,9 @@ pub fn sandbox_secret(path: &Path, length: usize) -> Result<Vec<u8>, String> {
 pub const ZONE_MASTER_KEY_FILE: &str = "zone-master.key";
 /// The master key of every sandbox terminal.
 pub const TERMINAL_MASTER_KEY_FILE: &str = "terminal-master.key";
+/// The issuer's zone PIN key under the zone master key, with its check value: what the
+/// issuer hands the switch.
+pub const ZONE_PIN_KEY_FILE: &str = "zone-pin-key.txt";
 
 /// Starts everything and returns once the ports are listening.
 pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
@@ -284,33 +287,13 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     let notifier = Notifier::new(Arc::clone(&tsp), config.notifier).map_err(|e| e.to_string())?;
     tasks.push(tokio::spawn(notifier.run(watcher.clone())));
 
-    // The key ceremony: the switch and the issuer host share a zone master key, under which
-    // the issuer's zone PIN key travels (checked against its check value); every sandbox
-    // terminal shares the terminal master key its sign-on keys travel under.
-    let zone_master = sandbox_secret(&config.data_dir.join(ZONE_MASTER_KEY_FILE), 16)?;
-    let issuer_zone_master = issuer_host
-        .import_zone_master_key(&zone_master)
-        .map_err(|e| e.to_string())?;
-    let (zone_pin_key, check_value) = issuer_host
-        .export_zone_pin_key(issuer_zone_master)
-        .map_err(|e| e.to_string())?;
-    let switch_zone_master = soft_hsm
-        .import_clear(KeyUsage::ZoneMaster, &zone_master)
-        .map_err(|e| e.to_string())?;
-    let issuer_pin_key = hsm
-        .import_under_kek(
-            switch_zone_master,
-            KeyUsage::PinEncryption,
-            &zone_pin_key,
-            Some(check_value),
-        )
-        .map_err(|e| format!("the issuer's zone PIN key: {e}"))?;
-    let terminal_master = soft_hsm
-        .import_clear(
-            KeyUsage::TerminalMaster,
-            &sandbox_secret(&config.data_dir.join(TERMINAL_MASTER_KEY_FILE), 16)?,
-        )
-        .map_err(|e| e.to_string())?;
+    // The key ceremony (see `network`): the issuer publishes its zone PIN key under the zone
+    // master key; the switch loads it, and the terminal master key.
+    let (zone_pin_key, check_value) =
+        network::publish_zone_pin_key(&issuer_host, &config.data_dir)?;
+    let issuer_pin_key =
+        network::load_issuer_pin_key(&soft_hsm, &config.data_dir, &zone_pin_key, check_value)?;
+    let terminal_master = network::load_terminal_master_key(&soft_hsm, &config.data_dir)?;
 
     let issuer_listener = tokio::net::TcpListener::bind(config.issuer_iso_listen)
         .await

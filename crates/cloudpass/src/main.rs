@@ -30,6 +30,11 @@ enum Command {
     /// Play the phone: make a device key pair, open a sealed card profile.
     #[command(subcommand)]
     Device(cli::device::DeviceCommand),
+    /// The authorization switch alone (serve runs it too): acquirers' ISO 8583 port, linked to
+    /// an issuer host, reading tokens from the platform's store.
+    Switch(cli::parties::SwitchArgs),
+    /// The sandbox bank alone (serve runs it too): its ISO 8583 port and its HTTP side.
+    IssuerSim(cli::parties::IssuerSimArgs),
     /// A sandbox terminal and phone: pay by tap or in an app against a running network.
     #[command(subcommand)]
     Pos(cli::pos::PosCommand),
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
         Command::Tokens(command) => cli::tokens::run(command),
         Command::Device(command) => cli::device::run(command),
         Command::Pos(command) => cli::pos::run(command),
+        Command::Switch(args) => cli::parties::switch(args),
+        Command::IssuerSim(args) => cli::parties::issuer_sim(args),
         Command::Sandbox(command) => cli::sandbox::run(command),
         Command::Iso8583(command) => cli::iso8583::run(command),
         Command::Hsm(command) => cli::hsm::run(command),

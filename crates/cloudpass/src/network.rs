@@ -2,13 +2,96 @@
 //! verifies cryptograms with the token service's issuer master keys in the shared HSM, and
 //! exchanges keys with the issuer host and the terminals (the sandbox's key ceremony).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use cloudpass_core::authorization::TokenFacts;
 use cloudpass_core::device::{DeviceKind, DeviceState};
-use cloudpass_core::{Currency, Money};
+use cloudpass_core::{Currency, Money, hex};
+use cloudpass_crypto::{CheckValue, Hsm, KeyHandle, KeyUsage, SoftHsm};
+use cloudpass_sim::issuer_host::IssuerHost;
 use cloudpass_switch::vault::{BoxFuture, TokenVault, VaultError, VaultRecord};
 use cloudpass_tsp::Tsp;
+
+use crate::app::{
+    TERMINAL_MASTER_KEY_FILE, ZONE_MASTER_KEY_FILE, ZONE_PIN_KEY_FILE, sandbox_secret,
+};
+
+/// The issuer's half of the key ceremony: its zone PIN key exported under the zone master
+/// key shared with the switch (`zone-master.key`), written with its check value to
+/// `zone-pin-key.txt` for a switch in another process, and returned.
+pub fn publish_zone_pin_key(
+    issuer_host: &IssuerHost,
+    data_dir: &Path,
+) -> Result<(Vec<u8>, CheckValue), String> {
+    let zone_master = sandbox_secret(&data_dir.join(ZONE_MASTER_KEY_FILE), 16)?;
+    let kek = issuer_host
+        .import_zone_master_key(&zone_master)
+        .map_err(|e| e.to_string())?;
+    let (encrypted, check_value) = issuer_host
+        .export_zone_pin_key(kek)
+        .map_err(|e| e.to_string())?;
+    let path = data_dir.join(ZONE_PIN_KEY_FILE);
+    std::fs::write(
+        &path,
+        format!("{} {check_value}\n", hex::encode(&encrypted)),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok((encrypted, check_value))
+}
+
+/// Reads what [`publish_zone_pin_key`] wrote.
+pub fn read_zone_pin_key(data_dir: &Path) -> Result<(Vec<u8>, CheckValue), String> {
+    let path = data_dir.join(ZONE_PIN_KEY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read the issuer's zone PIN key {} ({e}); start the issuer host first",
+            path.display()
+        )
+    })?;
+    let mut parts = text.split_whitespace();
+    let bad = || {
+        format!(
+            "{} must hold \"<key hex> <check value hex>\"",
+            path.display()
+        )
+    };
+    let encrypted = parts
+        .next()
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or_else(bad)?;
+    let check_value = parts
+        .next()
+        .and_then(|h| hex::decode_array::<3>(h).ok())
+        .map(CheckValue)
+        .ok_or_else(bad)?;
+    Ok((encrypted, check_value))
+}
+
+/// The switch's half: the zone master key, and the issuer's zone PIN key under it, loaded
+/// only if its check value matches.
+pub fn load_issuer_pin_key(
+    hsm: &SoftHsm,
+    data_dir: &Path,
+    encrypted: &[u8],
+    check_value: CheckValue,
+) -> Result<KeyHandle, String> {
+    let zone_master = sandbox_secret(&data_dir.join(ZONE_MASTER_KEY_FILE), 16)?;
+    let kek = hsm
+        .import_clear(KeyUsage::ZoneMaster, &zone_master)
+        .map_err(|e| e.to_string())?;
+    hsm.import_under_kek(kek, KeyUsage::PinEncryption, encrypted, Some(check_value))
+        .map_err(|e| format!("the issuer's zone PIN key: {e}"))
+}
+
+/// The master key every sandbox terminal's sign-on keys travel under.
+pub fn load_terminal_master_key(hsm: &SoftHsm, data_dir: &Path) -> Result<KeyHandle, String> {
+    hsm.import_clear(
+        KeyUsage::TerminalMaster,
+        &sandbox_secret(&data_dir.join(TERMINAL_MASTER_KEY_FILE), 16)?,
+    )
+    .map_err(|e| e.to_string())
+}
 
 /// The switch's view of the token service's vault.
 pub struct TspTokenVault {

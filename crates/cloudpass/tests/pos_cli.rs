@@ -143,3 +143,135 @@ async fn a_tap_from_the_command_line_then_a_suspension() {
     );
     app.stop().await;
 }
+
+/// `cloudpass switch` in a process of its own, reading tokens from the platform's store and
+/// linked to the running bank: a tap through it approves, and a suspension made through the
+/// token service (another process) is seen within the switch's cache bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_switch_alone() {
+    use std::time::Duration;
+    use support::network::{Shop, phone};
+
+    let app = TestApp::start(Backend::Sqlite).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cloudpass"))
+        .args([
+            "switch",
+            "--listen",
+            &address.to_string(),
+            "--issuer",
+            &app.running.issuer_iso_addr.to_string(),
+            "--data-dir",
+            &app.data_dir.display().to_string(),
+            "--vault-cache-ms",
+            "200",
+        ])
+        .env_remove("CLOUDPASS_MASTER_KEY")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+    let start = balance(&app, CMB_DEBIT).await;
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shop = Shop::open_at(
+        &app,
+        address,
+        "CPPOS012",
+        cloudpass::sandbox::MERCHANT_CATEGORY,
+        Duration::from_secs(5),
+    )
+    .await;
+    let approved = shop.tap(&mut phone, "33.00", None, false).await;
+    assert_eq!(
+        approved.response_code.as_deref(),
+        Some("00"),
+        "{approved:?}"
+    );
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 3300);
+    let (status, _) = app
+        .post(
+            APPLE,
+            &format!("/tsp/v1/tokens/{}/suspend", phone.token_id()),
+            json!({"reason": "LOST"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let declined = shop.tap(&mut phone, "33.00", None, false).await;
+    assert_eq!(
+        declined.response_code.as_deref(),
+        Some("57"),
+        "{declined:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    app.stop().await;
+}
+
+/// `cloudpass issuer-sim` alone: its ISO 8583 port answers, and it publishes its zone PIN key
+/// for a switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bank_alone() {
+    use std::time::Duration;
+
+    use cloudpass_iso8583::link::Link;
+    use cloudpass_iso8583::{Message, Mti};
+
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (iso, http) = (free(), free());
+    let dir = std::env::temp_dir().join(format!("cloudpass-bank-{}", std::process::id()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cloudpass"))
+        .args([
+            "issuer-sim",
+            "--iso8583-listen",
+            &iso.to_string(),
+            "--listen",
+            &http.to_string(),
+            "--data-dir",
+            &dir.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let link = Link::start(iso, Duration::from_secs(5), stopped);
+    for _ in 0..300 {
+        if link.is_up().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut echo = Message::new(Mti::NETWORK_REQUEST);
+    echo.set_text(7, "1125080000")
+        .set_text(11, "000001")
+        .set_text(32, "00010000")
+        .set_text(70, "301");
+    let answer = link.request(&echo).await.expect("the bank answers");
+    assert_eq!(answer.mti(), Mti::NETWORK_RESPONSE);
+    assert_eq!(answer.get_str(39), Some("00"));
+    let published = std::fs::read_to_string(dir.join("zone-pin-key.txt")).unwrap();
+    assert_eq!(published.split_whitespace().count(), 2, "{published}");
+    let sms = reqwest::get(format!("http://{http}/sim/issuer/v1/sms?phone=18100000000"))
+        .await
+        .unwrap();
+    assert_eq!(sms.status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -43,8 +43,19 @@ impl Shop {
 
     /// A terminal that waits `timeout` for each answer before reversing.
     pub async fn open_with(app: &TestApp, terminal_id: &str, mcc: &str, timeout: Duration) -> Shop {
+        Self::open_at(app, app.running.switch_addr, terminal_id, mcc, timeout).await
+    }
+
+    /// A terminal linked to the switch at `switch`.
+    pub async fn open_at(
+        app: &TestApp,
+        switch: SocketAddr,
+        terminal_id: &str,
+        mcc: &str,
+        timeout: Duration,
+    ) -> Shop {
         let (stop, stopped) = watch::channel(false);
-        let link = Link::start(app.running.switch_addr, timeout, stopped);
+        let link = Link::start(switch, timeout, stopped);
         for _ in 0..200 {
             if link.is_up().await {
                 break;
