@@ -17,8 +17,12 @@ pub const CRYPTOGRAM_VERSION: u8 = 0x11;
 pub const CVR_ARQC: u8 = 0x80;
 /// CVR byte 1: the device verified the cardholder (passcode or biometric).
 pub const CVR_CDCVM: u8 = 0x04;
+/// CVR byte 1: the card approved offline and made a TC (an e-cash spend).
+pub const CVR_TC: u8 = 0x40;
 /// Cryptogram information data of an ARQC.
 pub const CID_ARQC: u8 = 0x80;
+/// Cryptogram information data of a TC (approved offline).
+pub const CID_TC: u8 = 0x40;
 
 /// What the terminal contributes to the cryptogram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,10 +107,19 @@ pub fn cryptogram_input(terminal: &TerminalData, card: &CardData) -> Vec<u8> {
 
 /// Field 55 of a request: the cryptogram, its data and the terminal's context.
 pub fn request_field55(terminal: &TerminalData, card: &CardData, arqc: [u8; 8]) -> Vec<u8> {
+    field55(terminal, card, arqc, CID_ARQC)
+}
+
+/// Field 55 of an offline e-cash spend the acquirer uploads: the card's TC and its data.
+pub fn offline_field55(terminal: &TerminalData, card: &CardData, tc: [u8; 8]) -> Vec<u8> {
+    field55(terminal, card, tc, CID_TC)
+}
+
+fn field55(terminal: &TerminalData, card: &CardData, cryptogram: [u8; 8], cid: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     let objects: [(Tag, Vec<u8>); 12] = [
-        (tags::APPLICATION_CRYPTOGRAM, arqc.to_vec()),
-        (tags::CRYPTOGRAM_INFORMATION_DATA, vec![CID_ARQC]),
+        (tags::APPLICATION_CRYPTOGRAM, cryptogram.to_vec()),
+        (tags::CRYPTOGRAM_INFORMATION_DATA, vec![cid]),
         (
             tags::ISSUER_APPLICATION_DATA,
             card.issuer_application_data().to_vec(),

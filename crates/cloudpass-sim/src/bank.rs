@@ -21,6 +21,12 @@ pub fn acquirer_account(acquirer_id: &str) -> String {
     format!("acquirer:{acquirer_id}")
 }
 
+/// The ledger account of the e-cash (UPCash) loaded from `account_id` onto its cards: what the
+/// bank owes the holder's chips until their offline spends are cleared.
+pub fn ecash_account(account_id: &str) -> String {
+    format!("ecash:{account_id}")
+}
+
 /// A card as the rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CardFacts<'a> {
@@ -61,6 +67,9 @@ pub struct Payment<'a> {
     /// Field 61.5 was `2`: the network found the cryptogram wrong.
     pub cryptogram_failed: bool,
     pub acquirer_id: &'a str,
+    /// A load of the card's e-cash from the account (圈存): the PIN is required and the money
+    /// goes to the e-cash account instead of the acquirer.
+    pub ecash_load: bool,
     pub today: i64,
     pub year: u16,
     pub month: u8,
@@ -117,6 +126,9 @@ pub fn authorize(
     }
     // The PIN: blocked stays blocked; a wrong one counts; a right one resets the count.
     let pin_tries = match payment.pin {
+        PinCheck::Absent if payment.ecash_load => {
+            return decline(ResponseCode::ExceedsFrequencyLimit, card.pin_tries);
+        }
         PinCheck::Absent => card.pin_tries,
         _ if card.pin_tries >= MAX_PIN_TRIES => {
             return decline(ResponseCode::PinTriesExceeded, card.pin_tries);
@@ -165,9 +177,41 @@ pub fn authorize(
                 amount: payment.amount,
             },
             Posting {
-                account: acquirer_account(payment.acquirer_id),
+                account: if payment.ecash_load {
+                    ecash_account(account_id)
+                } else {
+                    acquirer_account(payment.acquirer_id)
+                },
                 debit: false,
                 amount: payment.amount,
+            },
+        ],
+    }
+}
+
+/// Clears an offline e-cash spend the card approved: from the e-cash account to the
+/// acquirer. The card approved it, so the bank honours it; the account itself is untouched.
+pub fn clear_offline(
+    account: &AccountFacts,
+    account_id: &str,
+    acquirer_id: &str,
+    amount: i64,
+    pin_tries: i64,
+) -> Decision {
+    Decision {
+        response: ResponseCode::Approved,
+        pin_tries,
+        account: *account,
+        postings: vec![
+            Posting {
+                account: ecash_account(account_id),
+                debit: true,
+                amount,
+            },
+            Posting {
+                account: acquirer_account(acquirer_id),
+                debit: false,
+                amount,
             },
         ],
     }
@@ -178,7 +222,7 @@ pub fn authorize(
 pub fn reverse(
     account: &AccountFacts,
     account_id: &str,
-    acquirer_id: &str,
+    counter_account: &str,
     amount: i64,
     original_day: i64,
 ) -> Decision {
@@ -197,7 +241,7 @@ pub fn reverse(
         },
         postings: vec![
             Posting {
-                account: acquirer_account(acquirer_id),
+                account: counter_account.to_owned(),
                 debit: true,
                 amount,
             },
@@ -293,6 +337,7 @@ mod tests {
             pin: PinCheck::Absent,
             cryptogram_failed: false,
             acquirer_id: "48020000",
+            ecash_load: false,
             today: 100,
             year: 2026,
             month: 11,
@@ -307,7 +352,13 @@ mod tests {
         assert_eq!(decision.account.daily_spent, 1_250);
         assert!(balanced(&decision.postings));
         assert_eq!(decision.postings[1].account, "acquirer:48020000");
-        let undone = reverse(&decision.account, "card:1", "48020000", 1_250, 100);
+        let undone = reverse(
+            &decision.account,
+            "card:1",
+            &acquirer_account("48020000"),
+            1_250,
+            100,
+        );
         assert_eq!(
             (undone.account.balance, undone.account.daily_spent),
             (10_000, 0)

@@ -20,7 +20,7 @@ use cloudpass_crypto::{
     CheckValue, Hsm, HsmError, KeyHandle, PinBlockFormat, PinBlockRef, PinVerificationValue,
 };
 use cloudpass_iso8583::framing::Framing;
-use cloudpass_iso8583::private::{FIELD_61, OriginalData, Positional};
+use cloudpass_iso8583::private::{FIELD_60, FIELD_61, OriginalData, Positional, values};
 use cloudpass_iso8583::{Message, Mti, net, profile};
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::net::TcpListener;
@@ -60,6 +60,30 @@ fn respond(request: &Message<'_>, code: ResponseCode, auth_code: Option<&str>) -
 
 fn text<'m>(message: &'m Message<'_>, field: u8) -> &'m str {
     message.get_str(field).unwrap_or("")
+}
+
+/// Processing code 60xxxx: a load of the card's e-cash from its account.
+fn is_ecash_load(request: &Message<'_>) -> bool {
+    text(request, 3).starts_with("60")
+}
+
+/// An advice whose field 60 names the e-cash application (60.3.7 = 3): an offline spend to
+/// clear.
+fn is_ecash_clearing(request: &Message<'_>) -> bool {
+    request
+        .get_str(60)
+        .and_then(|value| Positional::parse(60, FIELD_60, value).ok())
+        .is_some_and(|field| field.get("60.3.7") == Some(values::IC_APPLICATION_ECASH))
+}
+
+fn transaction_kind(request: &Message<'_>) -> &'static str {
+    match request.mti().as_str() {
+        "0220" | "0221" if is_ecash_clearing(request) => "ecash_clearing",
+        "0220" | "0221" => "advice",
+        "0400" | "0420" | "0421" => "reversal",
+        _ if is_ecash_load(request) => "ecash_load",
+        _ => "purchase",
+    }
 }
 
 /// Days since the epoch of a millisecond timestamp.
@@ -312,6 +336,7 @@ impl IssuerHost {
             pin,
             cryptogram_failed,
             acquirer_id: text(request, 32),
+            ecash_load: is_ecash_load(request),
             today: day_of(now),
             year,
             month,
@@ -351,8 +376,8 @@ impl IssuerHost {
         decision: Option<(&str, &bank::Decision)>,
     ) -> Result<Message<'static>, SimError> {
         let inserted = sqlx::query(
-            "INSERT INTO sim_transactions (mti, acquirer, stan, transmission_time, rrn, card_id, amount, currency, response_code, auth_code, day, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id",
+            "INSERT INTO sim_transactions (mti, acquirer, stan, transmission_time, rrn, card_id, amount, currency, response_code, auth_code, day, created_at, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(request.mti().as_str())
         .bind(text(request, 32))
@@ -366,6 +391,7 @@ impl IssuerHost {
         .bind(auth_code)
         .bind(day_of(now))
         .bind(now)
+        .bind(transaction_kind(request))
         .fetch_optional(&mut *tx)
         .await?;
         let Some(inserted) = inserted else {
@@ -470,6 +496,39 @@ impl IssuerHost {
                 .await;
         };
         let card_id: String = card.try_get("id")?;
+        if is_ecash_clearing(request) {
+            // An offline spend the card approved: cleared from the e-cash account. The switch
+            // clears each spend once; a repeated advice is answered from the record above.
+            let account_id: String = card.try_get("account_id")?;
+            let account = AccountFacts {
+                currency: u16::try_from(card.try_get::<i64, _>("currency")?).unwrap_or(0),
+                balance: card.try_get("balance")?,
+                credit_limit: card.try_get("credit_limit")?,
+                daily_limit: card.try_get("daily_limit")?,
+                daily_spent: card.try_get("daily_spent")?,
+                spent_day: card.try_get("spent_day")?,
+            };
+            let decision = bank::clear_offline(
+                &account,
+                &account_id,
+                text(request, 32),
+                amount,
+                card.try_get("pin_tries")?,
+            );
+            return self
+                .record(
+                    tx,
+                    request,
+                    Some(&card_id),
+                    amount,
+                    currency,
+                    ResponseCode::Approved,
+                    None,
+                    now,
+                    Some((&account_id, &decision)),
+                )
+                .await;
+        }
         let already = sqlx::query(
             "SELECT 1 FROM sim_transactions WHERE mti = $1 AND stan = $2 AND transmission_time = $3 AND ltrim(acquirer, '0') = $4 AND response_code = '00'",
         )
@@ -561,7 +620,7 @@ impl IssuerHost {
         // The original, or the advice that posted it in the original's name; an approved one
         // first.
         let row = sqlx::query(
-            "SELECT t.id, t.card_id, t.amount, t.response_code, t.reversed, t.day, t.acquirer, c.account_id FROM sim_transactions t LEFT JOIN sim_cards c ON c.id = t.card_id \
+            "SELECT t.id, t.card_id, t.amount, t.response_code, t.reversed, t.day, t.acquirer, t.kind, c.account_id FROM sim_transactions t LEFT JOIN sim_cards c ON c.id = t.card_id \
              WHERE t.mti IN ($1, '0220') AND t.stan = $2 AND t.transmission_time = $3 AND ltrim(t.acquirer, '0') = $4 \
              ORDER BY t.response_code = '00' DESC, t.id LIMIT 1",
         )
@@ -622,10 +681,16 @@ impl IssuerHost {
             daily_spent: account_row.try_get("daily_spent")?,
             spent_day: account_row.try_get("spent_day")?,
         };
+        // A load is undone from the e-cash account; a purchase from the acquirer.
+        let counter_account = if row.try_get::<String, _>("kind")? == "ecash_load" {
+            bank::ecash_account(&account_id)
+        } else {
+            bank::acquirer_account(&original_acquirer)
+        };
         let decision = bank::reverse(
             &account,
             &account_id,
-            &original_acquirer,
+            &counter_account,
             original_amount,
             original_day,
         );
@@ -684,6 +749,23 @@ impl IssuerHost {
             .await?
             .ok_or(SimError::CardNotFound)?;
         Ok((row.try_get("balance")?, row.try_get("pin_tries")?))
+    }
+
+    /// The e-cash loaded onto a card's account and not yet cleared (minor units): the
+    /// balance of its e-cash ledger account.
+    pub async fn ecash_balance(&self, card_number: &str) -> Result<i64, SimError> {
+        let pan = Pan::parse(card_number).map_err(|e| SimError::BadRequest(e.to_string()))?;
+        let row = sqlx::query("SELECT account_id FROM sim_cards WHERE pan_fingerprint = $1")
+            .bind(self.fingerprint(&pan)?)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(SimError::CardNotFound)?;
+        let account_id: String = row.try_get("account_id")?;
+        let sums = sqlx::query("SELECT COALESCE(SUM(CASE WHEN debit THEN 0 ELSE amount END), 0) - COALESCE(SUM(CASE WHEN debit THEN amount ELSE 0 END), 0) AS balance FROM sim_ledger WHERE account = $1")
+            .bind(bank::ecash_account(&account_id))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(sums.try_get("balance")?)
     }
 
     /// Serves the ISO 8583 port until `shutdown` fires: each connection carries many

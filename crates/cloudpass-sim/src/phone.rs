@@ -11,7 +11,7 @@ use cloudpass_core::{AccountNumber, Currency, Expiry, Money, Token};
 use cloudpass_crypto::card_profile::{self, DeviceKeys};
 use cloudpass_crypto::emv::{self, SessionKeyInput};
 use cloudpass_crypto::{DeviceEnvelope, DeviceKeyPair};
-use cloudpass_iso8583::emv_data::{self, CVR_ARQC, CVR_CDCVM, CardData, TerminalData};
+use cloudpass_iso8583::emv_data::{self, CVR_ARQC, CVR_CDCVM, CVR_TC, CardData, TerminalData};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -27,6 +27,10 @@ pub enum PhoneError {
     AtcExhausted,
     #[error("this device card is not enabled for {0}")]
     Domain(&'static str),
+    #[error("this device card has no e-cash (UPCash) application")]
+    NoEcash,
+    #[error("e-cash balance {balance} is less than {amount}: the card declines offline")]
+    EcashInsufficient { balance: String, amount: String },
 }
 
 enum Keys {
@@ -71,6 +75,18 @@ pub struct Phone {
     online_no_pin_limit: Option<Money>,
     nfc: bool,
     in_app: bool,
+    /// The e-cash application: its balance in fen, if the card has one.
+    ecash: Option<u64>,
+}
+
+/// An offline e-cash spend the phone approved: what the terminal keeps for its batch.
+#[derive(Debug, Clone)]
+pub struct OfflineSpend {
+    pub track2: String,
+    /// Field 55 with the TC.
+    pub field55: Vec<u8>,
+    pub atc: u16,
+    pub amount: Money,
 }
 
 fn limit(limits: &Value, name: &str) -> Option<Money> {
@@ -143,6 +159,7 @@ impl Phone {
             online_no_pin_limit: limit(limits, "online_no_pin_limit"),
             nfc: profile["domains"]["nfc"].as_bool().unwrap_or(false),
             in_app: profile["domains"]["in_app"].as_bool().unwrap_or(false),
+            ecash: profile["ecash"].as_bool().unwrap_or(false).then_some(0),
         })
     }
 
@@ -150,6 +167,57 @@ impl Phone {
     /// after `atc`. The counter never goes back.
     pub fn restore_atc(&mut self, atc: u16) {
         self.atc = self.atc.max(atc);
+    }
+
+    /// The e-cash balance, if the card has the e-cash application.
+    pub fn ecash_balance(&self) -> Option<Money> {
+        self.ecash.map(|fen| Money::new(fen, Currency::CNY))
+    }
+
+    /// Credits the e-cash balance after the issuer approved a load (in a real chip, the
+    /// issuer's script in the answer does this).
+    pub fn credit_ecash(&mut self, amount: Money) -> Result<(), PhoneError> {
+        let balance = self.ecash.as_mut().ok_or(PhoneError::NoEcash)?;
+        *balance = balance.saturating_add(amount.minor_units());
+        Ok(())
+    }
+
+    /// Restores the e-cash balance a device kept across restarts.
+    pub fn restore_ecash(&mut self, fen: u64) {
+        if let Some(balance) = self.ecash.as_mut() {
+            *balance = fen;
+        }
+    }
+
+    /// An offline contactless spend: the phone approves it itself from its e-cash balance and
+    /// makes a TC the acquirer uploads later; nothing goes online now.
+    pub fn offline_tap(&mut self, terminal: &TerminalData) -> Result<OfflineSpend, PhoneError> {
+        if !self.nfc {
+            return Err(PhoneError::Domain("NFC payments"));
+        }
+        let balance = self.ecash.ok_or(PhoneError::NoEcash)?;
+        let amount = Money::new(terminal.amount, Currency::CNY);
+        if terminal.currency != Currency::CNY.numeric() || terminal.amount > balance {
+            return Err(PhoneError::EcashInsufficient {
+                balance: Money::new(balance, Currency::CNY).to_decimal_string(),
+                amount: amount.to_decimal_string(),
+            });
+        }
+        let (atc, session_key) = self.next_session_key()?;
+        let card = CardData {
+            aip: [0x7C, 0x00],
+            atc,
+            cvr: [CVR_TC, 0, 0, 0],
+        };
+        let tc =
+            emv::application_cryptogram(&session_key, &emv_data::cryptogram_input(terminal, &card));
+        self.ecash = Some(balance - terminal.amount);
+        Ok(OfflineSpend {
+            track2: format!("{}={}201", self.token.expose(), self.expiry.to_wire()),
+            field55: emv_data::offline_field55(terminal, &card, tc),
+            atc,
+            amount,
+        })
     }
 
     /// Takes a new batch of limited-use keys (HCE).

@@ -22,6 +22,8 @@ use cloudpass_iso8583::private::{FIELD_60, OriginalData, Positional, values};
 use cloudpass_iso8583::tlv::{self, tags};
 use cloudpass_iso8583::{Message, Mti, profile};
 
+use crate::phone::OfflineSpend;
+
 /// A terminal's identity and its acquirer's rules.
 #[derive(Debug, Clone)]
 pub struct TerminalConfig {
@@ -311,6 +313,82 @@ impl Pos {
 
     /// Sends one purchase and, if no answer comes, reverses it.
     pub async fn purchase(&self, purchase: &Purchase<'_>) -> Result<Outcome, PosError> {
+        self.financial(purchase, "000000").await
+    }
+
+    /// Loads the card's e-cash from its account (圈存, processing code 600000): online, with
+    /// the cardholder's PIN (or payment password in the app).
+    pub async fn load_ecash(&self, load: &Purchase<'_>) -> Result<Outcome, PosError> {
+        self.financial(load, "600000").await
+    }
+
+    /// The advice of an offline e-cash spend (0220), numbered now, for the batch the
+    /// acquirer uploads later.
+    pub fn offline_advice(
+        &self,
+        token: &Token,
+        token_expiry: Expiry,
+        spend: &OfflineSpend,
+    ) -> Result<Message<'static>, PosError> {
+        let mut advice = self.header(Mti::FINANCIAL_ADVICE);
+        let mut field60 = Positional::new(60, FIELD_60);
+        for (name, value) in [
+            ("60.1", "0000"),
+            ("60.2.2", values::READ_CAPABILITY_CONTACTLESS),
+            ("60.2.5", values::TERMINAL_TYPE_POS),
+            ("60.3.6", values::MEDIUM_IC),
+            ("60.3.7", values::IC_APPLICATION_ECASH),
+        ] {
+            field60
+                .set(name, value)
+                .map_err(|e| PosError::Message(e.to_string()))?;
+        }
+        let stan = advice.get_str(11).unwrap_or("").to_owned();
+        let time = advice.get_str(7).unwrap_or("").to_owned();
+        advice
+            .set_text(2, token.expose())
+            .set_text(3, "000000")
+            .set_text(
+                4,
+                spend
+                    .amount
+                    .to_wire()
+                    .map_err(|e| PosError::Message(e.to_string()))?,
+            )
+            .set_text(14, token_expiry.to_wire())
+            .set_text(18, self.config.merchant_category.clone())
+            .set_text(22, "072")
+            .set_text(25, "00")
+            .set_text(35, spend.track2.clone())
+            .set_text(37, format!("{}{stan}", &time[4..10]))
+            .set_text(43, self.config.merchant_name.clone())
+            .set_text(49, spend.amount.currency().numeric_code())
+            .set(55, spend.field55.clone())
+            .set_text(60, field60.to_string());
+        Ok(advice)
+    }
+
+    /// Uploads a batch of offline advices; each one's field 39, `None` where no answer came
+    /// (send the batch again: the network clears each spend once).
+    pub async fn upload(&self, batch: &[Message<'static>]) -> Vec<Option<String>> {
+        let mut answers = Vec::with_capacity(batch.len());
+        for advice in batch {
+            let mut advice = advice.clone();
+            advice.remove(64);
+            advice.remove(128);
+            answers.push(match self.send(advice).await {
+                Ok(answer) => answer.get_str(39).map(str::to_owned),
+                Err(_) => None,
+            });
+        }
+        answers
+    }
+
+    async fn financial(
+        &self,
+        purchase: &Purchase<'_>,
+        processing_code: &str,
+    ) -> Result<Outcome, PosError> {
         let mut request = self.header(Mti::FINANCIAL_REQUEST);
         let amount = purchase
             .amount
@@ -347,7 +425,7 @@ impl Pos {
         }
         request
             .set_text(2, purchase.token.expose())
-            .set_text(3, "000000")
+            .set_text(3, processing_code.to_owned())
             .set_text(4, amount)
             .set_text(14, purchase.token_expiry.to_wire())
             .set_text(18, self.config.merchant_category.clone())

@@ -324,8 +324,11 @@ pub struct JournalAnswer {
 pub struct SafRow {
     /// `{advice MTI}:{the original request's journal id}`.
     pub id: String,
-    /// The advice's MTI: `0220` (a stand-in approval to post) or `0420` (a reversal).
+    /// The advice's MTI: `0220` (a stand-in approval to post, an offline spend to clear) or
+    /// `0420` (a reversal).
     pub mti: String,
+    /// `reversal`, `stand_in` or `ecash`.
+    pub kind: String,
     pub token_number: String,
     pub original_mti: String,
     pub stan: String,
@@ -352,6 +355,13 @@ pub enum JournalOp {
     Answer(JournalAnswer),
     /// Queues an advice for the issuer; the same advice already queued stays as it is.
     Enqueue(SafRow),
+    /// Clears an offline spend (token, ATC) once: records it and queues its advice, unless
+    /// it was cleared before.
+    ClearOffline {
+        token_number: String,
+        atc: i64,
+        advice: SafRow,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -361,6 +371,8 @@ pub enum JournalOutcome {
     Duplicate(Box<JournalRow>),
     /// `Enqueue` of an advice already queued.
     AlreadyQueued,
+    /// `ClearOffline` of a spend cleared before.
+    AlreadyCleared,
 }
 
 /// What became of one delivery attempt of an advice.

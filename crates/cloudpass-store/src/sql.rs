@@ -450,6 +450,33 @@ macro_rules! backend {
                 })
             }
 
+            async fn insert_saf(conn: &mut $conn, row: &SafRow) -> StoreResult<bool> {
+                let inserted = sqlx::query(
+                    "INSERT INTO switch_saf (id, mti, kind, token_number, original_mti, stan, transmission_time, acquirer_id, rrn, \
+                     terminal_id, merchant_id, amount, currency, attempts, next_attempt_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&row.id)
+                .bind(&row.mti)
+                .bind(&row.kind)
+                .bind(&row.token_number)
+                .bind(&row.original_mti)
+                .bind(&row.stan)
+                .bind(&row.transmission_time)
+                .bind(&row.acquirer_id)
+                .bind(&row.rrn)
+                .bind(&row.terminal_id)
+                .bind(&row.merchant_id)
+                .bind(row.amount)
+                .bind(row.currency)
+                .bind(row.attempts)
+                .bind(row.next_attempt_at)
+                .bind(row.created_at)
+                .execute(&mut *conn)
+                .await?;
+                Ok(inserted.rows_affected() == 1)
+            }
+
             fn journal_from(row: &$row) -> StoreResult<JournalRow> {
                 Ok(JournalRow {
                     id: row.try_get("id")?,
@@ -474,6 +501,7 @@ macro_rules! backend {
                 Ok(SafRow {
                     id: row.try_get("id")?,
                     mti: row.try_get("mti")?,
+                    kind: row.try_get("kind")?,
                     token_number: row.try_get("token_number")?,
                     original_mti: row.try_get("original_mti")?,
                     stan: row.try_get("stan")?,
@@ -1337,30 +1365,26 @@ macro_rules! backend {
                                     .await?;
                                     JournalOutcome::Recorded
                                 }
-                                JournalOp::Enqueue(row) => {
-                                    let inserted = sqlx::query(
-                                        "INSERT INTO switch_saf (id, mti, token_number, original_mti, stan, transmission_time, acquirer_id, rrn, \
-                                         terminal_id, merchant_id, amount, currency, attempts, next_attempt_at, created_at) \
-                                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING",
+                                JournalOp::ClearOffline { token_number, atc, advice } => {
+                                    let claimed = sqlx::query(
+                                        "INSERT INTO switch_offline_clearings (token_number, atc, journal_id, cleared_at) VALUES ($1, $2, $3, $4) \
+                                         ON CONFLICT (token_number, atc) DO NOTHING",
                                     )
-                                    .bind(&row.id)
-                                    .bind(&row.mti)
-                                    .bind(&row.token_number)
-                                    .bind(&row.original_mti)
-                                    .bind(&row.stan)
-                                    .bind(&row.transmission_time)
-                                    .bind(&row.acquirer_id)
-                                    .bind(&row.rrn)
-                                    .bind(&row.terminal_id)
-                                    .bind(&row.merchant_id)
-                                    .bind(row.amount)
-                                    .bind(row.currency)
-                                    .bind(row.attempts)
-                                    .bind(row.next_attempt_at)
-                                    .bind(row.created_at)
+                                    .bind(token_number)
+                                    .bind(*atc)
+                                    .bind(&advice.id)
+                                    .bind(advice.created_at)
                                     .execute(&mut *conn)
                                     .await?;
-                                    if inserted.rows_affected() == 1 {
+                                    if claimed.rows_affected() == 1 {
+                                        Self::insert_saf(&mut *conn, advice).await?;
+                                        JournalOutcome::Recorded
+                                    } else {
+                                        JournalOutcome::AlreadyCleared
+                                    }
+                                }
+                                JournalOp::Enqueue(row) => {
+                                    if Self::insert_saf(&mut *conn, row).await? {
                                         JournalOutcome::Recorded
                                     } else {
                                         JournalOutcome::AlreadyQueued

@@ -54,6 +54,7 @@ contract!(
     concurrent_loads_leave_one_live_token,
     journal_records_once_and_answers,
     saf_queues_once_and_retries_until_acknowledged,
+    offline_spends_clear_once,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -923,6 +924,7 @@ fn saf_row(stan: &str, due: i64) -> SafRow {
     SafRow {
         id: format!("0420:0200:48020000:{stan}:1125103000"),
         mti: "0420".into(),
+        kind: "reversal".into(),
         token_number: "6231180000000008".into(),
         original_mti: "0200".into(),
         stan: stan.into(),
@@ -1054,6 +1056,7 @@ async fn saf_queues_once_and_retries_until_acknowledged(store: AnyStore) {
     let approval = SafRow {
         id: "0220:0200:48020000:000003:1125103000".into(),
         mti: "0220".into(),
+        kind: "stand_in".into(),
         ..saf_row("000003", NOW)
     };
     let reversal = SafRow {
@@ -1093,4 +1096,52 @@ async fn saf_queues_once_and_retries_until_acknowledged(store: AnyStore) {
         .map(|row| row.id)
         .collect();
     assert_eq!(due, vec![reversal.id]);
+}
+
+async fn offline_spends_clear_once(store: AnyStore) {
+    let advice = |stan: &str| SafRow {
+        id: format!("0220:0220:48020000:{stan}:1125103000"),
+        mti: "0220".into(),
+        kind: "ecash".into(),
+        ..saf_row(stan, NOW)
+    };
+    let clear = |stan: &str, atc: i64| JournalOp::ClearOffline {
+        token_number: "6231180000000008".into(),
+        atc,
+        advice: advice(stan),
+    };
+    let outcomes = store
+        .journal_apply(&[clear("000001", 7), clear("000002", 8), clear("000009", 7)])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            JournalOutcome::Recorded,
+            JournalOutcome::Recorded,
+            JournalOutcome::AlreadyCleared
+        ]
+    );
+    // The same spend uploaded again, under any STAN, queues nothing more.
+    assert_eq!(
+        store.journal_apply(&[clear("000003", 8)]).await.unwrap(),
+        vec![JournalOutcome::AlreadyCleared]
+    );
+    let due: Vec<String> = store
+        .saf_due(NOW, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.stan)
+        .collect();
+    assert_eq!(due, vec!["000001", "000002"]);
+    assert_eq!(
+        store
+            .saf_entry(&advice("000001").id)
+            .await
+            .unwrap()
+            .unwrap()
+            .kind,
+        "ecash"
+    );
 }

@@ -20,7 +20,7 @@ use cloudpass_crypto::emv::SessionKeyInput;
 use cloudpass_crypto::{
     ArpcMethod, CryptogramRef, Hsm, KeyHandle, KeyUsage, PinBlockFormat, PinBlockRef,
 };
-use cloudpass_iso8583::emv_data::{self, ChipRequest};
+use cloudpass_iso8583::emv_data::{self, CID_ARQC, CID_TC, CVR_ARQC, CVR_TC, ChipRequest};
 use cloudpass_iso8583::private::{
     FIELD_60, FIELD_61, OriginalData, Positional, TaggedData, Usages, token_tags, values,
 };
@@ -275,6 +275,7 @@ impl Switch {
         match request.mti().as_str() {
             "0800" => self.network_management(request),
             "0200" => self.financial(request).await,
+            "0220" | "0221" => self.offline_clearing(request).await,
             "0400" | "0401" | "0420" | "0421" => self.reversal(request).await,
             _ => answer(request, ResponseCode::InvalidTransaction),
         }
@@ -371,22 +372,25 @@ impl Switch {
         }
     }
 
-    /// An advice about the financial request `request` for the store-and-forward queue.
-    fn advice(&self, mti: Mti, request: &Message<'_>, due_at: i64) -> SafRow {
+    /// An advice about the request `request` (a 0200, or an acquirer's 0220 of an offline
+    /// spend) for the store-and-forward queue.
+    fn advice(&self, mti: Mti, kind: &str, request: &Message<'_>, due_at: i64) -> SafRow {
+        let original_mti = request.mti().as_str().to_owned();
         SafRow {
             id: format!(
                 "{}:{}",
                 mti.as_str(),
                 journal_id(
-                    "0200",
+                    &original_mti,
                     text(request, 32),
                     text(request, 11),
                     text(request, 7)
                 )
             ),
             mti: mti.as_str().to_owned(),
+            kind: kind.to_owned(),
             token_number: text(request, 2).to_owned(),
-            original_mti: "0200".to_owned(),
+            original_mti,
             stan: text(request, 11).to_owned(),
             transmission_time: text(request, 7).to_owned(),
             acquirer_id: text(request, 32).to_owned(),
@@ -437,6 +441,7 @@ impl Switch {
             IssuerOutcome::Timeout if approved => {
                 ops.push(JournalOp::Enqueue(self.advice(
                     Mti::FINANCIAL_ADVICE,
+                    "stand_in",
                     request,
                     now,
                 )));
@@ -444,6 +449,7 @@ impl Switch {
             IssuerOutcome::Timeout => {
                 ops.push(JournalOp::Enqueue(self.advice(
                     Mti::REVERSAL_ADVICE,
+                    "reversal",
                     request,
                     now,
                 )));
@@ -451,6 +457,7 @@ impl Switch {
             IssuerOutcome::Down if approved => {
                 ops.push(JournalOp::Enqueue(self.advice(
                     Mti::FINANCIAL_ADVICE,
+                    "stand_in",
                     request,
                     now,
                 )));
@@ -462,6 +469,110 @@ impl Switch {
             return answer(request, ResponseCode::SystemMalfunction);
         }
         response
+    }
+
+    /// An offline e-cash spend an acquirer uploads (0220, in a batch): the phone approved it
+    /// with a TC. The switch checks the token has e-cash, the TC was made by the token's keys
+    /// over this amount, and clears each spend (token and ATC) once — a batch uploaded twice
+    /// debits once — by queueing a 0220 for the issuer, who moves the money from the card's
+    /// e-cash account to the acquirer. Answered 00 when the spend is (or already was) taken
+    /// into clearing.
+    async fn offline_clearing(&self, request: &Message<'_>) -> Message<'static> {
+        let row = self.journal_row(request);
+        let id = row.id.clone();
+        match self.journal.record(vec![JournalOp::Begin(row)]).await {
+            Ok(outcomes) => {
+                if let Some(JournalOutcome::Duplicate(earlier)) = outcomes.into_iter().next() {
+                    return answer(
+                        request,
+                        earlier
+                            .response_code
+                            .as_deref()
+                            .and_then(ResponseCode::parse)
+                            .unwrap_or(ResponseCode::DuplicateTransmission),
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "switch: the journal cannot record; refusing");
+                return answer(request, ResponseCode::SystemMalfunction);
+            }
+        }
+        let now = self.clock.now_millis();
+        let (code, clear) = match self.check_offline_spend(request).await {
+            Ok(atc) => (
+                ResponseCode::Approved,
+                Some(JournalOp::ClearOffline {
+                    token_number: text(request, 2).to_owned(),
+                    atc: i64::from(atc),
+                    advice: self.advice(Mti::FINANCIAL_ADVICE, "ecash", request, now),
+                }),
+            ),
+            Err(code) => (code, None),
+        };
+        let mut ops: Vec<JournalOp> = clear.into_iter().collect();
+        ops.push(JournalOp::Answer(JournalAnswer {
+            id,
+            response_code: code.code().to_owned(),
+            auth_code: None,
+            issuer_outcome: IssuerOutcome::NotSent.as_str().to_owned(),
+            answered_at: now,
+        }));
+        if let Err(error) = self.journal.record(ops).await {
+            tracing::error!(error = %error, "switch: an offline spend cannot be journaled");
+            return answer(request, ResponseCode::SystemMalfunction);
+        }
+        answer(request, code)
+    }
+
+    /// The checks of an offline spend; its ATC.
+    async fn check_offline_spend(&self, request: &Message<'_>) -> Result<u16, ResponseCode> {
+        let token_number = text(request, 2);
+        let record = match self.vault.lookup(token_number).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Err(ResponseCode::InvalidCard),
+            Err(error) => {
+                tracing::error!(error = %error, "vault lookup failed");
+                return Err(ResponseCode::SystemMalfunction);
+            }
+        };
+        if !record.ecash_enabled {
+            return Err(ResponseCode::InvalidTransaction);
+        }
+        let token = Token::parse(token_number).map_err(|_| ResponseCode::InvalidCard)?;
+        let currency = Currency::parse_numeric(text(request, 49))
+            .map_err(|_| ResponseCode::InvalidTransaction)?;
+        let amount = Money::from_wire(text(request, 4), currency)
+            .map_err(|_| ResponseCode::InvalidAmount)?;
+        let chip = ChipRequest::parse(request.get(55).ok_or(ResponseCode::FormatError)?)
+            .map_err(|_| ResponseCode::FormatError)?;
+        if chip.cryptogram_information != CID_TC
+            || chip.card.cvr[0] & CVR_TC == 0
+            || chip.terminal.amount != amount.minor_units()
+            || chip.terminal.currency != currency.numeric()
+        {
+            return Err(ResponseCode::SecurityViolation);
+        }
+        if record.atc_issued_until > 0 && i64::from(chip.card.atc) > record.atc_issued_until {
+            return Err(ResponseCode::SecurityViolation);
+        }
+        let data = chip.cryptogram_input();
+        let cryptogram = CryptogramRef {
+            issuer_master_key: record.issuer_master_key,
+            account: &token,
+            pan_sequence: record.pan_sequence,
+            session: SessionKeyInput::Atc { atc: chip.card.atc },
+            data: &data,
+            cryptogram: chip.arqc,
+        };
+        match self.hsm.verify_arqc(&cryptogram) {
+            Ok(true) => Ok(chip.card.atc),
+            Ok(false) => Err(ResponseCode::SecurityViolation),
+            Err(error) => {
+                tracing::error!(error = %error, "TC verification failed to run");
+                Err(ResponseCode::SystemMalfunction)
+            }
+        }
     }
 
     /// A reversal from an acquirer (0400, or 0420 advice), matched to its original by field
@@ -585,7 +696,7 @@ impl Switch {
         };
         (
             ResponseCode::Approved,
-            Some(self.advice(Mti::REVERSAL_ADVICE, &original_request, due)),
+            Some(self.advice(Mti::REVERSAL_ADVICE, "reversal", &original_request, due)),
         )
     }
 
@@ -628,6 +739,11 @@ impl Switch {
         {
             return Err(ResponseCode::SecurityViolation);
         }
+        // Online, the card asks the issuer (an ARQC); a TC was approved offline and is cleared
+        // by advice, never authorized again.
+        if chip.cryptogram_information != CID_ARQC || chip.card.cvr[0] & CVR_ARQC == 0 {
+            return Err(ResponseCode::SecurityViolation);
+        }
         let atc = chip.card.atc;
         if record.atc_issued_until > 0 && i64::from(atc) > record.atc_issued_until {
             return Err(ResponseCode::SecurityViolation);
@@ -663,7 +779,18 @@ impl Switch {
         // Cardholder verification.
         let pin_block = request.get(52);
         let pin_entered = pin_block.is_some();
+        let ecash_load = text(request, 3).starts_with("60");
         let verification = match channel {
+            // A load of e-cash moves money off the account: always the PIN (or password).
+            _ if ecash_load => {
+                if !record.ecash_enabled {
+                    return Err(ResponseCode::InvalidTransaction);
+                }
+                if !pin_entered {
+                    return Err(ResponseCode::ExceedsFrequencyLimit);
+                }
+                Verification::OnlinePin
+            }
             PaymentChannel::Nfc => {
                 let acquirer = AcquirerNoPin {
                     terminal_capable: self.config.no_pin_terminals,
@@ -865,6 +992,12 @@ impl Switch {
                 "0000"
             },
         );
+        if advice.kind == "ecash" {
+            // An offline spend of the e-cash application: the issuer clears it from the
+            // card's e-cash account.
+            let _ = field60.set("60.3.6", values::MEDIUM_IC);
+            let _ = field60.set("60.3.7", values::IC_APPLICATION_ECASH);
+        }
         message
             .set_text(2, record.pan.expose())
             .set_text(3, "000000")
@@ -937,7 +1070,7 @@ fn marked_field60(
                 .unwrap_or(values::TERMINAL_TYPE_POS)
                 .to_owned(),
             values::MEDIUM_IC,
-            values::IC_APPLICATION_ECASH,
+            values::IC_APPLICATION_PBOC,
             "00",
         ),
         _ => (

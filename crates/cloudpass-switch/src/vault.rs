@@ -30,6 +30,8 @@ pub struct VaultRecord {
     pub issuer_master_key: KeyHandle,
     pub contactless_no_pin_limit: Money,
     pub online_no_pin_limit: Money,
+    /// The device card has the e-cash (UPCash) application.
+    pub ecash_enabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

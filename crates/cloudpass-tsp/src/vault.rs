@@ -35,6 +35,8 @@ pub struct Detokenized {
     pub domain_in_app: bool,
     pub pan_sequence: u8,
     pub atc_issued_until: i64,
+    /// The device card has the e-cash (UPCash) application.
+    pub ecash_enabled: bool,
     /// `handset_se`, `wearable`, `hce` or `sim_se`.
     pub device_kind: String,
     pub device_state: String,
@@ -142,6 +144,7 @@ impl Vault {
             pan_sequence: u8::try_from(entry.token.pan_sequence)
                 .map_err(|_| corrupt("PAN sequence"))?,
             atc_issued_until: entry.token.atc_issued_until,
+            ecash_enabled: entry.token.ecash_enabled,
             device_kind: entry.device_kind.clone(),
             device_state: entry.device_state.clone(),
             wallet: entry.wallet.clone(),

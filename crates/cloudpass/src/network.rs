@@ -157,6 +157,7 @@ impl TokenVault for TspTokenVault {
                 issuer_master_key,
                 contactless_no_pin_limit,
                 online_no_pin_limit,
+                ecash_enabled: found.ecash_enabled,
             }))
         })
     }

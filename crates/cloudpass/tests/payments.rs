@@ -45,6 +45,7 @@ on_both_backends!(
     terminal_timeout_reverses_once,
     issuer_down_declines_or_stands_in,
     hce_phone_replenishes,
+    ecash_loads_spends_offline_and_clears_once,
 );
 
 fn code(outcome: &cloudpass_sim::pos::Outcome) -> &str {
@@ -671,5 +672,129 @@ async fn hce_phone_replenishes(backend: Backend) {
         balance(&app, CMB_DEBIT).await,
         start - 100 * (i64::try_from(batch).unwrap() + 1)
     );
+    app.stop().await;
+}
+
+async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let shop = Shop::open(&app, "CPPOS013").await;
+    let keys = app.device(APPLE, "iphone", "handset_se").await;
+    let (status, body) = app
+        .post(
+            APPLE,
+            "/tsp/v1/tokens",
+            json!({"device_id": "iphone", "account_id": cloudpass::sandbox::ACCOUNT_ID,
+                   "card": {"number": CMB_DEBIT, "expiry": "2912"}, "ecash": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let token_id = body["token"]["token_id"].as_str().unwrap().to_owned();
+    let mut phone = cloudpass_sim::phone::Phone::provision(
+        &keys,
+        &token_id,
+        &cloudpass_sim::phone::envelope_from_json(&body["card_profile"]).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(phone.ecash_balance(), Some(cny("0.00")));
+    let start = balance(&app, CMB_DEBIT).await;
+    let issuer = &app.running.issuer_host;
+
+    // 圈存: a load from the account needs the password.
+    let load = |phone: &mut cloudpass_sim::phone::Phone, amount: &str| {
+        let amount = cny(amount);
+        let cryptogram = phone
+            .in_app(&shop.pos.terminal_data(amount), false)
+            .unwrap();
+        (amount, cryptogram.field55)
+    };
+    let (amount, field55) = load(&mut phone, "100.00");
+    let without = shop
+        .pos
+        .load_ecash(&Purchase {
+            token: phone.token(),
+            token_expiry: phone.expiry(),
+            amount,
+            field55: &field55,
+            presentment: Presentment::InApp,
+            pin: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(code(&without), "65", "{without:?}");
+    let (amount, field55) = load(&mut phone, "100.00");
+    let pin = cloudpass_crypto::Pin::parse("111101").unwrap();
+    let loaded = shop
+        .pos
+        .load_ecash(&Purchase {
+            token: phone.token(),
+            token_expiry: phone.expiry(),
+            amount,
+            field55: &field55,
+            presentment: Presentment::InApp,
+            pin: Some(&pin),
+        })
+        .await
+        .unwrap();
+    assert_eq!(code(&loaded), "00", "{loaded:?}");
+    phone.credit_ecash(amount).unwrap();
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 10_000);
+    assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 10_000);
+
+    // Offline: the phone approves from its e-cash; nothing goes online.
+    let mut batch = Vec::new();
+    for amount in ["30.00", "50.00"] {
+        let spend = phone
+            .offline_tap(&shop.pos.terminal_data(cny(amount)))
+            .unwrap();
+        batch.push(
+            shop.pos
+                .offline_advice(phone.token(), phone.expiry(), &spend)
+                .unwrap(),
+        );
+    }
+    assert_eq!(phone.ecash_balance(), Some(cny("20.00")));
+    assert!(matches!(
+        phone.offline_tap(&shop.pos.terminal_data(cny("30.00"))),
+        Err(cloudpass_sim::phone::PhoneError::EcashInsufficient { .. })
+    ));
+    assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 10_000);
+
+    // The acquirer uploads the batch: cleared from the e-cash account, once.
+    let answers = shop.pos.upload(&batch).await;
+    assert_eq!(answers, vec![Some("00".to_owned()), Some("00".to_owned())]);
+    for _ in 0..200 {
+        if issuer.ecash_balance(CMB_DEBIT).await.unwrap() == 2_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 2_000);
+    // The same batch again, and the same spend under a new STAN: nothing moves.
+    assert_eq!(
+        shop.pos.upload(&batch).await,
+        vec![Some("00".to_owned()), Some("00".to_owned())]
+    );
+    let mut renumbered = batch[0].clone();
+    renumbered.set_text(11, "999999");
+    assert_eq!(
+        shop.pos.upload(&[renumbered]).await,
+        vec![Some("00".to_owned())]
+    );
+    // A spend whose amount was changed after the phone signed it is refused.
+    let spend = phone
+        .offline_tap(&shop.pos.terminal_data(cny("10.00")))
+        .unwrap();
+    let mut forged = shop
+        .pos
+        .offline_advice(phone.token(), phone.expiry(), &spend)
+        .unwrap();
+    forged.set_text(4, "000000000900");
+    assert_eq!(
+        shop.pos.upload(&[forged]).await,
+        vec![Some("63".to_owned())]
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 2_000);
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 10_000);
     app.stop().await;
 }

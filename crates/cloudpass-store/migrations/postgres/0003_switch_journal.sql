@@ -27,6 +27,8 @@ CREATE INDEX switch_journal_by_time ON switch_journal (received_at);
 CREATE TABLE switch_saf (
     id TEXT PRIMARY KEY,
     mti TEXT NOT NULL,
+    -- reversal, stand_in (a stand-in approval to post) or ecash (an offline spend to clear)
+    kind TEXT NOT NULL,
     token_number TEXT NOT NULL,
     original_mti TEXT NOT NULL,
     stan TEXT NOT NULL,
@@ -44,3 +46,12 @@ CREATE TABLE switch_saf (
     response_code TEXT
 );
 CREATE INDEX switch_saf_due ON switch_saf (next_attempt_at) WHERE acknowledged_at IS NULL;
+
+-- Offline e-cash spends cleared: one per token and ATC, however often a batch is uploaded.
+CREATE TABLE switch_offline_clearings (
+    token_number TEXT NOT NULL,
+    atc BIGINT NOT NULL,
+    journal_id TEXT NOT NULL,
+    cleared_at BIGINT NOT NULL,
+    PRIMARY KEY (token_number, atc)
+);
