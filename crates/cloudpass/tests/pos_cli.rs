@@ -17,11 +17,12 @@ async fn pos(app: &TestApp, args: &[&str]) -> Output {
     full.extend([
         "--switch".to_owned(),
         app.running.switch_addr.to_string(),
-        "--api".to_owned(),
-        app.base.clone(),
         "--data-dir".to_owned(),
         app.data_dir.display().to_string(),
     ]);
+    if args.get(1) != Some(&"upload") {
+        full.extend(["--api".to_owned(), app.base.clone()]);
+    }
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_cloudpass"))
             .args(&full)
@@ -89,6 +90,52 @@ async fn a_tap_from_the_command_line_then_a_suspension() {
         text(&in_app)
     );
 
+    // UPCash: load 100.00 online, spend 30.00 offline, upload the terminal's batch.
+    let load = pos(
+        &app,
+        &[
+            "pos",
+            "ecash-load",
+            "--device",
+            "demo",
+            "--amount",
+            "100",
+            "--password",
+            "111101",
+        ],
+    )
+    .await;
+    let said = text(&load);
+    assert!(said.contains("APPROVED"), "{said}");
+    assert!(said.contains("e-cash balance is now 100.00 CNY"), "{said}");
+    let offline = pos(
+        &app,
+        &["pos", "offline", "--device", "demo", "--amount", "30"],
+    )
+    .await;
+    let said = text(&offline);
+    assert!(said.contains("APPROVED OFFLINE"), "{said}");
+    assert!(said.contains("balance now 70.00 CNY"), "{said}");
+    let issuer = &app.running.issuer_host;
+    assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 10_000);
+    let upload = pos(&app, &["pos", "upload"]).await;
+    let said = text(&upload);
+    assert!(said.contains("30.00 CNY  cleared (00)"), "{said}");
+    assert!(said.contains("0 spend(s) left"), "{said}");
+    for _ in 0..100 {
+        if issuer.ecash_balance(CMB_DEBIT).await.unwrap() == 7_000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 7_000);
+    let again = pos(&app, &["pos", "upload"]).await;
+    assert!(
+        text(&again).contains("no offline spends"),
+        "{}",
+        text(&again)
+    );
+
     // Suspend the token through the token service API, as the wallet would.
     let phone: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(app.data_dir.join("phones/demo.json")).unwrap(),
@@ -113,7 +160,10 @@ async fn a_tap_from_the_command_line_then_a_suspension() {
         "{}",
         text(&declined)
     );
-    assert_eq!(balance(&app, CMB_DEBIT).await, start - 1250 - 150_000);
+    assert_eq!(
+        balance(&app, CMB_DEBIT).await,
+        start - 1250 - 150_000 - 10_000
+    );
 
     // Nobody listening: a clear error.
     let nowhere = tokio::task::spawn_blocking(|| {

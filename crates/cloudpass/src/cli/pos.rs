@@ -14,9 +14,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use cloudpass::app::TERMINAL_MASTER_KEY_FILE;
 use cloudpass::sandbox;
+use cloudpass_core::ResponseCode;
 use cloudpass_core::{AccountNumber, Currency, Money, SystemClock, hex};
 use cloudpass_crypto::{DeviceKeyPair, OsRandom, Pin};
 use cloudpass_iso8583::link::Link;
+use cloudpass_iso8583::{Message, profile};
 use cloudpass_sim::phone::{Phone, envelope_from_json};
 use cloudpass_sim::pos::{Outcome, Pos, Presentment, Purchase, TerminalConfig};
 use serde_json::{Value, json};
@@ -45,6 +47,29 @@ pub enum PosCommand {
         /// The payment password, which the app asks for above the online no-PIN limit.
         #[arg(long)]
         password: Option<String>,
+    },
+    /// Loads the phone's e-cash (UPCash) from the card's account, online (圈存).
+    EcashLoad {
+        #[command(flatten)]
+        common: Common,
+        /// The payment password: a load always needs it.
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// An offline e-cash tap: the phone approves it from its e-cash balance; the terminal
+    /// keeps it in its batch for `pos upload`.
+    Offline {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The terminal uploads its batch of offline spends to the switch for clearing.
+    Upload {
+        #[arg(long, default_value = "CPPOS001")]
+        terminal: String,
+        #[arg(long, default_value = "127.0.0.1:8583")]
+        switch: SocketAddr,
+        #[arg(long, default_value = "cloudpass-data")]
+        data_dir: PathBuf,
     },
 }
 
@@ -91,6 +116,15 @@ pub fn run(command: PosCommand) -> CliResult {
         match command {
             PosCommand::Tap { common, pin, cdcvm } => pay(&common, Mode::Tap { pin, cdcvm }).await,
             PosCommand::InApp { common, password } => pay(&common, Mode::InApp { password }).await,
+            PosCommand::EcashLoad { common, password } => {
+                pay(&common, Mode::Load { password }).await
+            }
+            PosCommand::Offline { common } => pay(&common, Mode::Offline).await,
+            PosCommand::Upload {
+                terminal,
+                switch,
+                data_dir,
+            } => upload(&terminal, switch, &data_dir).await,
         }
     })
 }
@@ -98,6 +132,8 @@ pub fn run(command: PosCommand) -> CliResult {
 enum Mode {
     Tap { pin: Option<String>, cdcvm: bool },
     InApp { password: Option<String> },
+    Load { password: Option<String> },
+    Offline,
 }
 
 /// The phone as saved between runs.
@@ -108,6 +144,8 @@ struct SavedPhone {
     token_id: String,
     envelopes: Vec<Value>,
     atc: u16,
+    /// The e-cash balance in fen, if the card has e-cash.
+    ecash: Option<u64>,
 }
 
 impl SavedPhone {
@@ -146,6 +184,7 @@ impl SavedPhone {
                 .as_u64()
                 .and_then(|atc| u16::try_from(atc).ok())
                 .ok_or_else(|| bad("atc"))?,
+            ecash: value["ecash_balance"].as_u64(),
         }))
     }
 
@@ -161,6 +200,7 @@ impl SavedPhone {
             "token_id": self.token_id,
             "card_profiles": self.envelopes,
             "atc": self.atc,
+            "ecash_balance": self.ecash,
         });
         let temporary = path.with_extension("json.tmp");
         let mut options = std::fs::OpenOptions::new();
@@ -189,6 +229,9 @@ impl SavedPhone {
                 .map_err(|e| format!("the phone cannot open its new keys: {e}"))?;
         }
         phone.restore_atc(self.atc);
+        if let Some(fen) = self.ecash {
+            phone.restore_ecash(fen);
+        }
         Ok(phone)
     }
 }
@@ -264,7 +307,7 @@ async fn provision(common: &Common, path: &Path) -> Result<SavedPhone, String> {
         wallet.api_key,
         "/tsp/v1/tokens",
         json!({"device_id": device_id, "account_id": sandbox::ACCOUNT_ID,
-               "card": {"number": common.card, "expiry": common.expiry}}),
+               "card": {"number": common.card, "expiry": common.expiry}, "ecash": true}),
     )
     .await?;
     if answer["decision"] != "green" || answer["card_profile"].is_null() {
@@ -284,6 +327,7 @@ async fn provision(common: &Common, path: &Path) -> Result<SavedPhone, String> {
             .to_owned(),
         envelopes: vec![answer["card_profile"].clone()],
         atc: 0,
+        ecash: Some(0),
     };
     saved.save(path)?;
     println!(
@@ -296,6 +340,68 @@ async fn provision(common: &Common, path: &Path) -> Result<SavedPhone, String> {
         answer["token"]["token_last4"].as_str().unwrap_or("")
     );
     Ok(saved)
+}
+
+/// The sandbox terminal: its master key from the data directory, linked to the switch and
+/// (when `online`) signed on.
+async fn open_terminal(
+    terminal: &str,
+    switch: SocketAddr,
+    data_dir: &Path,
+    online: bool,
+) -> Result<(Pos, watch::Sender<bool>), String> {
+    let master_path = data_dir.join(TERMINAL_MASTER_KEY_FILE);
+    let master = std::fs::read_to_string(&master_path).map_err(|e| {
+        format!(
+            "cannot read the sandbox terminal master key {} ({e}); run this where `cloudpass serve` keeps its data, or pass --data-dir",
+            master_path.display()
+        )
+    })?;
+    let master = hex::decode(master.trim())
+        .map_err(|_| format!("{} must hold hex digits", master_path.display()))?;
+    let (stop, stopped) = watch::channel(false);
+    let link = Link::start(switch, Duration::from_secs(15), stopped);
+    if online {
+        let mut up = false;
+        for _ in 0..60 {
+            if link.is_up().await {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !up {
+            return Err(format!(
+                "cannot reach the switch at {switch}; is `cloudpass serve` running?"
+            ));
+        }
+    }
+    let pos = Pos::new(
+        terminal_config(terminal),
+        &master,
+        link,
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+    )
+    .map_err(|e| e.to_string())?;
+    if online {
+        pos.sign_on()
+            .await
+            .map_err(|e| format!("terminal {terminal}: {e}"))?;
+    }
+    Ok((pos, stop))
+}
+
+fn terminal_config(terminal: &str) -> TerminalConfig {
+    TerminalConfig {
+        terminal_id: terminal.to_owned(),
+        merchant_id: sandbox::MERCHANT_ID.into(),
+        merchant_category: sandbox::MERCHANT_CATEGORY.into(),
+        merchant_name: sandbox::MERCHANT_NAME.into(),
+        acquirer_id: sandbox::ACQUIRER_ID.into(),
+        no_pin_limit: Money::new(100_000, Currency::CNY),
+        reversal_attempts: 5,
+    }
 }
 
 async fn pay(common: &Common, mode: Mode) -> CliResult {
@@ -325,50 +431,9 @@ async fn pay(common: &Common, mode: Mode) -> CliResult {
         println!("the phone fetched new limited-use keys");
     }
 
-    let master_path = common.data_dir.join(TERMINAL_MASTER_KEY_FILE);
-    let master = std::fs::read_to_string(&master_path).map_err(|e| {
-        format!(
-            "cannot read the sandbox terminal master key {} ({e}); run this where `cloudpass serve` keeps its data, or pass --data-dir",
-            master_path.display()
-        )
-    })?;
-    let master = hex::decode(master.trim())
-        .map_err(|_| format!("{} must hold hex digits", master_path.display()))?;
-    let (_stop, stopped) = watch::channel(false);
-    let link = Link::start(common.switch, Duration::from_secs(15), stopped);
-    let mut up = false;
-    for _ in 0..60 {
-        if link.is_up().await {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if !up {
-        return Err(format!(
-            "cannot reach the switch at {}; is `cloudpass serve` running?",
-            common.switch
-        ));
-    }
-    let pos = Pos::new(
-        TerminalConfig {
-            terminal_id: common.terminal.clone(),
-            merchant_id: sandbox::MERCHANT_ID.into(),
-            merchant_category: sandbox::MERCHANT_CATEGORY.into(),
-            merchant_name: sandbox::MERCHANT_NAME.into(),
-            acquirer_id: sandbox::ACQUIRER_ID.into(),
-            no_pin_limit: Money::new(100_000, Currency::CNY),
-            reversal_attempts: 5,
-        },
-        &master,
-        link,
-        Arc::new(SystemClock),
-        Arc::new(OsRandom),
-    )
-    .map_err(|e| e.to_string())?;
-    pos.sign_on()
-        .await
-        .map_err(|e| format!("terminal {}: {e}", common.terminal))?;
+    let online = !matches!(mode, Mode::Offline);
+    let (pos, _stop) =
+        open_terminal(&common.terminal, common.switch, &common.data_dir, online).await?;
 
     let terminal_data = pos.terminal_data(amount);
     let (field55, presentment_track2, pin, what) = match &mode {
@@ -383,6 +448,45 @@ async fn pay(common: &Common, mode: Mode) -> CliResult {
                 .tap(&terminal_data, *cdcvm)
                 .map_err(|e| e.to_string())?;
             (tap.field55, Some(tap.track2), pin.clone(), "tap")
+        }
+        Mode::Offline => {
+            let spend = phone
+                .offline_tap(&terminal_data)
+                .map_err(|e| e.to_string())?;
+            saved.atc = phone.atc();
+            saved.ecash = phone.ecash_balance().map(|m| m.minor_units());
+            saved.save(&path)?;
+            let advice = pos
+                .offline_advice(phone.token(), phone.expiry(), &spend)
+                .map_err(|e| e.to_string())?;
+            let waiting = Batch::append(&common.data_dir, &common.terminal, &advice)?;
+            println!(
+                "APPROVED OFFLINE by the card: {} from e-cash (balance now {}), STAN {}; terminal {} holds {waiting} spend(s) to upload (`cloudpass pos upload`)",
+                describe(amount),
+                phone.ecash_balance().map(describe).unwrap_or_default(),
+                advice.get_str(11).unwrap_or(""),
+                common.terminal
+            );
+            return Ok(());
+        }
+        Mode::Load { password } => {
+            let Some(password) = password else {
+                return Err(
+                    "a load of e-cash always needs the payment password: pass --password".into(),
+                );
+            };
+            if phone.ecash_balance().is_none() {
+                return Err("this device card has no e-cash (provision a new --device)".into());
+            }
+            let cryptogram = phone
+                .in_app(&terminal_data, false)
+                .map_err(|e| e.to_string())?;
+            (
+                cryptogram.field55,
+                None,
+                Some(password.clone()),
+                "e-cash load",
+            )
         }
         Mode::InApp { password } => {
             let cryptogram = phone
@@ -418,17 +522,29 @@ async fn pay(common: &Common, mode: Mode) -> CliResult {
         Some(track2) => Presentment::Contactless { track2 },
         None => Presentment::InApp,
     };
-    let outcome = pos
-        .purchase(&Purchase {
-            token: phone.token(),
-            token_expiry: phone.expiry(),
-            amount,
-            field55: &field55,
-            presentment,
-            pin: pin.as_ref(),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+    let purchase = Purchase {
+        token: phone.token(),
+        token_expiry: phone.expiry(),
+        amount,
+        field55: &field55,
+        presentment,
+        pin: pin.as_ref(),
+    };
+    let outcome = if matches!(mode, Mode::Load { .. }) {
+        pos.load_ecash(&purchase).await
+    } else {
+        pos.purchase(&purchase).await
+    }
+    .map_err(|e| e.to_string())?;
+    if matches!(mode, Mode::Load { .. }) && outcome.approved() {
+        phone.credit_ecash(amount).map_err(|e| e.to_string())?;
+        saved.ecash = phone.ecash_balance().map(|m| m.minor_units());
+        saved.save(&path)?;
+        println!(
+            "the phone's e-cash balance is now {}",
+            phone.ecash_balance().map(describe).unwrap_or_default()
+        );
+    }
     print_outcome(
         &outcome,
         what,
@@ -480,4 +596,108 @@ fn print_outcome(outcome: &Outcome, what: &str, amount: Money, token: String, te
             ),
         }
     }
+}
+
+/// A terminal's offline spends waiting for upload, kept as encoded messages in
+/// `<data-dir>/terminals/<terminal>-batch.json`.
+struct Batch;
+
+impl Batch {
+    fn path(data_dir: &Path, terminal: &str) -> PathBuf {
+        data_dir
+            .join("terminals")
+            .join(format!("{terminal}-batch.json"))
+    }
+
+    fn load(data_dir: &Path, terminal: &str) -> Result<Vec<Message<'static>>, String> {
+        let path = Self::path(data_dir, terminal);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let list: Vec<String> =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        list.iter()
+            .map(|hex_text| {
+                let bytes =
+                    hex::decode(hex_text).map_err(|_| format!("{}: not hex", path.display()))?;
+                profile::cloudpass()
+                    .decode(&bytes)
+                    .map(Message::into_owned)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            })
+            .collect()
+    }
+
+    fn save(data_dir: &Path, terminal: &str, batch: &[Message<'static>]) -> Result<(), String> {
+        let path = Self::path(data_dir, terminal);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let list = batch
+            .iter()
+            .map(|message| {
+                profile::cloudpass()
+                    .encode(message)
+                    .map(|bytes| hex::encode(&bytes))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let temporary = path.with_extension("json.tmp");
+        std::fs::write(
+            &temporary,
+            serde_json::to_string(&list).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
+        std::fs::rename(&temporary, &path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// Adds a spend; how many wait now.
+    fn append(data_dir: &Path, terminal: &str, advice: &Message<'static>) -> Result<usize, String> {
+        let mut batch = Self::load(data_dir, terminal)?;
+        batch.push(advice.clone());
+        Self::save(data_dir, terminal, &batch)?;
+        Ok(batch.len())
+    }
+}
+
+async fn upload(terminal: &str, switch: SocketAddr, data_dir: &Path) -> CliResult {
+    let batch = Batch::load(data_dir, terminal)?;
+    if batch.is_empty() {
+        println!("terminal {terminal} has no offline spends to upload");
+        return Ok(());
+    }
+    let (pos, _stop) = open_terminal(terminal, switch, data_dir, true).await?;
+    let answers = pos.upload(&batch).await;
+    let mut kept = Vec::new();
+    for (advice, answer) in batch.into_iter().zip(answers) {
+        let amount = advice
+            .get_str(4)
+            .and_then(|wire| Money::from_wire(wire, Currency::CNY).ok())
+            .map(describe)
+            .unwrap_or_default();
+        let stan = advice.get_str(11).unwrap_or("").to_owned();
+        match answer.as_deref() {
+            Some("00") => println!("  STAN {stan}  {amount}  cleared (00)"),
+            Some(code) => println!(
+                "  STAN {stan}  {amount}  refused: {}",
+                ResponseCode::parse(code)
+                    .map(|known| known.to_string())
+                    .unwrap_or_else(|| code.to_owned())
+            ),
+            None => {
+                println!("  STAN {stan}  {amount}  no answer; kept for the next upload");
+                kept.push(advice);
+            }
+        }
+    }
+    Batch::save(data_dir, terminal, &kept)?;
+    println!(
+        "uploaded; {} spend(s) left in terminal {terminal}'s batch",
+        kept.len()
+    );
+    Ok(())
 }
