@@ -542,4 +542,53 @@ mod tests {
             (ResponseCode::Approved, 0)
         );
     }
+
+    #[test]
+    fn an_ecash_load_needs_the_pin_and_moves_money_to_the_ecash_account() {
+        let load = Payment {
+            ecash_load: true,
+            ..payment(10_000)
+        };
+        let without = authorize(&card(), &debit_account(), "card:1", &load);
+        assert_eq!(without.response, ResponseCode::ExceedsFrequencyLimit);
+        assert!(without.postings.is_empty());
+        let with_pin = authorize(
+            &card(),
+            &debit_account(),
+            "card:1",
+            &Payment {
+                pin: PinCheck::Correct,
+                ..load
+            },
+        );
+        assert_eq!(with_pin.response, ResponseCode::Approved);
+        assert_eq!(with_pin.account.balance, debit_account().balance - 10_000);
+        assert_eq!(
+            with_pin.postings,
+            vec![
+                Posting {
+                    account: "card:1".into(),
+                    debit: true,
+                    amount: 10_000
+                },
+                Posting {
+                    account: ecash_account("card:1"),
+                    debit: false,
+                    amount: 10_000
+                },
+            ]
+        );
+        assert!(balanced(&with_pin.postings));
+    }
+
+    #[test]
+    fn an_offline_spend_clears_from_the_ecash_account_and_leaves_the_account_alone() {
+        let cleared = clear_offline(&debit_account(), "card:1", "48020000", 3_000, 1);
+        assert_eq!(cleared.account, debit_account());
+        assert_eq!(cleared.pin_tries, 1);
+        assert_eq!(cleared.postings[0].account, ecash_account("card:1"));
+        assert!(cleared.postings[0].debit);
+        assert_eq!(cleared.postings[1].account, acquirer_account("48020000"));
+        assert!(balanced(&cleared.postings));
+    }
 }
