@@ -81,6 +81,7 @@ fn transaction_kind(request: &Message<'_>) -> &'static str {
         "0220" | "0221" if is_ecash_clearing(request) => "ecash_clearing",
         "0220" | "0221" => "advice",
         "0400" | "0420" | "0421" => "reversal",
+        "0100" => "authorization",
         _ if is_ecash_load(request) => "ecash_load",
         _ => "purchase",
     }
@@ -185,7 +186,7 @@ impl IssuerHost {
         request: &Message<'_>,
     ) -> Result<Message<'static>, SimError> {
         match request.mti().as_str() {
-            "0200" => self.financial(tx, request).await,
+            "0100" | "0200" => self.financial(tx, request).await,
             "0220" | "0221" => self.advice(tx, request).await,
             "0400" | "0420" | "0421" => self.reversal(tx, request).await,
             _ => Ok(respond(request, ResponseCode::InvalidTransaction, None)),
@@ -341,7 +342,12 @@ impl IssuerHost {
             year,
             month,
         };
-        let decision = bank::authorize(&facts, &account, &account_id, &payment);
+        let mut decision = bank::authorize(&facts, &account, &account_id, &payment);
+        if request.mti() == Mti::AUTHORIZATION_REQUEST {
+            // Authorization only: decided (the PIN counter included), nothing posted.
+            decision.account = account;
+            decision.postings.clear();
+        }
         let auth_code = decision
             .response
             .is_approved()
@@ -651,6 +657,26 @@ impl IssuerHost {
         let card_id: Option<String> = row.try_get("card_id")?;
         if !approved || reversed {
             // Nothing (more) to undo: the reversal is acknowledged.
+            return self
+                .record(
+                    tx,
+                    request,
+                    card_id.as_deref(),
+                    amount,
+                    currency,
+                    ResponseCode::Approved,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        }
+        if row.try_get::<String, _>("kind")? == "authorization" {
+            // An authorization posted nothing: acknowledged, nothing to undo.
+            sqlx::query("UPDATE sim_transactions SET reversed = 1 WHERE id = $1")
+                .bind(original_id)
+                .execute(&mut *tx)
+                .await?;
             return self
                 .record(
                     tx,

@@ -274,7 +274,7 @@ impl Switch {
     pub async fn handle(&self, request: &Message<'_>) -> Message<'static> {
         match request.mti().as_str() {
             "0800" => self.network_management(request),
-            "0200" => self.financial(request).await,
+            "0100" | "0200" => self.financial(request).await,
             "0220" | "0221" => self.offline_clearing(request).await,
             "0400" | "0401" | "0420" | "0421" => self.reversal(request).await,
             _ => answer(request, ResponseCode::InvalidTransaction),
@@ -673,7 +673,10 @@ impl Switch {
         if !undo {
             return (ResponseCode::Approved, None);
         }
-        let mut original_request = Message::new(Mti::FINANCIAL_REQUEST);
+        let Ok(original_mti) = Mti::parse(&original.mti) else {
+            return (ResponseCode::FormatError, None);
+        };
+        let mut original_request = Message::new(original_mti);
         for (field, value) in [
             (2, text(request, 2)),
             (4, text(request, 4)),
@@ -818,7 +821,8 @@ impl Switch {
         };
 
         // The issuer's message: the card, not the token; the PIN block rebuilt for the card.
-        let mut issuer_request = Message::new(Mti::FINANCIAL_REQUEST);
+        // 0100 (authorization only) or 0200 (financial), as the acquirer sent it.
+        let mut issuer_request = Message::new(request.mti());
         for (field, value) in request.fields() {
             if !matches!(field, 2 | 14 | 35 | 52 | 56 | 60 | 61 | 63 | 64 | 128) {
                 issuer_request.set(field, value.to_vec());
@@ -893,6 +897,14 @@ impl Switch {
                 } else {
                     IssuerOutcome::Down
                 };
+                // An authorization only (0100) is never stood in for: nothing would post it.
+                if request.mti() == Mti::AUTHORIZATION_REQUEST {
+                    return Err(if error == LinkError::Timeout {
+                        ResponseCode::ResponseReceivedTooLate
+                    } else {
+                        ResponseCode::IssuerInoperative
+                    });
+                }
                 return Err(self.stand_in(amount, &error));
             }
         };

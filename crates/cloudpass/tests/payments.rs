@@ -46,6 +46,7 @@ on_both_backends!(
     issuer_down_declines_or_stands_in,
     hce_phone_replenishes,
     ecash_loads_spends_offline_and_clears_once,
+    authorization_only_posts_nothing,
 );
 
 fn code(outcome: &cloudpass_sim::pos::Outcome) -> &str {
@@ -796,5 +797,70 @@ async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 2_000);
     assert_eq!(balance(&app, CMB_DEBIT).await, start - 10_000);
+    app.stop().await;
+}
+
+async fn authorization_only_posts_nothing(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let shop = Shop::open(&app, "CPPOS014").await;
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", PINGAN_DEBIT).await;
+    let start = balance(&app, PINGAN_DEBIT).await;
+    let amount = cny("200.00");
+    let tap = phone.tap(&shop.pos.terminal_data(amount), false).unwrap();
+    let mut request = Message::new(Mti::AUTHORIZATION_REQUEST);
+    let mut field60 = Positional::new(60, FIELD_60);
+    field60.set("60.1", "0000").unwrap();
+    request
+        .set_text(2, phone.token().expose())
+        .set_text(3, "000000")
+        .set_text(4, "000000020000")
+        .set_text(7, "1125150000")
+        .set_text(11, "000501")
+        .set_text(14, phone.expiry().to_wire())
+        .set_text(18, "5411")
+        .set_text(22, "072")
+        .set_text(25, "06")
+        .set_text(32, "48020000")
+        .set_text(35, tap.track2.clone())
+        .set_text(37, "150000000501")
+        .set_text(41, "CPPOS014")
+        .set_text(42, "898310048990001")
+        .set_text(49, "156")
+        .set(55, tap.field55.clone())
+        .set_text(60, field60.to_string());
+    let answer = app.running.switch.handle(&request).await;
+    assert_eq!(answer.mti(), Mti::AUTHORIZATION_RESPONSE);
+    assert_eq!(answer.get_str(39), Some("00"));
+    assert!(answer.get_str(38).is_some(), "an approval code");
+    assert_eq!(balance(&app, PINGAN_DEBIT).await, start, "nothing posted");
+    // Its reversal undoes nothing, and says so.
+    let mut reversal = Message::new(Mti::REVERSAL_REQUEST);
+    for field in [2, 3, 4, 32, 37, 41, 42, 49] {
+        reversal.set(field, request.get(field).unwrap().to_vec());
+    }
+    reversal
+        .set_text(7, "1125150100")
+        .set_text(11, "000502")
+        .set_text(90, "010000050111251500000004802000000000000000");
+    assert_eq!(
+        app.running.switch.handle(&reversal).await.get_str(39),
+        Some("00")
+    );
+    let store = app.running.tsp.store();
+    let advice_id = "0420:0100:48020000:000501:1125150000";
+    for _ in 0..200 {
+        if store
+            .saf_entry(advice_id)
+            .await
+            .unwrap()
+            .is_some_and(|advice| advice.acknowledged_at.is_some())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let advice = store.saf_entry(advice_id).await.unwrap().unwrap();
+    assert_eq!(advice.response_code.as_deref(), Some("00"), "{advice:?}");
+    assert_eq!(balance(&app, PINGAN_DEBIT).await, start);
     app.stop().await;
 }
