@@ -1,5 +1,6 @@
 //! No card number in clear at rest or in logs. The test runs provisioning scenarios with
-//! every sandbox card (green, yellow, red, reissue), with every log line of every crate
+//! every sandbox card (green, yellow, red, reissue) and payments through the switch (taps
+//! with and without PIN, a wrong PIN, a duplicate, a reversal), with every log line of every crate
 //! captured at TRACE level, then scans the SQLite files (database, WAL, issuer host), the
 //! PostgreSQL tables (every row of every table, as text) and the captured logs for each card
 //! number — as ASCII digits and as the hex of those digits.
@@ -73,6 +74,35 @@ async fn exercise(app: &TestApp) {
     app.green(APPLE, "iphone", CMB_DEBIT).await;
     app.green(HUAWEI, "mate", CMB_DEBIT).await;
     app.green(APPLE, "iphone", ABC_CREDIT).await;
+    // Payments: the switch journals, forwards, translates PINs and queues reversals.
+    {
+        use support::network::{Shop, phone};
+        let shop = Shop::open(app, "CPPOS015").await;
+        let mut payer = phone(app, QUICKPASS, "payer", "handset_se", ABC_CREDIT).await;
+        assert_eq!(
+            shop.tap(&mut payer, "12.00", None, false)
+                .await
+                .response_code
+                .as_deref(),
+            Some("00")
+        );
+        shop.tap(&mut payer, "1500.00", Some("111111"), false).await;
+        shop.tap(&mut payer, "1500.00", Some("222222"), false).await;
+        let amount = support::network::cny("20.00");
+        let tap = payer.tap(&shop.pos.terminal_data(amount), false).unwrap();
+        let purchase = cloudpass_sim::pos::Purchase {
+            token: payer.token(),
+            token_expiry: payer.expiry(),
+            amount,
+            field55: &tap.field55,
+            presentment: cloudpass_sim::pos::Presentment::Contactless {
+                track2: &tap.track2,
+            },
+            pin: None,
+        };
+        shop.pos.purchase(&purchase).await.unwrap();
+        shop.pos.purchase(&purchase).await.unwrap();
+    }
     // Yellow, with a wrong code first.
     let (status, body) = app
         .provision(APPLE, "iphone", HUAXIA_CREDIT, "2912", Some("248"))

@@ -416,7 +416,8 @@ async fn pay(common: &Common, mode: Mode) -> CliResult {
         None => provision(common, &path).await?,
     };
     let mut phone = saved.open()?;
-    if phone.keys_left() == Some(0) {
+    // An HCE phone asks for new limited-use keys when it runs low.
+    if phone.keys_left().is_some_and(|left| left <= 2) {
         let answer = api(
             &reqwest::Client::new(),
             &common.api,
