@@ -537,6 +537,13 @@ async fn pay(common: &Common, mode: Mode) -> CliResult {
         pos.purchase(&purchase).await
     }
     .map_err(|e| e.to_string())?;
+    print_outcome(
+        &outcome,
+        what,
+        amount,
+        cloudpass_core::card_number::mask_digits(phone.token().expose()),
+        &common.terminal,
+    );
     if matches!(mode, Mode::Load { .. }) && outcome.approved() {
         phone.credit_ecash(amount).map_err(|e| e.to_string())?;
         saved.ecash = phone.ecash_balance().map(|m| m.minor_units());
@@ -546,13 +553,6 @@ async fn pay(common: &Common, mode: Mode) -> CliResult {
             phone.ecash_balance().map(describe).unwrap_or_default()
         );
     }
-    print_outcome(
-        &outcome,
-        what,
-        amount,
-        cloudpass_core::card_number::mask_digits(phone.token().expose()),
-        &common.terminal,
-    );
     Ok(())
 }
 
