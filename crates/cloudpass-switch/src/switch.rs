@@ -272,6 +272,15 @@ impl Switch {
 
     /// Answers one acquirer message.
     pub async fn handle(&self, request: &Message<'_>) -> Message<'static> {
+        // A message is known by its acquirer, STAN and transmission time: without them it
+        // cannot be journaled, matched or reversed.
+        if request.mti() != Mti::NETWORK_REQUEST
+            && [7u8, 11, 32]
+                .iter()
+                .any(|field| text(request, *field).is_empty())
+        {
+            return answer(request, ResponseCode::FormatError);
+        }
         match request.mti().as_str() {
             "0800" => self.network_management(request),
             "0100" | "0200" => self.financial(request).await,

@@ -401,6 +401,13 @@ async fn funds_duplicates_and_reversals(backend: Backend) {
         .set_text(49, "156")
         .set(55, tap.field55.clone())
         .set_text(60, field60.to_string());
+    let mut anonymous = request.clone();
+    anonymous.remove(11);
+    assert_eq!(
+        app.running.switch.handle(&anonymous).await.get_str(39),
+        Some("30"),
+        "a message without a STAN cannot be journaled"
+    );
     let first = app.running.switch.handle(&request).await;
     assert_eq!(first.get_str(39), Some("00"));
     let again = app.running.switch.handle(&request).await;
