@@ -87,6 +87,18 @@ fn transaction_kind(request: &Message<'_>) -> &'static str {
     }
 }
 
+/// An account as the banking rules see it, from a row with its columns.
+fn account_facts(row: &sqlx::sqlite::SqliteRow) -> Result<AccountFacts, SimError> {
+    Ok(AccountFacts {
+        currency: u16::try_from(row.try_get::<i64, _>("currency")?).unwrap_or(0),
+        balance: row.try_get("balance")?,
+        credit_limit: row.try_get("credit_limit")?,
+        daily_limit: row.try_get("daily_limit")?,
+        daily_spent: row.try_get("daily_spent")?,
+        spent_day: row.try_get("spent_day")?,
+    })
+}
+
 /// Days since the epoch of a millisecond timestamp.
 fn day_of(millis: i64) -> i64 {
     millis.div_euclid(86_400_000)
@@ -274,14 +286,7 @@ impl IssuerHost {
             expiry,
             pin_tries: card.try_get("pin_tries")?,
         };
-        let account = AccountFacts {
-            currency: u16::try_from(card.try_get::<i64, _>("currency")?).unwrap_or(0),
-            balance: card.try_get("balance")?,
-            credit_limit: card.try_get("credit_limit")?,
-            daily_limit: card.try_get("daily_limit")?,
-            daily_spent: card.try_get("daily_spent")?,
-            spent_day: card.try_get("spent_day")?,
-        };
+        let account = account_facts(&card)?;
         let pin = match (request.get(52), pvv) {
             (None, _) => PinCheck::Absent,
             (Some(_), None) => PinCheck::Wrong,
@@ -506,14 +511,7 @@ impl IssuerHost {
             // An offline spend the card approved: cleared from the e-cash account. The switch
             // clears each spend once; a repeated advice is answered from the record above.
             let account_id: String = card.try_get("account_id")?;
-            let account = AccountFacts {
-                currency: u16::try_from(card.try_get::<i64, _>("currency")?).unwrap_or(0),
-                balance: card.try_get("balance")?,
-                credit_limit: card.try_get("credit_limit")?,
-                daily_limit: card.try_get("daily_limit")?,
-                daily_spent: card.try_get("daily_spent")?,
-                spent_day: card.try_get("spent_day")?,
-            };
+            let account = account_facts(&card)?;
             let decision = bank::clear_offline(
                 &account,
                 &account_id,
@@ -562,14 +560,7 @@ impl IssuerHost {
                 .await;
         }
         let account_id: String = card.try_get("account_id")?;
-        let account = AccountFacts {
-            currency: u16::try_from(card.try_get::<i64, _>("currency")?).unwrap_or(0),
-            balance: card.try_get("balance")?,
-            credit_limit: card.try_get("credit_limit")?,
-            daily_limit: card.try_get("daily_limit")?,
-            daily_spent: card.try_get("daily_spent")?,
-            spent_day: card.try_get("spent_day")?,
-        };
+        let account = account_facts(&card)?;
         let decision = bank::post_advice(
             &account,
             &account_id,
@@ -699,14 +690,7 @@ impl IssuerHost {
             .bind(&account_id)
             .fetch_one(&mut *tx)
             .await?;
-        let account = AccountFacts {
-            currency: u16::try_from(account_row.try_get::<i64, _>("currency")?).unwrap_or(0),
-            balance: account_row.try_get("balance")?,
-            credit_limit: account_row.try_get("credit_limit")?,
-            daily_limit: account_row.try_get("daily_limit")?,
-            daily_spent: account_row.try_get("daily_spent")?,
-            spent_day: account_row.try_get("spent_day")?,
-        };
+        let account = account_facts(&account_row)?;
         // A load is undone from the e-cash account; a purchase from the acquirer.
         let counter_account = if row.try_get::<String, _>("kind")? == "ecash_load" {
             bank::ecash_account(&account_id)

@@ -140,6 +140,15 @@ impl IssuerOutcome {
     }
 }
 
+/// How a repeated request is answered.
+#[derive(Debug, Clone, Copy)]
+enum Repeat {
+    /// 94: a purchase is never authorized twice.
+    Duplicate,
+    /// The first one's answer: advices and reversals are idempotent.
+    AnswerAsBefore,
+}
+
 /// The journal id of a request: MTI, acquirer, STAN, transmission time.
 fn journal_id(mti: &str, acquirer: &str, stan: &str, transmission_time: &str) -> String {
     format!("{mti}:{acquirer}:{stan}:{transmission_time}")
@@ -354,6 +363,38 @@ impl Switch {
         response
     }
 
+    /// Journals a request on arrival; its journal id, or the answer to give at once: to a
+    /// repeat (94, or the first one's answer for advices and reversals, which are
+    /// idempotent), or 96 when the journal cannot record.
+    async fn begin(
+        &self,
+        request: &Message<'_>,
+        repeat: Repeat,
+    ) -> Result<String, Box<Message<'static>>> {
+        let row = self.journal_row(request);
+        let id = row.id.clone();
+        match self.journal.record(vec![JournalOp::Begin(row)]).await {
+            Ok(outcomes) => match outcomes.into_iter().next() {
+                Some(JournalOutcome::Duplicate(earlier)) => {
+                    let code = match repeat {
+                        Repeat::Duplicate => ResponseCode::DuplicateTransmission,
+                        Repeat::AnswerAsBefore => earlier
+                            .response_code
+                            .as_deref()
+                            .and_then(ResponseCode::parse)
+                            .unwrap_or(ResponseCode::DuplicateTransmission),
+                    };
+                    Err(Box::new(answer(request, code)))
+                }
+                _ => Ok(id),
+            },
+            Err(error) => {
+                tracing::error!(error = %error, "switch: the journal cannot record; refusing");
+                Err(Box::new(answer(request, ResponseCode::SystemMalfunction)))
+            }
+        }
+    }
+
     /// The journal row of a request as it arrives.
     fn journal_row(&self, request: &Message<'_>) -> JournalRow {
         let currency = text(request, 49).parse().unwrap_or(0);
@@ -419,16 +460,10 @@ impl Switch {
     /// A 0200: journaled on arrival (a second arrival is a duplicate, 94), authorized, its
     /// answer journaled — with any advice the issuer must still receive — before it leaves.
     async fn financial(&self, request: &Message<'_>) -> Message<'static> {
-        let row = self.journal_row(request);
-        let id = row.id.clone();
-        match self.journal.record(vec![JournalOp::Begin(row)]).await {
-            Ok(outcomes) if matches!(outcomes.first(), Some(JournalOutcome::Recorded)) => {}
-            Ok(_) => return answer(request, ResponseCode::DuplicateTransmission),
-            Err(error) => {
-                tracing::error!(error = %error, "switch: the journal cannot record; refusing");
-                return answer(request, ResponseCode::SystemMalfunction);
-            }
-        }
+        let id = match self.begin(request, Repeat::Duplicate).await {
+            Ok(id) => id,
+            Err(early) => return *early,
+        };
         let mut outcome = IssuerOutcome::NotSent;
         let response = match self.authorize(request, &mut outcome).await {
             Ok(response) => response,
@@ -487,26 +522,10 @@ impl Switch {
     /// e-cash account to the acquirer. Answered 00 when the spend is (or already was) taken
     /// into clearing.
     async fn offline_clearing(&self, request: &Message<'_>) -> Message<'static> {
-        let row = self.journal_row(request);
-        let id = row.id.clone();
-        match self.journal.record(vec![JournalOp::Begin(row)]).await {
-            Ok(outcomes) => {
-                if let Some(JournalOutcome::Duplicate(earlier)) = outcomes.into_iter().next() {
-                    return answer(
-                        request,
-                        earlier
-                            .response_code
-                            .as_deref()
-                            .and_then(ResponseCode::parse)
-                            .unwrap_or(ResponseCode::DuplicateTransmission),
-                    );
-                }
-            }
-            Err(error) => {
-                tracing::error!(error = %error, "switch: the journal cannot record; refusing");
-                return answer(request, ResponseCode::SystemMalfunction);
-            }
-        }
+        let id = match self.begin(request, Repeat::AnswerAsBefore).await {
+            Ok(id) => id,
+            Err(early) => return *early,
+        };
         let now = self.clock.now_millis();
         let (code, clear) = match self.check_offline_spend(request).await {
             Ok(atc) => (
@@ -590,27 +609,10 @@ impl Switch {
     /// switch never saw is answered 25; of something declined, acknowledged with nothing to
     /// undo.
     async fn reversal(&self, request: &Message<'_>) -> Message<'static> {
-        let row = self.journal_row(request);
-        let id = row.id.clone();
-        match self.journal.record(vec![JournalOp::Begin(row)]).await {
-            Ok(outcomes) => {
-                if let Some(JournalOutcome::Duplicate(earlier)) = outcomes.into_iter().next() {
-                    // A repeated reversal gets the answer the first one got.
-                    return answer(
-                        request,
-                        earlier
-                            .response_code
-                            .as_deref()
-                            .and_then(ResponseCode::parse)
-                            .unwrap_or(ResponseCode::DuplicateTransmission),
-                    );
-                }
-            }
-            Err(error) => {
-                tracing::error!(error = %error, "switch: the journal cannot record; refusing");
-                return answer(request, ResponseCode::SystemMalfunction);
-            }
-        }
+        let id = match self.begin(request, Repeat::AnswerAsBefore).await {
+            Ok(id) => id,
+            Err(early) => return *early,
+        };
         let now = self.clock.now_millis();
         let (code, advice) = self.match_reversal(request, now).await;
         let mut ops = vec![JournalOp::Answer(JournalAnswer {

@@ -22,6 +22,7 @@ use cloudpass_tsp::issuer_client::HttpIssuerClient;
 use cloudpass_tsp::notify::{Notifier, NotifierConfig};
 use cloudpass_tsp::{Tsp, TspConfig};
 use tokio::sync::watch;
+use zeroize::Zeroizing;
 
 use crate::network::{self, TspTokenVault};
 use crate::sandbox;
@@ -114,32 +115,23 @@ impl RunningApp {
 
 /// Reads a key file, or writes a fresh random key to it (mode 0600) the first time.
 pub fn sandbox_key(path: &Path) -> Result<MasterKey, String> {
-    if path.exists() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        return MasterKey::from_hex(&text).map_err(|e| format!("{}: {e}", path.display()));
-    }
-    let key = MasterKey::generate(&OsRandom);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut file, key.to_hex().as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(key)
+    let bytes = sandbox_secret(path, 32)?;
+    let text = Zeroizing::new(hex::encode(&bytes));
+    MasterKey::from_hex(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Reads a sandbox secret (hex) of `length` bytes from a file, or writes a fresh one (mode
 /// 0600) the first time: the sandbox's side of a key ceremony.
-pub fn sandbox_secret(path: &Path, length: usize) -> Result<Vec<u8>, String> {
+pub fn sandbox_secret(path: &Path, length: usize) -> Result<Zeroizing<Vec<u8>>, String> {
     if path.exists() {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let bytes = hex::decode(text.trim())
-            .map_err(|_| format!("{} must hold hex digits", path.display()))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        );
+        let bytes = Zeroizing::new(
+            hex::decode(text.trim())
+                .map_err(|_| format!("{} must hold hex digits", path.display()))?,
+        );
         if bytes.len() != length {
             return Err(format!(
                 "{} must hold {length} bytes ({} hex digits)",
@@ -149,7 +141,7 @@ pub fn sandbox_secret(path: &Path, length: usize) -> Result<Vec<u8>, String> {
         }
         return Ok(bytes);
     }
-    let mut bytes = vec![0u8; length];
+    let mut bytes = Zeroizing::new(vec![0u8; length]);
     OsRandom.fill(&mut bytes);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -158,7 +150,8 @@ pub fn sandbox_secret(path: &Path, length: usize) -> Result<Vec<u8>, String> {
     let mut file = options
         .open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut file, hex::encode(&bytes).as_bytes())
+    let text = Zeroizing::new(hex::encode(&bytes));
+    std::io::Write::write_all(&mut file, text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(bytes)
 }
