@@ -24,6 +24,9 @@ pub const TERMINALS: &[&str] = &[
     "CPPOS009", "CPPOS010", "CPPOS011", "CPPOS012", "CPPOS013", "CPPOS014", "CPPOS015", "CPPOS016",
 ];
 
+/// The card `cloudpass pos` puts on a new phone: 招商借记, green, PIN 111101.
+pub const DEFAULT_PHONE_CARD: &str = "6226090000000048";
+
 /// The wallet account seeded with every token requestor.
 pub const ACCOUNT_ID: &str = "alice";
 

@@ -82,7 +82,7 @@ pub struct Common {
     #[arg(long)]
     amount: String,
     /// The card to provision onto a new device (a sandbox test card).
-    #[arg(long, default_value = "6226090000000048")]
+    #[arg(long, default_value = sandbox::DEFAULT_PHONE_CARD)]
     card: String,
     /// Its expiry, YYMM.
     #[arg(long, default_value = "2912")]
