@@ -508,9 +508,24 @@ impl Switch {
             }
             _ => {}
         }
+        let advices: Vec<SafRow> = ops
+            .iter()
+            .filter_map(|op| match op {
+                JournalOp::Enqueue(advice) => Some(advice.clone()),
+                _ => None,
+            })
+            .collect();
         if let Err(error) = self.journal.record(ops).await {
-            tracing::error!(error = %error, "switch: the answer cannot be journaled");
-            return answer(request, ResponseCode::SystemMalfunction);
+            // The issuer has decided; the acquirer must hear what it decided, or money moves
+            // without goods. The journal keeps the request (recorded on arrival) for
+            // reconciliation; an advice that could not be queued is sent once, now.
+            tracing::error!(error = %error, stan = %text(request, 11), "switch: the answer cannot be journaled; answering anyway");
+            for advice in advices {
+                let delivery = self.deliver(&advice, self.clock.now_millis()).await;
+                if !matches!(delivery, SafDelivery::Acknowledged { .. }) {
+                    tracing::error!(advice = %advice.mti, stan = %advice.stan, "switch: an advice was neither queued nor delivered; reconcile by hand");
+                }
+            }
         }
         response
     }
