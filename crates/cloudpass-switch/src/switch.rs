@@ -375,6 +375,14 @@ impl Switch {
         let id = row.id.clone();
         match self.journal.record(vec![JournalOp::Begin(row)]).await {
             Ok(outcomes) => match outcomes.into_iter().next() {
+                // An idempotent request whose first arrival has no answer on record (still
+                // in flight, or its answer was lost) is simply worked again.
+                Some(JournalOutcome::Duplicate(earlier))
+                    if matches!(repeat, Repeat::AnswerAsBefore)
+                        && earlier.response_code.is_none() =>
+                {
+                    Ok(id)
+                }
                 Some(JournalOutcome::Duplicate(earlier)) => {
                     let code = match repeat {
                         Repeat::Duplicate => ResponseCode::DuplicateTransmission,
