@@ -48,6 +48,28 @@ impl Profile {
     /// Decodes one message (without framing). Values of ASCII and binary fields borrow from
     /// `input`.
     pub fn decode<'a>(&self, input: &'a [u8]) -> Result<Message<'a>, CodecError> {
+        let (message, fault) = self.decode_until_fault(input)?;
+        match fault {
+            Some(fault) => Err(fault),
+            None => Ok(message),
+        }
+    }
+
+    /// What can be read of a message the codec refuses: its MTI and the fields before the
+    /// first fault, in order (`None` when not even the MTI and bitmaps can be read). For
+    /// answering a bad message in terms its sender can match, never for acting on it.
+    pub fn decode_leading<'a>(&self, input: &'a [u8]) -> Option<Message<'a>> {
+        self.decode_until_fault(input)
+            .ok()
+            .map(|(message, _)| message)
+    }
+
+    /// Decodes the MTI and bitmaps (an error if they cannot be read), then fields in order
+    /// until the first fault: the fields read, and the fault.
+    fn decode_until_fault<'a>(
+        &self,
+        input: &'a [u8],
+    ) -> Result<(Message<'a>, Option<CodecError>), CodecError> {
         let (mti, mut offset) = match self.mti {
             Encoding::Bcd => {
                 let raw = take(input, 0, 2, Part::Mti)?;
@@ -84,26 +106,29 @@ impl Profile {
             }
             let spec = self.field(number);
             let Some(spec) = spec else {
-                return Err(CodecError::new(
-                    field_part(number, spec),
-                    offset,
-                    ErrorKind::UndefinedField,
-                ));
+                let fault =
+                    CodecError::new(field_part(number, spec), offset, ErrorKind::UndefinedField);
+                return Ok((message, Some(fault)));
             };
-            let (value, consumed) = decode_field(number, spec, input, offset)?;
-            message.push_in_order(number, value);
-            offset += consumed;
+            match decode_field(number, spec, input, offset) {
+                Ok((value, consumed)) => {
+                    message.push_in_order(number, value);
+                    offset += consumed;
+                }
+                Err(fault) => return Ok((message, Some(fault))),
+            }
         }
         if offset != input.len() {
-            return Err(CodecError::new(
+            let fault = CodecError::new(
                 Part::Message,
                 offset,
                 ErrorKind::TrailingBytes {
                     count: input.len() - offset,
                 },
-            ));
+            );
+            return Ok((message, Some(fault)));
         }
-        Ok(message)
+        Ok((message, None))
     }
 
     fn read_bitmap(&self, input: &[u8], offset: &mut usize) -> Result<u64, CodecError> {

@@ -124,8 +124,12 @@ pub struct Frame<'a> {
 /// How messages are framed on one link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Framing {
-    /// Whether a CUPS header follows the length prefix.
+    /// Whether a CUPS header follows the length prefix on every frame.
     pub cups_header: bool,
+    /// Without `cups_header`: whether a frame may carry the header anyway. It is recognised
+    /// by its first byte, the header length 0x2E, which no MTI begins with (ASCII MTIs begin
+    /// with a digit, BCD ones with a byte of at most 0x09).
+    pub cups_header_optional: bool,
     /// The largest frame body accepted.
     pub max_frame: usize,
 }
@@ -134,20 +138,24 @@ impl Default for Framing {
     fn default() -> Self {
         Self {
             cups_header: false,
+            cups_header_optional: false,
             max_frame: DEFAULT_MAX_FRAME,
         }
     }
 }
 
 impl Framing {
-    /// Appends one framed message to `out`.
+    /// Appends one framed message to `out`, with `header` if given (or a default one where
+    /// every frame carries a header).
     pub fn write(
         &self,
         header: Option<&CupsHeader>,
         message: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
-        let header_length = if self.cups_header {
+        let default = CupsHeader::new("", "", false);
+        let header = header.or(self.cups_header.then_some(&default));
+        let header_length = if header.is_some() {
             CUPS_HEADER_LENGTH
         } else {
             0
@@ -164,9 +172,8 @@ impl Framing {
             ));
         }
         out.extend_from_slice(&(body as u16).to_be_bytes());
-        if self.cups_header {
-            let default = CupsHeader::new("", "", false);
-            header.unwrap_or(&default).write(message.len(), out);
+        if let Some(header) = header {
+            header.write(message.len(), out);
         }
         out.extend_from_slice(message);
         Ok(())
@@ -199,7 +206,9 @@ impl Framing {
         let Some(frame) = buffer.get(2..2 + body) else {
             return Ok(None);
         };
-        if !self.cups_header {
+        let header_present = self.cups_header
+            || (self.cups_header_optional && frame.first() == Some(&(CUPS_HEADER_LENGTH as u8)));
+        if !header_present {
             return Ok(Some(Frame {
                 header: None,
                 message: frame,
@@ -225,6 +234,30 @@ impl Framing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_optional_header_is_read_when_present_and_written_back() {
+        let framing = Framing {
+            cups_header_optional: true,
+            ..Framing::default()
+        };
+        let header = CupsHeader::new("48020000", "00010000", true);
+        let mut stream = Vec::new();
+        framing
+            .write(Some(&header), b"0800abc", &mut stream)
+            .unwrap();
+        framing.write(None, b"0800plain", &mut stream).unwrap();
+        let first = framing.read(&stream).unwrap().unwrap();
+        assert_eq!(first.header, Some(header));
+        assert_eq!(first.message, b"0800abc");
+        let second = framing.read(&stream[first.consumed..]).unwrap().unwrap();
+        assert_eq!(second.header, None);
+        assert_eq!(second.message, b"0800plain");
+        // Without the option, the header's bytes are taken for the message.
+        let strict = Framing::default().read(&stream).unwrap().unwrap();
+        assert_eq!(strict.header, None);
+        assert_eq!(strict.message.len(), 46 + 7);
+    }
 
     #[test]
     fn plain_frames_split_a_stream() {

@@ -166,6 +166,30 @@ fn decode_errors_name_field_and_offset() {
 }
 
 #[test]
+fn a_refused_message_still_shows_the_fields_before_its_fault() {
+    // Field 7, 11 and 32 are read; field 41 (ans 8) is cut short.
+    let mut message = Message::new(Mti::FINANCIAL_REQUEST);
+    message
+        .set_text(7, "1125103000")
+        .set_text(11, "000123")
+        .set_text(32, "48020000")
+        .set_text(41, "CPPOS001");
+    let mut wire = network().encode(&message).unwrap();
+    wire.truncate(wire.len() - 3);
+    assert!(network().decode(&wire).is_err());
+    let leading = network().decode_leading(&wire).unwrap();
+    assert_eq!(leading.mti(), Mti::FINANCIAL_REQUEST);
+    assert_eq!(leading.get_str(11), Some("000123"));
+    assert_eq!(leading.get_str(32), Some("48020000"));
+    assert!(!leading.contains(41));
+    // Nothing to show without an MTI and a bitmap.
+    assert!(network().decode_leading(b"02").is_none());
+    // A whole message shows whole.
+    let whole = network().encode(&message).unwrap();
+    assert_eq!(network().decode_leading(&whole).unwrap(), message);
+}
+
+#[test]
 fn an_empty_secondary_bitmap_is_accepted_and_not_repeated() {
     // Found by fuzzing: some senders always announce the secondary bitmap.
     let mut bytes = b"0200".to_vec();
@@ -458,6 +482,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         let _ = network().decode(&bytes);
+        let _ = network().decode_leading(&bytes);
         let _ = leaked_pos_profile().decode(&bytes);
     }
 

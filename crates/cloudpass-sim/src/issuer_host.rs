@@ -743,6 +743,12 @@ fn sim_error(failure: SimError) -> Response {
     }
 }
 
+/// A request's JSON body; the error names no value (see `cloudpass_http::body`).
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    cloudpass_http::parse_json(body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e))
+}
+
 /// Verifies the token service's signature and parses its request.
 fn signed<T: serde::de::DeserializeOwned>(
     host: &IssuerHost,
@@ -756,7 +762,7 @@ fn signed<T: serde::de::DeserializeOwned>(
             "the request is not signed with the shared secret, or its timestamp is too far from now",
         ));
     }
-    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", e))
+    json_body(body)
 }
 
 async fn check_eligibility(
@@ -842,11 +848,15 @@ struct CardEventBody {
 async fn card_event(
     State(host): State<Arc<IssuerHost>>,
     headers: HeaderMap,
-    Json(body): Json<CardEventBody>,
+    body: Bytes,
 ) -> Response {
     if let Err(response) = back_office(&host, &headers) {
         return response;
     }
+    let body: CardEventBody = match json_body(&body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     match host.card_event(&body.card_number, &body.event).await {
         Ok((status, value)) => (status, Json(value)).into_response(),
         Err(e) => sim_error(e),
@@ -860,14 +870,14 @@ struct ReissueBody {
     new_expiry: String,
 }
 
-async fn reissue(
-    State(host): State<Arc<IssuerHost>>,
-    headers: HeaderMap,
-    Json(body): Json<ReissueBody>,
-) -> Response {
+async fn reissue(State(host): State<Arc<IssuerHost>>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(response) = back_office(&host, &headers) {
         return response;
     }
+    let body: ReissueBody = match json_body(&body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     match host
         .reissue(
             &body.card_number,

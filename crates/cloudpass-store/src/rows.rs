@@ -362,6 +362,13 @@ pub enum JournalOp {
         atc: i64,
         advice: SafRow,
     },
+    /// Accepts an online cryptogram's ATC for a token if it is above every ATC accepted
+    /// before for that token (by any switch instance on this store).
+    AcceptAtc {
+        token_number: String,
+        atc: i64,
+        at: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,6 +380,8 @@ pub enum JournalOutcome {
     AlreadyQueued,
     /// `ClearOffline` of a spend cleared before.
     AlreadyCleared,
+    /// `AcceptAtc` of an ATC at or below one accepted before: a replay.
+    StaleAtc,
 }
 
 /// What became of one delivery attempt of an advice.

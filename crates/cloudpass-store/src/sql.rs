@@ -1383,6 +1383,26 @@ macro_rules! backend {
                                         JournalOutcome::AlreadyCleared
                                     }
                                 }
+                                JournalOp::AcceptAtc { token_number, atc, at } => {
+                                    // One statement decides: a row is written only when the
+                                    // ATC is new or higher, so two instances (or two requests
+                                    // in one batch) can never both accept the same ATC.
+                                    let accepted = sqlx::query(
+                                        "INSERT INTO switch_token_atcs (token_number, last_atc, accepted_at) VALUES ($1, $2, $3) \
+                                         ON CONFLICT (token_number) DO UPDATE SET last_atc = excluded.last_atc, accepted_at = excluded.accepted_at \
+                                         WHERE switch_token_atcs.last_atc < excluded.last_atc",
+                                    )
+                                    .bind(token_number)
+                                    .bind(*atc)
+                                    .bind(*at)
+                                    .execute(&mut *conn)
+                                    .await?;
+                                    if accepted.rows_affected() == 1 {
+                                        JournalOutcome::Recorded
+                                    } else {
+                                        JournalOutcome::StaleAtc
+                                    }
+                                }
                                 JournalOp::Enqueue(row) => {
                                     if Self::insert_saf(&mut *conn, row).await? {
                                         JournalOutcome::Recorded

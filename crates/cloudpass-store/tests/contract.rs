@@ -55,6 +55,7 @@ contract!(
     journal_records_once_and_answers,
     saf_queues_once_and_retries_until_acknowledged,
     offline_spends_clear_once,
+    atcs_are_accepted_once_and_only_upwards,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1144,4 +1145,67 @@ async fn offline_spends_clear_once(store: AnyStore) {
             .kind,
         "ecash"
     );
+}
+
+async fn atcs_are_accepted_once_and_only_upwards(store: AnyStore) {
+    let accept = |token: &str, atc: i64| JournalOp::AcceptAtc {
+        token_number: token.into(),
+        atc,
+        at: NOW,
+    };
+    let token = "6231180000000008";
+    // In one batch: the first ATC is new, its repeat and anything lower are replays; another
+    // token keeps its own counter.
+    assert_eq!(
+        store
+            .journal_apply(&[
+                accept(token, 7),
+                accept(token, 7),
+                accept(token, 5),
+                accept(token, 9),
+                accept("6231180000000016", 1),
+            ])
+            .await
+            .unwrap(),
+        vec![
+            JournalOutcome::Recorded,
+            JournalOutcome::StaleAtc,
+            JournalOutcome::StaleAtc,
+            JournalOutcome::Recorded,
+            JournalOutcome::Recorded,
+        ]
+    );
+    // Racing writers (as two switch instances on one store would be): one wins each ATC.
+    let attempts = (0..8).map(|_| {
+        let store = store.clone();
+        async move { store.journal_apply(&[accept(token, 10)]).await.unwrap() }
+    });
+    let outcomes: Vec<Vec<JournalOutcome>> = futures_join_all(attempts).await;
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o[0] == JournalOutcome::Recorded)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        store.journal_apply(&[accept(token, 10)]).await.unwrap(),
+        vec![JournalOutcome::StaleAtc],
+        "remembered after the race"
+    );
+}
+
+/// Runs futures concurrently on the runtime's threads and collects their results in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
 }

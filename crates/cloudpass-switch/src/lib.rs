@@ -8,8 +8,9 @@
 //! - [`vault::TokenVault`]: how the switch reads tokens (the token service implements it).
 
 pub mod journal;
+pub mod participants;
 pub mod server;
 pub mod switch;
 pub mod vault;
 
-pub use switch::{StandInPolicy, Switch, SwitchConfig, SwitchParts};
+pub use switch::{FrameAnswer, StandInPolicy, Switch, SwitchConfig, SwitchParts};

@@ -1,28 +1,174 @@
 //! The acquirers' ISO 8583 port: persistent TCP connections, many messages in flight on each
-//! (answered as they complete; acquirers match by STAN and transmission time), bounded
-//! connections and bounded work per connection.
+//! (answered as they complete; acquirers match by acquirer, STAN and transmission time).
+//!
+//! Every resource a peer can hold is bounded, so that no peer — idle, slow or hostile — can
+//! lock registered acquirers out: connections in all and per peer address, messages in
+//! flight per connection, the time a new connection has to show that it speaks for a
+//! registered terminal, the time between frames, and the time a begun frame (or an answer
+//! being written) may take. This module must never keep a connection whose peer has
+//! stopped keeping its side of the protocol.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use cloudpass_iso8583::framing::Framing;
+use cloudpass_iso8583::framing::{CupsHeader, Framing};
 use cloudpass_iso8583::net;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::time::Instant;
 
-use crate::switch::Switch;
+use crate::switch::{FrameAnswer, Switch};
 
-/// Connections at once.
-pub const MAX_CONNECTIONS: usize = 256;
-/// Messages in flight on one connection.
-pub const IN_FLIGHT_PER_CONNECTION: usize = 512;
+/// The port's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortLimits {
+    /// Connections at once, from everyone.
+    pub max_connections: usize,
+    /// Connections at once from one peer address.
+    pub max_connections_per_peer: usize,
+    /// Connections not yet admitted (see `admission`) at once. When a new one would exceed
+    /// it, the oldest waiting connection is closed to make room: a flood of silent
+    /// connections can delay a newcomer by its sign-on's length, never lock it out.
+    pub max_waiting: usize,
+    /// Messages in flight on one connection.
+    pub in_flight_per_connection: usize,
+    /// How long a new connection has to send a message from a registered terminal (a
+    /// sign-on, or a transaction that passes the participant and MAC checks). Echoes and
+    /// refused messages do not count.
+    pub admission: Duration,
+    /// How long an admitted connection may stay silent between frames (acquirers send echo
+    /// messages, 0800 with 70 = 301, to keep a quiet link open).
+    pub idle: Duration,
+    /// How long a frame may take from its first byte to its last, and an answer to be
+    /// written.
+    pub frame: Duration,
+}
+
+impl Default for PortLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_peer: 64,
+            max_waiting: 256,
+            in_flight_per_connection: 512,
+            admission: Duration::from_secs(10),
+            idle: Duration::from_secs(300),
+            frame: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Connections per peer address; a [`PeerSlot`] gives its place back when dropped.
+#[derive(Default)]
+struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
+
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    peer: IpAddr,
+}
+
+impl PeerCounts {
+    fn take(self: &Arc<Self>, peer: IpAddr, limit: usize) -> Option<PeerSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(peer).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            counts: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Connections waiting for admission, oldest first.
+#[derive(Default)]
+struct Waiting(Mutex<WaitingList>);
+
+#[derive(Default)]
+struct WaitingList {
+    next_id: u64,
+    entries: BTreeMap<u64, Arc<Notify>>,
+}
+
+/// A connection's place in the waiting list; it leaves the list when dropped. `evicted` is
+/// notified when an newer connection takes its place.
+struct WaitingTicket {
+    waiting: Arc<Waiting>,
+    id: u64,
+    evicted: Arc<Notify>,
+}
+
+impl Waiting {
+    fn enter(self: &Arc<Self>, limit: usize) -> WaitingTicket {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let id = list.next_id;
+        list.next_id += 1;
+        let evicted = Arc::new(Notify::new());
+        list.entries.insert(id, Arc::clone(&evicted));
+        while list.entries.len() > limit.max(1) {
+            if let Some((_, oldest)) = list.entries.pop_first() {
+                // Stored as a permit if that connection is not waiting on it this instant.
+                oldest.notify_one();
+            }
+        }
+        WaitingTicket {
+            waiting: Arc::clone(self),
+            id,
+            evicted,
+        }
+    }
+}
+
+impl Drop for WaitingTicket {
+    fn drop(&mut self) {
+        let mut list = self.waiting.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.entries.remove(&self.id);
+    }
+}
+
+/// The framing of the acquirers' port: the CUPS header is optional, and an answer carries
+/// one when its request did.
+pub fn acquirer_framing() -> Framing {
+    Framing {
+        cups_header_optional: true,
+        ..Framing::default()
+    }
+}
+
+/// What a connection's writer is handed.
+enum Outgoing {
+    Answer(Option<CupsHeader>, Vec<u8>),
+    /// Close the connection (after the answers before this one).
+    Close,
+}
 
 /// Serves acquirers until `shutdown` fires.
 pub async fn serve(
     switch: Arc<Switch>,
     listener: TcpListener,
+    limits: PortLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Arc::new(PeerCounts::default());
+    let waiting = Arc::new(Waiting::default());
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -31,15 +177,22 @@ pub async fn serve(
         let Ok((stream, peer)) = accepted else {
             continue;
         };
+        // Refused connections are closed at once (dropped), never queued.
+        let Some(slot) = peers.take(peer.ip(), limits.max_connections_per_peer) else {
+            tracing::debug!(peer = %peer.ip(), "switch: connection limit for this peer reached; refusing");
+            continue;
+        };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
             tracing::warn!(%peer, "switch: connection limit reached; refusing");
             continue;
         };
         let switch = Arc::clone(&switch);
         let shutdown = shutdown.clone();
+        let ticket = waiting.enter(limits.max_waiting);
         tokio::spawn(async move {
-            connection(switch, stream, shutdown).await;
+            connection(switch, stream, limits, ticket, shutdown).await;
             drop(permit);
+            drop(slot);
         });
     }
 }
@@ -47,37 +200,75 @@ pub async fn serve(
 async fn connection(
     switch: Arc<Switch>,
     stream: tokio::net::TcpStream,
+    limits: PortLimits,
+    ticket: WaitingTicket,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Eviction is decided under the waiting list's lock, and admission leaves the list under
+    // it: once admitted, a connection can no longer be evicted.
+    let evicted = Arc::clone(&ticket.evicted);
+    let ticket = Arc::new(Mutex::new(Some(ticket)));
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
-    let framing = Framing::default();
-    let (answers, mut outgoing) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
-    let writer_task = tokio::spawn(async move {
-        while let Some(bytes) = outgoing.recv().await {
-            if net::write_frame(&mut writer, &framing, None, &bytes)
-                .await
-                .is_err()
-            {
+    let framing = acquirer_framing();
+    let (answers, mut outgoing) = mpsc::channel::<Outgoing>(limits.in_flight_per_connection);
+    let mut writer_task = tokio::spawn(async move {
+        while let Some(Outgoing::Answer(header, bytes)) = outgoing.recv().await {
+            let write = net::write_frame(&mut writer, &framing, header.as_ref(), &bytes);
+            // A peer that does not read its answers is cut off like one that does not write.
+            if !matches!(tokio::time::timeout(limits.frame, write).await, Ok(Ok(()))) {
                 break;
             }
         }
     });
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
+    let in_flight = Arc::new(Semaphore::new(limits.in_flight_per_connection));
+    let admitted = Arc::new(AtomicBool::new(false));
+    let admission_deadline = Instant::now() + limits.admission;
     loop {
-        let frame = tokio::select! {
-            frame = net::read_frame(&mut reader, &framing) => frame,
-            _ = shutdown.changed() => break,
+        let wait = if admitted.load(Ordering::Acquire) {
+            limits.idle
+        } else {
+            admission_deadline.saturating_duration_since(Instant::now())
         };
-        let Ok(Some(frame)) = frame else { break };
+        let frame = tokio::select! {
+            frame = net::read_frame_within(&mut reader, &framing, wait, limits.frame) => frame,
+            _ = evicted.notified() => break,
+            _ = shutdown.changed() => break,
+            _ = &mut writer_task => return,
+        };
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            // Closed by the peer, a broken frame, or a deadline missed. A connection still
+            // waiting for its first answer when admission time runs out goes too.
+            Ok(None) | Err(_) => break,
+        };
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             break;
         };
         let switch = Arc::clone(&switch);
         let answers = answers.clone();
+        let admitted = Arc::clone(&admitted);
+        let ticket = Arc::clone(&ticket);
+        let reply_header = frame.header.map(|header| header.reply());
         tokio::spawn(async move {
-            if let Some(bytes) = switch.handle_frame(&frame.message).await {
-                let _ = answers.send(bytes).await;
+            match switch.handle_frame(&frame.message).await {
+                FrameAnswer::Answer {
+                    bytes,
+                    from_registered_sender,
+                } => {
+                    if from_registered_sender {
+                        admitted.store(true, Ordering::Release);
+                        drop(ticket.lock().unwrap_or_else(|p| p.into_inner()).take());
+                    }
+                    let _ = answers.send(Outgoing::Answer(reply_header, bytes)).await;
+                }
+                // Nothing the peer could match an answer to.
+                FrameAnswer::Close => {
+                    tracing::warn!(
+                        "switch: closing a connection after a message that cannot be answered"
+                    );
+                    let _ = answers.send(Outgoing::Close).await;
+                }
             }
             drop(permit);
         });

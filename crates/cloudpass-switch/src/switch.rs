@@ -7,8 +7,7 @@
 //! to the acquirer with the token in place of the card and the ARPC in field 55. The
 //! acquirer never sees the card number.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use cloudpass_core::authorization::{
@@ -28,6 +27,8 @@ use cloudpass_iso8583::{Message, Mti, profile};
 use cloudpass_store::{
     AnyStore, JournalAnswer, JournalOp, JournalOutcome, JournalRow, SafDelivery, SafRow, TokenStore,
 };
+
+use crate::participants::{Acquirer, Merchant, Participants, RegistrationError, Sender, Terminal};
 use tokio::sync::watch;
 
 use cloudpass_iso8583::link::{Link, LinkError};
@@ -53,8 +54,6 @@ pub struct SwitchConfig {
     pub no_pin_mccs: Vec<String>,
     pub acquirer_no_pin_limit: Money,
     pub stand_in: StandInPolicy,
-    /// Most tokens whose last ATC is remembered.
-    pub atc_memory: usize,
     /// Store and forward: how often the queue is looked at, and the longest wait between
     /// attempts at one advice.
     pub saf_poll: Duration,
@@ -72,19 +71,10 @@ impl Default for SwitchConfig {
                 .collect(),
             acquirer_no_pin_limit: Money::new(100_000, Currency::CNY),
             stand_in: StandInPolicy::Decline,
-            atc_memory: 1_000_000,
             saf_poll: Duration::from_millis(250),
             saf_max_backoff: Duration::from_secs(60),
         }
     }
-}
-
-/// A terminal's keys: its master key (configured), its working keys (from its last sign-on).
-#[derive(Debug, Clone, Copy)]
-pub struct TerminalKeys {
-    pub master: KeyHandle,
-    pub pin: Option<KeyHandle>,
-    pub mac: Option<KeyHandle>,
 }
 
 /// What a switch is built from.
@@ -107,10 +97,8 @@ pub struct Switch {
     issuer: Arc<Link>,
     /// The zone PIN key shared with the issuer.
     issuer_pin_key: KeyHandle,
-    terminals: RwLock<HashMap<String, TerminalKeys>>,
-    /// Token number → the highest ATC accepted: a cryptogram with this ATC or a lower one is a
-    /// replay.
-    atcs: Mutex<HashMap<String, u16>>,
+    /// Registered acquirers, merchants and terminals, with the terminals' keys.
+    participants: RwLock<Participants>,
     clock: Arc<dyn Clock>,
     config: SwitchConfig,
     store: AnyStore,
@@ -173,6 +161,64 @@ fn text<'m>(message: &'m Message<'_>, field: u8) -> &'m str {
     message.get_str(field).unwrap_or("")
 }
 
+/// The answer to a network-management message: [`answer`] with the terminal, merchant and
+/// function code echoed.
+fn network_answer(request: &Message<'_>, code: ResponseCode) -> Message<'static> {
+    let mut response = answer(request, code);
+    for field in [41, 42, 70] {
+        if let Some(value) = request.get(field) {
+            response.set(field, value.to_vec());
+        }
+    }
+    response
+}
+
+/// What the acquirers' port does with one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameAnswer {
+    Answer {
+        bytes: Vec<u8>,
+        /// Whether the frame came from a registered terminal, authenticated as its acquirer
+        /// requires: a connection that sends one is admitted (see `server`).
+        from_registered_sender: bool,
+    },
+    /// Nothing the sender could match an answer to: close the connection.
+    Close,
+}
+
+/// The fields an acquirer matches an answer by (see `link`): without all of them an answer
+/// could be taken for another request's.
+const MATCHED_BY: [u8; 3] = [7, 11, 32];
+
+/// The answer to a message the codec refuses: 30 (format error) when its MTI and the fields
+/// the acquirer matches answers by can be read from the part before the fault; otherwise
+/// nothing can be matched, and the connection is closed.
+fn undecodable(raw: &[u8]) -> FrameAnswer {
+    let Some(readable) = profile::cloudpass().decode_leading(raw) else {
+        return FrameAnswer::Close;
+    };
+    let Some(mti) = readable.mti().response() else {
+        return FrameAnswer::Close;
+    };
+    if MATCHED_BY.iter().any(|field| !readable.contains(*field)) {
+        return FrameAnswer::Close;
+    }
+    let mut reject = Message::new(mti);
+    for field in [7u8, 11, 32, 41, 42] {
+        if let Some(value) = readable.get(field) {
+            reject.set(field, value.to_vec());
+        }
+    }
+    reject.set_text(39, ResponseCode::FormatError.code());
+    match profile::cloudpass().encode(&reject) {
+        Ok(bytes) => FrameAnswer::Answer {
+            bytes,
+            from_registered_sender: false,
+        },
+        Err(_) => FrameAnswer::Close,
+    }
+}
+
 impl Switch {
     /// A switch; its journal writer starts here (inside a Tokio runtime).
     pub fn new(parts: SwitchParts) -> Self {
@@ -181,8 +227,7 @@ impl Switch {
             hsm: parts.hsm,
             issuer: parts.issuer,
             issuer_pin_key: parts.issuer_pin_key,
-            terminals: RwLock::new(HashMap::new()),
-            atcs: Mutex::new(HashMap::new()),
+            participants: RwLock::new(Participants::default()),
             clock: parts.clock,
             config: parts.config,
             journal: Journal::start(parts.store.clone()),
@@ -195,140 +240,161 @@ impl Switch {
         self.issuer.is_up().await
     }
 
-    fn terminal(&self, terminal_id: &str) -> Option<TerminalKeys> {
-        self.terminals
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(terminal_id)
-            .copied()
+    /// Registers an acquirer (field 32). One whose terminals need not MAC is logged loudly.
+    pub fn register_acquirer(&self, acquirer: Acquirer) -> Result<(), RegistrationError> {
+        self.participants_mut().add_acquirer(acquirer)
     }
 
-    /// Answers one framed message from an acquirer, as bytes. A message carrying a MAC
-    /// (field 64, or 128 with a secondary bitmap; over everything before it) must verify
-    /// under the terminal's MAC key, and its answer is MACed in turn.
-    pub async fn handle_frame(&self, raw: &[u8]) -> Option<Vec<u8>> {
+    /// Registers a merchant (field 42) of a registered acquirer.
+    pub fn register_merchant(&self, merchant: Merchant) -> Result<(), RegistrationError> {
+        self.participants_mut().add_merchant(merchant)
+    }
+
+    /// Registers a terminal (field 41) of a registered merchant, with its master key from the
+    /// key ceremony.
+    pub fn register_terminal(
+        &self,
+        acquirer_id: &str,
+        merchant_id: &str,
+        terminal_id: &str,
+        master: KeyHandle,
+    ) -> Result<(), RegistrationError> {
+        self.participants_mut()
+            .add_terminal(acquirer_id, merchant_id, terminal_id, master)
+    }
+
+    fn participants_mut(&self) -> std::sync::RwLockWriteGuard<'_, Participants> {
+        self.participants.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answers one framed message from an acquirer. See [`FrameAnswer`] for what the port
+    /// does with the result.
+    pub async fn handle_frame(&self, raw: &[u8]) -> FrameAnswer {
         let request = match profile::cloudpass().decode(raw) {
             Ok(request) => request,
             Err(error) => {
-                // The message cannot be read: a format error, naming no values.
+                // Naming the codec's complaint (field and offset), never a value.
                 tracing::warn!(error = %error, "switch: undecodable message");
-                let mti = cloudpass_iso8583::Mti::from_bytes(raw.get(..4).unwrap_or(b"0800"))
-                    .ok()
-                    .and_then(|mti| mti.response())
-                    .unwrap_or(Mti::NETWORK_RESPONSE);
-                let mut reject = Message::new(mti);
-                reject.set_text(39, ResponseCode::FormatError.code());
-                return profile::cloudpass().encode(&reject).ok();
+                return undecodable(raw);
             }
         };
-        let mac_field = [128u8, 64].into_iter().find(|f| request.contains(*f));
-        let mac_key = self.terminal(text(&request, 41)).and_then(|t| t.mac);
-        let mut response = match (mac_field, mac_key) {
-            (None, _) => self.handle(&request).await,
-            (Some(field), Some(key)) => {
-                let mac = request.get(field).unwrap_or_default();
-                let body = &raw[..raw.len().saturating_sub(8)];
-                if self.hsm.verify_mac(key, body, mac).unwrap_or(false) {
-                    self.handle(&request).await
-                } else {
-                    answer(&request, ResponseCode::MacFailure)
-                }
-            }
-            // A MAC from a terminal that holds no MAC key from us.
-            (Some(_), None) => answer(&request, ResponseCode::MacFailure),
-        };
-        // The answer is MACed under the key the request was checked with (not a sign-on's:
-        // its keys have just changed).
-        if let (Some(_), Some(key)) = (mac_field, mac_key)
-            && response.mti() != Mti::NETWORK_RESPONSE
-            && response.get_str(39) != Some(ResponseCode::MacFailure.code())
-        {
-            let field = if response.fields().any(|(number, _)| number > 64) {
-                128
-            } else {
-                64
-            };
-            response.set(field, vec![0u8; 8]);
-            if let Ok(bytes) = profile::cloudpass().encode(&response)
-                && let Ok(mac) = self.hsm.generate_mac(key, &bytes[..bytes.len() - 8])
-            {
-                response.set(field, mac.to_vec());
-            }
-        }
+        let (response, registered) = self.answer_message(&request, raw).await;
         match profile::cloudpass().encode(&response) {
-            Ok(bytes) => Some(bytes),
+            Ok(bytes) => FrameAnswer::Answer {
+                bytes,
+                from_registered_sender: registered,
+            },
             Err(error) => {
                 tracing::error!(error = %error, "switch: an answer could not be encoded");
-                None
+                FrameAnswer::Close
             }
         }
     }
 
-    /// Registers a terminal and its master key (from the key ceremony).
-    pub fn add_terminal(&self, terminal_id: &str, master: KeyHandle) {
-        self.terminals
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                terminal_id.to_owned(),
-                TerminalKeys {
-                    master,
-                    pin: None,
-                    mac: None,
-                },
-            );
+    /// Answers one acquirer message, exactly as if it had arrived on the port (the same
+    /// admission and MAC checks: the message's own encoding is what a MAC covers).
+    pub async fn handle(&self, request: &Message<'_>) -> Message<'static> {
+        match profile::cloudpass().encode(request) {
+            Ok(raw) => self.answer_message(request, &raw).await.0,
+            Err(_) => answer(request, ResponseCode::FormatError),
+        }
     }
 
-    /// Answers one acquirer message.
-    pub async fn handle(&self, request: &Message<'_>) -> Message<'static> {
+    /// The answer to a decoded message whose encoding is `raw`, and whether it came from a
+    /// registered terminal that authenticated as its acquirer requires.
+    ///
+    /// Echo (70 = 301) and sign-off (002) carry no money and are answered to anyone. Every
+    /// other message must come from a registered acquirer, merchant and terminal
+    /// ([`Participants::admit`]); a message carrying a MAC (field 64, or 128 with a
+    /// secondary bitmap; over everything before it) must verify under the terminal's MAC
+    /// key, and one without is refused A0 when the acquirer requires MACs (sign-on excepted:
+    /// it is how a terminal gets its MAC key). The answer to a MACed request is MACed in
+    /// turn.
+    async fn answer_message(&self, request: &Message<'_>, raw: &[u8]) -> (Message<'static>, bool) {
+        let network = request.mti() == Mti::NETWORK_REQUEST;
+        if network && text(request, 70) != "001" {
+            return (network_answer(request, ResponseCode::Approved), false);
+        }
         // A message is known by its acquirer, STAN and transmission time: without them it
         // cannot be journaled, matched or reversed.
-        if request.mti() != Mti::NETWORK_REQUEST
-            && [7u8, 11, 32]
+        if !network
+            && MATCHED_BY
                 .iter()
                 .any(|field| text(request, *field).is_empty())
         {
-            return answer(request, ResponseCode::FormatError);
+            return (answer(request, ResponseCode::FormatError), false);
         }
-        match request.mti().as_str() {
-            "0800" => self.network_management(request),
+        let sender = Sender {
+            acquirer: text(request, 32),
+            terminal: text(request, 41),
+            merchant: text(request, 42),
+        };
+        let admitted = self
+            .participants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(sender);
+        let admitted = match admitted {
+            Ok(admitted) => admitted,
+            Err(code) if network => return (network_answer(request, code), false),
+            Err(code) => return (answer(request, code), false),
+        };
+        let mac_field = [128u8, 64].into_iter().find(|f| request.contains(*f));
+        let mac_key = admitted.terminal.mac;
+        let authenticated = match (mac_field, mac_key) {
+            (Some(field), Some(key)) => {
+                let mac = request.get(field).unwrap_or_default();
+                let body = &raw[..raw.len().saturating_sub(8)];
+                self.hsm.verify_mac(key, body, mac).unwrap_or(false)
+            }
+            // A MAC from a terminal that holds no MAC key from us.
+            (Some(_), None) => false,
+            (None, _) => network || !admitted.mac_required,
+        };
+        if !authenticated {
+            return (answer(request, ResponseCode::MacFailure), false);
+        }
+        let mut response = match request.mti().as_str() {
+            "0800" => self.sign_on(request, &admitted.terminal),
             "0100" | "0200" => self.financial(request).await,
             "0220" | "0221" => self.offline_clearing(request).await,
             "0400" | "0401" | "0420" | "0421" => self.reversal(request).await,
             _ => answer(request, ResponseCode::InvalidTransaction),
+        };
+        // The answer is MACed under the key the request was checked with (not a sign-on's:
+        // its keys have just changed).
+        if let (Some(_), Some(key)) = (mac_field, mac_key)
+            && !network
+        {
+            self.mac_answer(&mut response, key);
+        }
+        (response, true)
+    }
+
+    fn mac_answer(&self, response: &mut Message<'static>, key: KeyHandle) {
+        let field = if response.fields().any(|(number, _)| number > 64) {
+            128
+        } else {
+            64
+        };
+        response.set(field, vec![0u8; 8]);
+        if let Ok(bytes) = profile::cloudpass().encode(response)
+            && let Ok(mac) = self.hsm.generate_mac(key, &bytes[..bytes.len() - 8])
+        {
+            response.set(field, mac.to_vec());
         }
     }
 
-    /// Sign-on (70 = 001): new PIN and MAC keys for the terminal, under its master key, in
-    /// field 62 (key ‖ check value ‖ key ‖ check value, 40 bytes). Echo (301) and sign-off
-    /// (002) are acknowledged.
-    fn network_management(&self, request: &Message<'_>) -> Message<'static> {
-        let mut response = answer(request, ResponseCode::Approved);
-        for field in [41, 42, 70] {
-            if let Some(value) = request.get(field) {
-                response.set(field, value.to_vec());
-            }
-        }
-        if text(request, 70) != "001" {
-            return response;
-        }
-        let terminal_id = text(request, 41).to_owned();
-        let Some(keys) = self
-            .terminals
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&terminal_id)
-            .copied()
-        else {
-            response.set_text(39, ResponseCode::NotPermittedToTerminal.code());
-            return response;
-        };
+    /// Sign-on (70 = 001) of an admitted terminal: new PIN and MAC keys under its master
+    /// key, in field 62 (key ‖ check value ‖ key ‖ check value, 40 bytes).
+    fn sign_on(&self, request: &Message<'_>, terminal: &Terminal) -> Message<'static> {
+        let mut response = network_answer(request, ResponseCode::Approved);
         let issue = || -> Result<(KeyHandle, KeyHandle, Vec<u8>), cloudpass_crypto::HsmError> {
             let pin = self.hsm.generate_key(KeyUsage::PinEncryption)?;
             let mac = self.hsm.generate_key(KeyUsage::MessageAuthentication)?;
             let mut field62 = Vec::with_capacity(40);
             for key in [pin, mac] {
-                field62.extend_from_slice(&self.hsm.export_under_kek(key, keys.master)?);
+                field62.extend_from_slice(&self.hsm.export_under_kek(key, terminal.master)?);
                 field62.extend_from_slice(&self.hsm.check_value(key)?.0);
                 field62.push(0);
             }
@@ -336,22 +402,14 @@ impl Switch {
         };
         match issue() {
             Ok((pin, mac, field62)) => {
-                let old = self
-                    .terminals
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(
-                        terminal_id,
-                        TerminalKeys {
-                            pin: Some(pin),
-                            mac: Some(mac),
-                            ..keys
-                        },
-                    );
-                if let Some(old) = old {
-                    for key in [old.pin, old.mac].into_iter().flatten() {
-                        let _ = self.hsm.release(key);
-                    }
+                let replaced = self.participants_mut().set_working_keys(
+                    &terminal.acquirer_id,
+                    &terminal.id,
+                    pin,
+                    mac,
+                );
+                for key in replaced {
+                    let _ = self.hsm.release(key);
                 }
                 response.set(62, field62);
             }
@@ -752,6 +810,9 @@ impl Switch {
             }
         };
         let token = Token::parse(token_number).map_err(|_| ResponseCode::InvalidCard)?;
+        if !track2_agrees(request.get_str(35), token_number) {
+            return Err(ResponseCode::FormatError);
+        }
         let entry = PosEntryMode::parse(text(request, 22)).ok_or(ResponseCode::FormatError)?;
         let field60 = request
             .get_str(60)
@@ -785,15 +846,6 @@ impl Switch {
         if record.atc_issued_until > 0 && i64::from(atc) > record.atc_issued_until {
             return Err(ResponseCode::SecurityViolation);
         }
-        if self
-            .atcs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(token_number)
-            .is_some_and(|last| atc <= *last)
-        {
-            return Err(ResponseCode::SecurityViolation);
-        }
         let data = chip.cryptogram_input();
         let cryptogram = CryptogramRef {
             issuer_master_key: record.issuer_master_key,
@@ -811,7 +863,7 @@ impl Switch {
                 return Err(ResponseCode::SystemMalfunction);
             }
         }
-        self.remember_atc(token_number, atc);
+        self.accept_atc(token_number, atc).await?;
 
         // Cardholder verification.
         let pin_block = request.get(52);
@@ -866,13 +918,12 @@ impl Switch {
             .set_text(2, record.pan.expose())
             .set_text(14, record.card_expiry.to_wire());
         if let Some(block) = pin_block {
-            let terminal = self
-                .terminals
+            let terminal_pin_key = self
+                .participants
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .get(text(request, 41))
-                .copied();
-            let Some(terminal_pin_key) = terminal.and_then(|t| t.pin) else {
+                .pin_key(text(request, 32), text(request, 41));
+            let Some(terminal_pin_key) = terminal_pin_key else {
                 return Err(ResponseCode::NotPermittedToTerminal);
             };
             let from = PinBlockRef {
@@ -1067,14 +1118,23 @@ impl Switch {
         }
     }
 
-    fn remember_atc(&self, token_number: &str, atc: u16) {
-        let mut atcs = self.atcs.lock().unwrap_or_else(|p| p.into_inner());
-        if atcs.len() >= self.config.atc_memory && !atcs.contains_key(token_number) {
-            // A bound: forget the oldest knowledge wholesale rather than grow without end.
-            atcs.clear();
+    /// Accepts a verified cryptogram's ATC, durably and once across every switch instance on
+    /// the store: an ATC at or below one accepted before is a replay (63). Only verified
+    /// cryptograms get here, so nobody can burn a token's ATCs with forged ones.
+    async fn accept_atc(&self, token_number: &str, atc: u16) -> Result<(), ResponseCode> {
+        let op = JournalOp::AcceptAtc {
+            token_number: token_number.to_owned(),
+            atc: i64::from(atc),
+            at: self.clock.now_millis(),
+        };
+        match self.journal.record(vec![op]).await {
+            Ok(outcomes) if outcomes.first() == Some(&JournalOutcome::Recorded) => Ok(()),
+            Ok(_) => Err(ResponseCode::SecurityViolation),
+            Err(error) => {
+                tracing::error!(error = %error, "switch: cannot record an ATC; refusing");
+                Err(ResponseCode::SystemMalfunction)
+            }
         }
-        let last = atcs.entry(token_number.to_owned()).or_insert(0);
-        *last = (*last).max(atc);
     }
 
     /// The answer when the issuer cannot be asked.
@@ -1087,6 +1147,12 @@ impl Switch {
             _ => ResponseCode::IssuerInoperative,
         }
     }
+}
+
+/// Whether track 2 equivalent data (field 35), when present, names the same account number
+/// as field 2: the number before the separator (`=`, or `D` from BCD).
+fn track2_agrees(track2: Option<&str>, account: &str) -> bool {
+    track2.is_none_or(|track2| track2.split(['=', 'D']).next() == Some(account))
 }
 
 fn usages(usage: &str, tags: &[(&str, &str)]) -> String {

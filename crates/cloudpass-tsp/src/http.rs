@@ -168,10 +168,10 @@ async fn issuer(tsp: &Tsp, headers: &HeaderMap) -> TspResult<cloudpass_store::Is
     }
 }
 
+/// The request body as a typed request; the error names the fault's place and the expected
+/// shape, never a value (see `cloudpass_http::body`).
 fn parse<T: DeserializeOwned>(body: &Bytes) -> TspResult<T> {
-    let body: &[u8] = if body.is_empty() { b"{}" } else { body };
-    serde_json::from_slice(body)
-        .map_err(|error| TspError::InvalidRequest(format!("request body: {error}")))
+    cloudpass_http::parse_json(body).map_err(|error| TspError::InvalidRequest(error.to_string()))
 }
 
 fn ok(status: StatusCode, body: impl serde::Serialize) -> TspResult<(StatusCode, Value)> {
@@ -211,13 +211,9 @@ where
         ))
         .into());
     }
-    let mut hasher = Sha256::new();
-    hasher.update(method.as_str().as_bytes());
-    hasher.update(b" ");
-    hasher.update(path.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(body);
-    let request_hash = hasher.finalize().to_vec();
+    // Keyed (HMAC under an HSM key): the body may carry a card number, expiry and CVN2, and
+    // a plain hash of it could be reversed by trying the few values left unknown.
+    let request_hash = tsp.request_fingerprint(method.as_str(), path, body)?;
     let scope = principal.idempotency_scope();
     match tsp
         .store()

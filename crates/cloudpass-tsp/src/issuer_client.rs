@@ -121,8 +121,9 @@ impl HttpIssuerClient {
         }
         serde_json::from_slice(&bytes).map_err(|error| {
             TspError::IssuerUnavailable(format!(
-                "{} {operation}: bad response: {error}",
-                issuer.issuer_id
+                "{} {operation}: bad response: {}",
+                issuer.issuer_id,
+                cloudpass_http::body::describe(&error)
             ))
         })
     }

@@ -19,6 +19,8 @@ pub struct TspKeys {
     pub data: KeyHandle,
     pub fingerprint: KeyHandle,
     pub otp: KeyHandle,
+    /// Fingerprints idempotent requests (their bodies may carry card data).
+    pub requests: KeyHandle,
     issuer_master_keys: RwLock<HashMap<String, KeyHandle>>,
 }
 
@@ -64,6 +66,8 @@ impl TspKeys {
             )
             .await?,
             otp: load_or_create(store, hsm, clock, "tsp:otp", KeyUsage::Fingerprint).await?,
+            requests: load_or_create(store, hsm, clock, "tsp:requests", KeyUsage::Fingerprint)
+                .await?,
             issuer_master_keys: RwLock::new(HashMap::new()),
         })
     }

@@ -324,6 +324,21 @@ impl Tsp {
         self.clock.now_millis()
     }
 
+    /// The keyed fingerprint of a request (method, path, body) for its idempotency record:
+    /// it tells a replay from a different request under the same key, and cannot be
+    /// reversed to the card data a body may carry without the HSM's key.
+    pub fn request_fingerprint(&self, method: &str, path: &str, body: &[u8]) -> TspResult<Vec<u8>> {
+        let mut data = Vec::with_capacity(method.len() + path.len() + body.len() + 2);
+        data.extend_from_slice(method.as_bytes());
+        data.push(b' ');
+        data.extend_from_slice(path.as_bytes());
+        data.push(b'\n');
+        data.extend_from_slice(body);
+        let fingerprint = self.hsm.fingerprint(self.keys.requests, &data);
+        zeroize::Zeroize::zeroize(&mut data);
+        Ok(fingerprint?.to_vec())
+    }
+
     fn id(&self, prefix: &str) -> String {
         new_id(prefix, self.random.as_ref())
     }

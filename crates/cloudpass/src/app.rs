@@ -17,6 +17,7 @@ use cloudpass_iso8583::link::Link;
 use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig};
 use cloudpass_sim::webhook_sink::WebhookSink;
 use cloudpass_store::{AnyStore, PoolOptions, TokenStore};
+use cloudpass_switch::server::PortLimits;
 use cloudpass_switch::{Switch, SwitchConfig, SwitchParts};
 use cloudpass_tsp::issuer_client::HttpIssuerClient;
 use cloudpass_tsp::notify::{Notifier, NotifierConfig};
@@ -24,6 +25,7 @@ use cloudpass_tsp::{Tsp, TspConfig};
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
+use crate::data_dir;
 use crate::network::{self, TspTokenVault};
 use crate::sandbox;
 
@@ -49,6 +51,8 @@ pub struct AppConfig {
     /// The issuer host stand-in's ISO 8583 port (the switch links to it).
     pub issuer_iso_listen: SocketAddr,
     pub switch: SwitchConfig,
+    /// The bounds of the switch's port.
+    pub switch_port: PortLimits,
     /// Where the switch reaches the issuer host, if not directly (tests put a fault-injecting
     /// proxy in between).
     pub issuer_link_override: Option<SocketAddr>,
@@ -77,6 +81,7 @@ impl AppConfig {
             switch_listen: SocketAddr::new(listen.ip(), ephemeral_or(DEFAULT_SWITCH_PORT)),
             issuer_iso_listen: SocketAddr::new(listen.ip(), ephemeral_or(DEFAULT_ISSUER_ISO_PORT)),
             switch: SwitchConfig::default(),
+            switch_port: PortLimits::default(),
             issuer_link_override: None,
         }
     }
@@ -166,8 +171,13 @@ pub const ZONE_PIN_KEY_FILE: &str = "zone-pin-key.txt";
 
 /// Starts everything and returns once the ports are listening.
 pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    // 0700, its files 0600, whatever the umask; the databases made before SQLite opens them
+    // so that their WAL files inherit 0600.
+    data_dir::prepare(&config.data_dir)?;
+    data_dir::precreate_private_file(&config.data_dir.join("issuer-host.sqlite"))?;
+    if config.database_url.is_none() {
+        data_dir::precreate_private_file(&config.data_dir.join("cloudpass.sqlite"))?;
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -263,6 +273,8 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         ))
         .merge(Arc::clone(&issuer_host).router())
         .merge(Arc::clone(&sink).router());
+    // Every error in JSON, including the framework's own (404, 405, 413, bad path values).
+    let router = cloudpass_http::with_json_errors(router);
 
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -313,12 +325,11 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         clock: Arc::clone(&clock),
         config: config.switch,
     }));
-    for terminal in sandbox::TERMINALS {
-        switch.add_terminal(terminal, terminal_master);
-    }
+    sandbox::register_participants(&switch, terminal_master)?;
     tasks.push(tokio::spawn(cloudpass_switch::server::serve(
         Arc::clone(&switch),
         switch_listener,
+        config.switch_port,
         watcher.clone(),
     )));
     tasks.push(tokio::spawn(

@@ -2,5 +2,6 @@
 //! sandbox seed ([`sandbox`]), shared by `cloudpass serve` and the black-box tests.
 
 pub mod app;
+pub mod data_dir;
 pub mod network;
 pub mod sandbox;

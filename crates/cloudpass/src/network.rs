@@ -32,11 +32,10 @@ pub fn publish_zone_pin_key(
         .export_zone_pin_key(kek)
         .map_err(|e| e.to_string())?;
     let path = data_dir.join(ZONE_PIN_KEY_FILE);
-    std::fs::write(
+    crate::data_dir::write_private(
         &path,
-        format!("{} {check_value}\n", hex::encode(&encrypted)),
-    )
-    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        format!("{} {check_value}\n", hex::encode(&encrypted)).as_bytes(),
+    )?;
     Ok((encrypted, check_value))
 }
 

@@ -3,8 +3,11 @@
 //! webhook receivers for all of them. The API keys and secrets here are sandbox fixtures,
 //! documented in docs/tsp-api.md; they must never guard real data.
 
+use cloudpass_crypto::KeyHandle;
 use cloudpass_sim::issuer_host::SimCard;
 use cloudpass_store::{BinRangeRow, IssuerRow, ProductRow, TokenRequestorRow, TokenStore, UserRow};
+use cloudpass_switch::Switch;
+use cloudpass_switch::participants::{Acquirer, Merchant};
 use cloudpass_tsp::Tsp;
 use cloudpass_tsp::http::api_key_hash;
 
@@ -23,6 +26,53 @@ pub const TERMINALS: &[&str] = &[
     "CPPOS001", "CPPOS002", "CPPOS003", "CPPOS004", "CPPOS005", "CPPOS006", "CPPOS007", "CPPOS008",
     "CPPOS009", "CPPOS010", "CPPOS011", "CPPOS012", "CPPOS013", "CPPOS014", "CPPOS015", "CPPOS016",
 ];
+/// A second sandbox acquirer whose terminals need not MAC their messages: for plain interop
+/// clients (the pyiso8583 test) that cannot compute a MAC. The switch logs a warning about it
+/// at every start. Its merchant and terminals share the sandbox terminal master key too.
+pub const PLAIN_ACQUIRER_ID: &str = "48021000";
+pub const PLAIN_MERCHANT_ID: &str = "898310048990002";
+pub const PLAIN_TERMINALS: &[&str] = &["CPPLN001", "CPPLN002", "CPPLN003", "CPPLN004"];
+
+/// Registers the sandbox's acquirers, merchants and terminals with the switch.
+pub fn register_participants(switch: &Switch, terminal_master: KeyHandle) -> Result<(), String> {
+    let acquirers = [
+        (
+            ACQUIRER_ID,
+            "cloudpass sandbox acquirer",
+            true,
+            MERCHANT_ID,
+            TERMINALS,
+        ),
+        (
+            PLAIN_ACQUIRER_ID,
+            "cloudpass sandbox acquirer for plain (un-MACed) interop clients",
+            false,
+            PLAIN_MERCHANT_ID,
+            PLAIN_TERMINALS,
+        ),
+    ];
+    for (acquirer_id, name, mac_required, merchant_id, terminals) in acquirers {
+        switch
+            .register_acquirer(Acquirer {
+                id: acquirer_id.into(),
+                name: name.into(),
+                mac_required,
+            })
+            .and_then(|()| {
+                switch.register_merchant(Merchant {
+                    id: merchant_id.into(),
+                    acquirer_id: acquirer_id.into(),
+                })
+            })
+            .map_err(|e| format!("sandbox acquirer {acquirer_id}: {e}"))?;
+        for terminal in terminals {
+            switch
+                .register_terminal(acquirer_id, merchant_id, terminal, terminal_master)
+                .map_err(|e| format!("sandbox terminal {terminal}: {e}"))?;
+        }
+    }
+    Ok(())
+}
 
 /// The card `cloudpass pos` puts on a new phone: 招商借记, green, PIN 111101.
 pub const DEFAULT_PHONE_CARD: &str = "6226090000000048";

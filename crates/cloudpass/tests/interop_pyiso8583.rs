@@ -153,7 +153,10 @@ async fn pyiso8583_terminal_pays_by_tap_over_tcp() {
         .unwrap();
     let order = serde_json::json!({
         "address": app.running.switch_addr.to_string(),
-        "terminal": "CPPOS016",
+        // The sandbox's plain acquirer: pyiso8583 cannot compute a MAC.
+        "acquirer": cloudpass::sandbox::PLAIN_ACQUIRER_ID,
+        "merchant": cloudpass::sandbox::PLAIN_MERCHANT_ID,
+        "terminal": cloudpass::sandbox::PLAIN_TERMINALS[0],
         "token": cloudpass_core::AccountNumber::expose(phone.token()),
         "expiry": phone.expiry().to_wire(),
         "track2": tap.track2,

@@ -49,6 +49,10 @@ on_both_backends!(
     authorization_only_posts_nothing,
 );
 
+/// Messages built by hand here come from the sandbox's plain acquirer: they carry no MAC.
+const PLAIN_ACQUIRER: &str = cloudpass::sandbox::PLAIN_ACQUIRER_ID;
+const PLAIN_MERCHANT: &str = cloudpass::sandbox::PLAIN_MERCHANT_ID;
+
 fn code(outcome: &cloudpass_sim::pos::Outcome) -> &str {
     outcome.response_code.as_deref().unwrap_or("none")
 }
@@ -213,10 +217,10 @@ fn card_purchase(card: &str, expiry: &str, amount: u64, stan: &str) -> Message<'
         .set_text(14, expiry)
         .set_text(22, "052")
         .set_text(25, "00")
-        .set_text(32, "48020000")
+        .set_text(32, PLAIN_ACQUIRER)
         .set_text(37, format!("120000{stan}"))
-        .set_text(41, "CPPOS009")
-        .set_text(42, "898310048990001")
+        .set_text(41, "CPPLN001")
+        .set_text(42, PLAIN_MERCHANT)
         .set_text(49, "156");
     message
 }
@@ -355,10 +359,10 @@ async fn in_app_payments(backend: Backend) {
         .set_text(18, "5411")
         .set_text(22, "012")
         .set_text(25, "42")
-        .set_text(32, "48020000")
+        .set_text(32, PLAIN_ACQUIRER)
         .set_text(37, "130000000042")
-        .set_text(41, "CPPOS004")
-        .set_text(42, "898310048990001")
+        .set_text(41, "CPPLN002")
+        .set_text(42, PLAIN_MERCHANT)
         .set_text(49, "156")
         .set(55, tap.field55.clone())
         .set_text(60, field60.to_string());
@@ -393,11 +397,11 @@ async fn funds_duplicates_and_reversals(backend: Backend) {
         .set_text(18, "5411")
         .set_text(22, "072")
         .set_text(25, "00")
-        .set_text(32, "48020000")
+        .set_text(32, PLAIN_ACQUIRER)
         .set_text(35, tap.track2.clone())
         .set_text(37, "140000000314")
-        .set_text(41, "CPPOS006")
-        .set_text(42, "898310048990001")
+        .set_text(41, "CPPLN003")
+        .set_text(42, PLAIN_MERCHANT)
         .set_text(49, "156")
         .set(55, tap.field55.clone())
         .set_text(60, field60.to_string());
@@ -425,7 +429,7 @@ async fn funds_duplicates_and_reversals(backend: Backend) {
     reversal
         .set_text(7, "1125140100")
         .set_text(11, "000315")
-        .set_text(90, "020000031411251400000004802000000000000000");
+        .set_text(90, "020000031411251400000004802100000000000000");
     let acknowledged = app.running.switch.handle(&reversal).await;
     assert_eq!(acknowledged.get_str(39), Some("00"));
     let repeated = app.running.switch.handle(&reversal).await;
@@ -434,7 +438,7 @@ async fn funds_duplicates_and_reversals(backend: Backend) {
     // A reversal of something never seen: 25.
     reversal
         .set_text(11, "000316")
-        .set_text(90, "020000099911251400000004802000000000000000");
+        .set_text(90, "020000099911251400000004802100000000000000");
     assert_eq!(
         app.running.switch.handle(&reversal).await.get_str(39),
         Some("25")
@@ -827,11 +831,11 @@ async fn authorization_only_posts_nothing(backend: Backend) {
         .set_text(18, "5411")
         .set_text(22, "072")
         .set_text(25, "06")
-        .set_text(32, "48020000")
+        .set_text(32, PLAIN_ACQUIRER)
         .set_text(35, tap.track2.clone())
         .set_text(37, "150000000501")
-        .set_text(41, "CPPOS014")
-        .set_text(42, "898310048990001")
+        .set_text(41, "CPPLN004")
+        .set_text(42, PLAIN_MERCHANT)
         .set_text(49, "156")
         .set(55, tap.field55.clone())
         .set_text(60, field60.to_string());
@@ -848,13 +852,13 @@ async fn authorization_only_posts_nothing(backend: Backend) {
     reversal
         .set_text(7, "1125150100")
         .set_text(11, "000502")
-        .set_text(90, "010000050111251500000004802000000000000000");
+        .set_text(90, "010000050111251500000004802100000000000000");
     assert_eq!(
         app.running.switch.handle(&reversal).await.get_str(39),
         Some("00")
     );
     let store = app.running.tsp.store();
-    let advice_id = "0420:0100:48020000:000501:1125150000";
+    let advice_id = "0420:0100:48021000:000501:1125150000";
     for _ in 0..200 {
         if store
             .saf_entry(advice_id)

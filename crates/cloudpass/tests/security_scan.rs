@@ -160,15 +160,91 @@ async fn exercise(app: &TestApp) {
         json!({"card_number": HUAXIA_CREDIT, "expiry": "2912"}),
     )
     .await;
+    // Error paths: card data sent with the wrong JSON type, to the token service and to
+    // the bank; the answers (which the idempotency table keeps) must not carry it.
+    let mut answers = Vec::new();
+    let activate = format!("/tsp/v1/tokens/{token}/activate");
+    for (key, path, body) in [
+        (
+            APPLE,
+            "/tsp/v1/tokens",
+            json!({"device_id": "iphone", "card": {"number": 6216261000000000018u64, "expiry": "2912"}}),
+        ),
+        (
+            APPLE,
+            "/tsp/v1/tokens",
+            json!({"device_id": "iphone", "card": {"number": CMB_DEBIT, "expiry": 2912, "cvn2": 248}}),
+        ),
+        (
+            APPLE,
+            "/tsp/v1/tokens",
+            json!({"device_id": "iphone", "card": [CMB_DEBIT]}),
+        ),
+        (APPLE, activate.as_str(), json!({"otp": 9_999_999_999u64})),
+        (
+            BANK,
+            "/tsp/v1/issuer/cards/tokens",
+            json!({"card_number": 5200831111111113u64}),
+        ),
+    ] {
+        let (status, answer) = app.post(key, path, body).await;
+        assert_eq!(status, 400, "{answer}");
+        answers.push(answer.to_string());
+    }
+    for body in [
+        json!({"card_number": 6226388000000095u64, "new_card_number": "6216261000000000026", "new_expiry": "3112"}),
+        json!({"card_number": HUAXIA_CREDIT, "new_card_number": 6216261000000000026u64}),
+    ] {
+        let response = app
+            .http
+            .post(format!("{}/sim/issuer/v1/cards/reissue", app.base))
+            .bearer_auth(BANK)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400);
+        answers.push(response.text().await.unwrap());
+    }
+    let found = find_card_numbers(answers.join("\n").as_bytes(), "error answers");
+    assert!(found.is_empty(), "{found:?}: {answers:?}");
+    for answer in &answers {
+        assert!(
+            !answer.contains("9999999999") && !answer.contains("248"),
+            "{answer}"
+        );
+    }
     // Let the notifications go out.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 }
 
+/// Scans every file of the data directory for card numbers, and checks on the way that the
+/// directory is 0700 and each file 0600 (the test process's umask is the usual 022).
 fn scan_files(app: &TestApp) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&app.data_dir), 0o700, "the data directory");
     let mut found = Vec::new();
     let mut scanned = 0;
+    let mut files = Vec::new();
     for entry in std::fs::read_dir(&app.data_dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_eq!(mode(&path), 0o700, "{}", path.display());
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files.push(path);
+        }
+    }
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    assert!(
+        names.iter().any(|n| n.ends_with(".sqlite-wal"))
+            && names.iter().any(|n| n.ends_with("zone-pin-key.txt")),
+        "the WAL and the key files are there to check: {names:?}"
+    );
+    for path in files {
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
         let bytes = std::fs::read(&path).unwrap();
         scanned += bytes.len();
         found.extend(find_card_numbers(&bytes, &path.display().to_string()));

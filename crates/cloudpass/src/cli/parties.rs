@@ -84,8 +84,8 @@ async fn listen(address: SocketAddr) -> Result<tokio::net::TcpListener, String> 
 
 pub fn issuer_sim(args: IssuerSimArgs) -> CliResult {
     runtime()?.block_on(async move {
-        std::fs::create_dir_all(&args.data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+        cloudpass::data_dir::prepare(&args.data_dir)?;
+        cloudpass::data_dir::precreate_private_file(&args.data_dir.join("issuer-host.sqlite"))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let random: Arc<dyn Random> = Arc::new(OsRandom);
         let host = Arc::new(
@@ -220,13 +220,12 @@ pub fn switch(args: SwitchArgs) -> CliResult {
             clock,
             config,
         }));
-        for terminal in sandbox::TERMINALS {
-            switch.add_terminal(terminal, terminal_master);
-        }
+        sandbox::register_participants(&switch, terminal_master)?;
         let listener = listen(args.listen).await?;
         let server = tokio::spawn(cloudpass_switch::server::serve(
             Arc::clone(&switch),
             listener,
+            cloudpass_switch::server::PortLimits::default(),
             stopped.clone(),
         ));
         let forwarder = tokio::spawn(Arc::clone(&switch).run_store_and_forward(stopped));

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use cloudpass::app::TERMINAL_MASTER_KEY_FILE;
+use cloudpass::data_dir;
 use cloudpass::sandbox;
 use cloudpass_core::ResponseCode;
 use cloudpass_core::{AccountNumber, Currency, Money, SystemClock, hex};
@@ -190,8 +191,7 @@ impl SavedPhone {
 
     fn save(&self, path: &Path) -> Result<(), String> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            data_dir::create_private_dir(dir)?;
         }
         let document = json!({
             "device_id": self.device_id,
@@ -202,20 +202,8 @@ impl SavedPhone {
             "atc": self.atc,
             "ecash_balance": self.ecash,
         });
-        let temporary = path.with_extension("json.tmp");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(&temporary)
-            .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
-        std::io::Write::write_all(&mut file, document.to_string().as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
         // Replaced whole: a crash never leaves a phone that reuses an ATC.
-        std::fs::rename(&temporary, path)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        data_dir::write_private(path, document.to_string().as_bytes())
     }
 
     fn open(&self) -> Result<Phone, String> {
@@ -634,8 +622,7 @@ impl Batch {
     fn save(data_dir: &Path, terminal: &str, batch: &[Message<'static>]) -> Result<(), String> {
         let path = Self::path(data_dir, terminal);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            data_dir::create_private_dir(dir)?;
         }
         let list = batch
             .iter()
@@ -646,14 +633,12 @@ impl Batch {
                     .map_err(|e| e.to_string())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let temporary = path.with_extension("json.tmp");
-        std::fs::write(
-            &temporary,
-            serde_json::to_string(&list).map_err(|e| e.to_string())?,
+        data_dir::write_private(
+            &path,
+            serde_json::to_string(&list)
+                .map_err(|e| e.to_string())?
+                .as_bytes(),
         )
-        .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
-        std::fs::rename(&temporary, &path)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     /// Adds a spend; how many wait now.

@@ -172,16 +172,16 @@ def purchase(order):
     host, port = order["address"].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         sign_on = exchange(connection, {
-            "t": "0800", "7": order["time"], "11": "000001", "32": "48020000",
-            "41": order["terminal"], "42": "898310048990001", "53": "2600000000000000",
+            "t": "0800", "7": order["time"], "11": "000001", "32": order["acquirer"],
+            "41": order["terminal"], "42": order["merchant"], "53": "2600000000000000",
             "70": "001",
         })
         answer = exchange(connection, {
             "t": "0200", "2": order["token"], "3": "000000", "4": "%012d" % order["amount"],
             "7": order["time"], "11": order["stan"], "12": order["time"][4:], "13": order["time"][:4],
-            "14": order["expiry"], "18": "5411", "22": "072", "25": "00", "32": "48020000",
+            "14": order["expiry"], "18": "5411", "22": "072", "25": "00", "32": order["acquirer"],
             "35": order["track2"], "37": order["time"][4:] + order["stan"], "41": order["terminal"],
-            "42": "898310048990001", "43": "pyiso8583 corner shop".ljust(25) + "Shanghai".ljust(12) + "CHN",
+            "42": order["merchant"], "43": "pyiso8583 corner shop".ljust(25) + "Shanghai".ljust(12) + "CHN",
             "49": "156", "55": order["icc"], "60": FIELD_60_NFC,
         })
     json.dump({"sign_on": sign_on, "purchase": answer}, sys.stdout)

@@ -57,17 +57,43 @@ impl TestApp {
     /// Starts with the configuration adjusted by `adjust`.
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut AppConfig)) -> TestApp {
         let data_dir = std::env::temp_dir().join(format!("cloudpass-app-{}", unique()));
+        Self::start_in(backend, data_dir, None, adjust).await
+    }
+
+    /// Stops this instance and starts another on the same data directory and database, as
+    /// a process restart would.
+    pub async fn restart(self) -> TestApp {
+        let TestApp {
+            running,
+            data_dir,
+            backend,
+            postgres,
+            ..
+        } = self;
+        running.stop().await;
+        Self::start_in(backend, data_dir, postgres, |_| {}).await
+    }
+
+    async fn start_in(
+        backend: Backend,
+        data_dir: PathBuf,
+        postgres: Option<TestStore>,
+        adjust: impl FnOnce(&mut AppConfig),
+    ) -> TestApp {
         let mut config = AppConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir.clone());
         config.notifier.idle_poll = Duration::from_millis(20);
         config.notifier.first_backoff = Duration::from_millis(50);
         config.switch.saf_poll = Duration::from_millis(50);
         adjust(&mut config);
-        let postgres = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => {
-                let fresh = fresh_postgres()
-                    .await
-                    .expect("the PostgreSQL test server must be reachable");
+        let postgres = match (backend, postgres) {
+            (Backend::Sqlite, _) => None,
+            (Backend::Postgres, reused) => {
+                let fresh = match reused {
+                    Some(reused) => reused,
+                    None => fresh_postgres()
+                        .await
+                        .expect("the PostgreSQL test server must be reachable"),
+                };
                 config.database_url = Some(postgres_url());
                 config.postgres_schema = fresh.schema().map(str::to_owned);
                 Some(fresh)

@@ -202,8 +202,14 @@ impl FaultProxy {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
-                let Some(target) = target.get().copied() else {
-                    continue;
+                // A connection that comes before the target is known waits for it: dropping
+                // it would leave the switch's link down for its reconnect backoff just when
+                // the test starts paying.
+                let target = loop {
+                    if let Some(target) = target.get().copied() {
+                        break target;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 };
                 let Ok(server) = tokio::net::TcpStream::connect(target).await else {
                     continue;

@@ -1,0 +1,13 @@
+//! The HTTP edge every cloudpass service shares, so that each new endpoint inherits it:
+//!
+//! - [`body`]: JSON request bodies parsed into typed requests, with errors that name the
+//!   place and the expected shape but never the value they refuse (a card number sent as a
+//!   number must not come back in the error, nor be stored with it).
+//! - [`errors`]: every error as JSON `{code, message}`, including the ones the framework
+//!   makes by itself (404, 405, 413, timeouts).
+
+pub mod body;
+pub mod errors;
+
+pub use body::{BodyError, parse_json};
+pub use errors::{json_error, status_error, with_json_errors};

@@ -1,0 +1,389 @@
+//! The switch's port against hostile and careless acquirers, as an outside acquirer found
+//! them: senders nobody registered, messages without the MAC their acquirer requires, track
+//! 2 naming another token, captured cryptograms replayed (also after a restart), messages
+//! the codec refuses, the optional CUPS header, and floods of idle and half-sent connections
+//! that must not lock a registered acquirer out. Each case checks the answer's field 39 and
+//! that the issuer's ledger did not move.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use cloudpass::sandbox;
+use cloudpass_core::AccountNumber;
+use cloudpass_iso8583::emv_data::TerminalData;
+use cloudpass_iso8583::framing::{CupsHeader, Framing};
+use cloudpass_iso8583::private::{FIELD_60, Positional};
+use cloudpass_iso8583::{Message, Mti, net, profile};
+use cloudpass_sim::phone::Phone;
+use support::app::*;
+use support::network::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+const PLAIN_ACQUIRER: &str = sandbox::PLAIN_ACQUIRER_ID;
+const PLAIN_MERCHANT: &str = sandbox::PLAIN_MERCHANT_ID;
+const PLAIN_TERMINAL: &str = sandbox::PLAIN_TERMINALS[0];
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Backend::Postgres).await; })*
+        }
+    };
+}
+
+on_both_backends!(captured_cryptograms_stay_spent_after_a_restart);
+
+fn terminal_data(amount: i64) -> TerminalData {
+    TerminalData {
+        amount: u64::try_from(amount).unwrap(),
+        other_amount: 0,
+        country: 156,
+        currency: 156,
+        tvr: [0; 5],
+        date: [0x26, 0x12, 0x02],
+        transaction_type: 0,
+        unpredictable_number: [0x1A, 0x2B, 0x3C, 0x4D],
+    }
+}
+
+/// A contactless purchase of `amount` fen by `phone` at the plain acquirer's terminal.
+fn tap_request(phone: &mut Phone, amount: i64, stan: &str) -> Message<'static> {
+    let tap = phone.tap(&terminal_data(amount), false).unwrap();
+    let mut field60 = Positional::new(60, FIELD_60);
+    field60.set("60.1", "0000").unwrap();
+    let mut request = Message::new(Mti::FINANCIAL_REQUEST);
+    request
+        .set_text(2, phone.token().expose())
+        .set_text(3, "000000")
+        .set_text(4, format!("{amount:012}"))
+        .set_text(7, "1202101500")
+        .set_text(11, stan)
+        .set_text(14, phone.expiry().to_wire())
+        .set_text(18, "5411")
+        .set_text(22, "072")
+        .set_text(25, "00")
+        .set_text(32, PLAIN_ACQUIRER)
+        .set_text(35, tap.track2.clone())
+        .set_text(37, format!("120210{stan}"))
+        .set_text(41, PLAIN_TERMINAL)
+        .set_text(42, PLAIN_MERCHANT)
+        .set_text(49, "156")
+        .set(55, tap.field55.clone())
+        .set_text(60, field60.to_string());
+    request
+}
+
+async fn code_of(app: &TestApp, request: &Message<'_>) -> String {
+    app.running
+        .switch
+        .handle(request)
+        .await
+        .get_str(39)
+        .unwrap_or("none")
+        .to_owned()
+}
+
+/// Item 2 and 3: only registered acquirers, merchants and terminals transact; a sandbox
+/// acquirer that requires MACs gets them; track 2 must name the token of field 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unregistered_and_unauthenticated_senders_move_no_money() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+    let mut other = phone_on(&app, "ipad").await;
+    let start = balance(&app, CMB_DEBIT).await;
+
+    type Spoil = fn(&mut Message<'static>);
+    let cases: [(&str, Spoil, &str); 5] = [
+        ("no terminal (41)", |m| drop(m.remove(41)), "30"),
+        ("no merchant (42)", |m| drop(m.remove(42)), "30"),
+        (
+            "unknown terminal",
+            |m| {
+                m.set_text(41, "NOTATERM");
+            },
+            "58",
+        ),
+        (
+            "unknown merchant",
+            |m| {
+                m.set_text(42, "999999999999999");
+            },
+            "03",
+        ),
+        (
+            "unknown acquirer",
+            |m| {
+                m.set_text(32, "99999999");
+            },
+            "03",
+        ),
+    ];
+    for (index, (case, spoil, expected)) in cases.into_iter().enumerate() {
+        let mut request = tap_request(&mut phone, 1200, &format!("00010{index}"));
+        spoil(&mut request);
+        assert_eq!(code_of(&app, &request).await, expected, "{case}");
+    }
+    assert_eq!(balance(&app, CMB_DEBIT).await, start, "nothing posted");
+
+    // Track 2 of another token beside this token in field 2.
+    let mut request = tap_request(&mut phone, 1200, "000200");
+    let foreign = other.tap(&terminal_data(1200), false).unwrap();
+    request.set_text(35, foreign.track2);
+    assert_eq!(
+        code_of(&app, &request).await,
+        "30",
+        "fields 2 and 35 disagree"
+    );
+    assert_eq!(balance(&app, CMB_DEBIT).await, start);
+
+    // The sandbox acquirer requires MACs: its terminal's message without one, or with a
+    // wrong one, is refused A0 even after the terminal signed on.
+    let shop = Shop::open(&app, "CPPOS003").await;
+    let mut unmaced = tap_request(&mut phone, 1200, "000300");
+    unmaced
+        .set_text(32, sandbox::ACQUIRER_ID)
+        .set_text(41, "CPPOS003")
+        .set_text(42, sandbox::MERCHANT_ID);
+    assert_eq!(code_of(&app, &unmaced).await, "A0", "no MAC");
+    let mut forged = unmaced.clone();
+    forged.set_text(11, "000301").set(64, vec![0x55; 8]);
+    assert_eq!(code_of(&app, &forged).await, "A0", "a wrong MAC");
+    assert_eq!(balance(&app, CMB_DEBIT).await, start);
+
+    // The same terminal MACing as it should pays; the plain acquirer's terminal pays too.
+    let paid = shop.tap(&mut phone, "12.00", None, false).await;
+    assert_eq!(paid.response_code.as_deref(), Some("00"), "{paid:?}");
+    let plain = tap_request(&mut phone, 1200, "000400");
+    assert_eq!(code_of(&app, &plain).await, "00");
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 2400);
+    app.stop().await;
+}
+
+/// A second phone holding another card, for a foreign track 2.
+async fn phone_on(app: &TestApp, device: &str) -> Phone {
+    phone(app, HUAWEI, device, "handset_se", PINGAN_DEBIT).await
+}
+
+/// Item 4: the highest ATC accepted per token is kept in the store: a captured cryptogram
+/// replayed under a new STAN is refused 63, before and after a restart.
+async fn captured_cryptograms_stay_spent_after_a_restart(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+    let start = balance(&app, CMB_DEBIT).await;
+    let original = tap_request(&mut phone, 1500, "000001");
+    assert_eq!(code_of(&app, &original).await, "00");
+    let mut replay = original.clone();
+    replay.set_text(11, "000002").set_text(37, "120210000002");
+    assert_eq!(code_of(&app, &replay).await, "63", "replayed at once");
+
+    let app = app.restart().await;
+    replay.set_text(11, "000003").set_text(37, "120210000003");
+    assert_eq!(
+        code_of(&app, &replay).await,
+        "63",
+        "replayed after a restart"
+    );
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 1500);
+    // The phone's next cryptogram is fresh.
+    let next = tap_request(&mut phone, 1500, "000004");
+    assert_eq!(code_of(&app, &next).await, "00");
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 3000);
+    app.stop().await;
+}
+
+async fn exchange(stream: &mut TcpStream, framing: &Framing, bytes: &[u8]) -> Option<Vec<u8>> {
+    net::write_frame(stream, framing, None, bytes)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), net::read_frame(stream, framing))
+        .await
+        .expect("the switch answers or closes in time")
+        .ok()
+        .flatten()
+        .map(|frame| frame.message)
+}
+
+/// Item 5: a message the codec refuses is answered 30 when the fields an acquirer matches
+/// by (MTI, 7, 11, 32) can be read; otherwise the connection is closed. A frame with the
+/// CUPS header is served, and its answer carries the header back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_messages_are_answered_or_closed_and_cups_headers_are_served() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let framing = Framing::default();
+    let mut stream = TcpStream::connect(app.running.switch_addr).await.unwrap();
+
+    let mut message = Message::new(Mti::FINANCIAL_REQUEST);
+    message
+        .set_text(7, "1202101500")
+        .set_text(11, "000777")
+        .set_text(32, PLAIN_ACQUIRER)
+        .set_text(41, PLAIN_TERMINAL);
+    let mut broken = profile::cloudpass().encode(&message).unwrap();
+    broken.truncate(broken.len() - 3); // field 41 cut short
+    let answer = exchange(&mut stream, &framing, &broken).await.unwrap();
+    let answer = profile::cloudpass().decode(&answer).unwrap();
+    assert_eq!(answer.mti().as_str(), "0210");
+    assert_eq!(answer.get_str(39), Some("30"));
+    assert_eq!(answer.get_str(11), Some("000777"));
+    assert_eq!(answer.get_str(7), Some("1202101500"));
+    assert_eq!(answer.get_str(32), Some(PLAIN_ACQUIRER));
+
+    // Nothing to match by: the connection is closed.
+    assert_eq!(exchange(&mut stream, &framing, b"XXXXgarbage").await, None);
+
+    // The CUPS header, optional on this port.
+    let mut stream = TcpStream::connect(app.running.switch_addr).await.unwrap();
+    let mut echo = Message::new(Mti::NETWORK_REQUEST);
+    echo.set_text(7, "1202101501")
+        .set_text(11, "000778")
+        .set_text(32, PLAIN_ACQUIRER)
+        .set_text(70, "301");
+    let header = CupsHeader::new(PLAIN_ACQUIRER, "00010000", true);
+    let bytes = profile::cloudpass().encode(&echo).unwrap();
+    net::write_frame(&mut stream, &framing, Some(&header), &bytes)
+        .await
+        .unwrap();
+    let with_header = Framing {
+        cups_header: true,
+        ..Framing::default()
+    };
+    let frame = tokio::time::timeout(
+        Duration::from_secs(5),
+        net::read_frame(&mut stream, &with_header),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .unwrap();
+    assert_eq!(frame.header, Some(header.reply()));
+    let answer = profile::cloudpass().decode(&frame.message).unwrap();
+    assert_eq!(answer.mti().as_str(), "0810");
+    assert_eq!(answer.get_str(39), Some("00"));
+    app.stop().await;
+}
+
+/// Opens a connection from `source` (a loopback address of its own, so that the switch's
+/// per-address limit applies to it and not to the registered acquirer on 127.0.0.1).
+async fn connect_from(source: Ipv4Addr, target: SocketAddr) -> Option<TcpStream> {
+    let socket = TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::from((source, 0))).ok()?;
+    tokio::time::timeout(Duration::from_secs(2), socket.connect(target))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Whether the switch has closed `stream` (reads end of stream, or an error).
+async fn closed_by_switch(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::io::AsyncReadExt::read(stream, &mut byte)
+        )
+        .await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+/// Item 1, per address and in time: one address gets its share of connections (64) and no
+/// more, and a connection that never speaks for a registered terminal is closed once its
+/// admission time has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_gets_its_share_and_silent_connections_are_closed() {
+    let app = TestApp::start_with(Backend::Sqlite, |config| {
+        config.switch_port.admission = Duration::from_secs(1);
+    })
+    .await;
+    let target = app.running.switch_addr;
+    let mut share = Vec::new();
+    for _ in 0..64 {
+        share.push(
+            connect_from(Ipv4Addr::new(127, 0, 3, 1), target)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut over = connect_from(Ipv4Addr::new(127, 0, 3, 1), target)
+        .await
+        .unwrap();
+    assert!(closed_by_switch(&mut over).await, "the 65th is refused");
+    let began = Instant::now();
+    assert!(
+        closed_by_switch(&mut share[0]).await,
+        "a silent one is closed"
+    );
+    assert!(began.elapsed() < Duration::from_secs(2));
+    // An echo does not admit a connection either.
+    let mut echoing = connect_from(Ipv4Addr::new(127, 0, 3, 2), target)
+        .await
+        .unwrap();
+    let mut echo = Message::new(Mti::NETWORK_REQUEST);
+    echo.set_text(7, "1202101501")
+        .set_text(11, "000778")
+        .set_text(32, PLAIN_ACQUIRER)
+        .set_text(70, "301");
+    let bytes = profile::cloudpass().encode(&echo).unwrap();
+    assert!(
+        exchange(&mut echoing, &Framing::default(), &bytes)
+            .await
+            .is_some()
+    );
+    assert!(
+        closed_by_switch(&mut echoing).await,
+        "closed after its admission time"
+    );
+    app.stop().await;
+}
+
+/// Item 1, the flood: 1,000 idle connections and 10,000 half-sent frames from other
+/// addresses are opened and held against the switch; then a registered terminal signs on
+/// and pays at once, and keeps paying while they are held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn floods_of_idle_and_half_sent_connections_do_not_lock_out_an_acquirer() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let target = app.running.switch_addr;
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+
+    // Each from one of many loopback addresses (a few connections each), held by the client.
+    let mut held = Vec::with_capacity(11_000);
+    for index in 0..11_000usize {
+        let source = Ipv4Addr::new(127, 0, 10 + (index / 250) as u8, 1 + (index % 250) as u8);
+        if let Some(mut stream) = connect_from(source, target).await {
+            if index >= 1_000 {
+                // A length of 300 and the start of an MTI, then nothing.
+                let _ = stream.write_all(&[0x01, 0x2C, b'0', b'2']).await;
+            }
+            held.push(stream);
+        }
+    }
+    let began = Instant::now();
+    let shop = Shop::open(&app, "CPPOS007").await;
+    let paid = shop.tap(&mut phone, "8.00", None, false).await;
+    assert_eq!(paid.response_code.as_deref(), Some("00"), "{paid:?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "signed on and paid in {:?}",
+        began.elapsed()
+    );
+    // More of the same while the acquirer is connected: it is admitted and stays.
+    for index in 0..2_000usize {
+        let source = Ipv4Addr::new(127, 0, 60 + (index / 250) as u8, 1 + (index % 250) as u8);
+        if let Some(stream) = connect_from(source, target).await {
+            held.push(stream);
+        }
+    }
+    let again = shop.tap(&mut phone, "9.00", None, false).await;
+    assert_eq!(again.response_code.as_deref(), Some("00"), "{again:?}");
+    drop(held);
+    app.stop().await;
+}
