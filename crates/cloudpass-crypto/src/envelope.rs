@@ -21,7 +21,7 @@ const INFO: &[u8] = b"cloudpass device envelope v1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
-    #[error("device public key must be 32 bytes")]
+    #[error("device public key must be 32 bytes and a point of large order")]
     PublicKey,
     #[error("the envelope does not open with this key")]
     Open,
@@ -65,6 +65,26 @@ fn envelope_key(
     salt[..32].copy_from_slice(ephemeral);
     salt[32..].copy_from_slice(device);
     hkdf_sha256(&salt, shared, INFO)
+}
+
+/// Checks that `device_public_key` is a key anything can be sealed to: 32 bytes, and not one
+/// of the points of small order (all zeros among them) for which X25519 gives the same
+/// shared secret whatever the other side's key — a profile "sealed" to such a key is readable
+/// by anyone. Clamping makes every X25519 scalar a multiple of the cofactor, so one fixed
+/// scalar finds every such point.
+pub fn check_public_key(device_public_key: &[u8]) -> Result<(), EnvelopeError> {
+    let device: [u8; 32] = device_public_key
+        .try_into()
+        .map_err(|_| EnvelopeError::PublicKey)?;
+    let probe = StaticSecret::from([0x5Au8; 32]);
+    if probe
+        .diffie_hellman(&PublicKey::from(device))
+        .was_contributory()
+    {
+        Ok(())
+    } else {
+        Err(EnvelopeError::PublicKey)
+    }
 }
 
 /// Seals `plaintext` to the device whose public key is `device_public_key`.
@@ -165,6 +185,31 @@ impl DeviceKeyPair {
 mod tests {
     use super::*;
     use cloudpass_core::{SeededRandom, hex};
+
+    #[test]
+    fn keys_of_small_order_are_refused() {
+        // All zeros, the point of order 1 (u = 1), and the points of order 8 listed in
+        // "May the Fourth Be With You" (Cremers & Jackson, 2019) / libsodium's blacklist.
+        let small_order = [
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+            "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ];
+        for key in small_order {
+            assert_eq!(
+                check_public_key(&hex::decode(key).unwrap()),
+                Err(EnvelopeError::PublicKey),
+                "{key}"
+            );
+        }
+        assert_eq!(check_public_key(&[1u8; 31]), Err(EnvelopeError::PublicKey));
+        let device = DeviceKeyPair::generate(&SeededRandom::new(9));
+        assert_eq!(check_public_key(&device.public_key()), Ok(()));
+    }
 
     #[test]
     fn hkdf_rfc5869_test_case_1() {

@@ -186,6 +186,39 @@ pub trait TokenStore: Send + Sync {
     /// Forgets idempotency records created before `before`; returns how many.
     fn prune_idempotency(&self, before: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 
+    // Provisioning guards.
+    /// Spends a push receipt: true the first time, false ever after.
+    fn spend_push_receipt(
+        &self,
+        receipt_id: &str,
+        token_requestor_id: &str,
+        at: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Gives a receipt back after an attempt that failed before any effect (the issuer
+    /// could not be reached), so the wallet may retry it.
+    fn unspend_push_receipt(
+        &self,
+        receipt_id: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn record_provisioning_decline(
+        &self,
+        decline: &DeclineRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Declines of the card and of the wallet account since `since`.
+    fn provisioning_declines_since(
+        &self,
+        card_fingerprint: &[u8],
+        user_id: &str,
+        since: i64,
+    ) -> impl Future<Output = StoreResult<DeclineCounts>> + Send;
+    /// The card's declines since `since`, newest first, at most `limit`.
+    fn provisioning_declines_of_card(
+        &self,
+        card_fingerprint: &[u8],
+        since: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<DeclineRow>>> + Send;
+
     // The switch's journal and store-and-forward queue.
     /// Applies journal steps in one transaction, in order; one outcome per step.
     fn journal_apply(
@@ -343,6 +376,11 @@ delegate! {
     fn idempotency_complete(&self, principal: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
     fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()>;
     fn prune_idempotency(&self, before: i64) -> StoreResult<u64>;
+    fn spend_push_receipt(&self, receipt_id: &str, token_requestor_id: &str, at: i64) -> StoreResult<bool>;
+    fn unspend_push_receipt(&self, receipt_id: &str) -> StoreResult<()>;
+    fn record_provisioning_decline(&self, decline: &DeclineRow) -> StoreResult<()>;
+    fn provisioning_declines_since(&self, card_fingerprint: &[u8], user_id: &str, since: i64) -> StoreResult<DeclineCounts>;
+    fn provisioning_declines_of_card(&self, card_fingerprint: &[u8], since: i64, limit: i64) -> StoreResult<Vec<DeclineRow>>;
     fn journal_apply(&self, ops: &[JournalOp]) -> StoreResult<Vec<JournalOutcome>>;
     fn journal_entry(&self, id: &str) -> StoreResult<Option<JournalRow>>;
     fn saf_due(&self, now: i64, limit: i64) -> StoreResult<Vec<SafRow>>;

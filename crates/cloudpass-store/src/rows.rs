@@ -319,6 +319,25 @@ pub struct JournalAnswer {
     pub answered_at: i64,
 }
 
+/// A provisioning attempt that was declined (by the issuer, or by the token service's bound
+/// on tries), known by the card's keyed fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclineRow {
+    pub card_fingerprint: Vec<u8>,
+    pub token_requestor_id: String,
+    pub user_id: String,
+    /// The issuer's reason (`CVN2_MISMATCH`, …) or `TOO_MANY_DECLINES`.
+    pub reason: String,
+    pub declined_at: i64,
+}
+
+/// Declines counted since some moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeclineCounts {
+    pub for_card: i64,
+    pub for_user: i64,
+}
+
 /// An advice waiting in store-and-forward for the issuer's acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafRow {

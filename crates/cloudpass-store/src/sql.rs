@@ -1476,6 +1476,98 @@ macro_rules! backend {
                 .await
             }
 
+            async fn spend_push_receipt(&self, receipt_id: &str, token_requestor_id: &str, at: i64) -> StoreResult<bool> {
+                let receipt_id = receipt_id.to_owned();
+                let token_requestor_id = token_requestor_id.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let spent = sqlx::query(
+                            "INSERT INTO push_receipts_spent (receipt_id, token_requestor_id, spent_at) VALUES ($1, $2, $3) ON CONFLICT (receipt_id) DO NOTHING",
+                        )
+                        .bind(&receipt_id)
+                        .bind(&token_requestor_id)
+                        .bind(at)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(spent.rows_affected() == 1)
+                    })
+                })
+                .await
+            }
+
+            async fn unspend_push_receipt(&self, receipt_id: &str) -> StoreResult<()> {
+                let receipt_id = receipt_id.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        sqlx::query("DELETE FROM push_receipts_spent WHERE receipt_id = $1")
+                            .bind(&receipt_id)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn record_provisioning_decline(&self, decline: &DeclineRow) -> StoreResult<()> {
+                let decline = decline.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        sqlx::query(
+                            "INSERT INTO provisioning_declines (card_fingerprint, token_requestor_id, user_id, reason, declined_at) VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(&decline.card_fingerprint)
+                        .bind(&decline.token_requestor_id)
+                        .bind(&decline.user_id)
+                        .bind(&decline.reason)
+                        .bind(decline.declined_at)
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn provisioning_declines_since(&self, card_fingerprint: &[u8], user_id: &str, since: i64) -> StoreResult<DeclineCounts> {
+                let row = sqlx::query(
+                    "SELECT (SELECT COUNT(*) FROM provisioning_declines WHERE card_fingerprint = $1 AND declined_at >= $3) AS for_card, \
+                     (SELECT COUNT(*) FROM provisioning_declines WHERE user_id = $2 AND declined_at >= $3) AS for_user",
+                )
+                .bind(card_fingerprint)
+                .bind(user_id)
+                .bind(since)
+                .fetch_one(self.reader())
+                .await?;
+                Ok(DeclineCounts {
+                    for_card: row.try_get("for_card")?,
+                    for_user: row.try_get("for_user")?,
+                })
+            }
+
+            async fn provisioning_declines_of_card(&self, card_fingerprint: &[u8], since: i64, limit: i64) -> StoreResult<Vec<DeclineRow>> {
+                let rows = sqlx::query(
+                    "SELECT card_fingerprint, token_requestor_id, user_id, reason, declined_at FROM provisioning_declines \
+                     WHERE card_fingerprint = $1 AND declined_at >= $2 ORDER BY declined_at DESC, id DESC LIMIT $3",
+                )
+                .bind(card_fingerprint)
+                .bind(since)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(DeclineRow {
+                            card_fingerprint: row.try_get("card_fingerprint")?,
+                            token_requestor_id: row.try_get("token_requestor_id")?,
+                            user_id: row.try_get("user_id")?,
+                            reason: row.try_get("reason")?,
+                            declined_at: row.try_get("declined_at")?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn saf_entry(&self, id: &str) -> StoreResult<Option<SafRow>> {
                 sqlx::query("SELECT * FROM switch_saf WHERE id = $1")
                     .bind(id)

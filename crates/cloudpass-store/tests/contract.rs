@@ -56,6 +56,7 @@ contract!(
     saf_queues_once_and_retries_until_acknowledged,
     offline_spends_clear_once,
     atcs_are_accepted_once_and_only_upwards,
+    push_receipts_spend_once_and_declines_are_counted,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1208,4 +1209,60 @@ where
         out.push(handle.await.unwrap());
     }
     out
+}
+
+async fn push_receipts_spend_once_and_declines_are_counted(store: AnyStore) {
+    assert!(
+        store
+            .spend_push_receipt("rcp_1", "tr_a", NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .spend_push_receipt("rcp_1", "tr_b", NOW)
+            .await
+            .unwrap()
+    );
+    store.unspend_push_receipt("rcp_1").await.unwrap();
+    assert!(
+        store
+            .spend_push_receipt("rcp_1", "tr_a", NOW)
+            .await
+            .unwrap()
+    );
+
+    let decline = |card: u8, user: &str, at: i64| DeclineRow {
+        card_fingerprint: vec![card; 32],
+        token_requestor_id: "tr_a".into(),
+        user_id: user.into(),
+        reason: "CVN2_MISMATCH".into(),
+        declined_at: at,
+    };
+    for row in [
+        decline(1, "usr_1", NOW - 10_000),
+        decline(1, "usr_1", NOW),
+        decline(1, "usr_2", NOW + 1),
+        decline(2, "usr_1", NOW + 2),
+    ] {
+        store.record_provisioning_decline(&row).await.unwrap();
+    }
+    assert_eq!(
+        store
+            .provisioning_declines_since(&[1; 32], "usr_1", NOW)
+            .await
+            .unwrap(),
+        DeclineCounts {
+            for_card: 2,
+            for_user: 2
+        }
+    );
+    let of_card = store
+        .provisioning_declines_of_card(&[1; 32], 0, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        of_card,
+        vec![decline(1, "usr_2", NOW + 1), decline(1, "usr_1", NOW)]
+    );
 }

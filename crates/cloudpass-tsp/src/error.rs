@@ -40,8 +40,9 @@ pub enum TspError {
     Busy,
     #[error("no issuer takes cards with this BIN")]
     NoIssuer,
-    #[error("the issuer declined provisioning: {reason}")]
-    Declined { reason: String },
+    /// One answer for every decline (the issuer's reason goes to the bank, not the wallet).
+    #[error("the card cannot be added; check the card details, or ask the bank")]
+    Declined,
     #[error("the one-time passcode is wrong; {attempts_left} attempts left")]
     OtpInvalid { attempts_left: i64 },
     #[error("the one-time passcode has expired; ask for a new one")]
@@ -97,7 +98,7 @@ impl TspError {
             TspError::NotHce => "NOT_HCE_TOKEN",
             TspError::Busy => "CONCURRENT_MODIFICATION",
             TspError::NoIssuer => "NO_ISSUER_FOR_CARD",
-            TspError::Declined { .. } => "PROVISIONING_DECLINED",
+            TspError::Declined => "PROVISIONING_DECLINED",
             TspError::OtpInvalid { .. } => "OTP_INVALID",
             TspError::OtpExpired => "OTP_EXPIRED",
             TspError::OtpExhausted => "OTP_ATTEMPTS_EXHAUSTED",
@@ -126,7 +127,7 @@ impl TspError {
             | TspError::Busy
             | TspError::NoChallenge => 409,
             TspError::NoIssuer
-            | TspError::Declined { .. }
+            | TspError::Declined
             | TspError::OtpInvalid { .. }
             | TspError::OtpExpired
             | TspError::OtpExhausted

@@ -70,6 +70,7 @@ pub fn router(tsp: Arc<Tsp>) -> Router {
             put(cvm_limits),
         )
         .route("/tsp/v1/issuer/push-receipts", post(push_receipt))
+        .route("/tsp/v1/issuer/cards/declines", post(card_declines))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(tsp)
 }
@@ -100,6 +101,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/tsp/v1/issuer/cards/reissue"),
     ("put", "/tsp/v1/issuer/products/{product}/cvm-limits"),
     ("post", "/tsp/v1/issuer/push-receipts"),
+    ("post", "/tsp/v1/issuer/cards/declines"),
 ];
 
 /// An error as the API shows it.
@@ -120,7 +122,6 @@ fn error_body(error: &TspError) -> (StatusCode, Value) {
     match error {
         TspError::TokenExists { token_id } => body["token_id"] = json!(token_id),
         TspError::OtpInvalid { attempts_left } => body["attempts_left"] = json!(attempts_left),
-        TspError::Declined { reason } => body["reason"] = json!(reason),
         _ => {}
     }
     (status, body)
@@ -754,6 +755,14 @@ struct CardEventBody {
     event: String,
 }
 
+/// A card's declined provisioning attempts in the window, with the issuer's reasons (which
+/// the wallets never see).
+async fn card_declines(State(tsp): State<Arc<Tsp>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let bank = issuer(&tsp, &headers).await?;
+    let request: CardNumberBody = parse(&body)?;
+    Ok(Json(tsp.card_declines(&bank, &request.card_number).await?).into_response())
+}
+
 async fn card_event(State(tsp): State<Arc<Tsp>>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let bank = issuer(&tsp, &headers).await?;
     let who = Principal::Issuer(bank.clone());
@@ -847,6 +856,9 @@ async fn cvm_limits(
 struct PushReceiptBody {
     card_number: String,
     expiry: String,
+    /// The wallet the receipt is for, and its device: the receipt provisions there, once.
+    token_requestor_id: String,
+    device_id: String,
 }
 
 async fn push_receipt(State(tsp): State<Arc<Tsp>>, headers: HeaderMap, body: Bytes) -> ApiResult {
@@ -863,7 +875,14 @@ async fn push_receipt(State(tsp): State<Arc<Tsp>>, headers: HeaderMap, body: Byt
             let request: PushReceiptBody = parse(&body)?;
             ok(
                 StatusCode::CREATED,
-                tsp.push_receipt(&bank, &request.card_number, &request.expiry)?,
+                tsp.push_receipt(
+                    &bank,
+                    &request.card_number,
+                    &request.expiry,
+                    &request.token_requestor_id,
+                    &request.device_id,
+                )
+                .await?,
             )
         },
     )

@@ -448,21 +448,58 @@ fn operations() -> Vec<Operation> {
             method: "post",
             path: "/tsp/v1/issuer/push-receipts",
             tag: "issuer",
-            summary: "A receipt for push provisioning from the bank's app",
+            summary: "A single-use receipt for push provisioning from the bank's app to one wallet's device",
             caller: "issuer",
             request: Some(object(
-                &[("card_number", string()), ("expiry", string())],
-                &["card_number", "expiry"],
+                &[
+                    ("card_number", string()),
+                    ("expiry", string()),
+                    ("token_requestor_id", string()),
+                    ("device_id", string()),
+                ],
+                &["card_number", "expiry", "token_requestor_id", "device_id"],
             )),
             response: object(
                 &[
                     ("push_receipt", string()),
+                    ("token_requestor_id", string()),
+                    ("device_id", string()),
                     ("expires_at", json!({"type": "integer"})),
                 ],
-                &["push_receipt", "expires_at"],
+                &[
+                    "push_receipt",
+                    "token_requestor_id",
+                    "device_id",
+                    "expires_at",
+                ],
             ),
             success: "201",
             mutating: true,
+        },
+        Operation {
+            method: "post",
+            path: "/tsp/v1/issuer/cards/declines",
+            tag: "issuer",
+            summary: "A card's declined provisioning attempts in the last 24 hours, with the reasons wallets never see",
+            caller: "issuer",
+            request: Some(object(&[("card_number", string())], &["card_number"])),
+            response: object(
+                &[
+                    ("window_ms", json!({"type": "integer"})),
+                    (
+                        "declines",
+                        json!({"type": "array", "items": {"type": "object", "properties": {
+                            "token_requestor_id": {"type": "string"},
+                            "user_id": {"type": "string"},
+                            "reason": {"type": "string"},
+                            "declined_at": {"type": "integer"}
+                        }}}),
+                    ),
+                ],
+                &["window_ms", "declines"],
+            ),
+            success: "200",
+            mutating: false,
         },
     ]
 }

@@ -15,8 +15,8 @@ use cloudpass_issuer_api::{
     ApprovalRequest, Decision, DeviceInfo, EligibilityRequest, PasscodeRequest,
 };
 use cloudpass_store::{
-    AnyStore, BinRangeRow, CardRow, ChallengeRow, DeviceRow, Duplicate, IssuerRow, ProductRow,
-    StoreError, TokenRequestorRow, TokenRow, TokenStore, UserRow,
+    AnyStore, BinRangeRow, CardRow, ChallengeRow, DeclineRow, DeviceRow, Duplicate, IssuerRow,
+    ProductRow, StoreError, TokenRequestorRow, TokenRow, TokenStore, UserRow,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -41,6 +41,13 @@ pub struct TspConfig {
     /// Attempts at a commit that keeps conflicting with concurrent changes.
     pub max_retries: u32,
     pub push_receipt_validity_ms: i64,
+    /// Card testing: declined provisioning attempts counted over this window …
+    pub decline_window_ms: i64,
+    /// … and the most a card may collect before the token service declines it without
+    /// asking the issuer …
+    pub max_declines_per_card: i64,
+    /// … and the most one wallet account may collect, over all cards.
+    pub max_declines_per_account: i64,
     pub vault_cache_capacity: usize,
     /// How long a cached vault entry is trusted. `None`: until this process changes the
     /// token (it sees every change). A switch running apart from the token service that
@@ -58,6 +65,9 @@ impl Default for TspConfig {
             token_validity_years: 3,
             max_retries: 16,
             push_receipt_validity_ms: 15 * 60_000,
+            decline_window_ms: 24 * 3_600_000,
+            max_declines_per_card: 5,
+            max_declines_per_account: 10,
             vault_cache_capacity: crate::vault::DEFAULT_CACHE_CAPACITY,
             vault_cache_ttl: None,
         }
@@ -685,10 +695,12 @@ impl Tsp {
         })?;
         let public_key = hex::decode(public_key_hex)
             .ok()
-            .filter(|key| key.len() == 32)
+            .filter(|key| cloudpass_crypto::envelope::check_public_key(key).is_ok())
             .ok_or_else(|| {
                 TspError::InvalidRequest(
-                    "public_key must be 64 hex digits (an X25519 public key)".into(),
+                    "public_key must be 64 hex digits: an X25519 public key of large order \
+                     (all zeros and the points of small order are refused)"
+                        .into(),
                 )
             })?;
         let user_id = match account_id {
@@ -1198,13 +1210,16 @@ impl Tsp {
 
     // ---- provisioning -----------------------------------------------------------------
 
-    /// A receipt the bank's app hands to the wallet for push provisioning: the card data,
-    /// encrypted under the data key, with an expiry. Opaque to everyone but the TSP.
-    pub fn push_receipt(
+    /// A receipt the bank's app hands to one wallet for push provisioning onto one device:
+    /// the card data, the wallet, the device and an expiry, encrypted under the data key
+    /// (opaque to everyone but the TSP). It provisions once.
+    pub async fn push_receipt(
         &self,
         issuer: &IssuerRow,
         card_number: &str,
         expiry: &str,
+        token_requestor_id: &str,
+        device_id: &str,
     ) -> TspResult<Value> {
         let pan = Pan::parse(card_number).map_err(TspError::InvalidCardNumber)?;
         let expiry: Expiry = expiry.parse().map_err(|_| TspError::InvalidExpiry)?;
@@ -1216,51 +1231,182 @@ impl Tsp {
                 ));
             }
         }
+        let wallet = self
+            .store
+            .token_requestor(token_requestor_id)
+            .await?
+            .ok_or_else(|| TspError::not_found("TOKEN_REQUESTOR_NOT_FOUND", "token requestor"))?;
+        let device = self.device_of(&wallet, device_id).await?;
+        let receipt_id = self.id("rcp");
         let expires_at = self.now() + self.config.push_receipt_validity_ms;
-        let body = zeroize::Zeroizing::new(format!(
-            "{}|{}|{}|{}",
-            issuer.id,
-            pan.expose(),
-            expiry.to_wire(),
-            expires_at
-        ));
-        let sealed =
-            self.hsm
-                .encrypt(self.keys.data, body.as_bytes(), b"cloudpass push receipt")?;
-        Ok(json!({"push_receipt": hex::encode(&sealed), "expires_at": expires_at}))
+        let body = zeroize::Zeroizing::new(
+            json!({
+                "receipt_id": receipt_id,
+                "issuer_id": issuer.id,
+                "token_requestor_id": wallet.id,
+                "device_id": device.external_id,
+                "card_number": pan.expose(),
+                "expiry": expiry.to_wire(),
+                "expires_at": expires_at,
+            })
+            .to_string(),
+        );
+        let sealed = self
+            .hsm
+            .encrypt(self.keys.data, body.as_bytes(), RECEIPT_AAD)?;
+        Ok(json!({
+            "push_receipt": hex::encode(&sealed),
+            "token_requestor_id": wallet.id,
+            "device_id": device.external_id,
+            "expires_at": expires_at,
+        }))
     }
 
-    fn open_push_receipt(&self, receipt: &str) -> TspResult<(String, Pan, Expiry)> {
+    /// Opens a receipt presented by `tr` for `device_id`: it must be this wallet's, for this
+    /// device, and not expired. Spending it is the caller's next step.
+    fn open_push_receipt(
+        &self,
+        receipt: &str,
+        tr: &TokenRequestorRow,
+        device_id: &str,
+    ) -> TspResult<PushReceipt> {
         let sealed = hex::decode(receipt).map_err(|_| TspError::InvalidPushReceipt)?;
-        let clear = self
-            .hsm
-            .decrypt(self.keys.data, &sealed, b"cloudpass push receipt")
-            .map_err(|_| TspError::InvalidPushReceipt)?;
-        let text = std::str::from_utf8(&clear).map_err(|_| TspError::InvalidPushReceipt)?;
-        let parts: Vec<&str> = text.split('|').collect();
-        let [issuer, pan, expiry, expires_at] = parts[..] else {
-            return Err(TspError::InvalidPushReceipt);
-        };
-        if expires_at
-            .parse::<i64>()
-            .map_err(|_| TspError::InvalidPushReceipt)?
-            < self.now()
+        let clear = zeroize::Zeroizing::new(
+            self.hsm
+                .decrypt(self.keys.data, &sealed, RECEIPT_AAD)
+                .map_err(|_| TspError::InvalidPushReceipt)?,
+        );
+        let opened: Value =
+            serde_json::from_slice(&clear).map_err(|_| TspError::InvalidPushReceipt)?;
+        let text = |name: &str| opened[name].as_str().ok_or(TspError::InvalidPushReceipt);
+        let expires_at = opened["expires_at"]
+            .as_i64()
+            .ok_or(TspError::InvalidPushReceipt)?;
+        if expires_at < self.now()
+            || text("token_requestor_id")? != tr.id
+            || text("device_id")? != device_id
         {
             return Err(TspError::InvalidPushReceipt);
         }
-        Ok((
-            issuer.to_owned(),
-            Pan::parse(pan).map_err(|_| TspError::InvalidPushReceipt)?,
-            expiry.parse().map_err(|_| TspError::InvalidPushReceipt)?,
-        ))
+        Ok(PushReceipt {
+            id: text("receipt_id")?.to_owned(),
+            pan: Pan::parse(text("card_number")?).map_err(|_| TspError::InvalidPushReceipt)?,
+            expiry: text("expiry")?
+                .parse()
+                .map_err(|_| TspError::InvalidPushReceipt)?,
+        })
+    }
+
+    /// Declines the wallet sees: one answer whatever the issuer's reason, so that a wallet
+    /// (or someone behind it) cannot tell a wrong CVN2 from a wrong expiry or an unknown
+    /// card. The reason is recorded for the bank, and counts towards the card's and the
+    /// wallet account's bound on tries.
+    async fn decline(
+        &self,
+        tr: &TokenRequestorRow,
+        user: &UserRow,
+        fingerprint: &[u8],
+        reason: String,
+    ) -> TspError {
+        let recorded = self
+            .store
+            .record_provisioning_decline(&DeclineRow {
+                card_fingerprint: fingerprint.to_vec(),
+                token_requestor_id: tr.id.clone(),
+                user_id: user.id.clone(),
+                reason,
+                declined_at: self.now(),
+            })
+            .await;
+        if let Err(error) = recorded {
+            return error.into();
+        }
+        TspError::Declined
+    }
+
+    /// Refuses provisioning, without asking the issuer, once the card or the wallet account
+    /// has collected its bound of declines in the window.
+    async fn check_tries(&self, user: &UserRow, fingerprint: &[u8]) -> TspResult<()> {
+        let since = self.now() - self.config.decline_window_ms;
+        let counts = self
+            .store
+            .provisioning_declines_since(fingerprint, &user.id, since)
+            .await?;
+        if counts.for_card >= self.config.max_declines_per_card
+            || counts.for_user >= self.config.max_declines_per_account
+        {
+            tracing::warn!(user = %user.id, "provisioning refused: too many declines for the card or the wallet account");
+            return Err(TspError::Declined);
+        }
+        Ok(())
+    }
+
+    /// The card's recent declined provisioning attempts, for its bank.
+    pub async fn card_declines(&self, issuer: &IssuerRow, card_number: &str) -> TspResult<Value> {
+        let pan = Pan::parse(card_number).map_err(TspError::InvalidCardNumber)?;
+        match self.bin_range("card", pan.expose()) {
+            Some(range) if range.issuer_id == issuer.id => {}
+            _ => return Err(TspError::not_found("CARD_NOT_FOUND", "card")),
+        }
+        let since = self.now() - self.config.decline_window_ms;
+        let declines = self
+            .store
+            .provisioning_declines_of_card(&self.fingerprint(&pan)?, since, 100)
+            .await?;
+        Ok(json!({
+            "window_ms": self.config.decline_window_ms,
+            "declines": declines.iter().map(|d| json!({
+                "token_requestor_id": d.token_requestor_id,
+                "user_id": d.user_id,
+                "reason": d.reason,
+                "declined_at": d.declined_at,
+            })).collect::<Vec<_>>(),
+        }))
     }
 
     /// Loads a card onto a device (空中发卡): green → active token and card profile now;
-    /// yellow → pending token and an OTP sent through the bank; red → declined.
+    /// yellow → pending token and an OTP sent through the bank; red → declined. A push
+    /// receipt is spent by the first attempt that presents it, unless that attempt fails
+    /// before any effect (the issuer unreachable).
     pub async fn provision(
         &self,
         tr: &TokenRequestorRow,
         request: ProvisionRequest,
+    ) -> TspResult<ProvisionOutcome> {
+        let receipt = match (&request.card, &request.push_receipt) {
+            (Some(_), Some(_)) => {
+                return Err(TspError::InvalidRequest(
+                    "send either card (number, expiry, cvn2) or push_receipt".into(),
+                ));
+            }
+            (None, Some(receipt)) => {
+                let receipt = self.open_push_receipt(receipt, tr, &request.device_id)?;
+                if !self
+                    .store
+                    .spend_push_receipt(&receipt.id, &tr.id, self.now())
+                    .await?
+                {
+                    return Err(TspError::InvalidPushReceipt);
+                }
+                Some(receipt)
+            }
+            _ => None,
+        };
+        let receipt_id = receipt.as_ref().map(|r| r.id.clone());
+        let outcome = self.provision_card(tr, request, receipt).await;
+        if let (Err(error), Some(id)) = (&outcome, receipt_id)
+            && error.is_transient()
+        {
+            self.store.unspend_push_receipt(&id).await?;
+        }
+        outcome
+    }
+
+    async fn provision_card(
+        &self,
+        tr: &TokenRequestorRow,
+        request: ProvisionRequest,
+        receipt: Option<PushReceipt>,
     ) -> TspResult<ProvisionOutcome> {
         // The device and the account.
         let device = self.device_of(tr, &request.device_id).await?;
@@ -1280,6 +1426,13 @@ impl Tsp {
         if device.user_id.as_deref() != Some(user.id.as_str()) {
             return Err(TspError::AccountNotOnDevice);
         }
+        // The profile must be sealable before anything is committed or anyone notified: a
+        // device registered before keys were checked may hold one that is not.
+        cloudpass_crypto::envelope::check_public_key(&device.public_key).map_err(|_| {
+            TspError::InvalidRequest(
+                "the device's public key cannot be sealed to; register the device again with a valid key".into(),
+            )
+        })?;
         let (nfc, in_app) = match &request.domains {
             None => (true, true),
             Some(domains) => {
@@ -1296,7 +1449,7 @@ impl Tsp {
         };
 
         // The card.
-        let (pan, expiry, cvn2, issuer_push) = match (&request.card, &request.push_receipt) {
+        let (pan, expiry, cvn2, issuer_push) = match (&request.card, receipt) {
             (Some(card), None) => {
                 let pan = Pan::parse(card.number.trim()).map_err(TspError::InvalidCardNumber)?;
                 let expiry: Expiry = card.expiry.parse().map_err(|_| TspError::InvalidExpiry)?;
@@ -1307,10 +1460,7 @@ impl Tsp {
                 }
                 (pan, expiry, card.cvn2.clone(), false)
             }
-            (None, Some(receipt)) => {
-                let (_, pan, expiry) = self.open_push_receipt(receipt)?;
-                (pan, expiry, None, true)
-            }
+            (None, Some(receipt)) => (receipt.pan, receipt.expiry, None, true),
             _ => {
                 return Err(TspError::InvalidRequest(
                     "send either card (number, expiry, cvn2) or push_receipt".into(),
@@ -1327,6 +1477,7 @@ impl Tsp {
             .ok_or(TspError::NoIssuer)?;
         let endpoint = self.endpoint(&issuer).await?;
         let fingerprint = self.fingerprint(&pan)?;
+        self.check_tries(&user, &fingerprint).await?;
         // What this read finds is reused by the first attempt at writing the token.
         let known_card = self.store.card_by_fingerprint(&fingerprint).await?;
         let known_tokens = self.store.tokens_by_device(&device.id).await?;
@@ -1362,9 +1513,8 @@ impl Tsp {
             )
             .await?;
         if !eligibility.eligible {
-            return Err(TspError::Declined {
-                reason: eligibility.reason.unwrap_or_else(|| "NOT_ELIGIBLE".into()),
-            });
+            let reason = eligibility.reason.unwrap_or_else(|| "NOT_ELIGIBLE".into());
+            return Err(self.decline(tr, &user, &fingerprint, reason).await);
         }
         let funding = funding_of(eligibility.funding.as_deref()).to_owned();
         let product = eligibility
@@ -1392,9 +1542,8 @@ impl Tsp {
             Decision::Green => true,
             Decision::Yellow => false,
             Decision::Red => {
-                return Err(TspError::Declined {
-                    reason: approval.reason.unwrap_or_else(|| "DECLINED".into()),
-                });
+                let reason = approval.reason.unwrap_or_else(|| "DECLINED".into());
+                return Err(self.decline(tr, &user, &fingerprint, reason).await);
             }
         };
         let assurance = if issuer_push {
@@ -2054,6 +2203,16 @@ impl Tsp {
         Ok(envelope.into())
     }
 }
+
+/// What an opened push receipt carries.
+struct PushReceipt {
+    id: String,
+    pan: Pan,
+    expiry: Expiry,
+}
+
+/// Authenticated data of a sealed push receipt.
+const RECEIPT_AAD: &[u8] = b"cloudpass push receipt v2";
 
 /// The view of one token from rows a change just wrote.
 fn view_among(

@@ -157,7 +157,7 @@ async fn exercise(app: &TestApp) {
     app.post(
         BANK,
         "/tsp/v1/issuer/push-receipts",
-        json!({"card_number": HUAXIA_CREDIT, "expiry": "2912"}),
+        json!({"card_number": HUAXIA_CREDIT, "expiry": "2912", "token_requestor_id": cloudpass::sandbox::WALLETS[0].id, "device_id": "iphone"}),
     )
     .await;
     // Error paths: card data sent with the wrong JSON type, to the token service and to

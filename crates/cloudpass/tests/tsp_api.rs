@@ -48,6 +48,8 @@ on_both_backends!(
     notifications_are_signed_and_ordered,
     concurrent_loads_and_defaults,
     push_provisioning_and_hce_keys,
+    card_testing_is_bounded,
+    device_keys_of_small_order_are_refused,
 );
 
 fn open_profile(keys: &DeviceKeyPair, envelope: &Value, token_id: &str) -> (Value, DeviceKeys) {
@@ -316,14 +318,38 @@ async fn red_paths_and_bad_input(app: &TestApp) {
             "an error must not echo the card number: {body}"
         );
     }
-    let (_, body) = app
+    // The wallet hears one decline whatever the reason; the bank sees the reasons.
+    let (_, wrong_cvn2) = app
         .provision(APPLE, "iphone", HUAXIA_CREDIT, "2912", Some("249"))
         .await;
-    assert_eq!(body["reason"], "CVN2_MISMATCH");
-    let (_, body) = app
+    let (_, wrong_expiry) = app
         .provision(APPLE, "iphone", HUAXIA_CREDIT, "2811", Some("248"))
         .await;
-    assert_eq!(body["reason"], "EXPIRY_MISMATCH");
+    assert_eq!(wrong_cvn2, wrong_expiry);
+    assert!(wrong_cvn2.get("reason").is_none(), "{wrong_cvn2}");
+    let (status, declines) = app
+        .post(
+            BANK,
+            "/tsp/v1/issuer/cards/declines",
+            json!({"card_number": HUAXIA_CREDIT}),
+        )
+        .await;
+    assert_eq!(status, 200, "{declines}");
+    let reasons: Vec<&str> = declines["declines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "EXPIRY_MISMATCH",
+            "CVN2_MISMATCH",
+            "EXPIRY_MISMATCH",
+            "CVN2_MISMATCH"
+        ]
+    );
     assert!(
         app.device_tokens(APPLE, "iphone").await.is_empty(),
         "red means no token"
@@ -1057,20 +1083,41 @@ fn rand_key() -> u64 {
 
 async fn push_provisioning_and_hce_keys(app: &TestApp) {
     let keys = app.device(QUICKPASS, "hce-phone", "hce").await;
+    let quickpass_id = sandbox::WALLETS[4].id;
     let (status, body) = app
         .post(
             BANK,
             "/tsp/v1/issuer/push-receipts",
-            json!({"card_number": HUAXIA_CREDIT, "expiry": "2912"}),
+            json!({"card_number": HUAXIA_CREDIT, "expiry": "2912", "token_requestor_id": quickpass_id, "device_id": "hce-phone"}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
     let receipt = body["push_receipt"].as_str().unwrap().to_owned();
     assert!(!receipt.contains(HUAXIA_CREDIT));
+    let push = |wallet: &'static str, device: &'static str, receipt: &str| {
+        let body = json!({"device_id": device, "account_id": sandbox::ACCOUNT_ID, "push_receipt": receipt});
+        async move { app.post(wallet, "/tsp/v1/tokens", body).await }
+    };
+    // Bound to its wallet and its device: another wallet, or another device, is refused.
+    for (wallet, device) in [(APPLE, "iphone"), (QUICKPASS, "other-phone")] {
+        let (status, body) = push(wallet, device, &receipt).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("INVALID_PUSH_RECEIPT")),
+            "{wallet} {device}"
+        );
+    }
     // The yellow card goes green when the bank's own app pushes it.
-    let (status, body) = app.post(QUICKPASS, "/tsp/v1/tokens", json!({"device_id": "hce-phone", "account_id": sandbox::ACCOUNT_ID, "push_receipt": receipt})).await;
+    let (status, body) = push(QUICKPASS, "hce-phone", &receipt).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["decision"], "green");
+    // Once: the same receipt again (after the token is deleted, or anywhere) is refused.
+    let (again, refused) = push(QUICKPASS, "hce-phone", &receipt).await;
+    assert_eq!(
+        (again, refused["code"].as_str()),
+        (422, Some("INVALID_PUSH_RECEIPT")),
+        "a receipt provisions once"
+    );
     let token = body["token"]["token_id"].as_str().unwrap().to_owned();
     let (_, first_keys) = open_profile(&keys, &body["card_profile"], &token);
     assert!(matches!(
@@ -1109,5 +1156,130 @@ async fn push_provisioning_and_hce_keys(app: &TestApp) {
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("NOT_HCE_TOKEN"))
+    );
+}
+
+/// Fifteen wrong CVN2s and then the right one: the card is declined from the sixth attempt on
+/// without asking the bank (so the right CVN2 no longer tells anything), the wallet hears one
+/// decline throughout, and the bank sees every reason. Another card of the same wallet
+/// account is cut off once the account has collected its own bound.
+async fn card_testing_is_bounded(app: &TestApp) {
+    app.device(APPLE, "iphone", "handset_se").await;
+    let mut answers = Vec::new();
+    for _ in 0..15 {
+        let (status, body) = app
+            .provision(APPLE, "iphone", HUAXIA_CREDIT, "2912", Some("249"))
+            .await;
+        assert_eq!(status, 422, "{body}");
+        answers.push(body);
+    }
+    let (status, body) = app
+        .provision(APPLE, "iphone", HUAXIA_CREDIT, "2912", Some("248"))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("PROVISIONING_DECLINED")),
+        "the right CVN2 after the bound: {body}"
+    );
+    assert!(
+        answers.iter().all(|a| *a == body),
+        "one answer for every decline"
+    );
+    assert!(app.device_tokens(APPLE, "iphone").await.is_empty());
+    let (_, declines) = app
+        .post(
+            BANK,
+            "/tsp/v1/issuer/cards/declines",
+            json!({"card_number": HUAXIA_CREDIT}),
+        )
+        .await;
+    let declines = declines["declines"].as_array().unwrap();
+    assert_eq!(
+        declines.len(),
+        5,
+        "the bank was asked five times: {declines:?}"
+    );
+    assert!(declines.iter().all(|d| d["reason"] == "CVN2_MISMATCH"));
+
+    // The wallet account's bound (10) over other cards: five more declines of another card
+    // reach it, and then even a good card is refused for this account.
+    for _ in 0..5 {
+        let (status, _) = app
+            .provision(APPLE, "iphone", ABC_CREDIT, "2811", None)
+            .await;
+        assert_eq!(status, 422);
+    }
+    let (status, body) = app
+        .provision(APPLE, "iphone", CMB_DEBIT, "2912", None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("PROVISIONING_DECLINED")),
+        "{body}"
+    );
+    // Another wallet account is not held back by this one.
+    let _ = app.device(HUAWEI, "mate", "handset_se").await;
+    let (status, body) = app.provision(HUAWEI, "mate", CMB_DEBIT, "2912", None).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// An all-zero or small-order X25519 key is refused at registration; a device that holds
+/// one from before (written straight into the store here) gets no token.
+async fn device_keys_of_small_order_are_refused(app: &TestApp) {
+    for key in [
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+    ] {
+        let (status, body) = app
+            .post(
+                APPLE,
+                "/tsp/v1/devices",
+                json!({"device_id": "zero", "kind": "handset_se", "brand": "test", "account_id": sandbox::ACCOUNT_ID, "unlock_set": true, "public_key": key}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("INVALID_REQUEST")),
+            "{body}"
+        );
+    }
+    use cloudpass_store::TokenStore;
+    let store = app.running.tsp.store();
+    let wallet = sandbox::WALLETS[0].id;
+    let user = store
+        .user_by_account(wallet, sandbox::ACCOUNT_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .insert_device(&cloudpass_store::DeviceRow {
+            id: "dev_zero_key".into(),
+            token_requestor_id: wallet.into(),
+            external_id: "zero".into(),
+            kind: "handset_se".into(),
+            brand: "test".into(),
+            state: "active".into(),
+            user_id: Some(user.id),
+            unlock_set: true,
+            public_key: vec![0; 32],
+            created_at: 0,
+            updated_at: 0,
+            version: 0,
+        })
+        .await
+        .unwrap();
+    let (status, body) = app.provision(APPLE, "zero", CMB_DEBIT, "2912", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
+        "{body}"
+    );
+    // Nothing committed, so nothing to notify: the bug was a token written before sealing.
+    assert!(
+        store
+            .tokens_by_device("dev_zero_key")
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
