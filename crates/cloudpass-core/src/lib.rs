@@ -13,6 +13,7 @@ pub mod expiry;
 pub mod hex;
 pub mod lifecycle;
 pub mod money;
+pub mod peers;
 pub mod random;
 pub mod response_code;
 pub mod trace;

@@ -5,9 +5,16 @@
 //!   number must not come back in the error, nor be stored with it).
 //! - [`errors`]: every error as JSON `{code, message}`, including the ones the framework
 //!   makes by itself (404, 405, 413, timeouts).
+//! - [`server`]: the accept loop with bounded connections, header, request and handshake
+//!   deadlines, and TLS ([`tls`]) when configured.
 
 pub mod body;
 pub mod errors;
 
 pub use body::{BodyError, parse_json};
 pub use errors::{json_error, status_error, with_json_errors};
+pub mod client;
+pub mod server;
+pub mod tls;
+
+pub use server::{HttpLimits, serve};

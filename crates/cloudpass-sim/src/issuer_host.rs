@@ -40,6 +40,9 @@ pub struct IssuerHostConfig {
     pub tsp_api_key: String,
     /// How far a signed request's timestamp may be from now.
     pub signature_tolerance_seconds: i64,
+    /// A PEM certificate trusted beside the platform's roots (the token service's, when the
+    /// sandbox serves TLS).
+    pub extra_root: Option<Vec<u8>>,
 }
 
 /// A card to put on the bank's books.
@@ -185,10 +188,13 @@ impl IssuerHost {
         let fingerprint_key = Self::key(&pool, &hsm, "fingerprint", KeyUsage::Fingerprint).await?;
         let zone_pin_key = Self::key(&pool, &hsm, "zpk", KeyUsage::PinEncryption).await?;
         let pin_verification_key = Self::key(&pool, &hsm, "pvk", KeyUsage::PinVerification).await?;
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| SimError::Tsp(e.to_string()))?;
+        let http = cloudpass_http::client::builder(
+            std::time::Duration::from_secs(10),
+            config.extra_root.as_deref(),
+        )
+        .map_err(|e| SimError::Tsp(e.to_string()))?
+        .build()
+        .map_err(|e| SimError::Tsp(e.to_string()))?;
         Ok(Self {
             pool,
             hsm,

@@ -38,6 +38,7 @@ async fn bank() -> Bank {
             tsp_url: "http://127.0.0.1:9".into(),
             tsp_api_key: "key".into(),
             signature_tolerance_seconds: 300,
+            extra_root: None,
         },
         Arc::new(SystemClock),
         random,

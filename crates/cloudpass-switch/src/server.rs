@@ -8,17 +8,19 @@
 //! being written) may take. This module must never keep a connection whose peer has
 //! stopped keeping its side of the protocol.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cloudpass_core::peers::PeerCounts;
 use cloudpass_iso8583::framing::{CupsHeader, Framing};
 use cloudpass_iso8583::net;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::switch::{FrameAnswer, Switch};
 
@@ -57,42 +59,6 @@ impl Default for PortLimits {
             admission: Duration::from_secs(10),
             idle: Duration::from_secs(300),
             frame: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Connections per peer address; a [`PeerSlot`] gives its place back when dropped.
-#[derive(Default)]
-struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
-
-struct PeerSlot {
-    counts: Arc<PeerCounts>,
-    peer: IpAddr,
-}
-
-impl PeerCounts {
-    fn take(self: &Arc<Self>, peer: IpAddr, limit: usize) -> Option<PeerSlot> {
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(peer).or_insert(0);
-        if *count >= limit {
-            return None;
-        }
-        *count += 1;
-        Some(PeerSlot {
-            counts: Arc::clone(self),
-            peer,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.peer) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&self.peer);
-            }
         }
     }
 }
@@ -159,11 +125,14 @@ enum Outgoing {
     Close,
 }
 
-/// Serves acquirers until `shutdown` fires.
+/// Serves acquirers until `shutdown` fires; with `tls`, every connection is TLS (and, when
+/// the acceptor asks for client certificates, an acquirer without a valid one never gets to
+/// send a frame). The handshake counts against the admission time.
 pub async fn serve(
     switch: Arc<Switch>,
     listener: TcpListener,
     limits: PortLimits,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
@@ -189,27 +158,41 @@ pub async fn serve(
         let switch = Arc::clone(&switch);
         let shutdown = shutdown.clone();
         let ticket = waiting.enter(limits.max_waiting);
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection(switch, stream, limits, ticket, shutdown).await;
+            let _ = stream.set_nodelay(true);
+            match tls {
+                None => connection(switch, stream, limits, ticket, shutdown).await,
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(limits.admission, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => {
+                            connection(switch, stream, limits, ticket, shutdown).await
+                        }
+                        _ => tracing::debug!(%peer, "switch: TLS handshake failed or timed out"),
+                    }
+                }
+            }
             drop(permit);
             drop(slot);
         });
     }
 }
 
-async fn connection(
+async fn connection<S>(
     switch: Arc<Switch>,
-    stream: tokio::net::TcpStream,
+    stream: S,
     limits: PortLimits,
     ticket: WaitingTicket,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // Eviction is decided under the waiting list's lock, and admission leaves the list under
     // it: once admitted, a connection can no longer be evicted.
     let evicted = Arc::clone(&ticket.evicted);
     let ticket = Arc::new(Mutex::new(Some(ticket)));
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let framing = acquirer_framing();
     let (answers, mut outgoing) = mpsc::channel::<Outgoing>(limits.in_flight_per_connection);
     let mut writer_task = tokio::spawn(async move {

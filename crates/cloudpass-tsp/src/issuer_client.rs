@@ -59,11 +59,10 @@ fn system_seconds() -> i64 {
 
 impl HttpIssuerClient {
     /// A client whose calls time out after `timeout` and keep at most `max_idle` idle
-    /// connections per bank.
-    pub fn new(timeout: Duration, max_idle: usize) -> TspResult<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
+    /// connections per bank; `extra_root` (PEM) is trusted beside the platform's roots.
+    pub fn new(timeout: Duration, max_idle: usize, extra_root: Option<&[u8]>) -> TspResult<Self> {
+        let http = cloudpass_http::client::builder(timeout, extra_root)
+            .map_err(|error| TspError::Internal(format!("HTTP client: {error}")))?
             .pool_max_idle_per_host(max_idle)
             .build()
             .map_err(|error| TspError::Internal(format!("HTTP client: {error}")))?;

@@ -39,6 +39,12 @@ pub struct NotifierConfig {
     pub idempotency_retention: Duration,
     /// How often pruning runs.
     pub prune_every: Duration,
+    /// A PEM certificate trusted beside the platform's roots (the sandbox's own, when it
+    /// serves TLS and receives its own notifications).
+    pub extra_root: Option<Vec<u8>>,
+    /// Production: deliver only to https URLs whose host resolves to public addresses (no
+    /// loopback, private, link-local or otherwise internal ones).
+    pub public_https_only: bool,
 }
 
 impl Default for NotifierConfig {
@@ -55,6 +61,8 @@ impl Default for NotifierConfig {
             outbox_retention: Duration::from_secs(30 * 86_400),
             idempotency_retention: Duration::from_secs(86_400),
             prune_every: Duration::from_secs(3_600),
+            extra_root: None,
+            public_https_only: false,
         }
     }
 }
@@ -80,9 +88,15 @@ fn millis(duration: Duration) -> i64 {
 
 impl Notifier {
     pub fn new(tsp: Arc<Tsp>, config: NotifierConfig) -> TspResult<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
+        let mut builder =
+            cloudpass_http::client::builder(config.timeout, config.extra_root.as_deref())
+                .map_err(|error| TspError::Internal(format!("HTTP client: {error}")))?;
+        if config.public_https_only {
+            builder = builder
+                .https_only(true)
+                .dns_resolver(Arc::new(cloudpass_http::client::PublicOnlyResolver));
+        }
+        let http = builder
             .build()
             .map_err(|error| TspError::Internal(format!("HTTP client: {error}")))?;
         Ok(Self {

@@ -13,6 +13,8 @@ use axum::Router;
 use axum::routing::get;
 use cloudpass_core::{Clock, Random, SystemClock, hex};
 use cloudpass_crypto::{Hsm, MasterKey, OsRandom, SoftHsm};
+use cloudpass_http::HttpLimits;
+use cloudpass_http::tls::TlsFiles;
 use cloudpass_iso8583::link::Link;
 use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig};
 use cloudpass_sim::webhook_sink::WebhookSink;
@@ -53,6 +55,12 @@ pub struct AppConfig {
     pub switch: SwitchConfig,
     /// The bounds of the switch's port.
     pub switch_port: PortLimits,
+    /// TLS on the switch's port (with `client_ca`, acquirers present certificates).
+    pub switch_tls: Option<TlsFiles>,
+    /// The bounds of the HTTP port.
+    pub http_limits: HttpLimits,
+    /// TLS on the HTTP port.
+    pub http_tls: Option<TlsFiles>,
     /// Where the switch reaches the issuer host, if not directly (tests put a fault-injecting
     /// proxy in between).
     pub issuer_link_override: Option<SocketAddr>,
@@ -82,6 +90,9 @@ impl AppConfig {
             issuer_iso_listen: SocketAddr::new(listen.ip(), ephemeral_or(DEFAULT_ISSUER_ISO_PORT)),
             switch: SwitchConfig::default(),
             switch_port: PortLimits::default(),
+            switch_tls: None,
+            http_limits: HttpLimits::default(),
+            http_tls: None,
             issuer_link_override: None,
         }
     }
@@ -90,6 +101,8 @@ impl AppConfig {
 /// A running instance.
 pub struct RunningApp {
     pub addr: SocketAddr,
+    /// `https` when the HTTP port serves TLS.
+    pub scheme: &'static str,
     /// The switch's ISO 8583 port.
     pub switch_addr: SocketAddr,
     /// The issuer host's ISO 8583 port.
@@ -106,7 +119,7 @@ pub struct RunningApp {
 
 impl RunningApp {
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Stops the server and the worker, waiting for in-flight work to finish.
@@ -171,6 +184,7 @@ pub const ZONE_PIN_KEY_FILE: &str = "zone-pin-key.txt";
 
 /// Starts everything and returns once the ports are listening.
 pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
+    cloudpass_http::tls::install_provider();
     // 0700, its files 0600, whatever the umask; the databases made before SQLite opens them
     // so that their WAL files inherit 0600.
     data_dir::prepare(&config.data_dir)?;
@@ -182,7 +196,12 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let base_url = format!("http://{addr}");
+    let scheme = if config.http_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let base_url = format!("{scheme}://{addr}");
 
     let (store, database) = match &config.database_url {
         Some(url) if url.starts_with("postgres") => {
@@ -219,8 +238,18 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     let master_check_value = master.check_value().to_string();
     let soft_hsm = Arc::new(SoftHsm::new(master, Arc::clone(&random)));
     let hsm: Arc<dyn Hsm> = Arc::clone(&soft_hsm) as Arc<dyn Hsm>;
-    let issuers =
-        Arc::new(HttpIssuerClient::new(Duration::from_secs(10), 32).map_err(|e| e.to_string())?);
+    // With TLS on, the sandbox's parties call this very port: they trust its certificate.
+    let own_certificate = match &config.http_tls {
+        Some(files) => Some(
+            std::fs::read(&files.certificate)
+                .map_err(|e| format!("cannot read {}: {e}", files.certificate.display()))?,
+        ),
+        None => None,
+    };
+    let issuers = Arc::new(
+        HttpIssuerClient::new(Duration::from_secs(10), 32, own_certificate.as_deref())
+            .map_err(|e| e.to_string())?,
+    );
     let tsp = Arc::new(
         Tsp::new(
             store,
@@ -246,6 +275,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
                 tsp_url: base_url.clone(),
                 tsp_api_key: sandbox::ISSUER_API_KEY.into(),
                 signature_tolerance_seconds: 300,
+                extra_root: own_certificate.clone(),
             },
             Arc::clone(&clock),
             Arc::clone(&random),
@@ -278,18 +308,20 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
 
     let (shutdown, watcher) = watch::channel(false);
     let mut tasks = Vec::new();
-    let mut server_shutdown = watcher.clone();
-    tasks.push(tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(error = %error, "HTTP server stopped");
-        }
-    }));
-    let notifier = Notifier::new(Arc::clone(&tsp), config.notifier).map_err(|e| e.to_string())?;
+    let http_tls = match &config.http_tls {
+        Some(files) => Some(cloudpass_http::tls::acceptor(files).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    tasks.push(tokio::spawn(cloudpass_http::serve(
+        listener,
+        router,
+        config.http_limits,
+        http_tls,
+        watcher.clone(),
+    )));
+    let mut notifier_config = config.notifier;
+    notifier_config.extra_root = own_certificate;
+    let notifier = Notifier::new(Arc::clone(&tsp), notifier_config).map_err(|e| e.to_string())?;
     tasks.push(tokio::spawn(notifier.run(watcher.clone())));
 
     // The key ceremony (see `network`): the issuer publishes its zone PIN key under the zone
@@ -330,6 +362,10 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         Arc::clone(&switch),
         switch_listener,
         config.switch_port,
+        match &config.switch_tls {
+            Some(files) => Some(cloudpass_http::tls::acceptor(files).map_err(|e| e.to_string())?),
+            None => None,
+        },
         watcher.clone(),
     )));
     tasks.push(tokio::spawn(
@@ -337,6 +373,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     ));
     Ok(RunningApp {
         addr,
+        scheme,
         switch_addr,
         issuer_iso_addr,
         switch,

@@ -65,6 +65,8 @@ fn init_logging() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // Every HTTP client and TLS port uses rustls with the ring provider.
+    cloudpass_http::tls::install_provider();
     let result = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Tokens(command) => cli::tokens::run(command),

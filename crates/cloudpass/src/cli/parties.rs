@@ -99,6 +99,7 @@ pub fn issuer_sim(args: IssuerSimArgs) -> CliResult {
                     tsp_url: args.tsp_url.clone(),
                     tsp_api_key: sandbox::ISSUER_API_KEY.into(),
                     signature_tolerance_seconds: 300,
+                    extra_root: None,
                 },
                 clock,
                 random,
@@ -188,7 +189,7 @@ pub fn switch(args: SwitchArgs) -> CliResult {
                 store,
                 Arc::clone(&hsm),
                 Arc::new(
-                    HttpIssuerClient::new(Duration::from_secs(10), 4).map_err(|e| e.to_string())?,
+                    HttpIssuerClient::new(Duration::from_secs(10), 4, None).map_err(|e| e.to_string())?,
                 ),
                 Arc::clone(&clock),
                 Arc::clone(&random),
@@ -226,6 +227,7 @@ pub fn switch(args: SwitchArgs) -> CliResult {
             Arc::clone(&switch),
             listener,
             cloudpass_switch::server::PortLimits::default(),
+            None,
             stopped.clone(),
         ));
         let forwarder = tokio::spawn(Arc::clone(&switch).run_store_and_forward(stopped));

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use cloudpass::app::{self, AppConfig};
 use cloudpass::sandbox;
+use cloudpass_http::tls::TlsFiles;
 
 use super::CliResult;
 
@@ -24,6 +25,16 @@ pub struct ServeArgs {
     /// Directory of the embedded database and the sandbox's key files.
     #[arg(long, default_value = "cloudpass-data")]
     data_dir: PathBuf,
+    /// PEM certificate (then its chain) for TLS on the HTTP port and the switch's port.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): acquirers must present a client certificate it signed (mutual
+    /// TLS on the switch's port). Needs `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    acquirer_client_ca: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
@@ -36,6 +47,11 @@ pub fn run(args: ServeArgs) -> CliResult {
         config.switch_listen = args.iso8583_listen;
         config.issuer_iso_listen = args.issuer_iso8583_listen;
         config.database_url = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty());
+        if let (Some(certificate), Some(private_key)) = (&args.tls_cert, &args.tls_key) {
+            let files = TlsFiles { certificate: certificate.clone(), private_key: private_key.clone(), client_ca: None };
+            config.switch_tls = Some(TlsFiles { client_ca: args.acquirer_client_ca.clone(), ..files.clone() });
+            config.http_tls = Some(files);
+        }
         if let Ok(text) = std::env::var(super::hsm::MASTER_KEY_VARIABLE) {
             config.master_key = Some(cloudpass_crypto::MasterKey::from_hex(&text).map_err(|e| format!("{}: {e}", super::hsm::MASTER_KEY_VARIABLE))?);
         }

@@ -111,6 +111,11 @@ impl TestApp {
         }
     }
 
+    /// The same instance, spoken to with another HTTP client (one that trusts a test CA).
+    pub fn with_http(self, http: reqwest::Client) -> TestApp {
+        TestApp { http, ..self }
+    }
+
     /// The PostgreSQL schema this instance uses, if it runs on PostgreSQL.
     pub fn postgres_schema(&self) -> Option<&str> {
         self.postgres.as_ref().and_then(TestStore::schema)

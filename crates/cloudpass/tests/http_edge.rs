@@ -1,0 +1,288 @@
+//! The HTTP port and the switch's port at their edges: errors the framework makes answered
+//! as JSON, slow clients cut off while a wallet keeps provisioning, and TLS on both ports
+//! (mutual TLS for acquirers) with certificates made here by rcgen.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloudpass_http::tls::TlsFiles;
+use cloudpass_iso8583::framing::Framing;
+use cloudpass_iso8583::{Message, Mti, net, profile};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use support::app::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+async fn raw_request(app: &TestApp, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(app.running.addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text[9..12].parse().unwrap();
+    (status, text)
+}
+
+/// 404, 405, 413 and a malformed path value are JSON `{code, message}`, and quote nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn framework_errors_are_json() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let get = |path: &str| app.http.get(format!("{}{path}", app.base)).send();
+    let response = get("/tsp/v1/nowhere/6216261000000000018").await.unwrap();
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "NOT_FOUND");
+    assert!(!body.to_string().contains("6216261000000000018"));
+
+    let response = app
+        .http
+        .delete(format!("{}/tsp/v1/tokens", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["code"],
+        "METHOD_NOT_ALLOWED"
+    );
+
+    let response = app
+        .http
+        .post(format!("{}/tsp/v1/tokens", app.base))
+        .bearer_auth(APPLE)
+        .header("idempotency-key", "big")
+        .body(vec![b' '; 1 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["code"],
+        "PAYLOAD_TOO_LARGE"
+    );
+    app.stop().await;
+}
+
+/// 1,000 slow clients (headers sent in part, then nothing) from other addresses do not stop a
+/// wallet from provisioning; the server closes them once the header time is up, and a body
+/// that trickles in is answered 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_clients_are_cut_off_and_do_not_block_a_wallet() {
+    let app = TestApp::start_with(Backend::Sqlite, |config| {
+        config.http_limits.header_timeout = Duration::from_secs(2);
+        config.http_limits.request_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let target = app.running.addr;
+    let mut slow = Vec::new();
+    for index in 0..1_000usize {
+        let source = Ipv4Addr::new(127, 0, 20 + (index / 250) as u8, 1 + (index % 250) as u8);
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((source, 0))).unwrap();
+        let mut stream = socket.connect(target).await.unwrap();
+        stream
+            .write_all(b"POST /tsp/v1/tokens HTTP/1.1\r\nHost: cloudpass\r\nX-Slow: ")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let began = Instant::now();
+    app.device(APPLE, "iphone", "handset_se").await;
+    app.green(APPLE, "iphone", CMB_DEBIT).await;
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+
+    // Past the header time every slow client has been closed.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let mut closed = 0;
+    for stream in &mut slow {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_millis(50), stream.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, slow.len(), "every slow client was closed");
+
+    // A body promised and never sent: 408 as JSON.
+    let mut stream = TcpStream::connect(target).await.unwrap();
+    stream
+        .write_all(b"POST /tsp/v1/users HTTP/1.1\r\nHost: cloudpass\r\nContent-Length: 100\r\nAuthorization: Bearer sk_sandbox_apple_pay\r\nIdempotency-Key: k1\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
+    let (status, _) = raw_request(
+        &app,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+/// A test CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn make(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        for (name, subject) in [("server", "127.0.0.1"), ("client", "acquirer-48021000")] {
+            let key = KeyPair::generate().unwrap();
+            let certificate = CertificateParams::new(vec![subject.to_owned()])
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
+            // The certificate, then its chain.
+            std::fs::write(
+                dir.join(format!("{name}.pem")),
+                format!("{}{}", certificate.pem(), ca.pem()),
+            )
+            .unwrap();
+            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        }
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        Pki {
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn server(&self, client_ca: bool) -> TlsFiles {
+        TlsFiles {
+            certificate: self.dir.join("server.pem"),
+            private_key: self.dir.join("server.key"),
+            client_ca: client_ca.then(|| self.dir.join("ca.pem")),
+        }
+    }
+
+    fn connector(&self, with_client_certificate: bool) -> tokio_rustls::TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(self.dir.join("ca.pem")).unwrap())
+            .unwrap();
+        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+        let config = if with_client_certificate {
+            builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_file(self.dir.join("client.pem")).unwrap()],
+                    PrivateKeyDer::from_pem_file(self.dir.join("client.key")).unwrap(),
+                )
+                .unwrap()
+        } else {
+            builder.with_no_client_auth()
+        };
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+}
+
+/// TLS on the HTTP port (the sandbox's own parties trust it and keep working) and mutual TLS
+/// on the switch's port: an acquirer with a certificate from the configured CA signs on; one
+/// without cannot even send a frame; plain TCP is refused on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tls_on_both_ports_and_client_certificates_for_acquirers() {
+    let pki =
+        Pki::make(&std::env::temp_dir().join(format!("cloudpass-pki-{}", std::process::id())));
+    let app = TestApp::start_with(Backend::Sqlite, |config| {
+        config.http_tls = Some(pki.server(false));
+        config.switch_tls = Some(pki.server(true));
+    })
+    .await;
+    assert!(app.base.starts_with("https://"), "{}", app.base);
+
+    // HTTPS with the test CA: the sandbox works end to end (its bank and its webhook sink
+    // are called over TLS on this port).
+    let https = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(pki.dir.join("ca.pem")).unwrap())
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let app = app.with_http(https);
+    app.device(APPLE, "iphone", "handset_se").await;
+    app.green(APPLE, "iphone", CMB_DEBIT).await;
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/healthz", app.running.addr))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+
+    // The switch: mutual TLS.
+    let mut sign_on = Message::new(Mti::NETWORK_REQUEST);
+    sign_on
+        .set_text(7, "1202101500")
+        .set_text(11, "000001")
+        .set_text(32, cloudpass::sandbox::PLAIN_ACQUIRER_ID)
+        .set_text(41, cloudpass::sandbox::PLAIN_TERMINALS[1])
+        .set_text(42, cloudpass::sandbox::PLAIN_MERCHANT_ID)
+        .set_text(70, "001");
+    let bytes = profile::cloudpass().encode(&sign_on).unwrap();
+    let framing = Framing::default();
+    let server_name = ServerName::try_from("127.0.0.1").unwrap();
+
+    let tcp = TcpStream::connect(app.running.switch_addr).await.unwrap();
+    let mut tls = pki
+        .connector(true)
+        .connect(server_name.clone(), tcp)
+        .await
+        .unwrap();
+    net::write_frame(&mut tls, &framing, None, &bytes)
+        .await
+        .unwrap();
+    let frame = tokio::time::timeout(Duration::from_secs(5), net::read_frame(&mut tls, &framing))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let answer = profile::cloudpass().decode(&frame.message).unwrap();
+    assert_eq!(answer.get_str(39), Some("00"));
+    assert_eq!(answer.get(62).map(<[u8]>::len), Some(40));
+
+    // Without a client certificate the handshake (or the first read) fails.
+    let tcp = TcpStream::connect(app.running.switch_addr).await.unwrap();
+    let refused = match pki.connector(false).connect(server_name, tcp).await {
+        Err(_) => true,
+        Ok(mut tls) => {
+            let _ = net::write_frame(&mut tls, &framing, None, &bytes).await;
+            !matches!(
+                tokio::time::timeout(Duration::from_secs(5), net::read_frame(&mut tls, &framing))
+                    .await,
+                Ok(Ok(Some(_)))
+            )
+        }
+    };
+    assert!(refused, "no client certificate, no service");
+    // Plain TCP: no answer.
+    let mut tcp = TcpStream::connect(app.running.switch_addr).await.unwrap();
+    let _ = net::write_frame(&mut tcp, &framing, None, &bytes).await;
+    assert!(!matches!(
+        tokio::time::timeout(Duration::from_secs(5), net::read_frame(&mut tcp, &framing)).await,
+        Ok(Ok(Some(_)))
+    ));
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
