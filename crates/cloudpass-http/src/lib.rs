@@ -17,4 +17,4 @@ pub mod client;
 pub mod server;
 pub mod tls;
 
-pub use server::{HttpLimits, serve};
+pub use server::{HttpLimits, PeerAddr, serve};

@@ -52,6 +52,10 @@ impl Default for HttpLimits {
     }
 }
 
+/// The address a request came from, in its extensions (the accept loop puts it there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// `router` with every request bounded by `timeout` (408 `REQUEST_TIMEOUT` past it: a body
 /// that trickles in is cut off like a handler that hangs).
 pub fn with_request_timeout(router: Router, timeout: Duration) -> Router {
@@ -123,7 +127,7 @@ async fn connection<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(router);
+    let service = TowerToHyperService::new(router.layer(axum::Extension(PeerAddr(peer))));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

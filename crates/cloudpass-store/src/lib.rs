@@ -32,6 +32,14 @@ pub trait TokenStore: Send + Sync {
 
     // Keys of the HSM, wrapped under its master key.
     fn key(&self, name: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    /// Every stored key, as (name, wrapped), by name.
+    fn keys(&self) -> impl Future<Output = StoreResult<Vec<(String, String)>>> + Send;
+    /// Replaces wrapped keys in one transaction, each only if it is still the `old` one
+    /// (master key rotation); any other value makes the whole change a `Conflict`.
+    fn replace_keys(
+        &self,
+        replacements: &[KeyReplacement],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Stores `wrapped` under `name` unless a key is already there; returns the stored one.
     fn insert_key_if_absent(
         &self,
@@ -338,6 +346,8 @@ macro_rules! delegate {
 delegate! {
     fn migrate(&self) -> StoreResult<()>;
     fn key(&self, name: &str) -> StoreResult<Option<String>>;
+    fn keys(&self) -> StoreResult<Vec<(String, String)>>;
+    fn replace_keys(&self, replacements: &[KeyReplacement]) -> StoreResult<()>;
     fn insert_key_if_absent(&self, name: &str, wrapped: &str, now: i64) -> StoreResult<String>;
     fn insert_issuer(&self, issuer: &IssuerRow, ranges: &[BinRangeRow], products: &[ProductRow]) -> StoreResult<()>;
     fn insert_token_requestor(&self, requestor: &TokenRequestorRow) -> StoreResult<()>;

@@ -319,6 +319,14 @@ pub struct JournalAnswer {
     pub answered_at: i64,
 }
 
+/// One stored key re-wrapped: under `name`, `old` becomes `new`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyReplacement {
+    pub name: String,
+    pub old: String,
+    pub new: String,
+}
+
 /// A provisioning attempt that was declined (by the issuer, or by the token service's bound
 /// on tries), known by the card's keyed fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -613,6 +613,34 @@ macro_rules! backend {
                 })
             }
 
+            async fn keys(&self) -> StoreResult<Vec<(String, String)>> {
+                let rows = sqlx::query("SELECT name, wrapped FROM hsm_keys ORDER BY name").fetch_all(self.reader()).await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get("name")?, row.try_get("wrapped")?)))
+                    .collect()
+            }
+
+            async fn replace_keys(&self, replacements: &[KeyReplacement]) -> StoreResult<()> {
+                let replacements = replacements.to_vec();
+                self.write(true, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        for replacement in &replacements {
+                            let updated = sqlx::query("UPDATE hsm_keys SET wrapped = $3 WHERE name = $1 AND wrapped = $2")
+                                .bind(&replacement.name)
+                                .bind(&replacement.old)
+                                .bind(&replacement.new)
+                                .execute(&mut *conn)
+                                .await?;
+                            if updated.rows_affected() != 1 {
+                                return Err(StoreError::Conflict);
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
             async fn insert_key_if_absent(&self, name: &str, wrapped: &str, now: i64) -> StoreResult<String> {
                 let name = name.to_owned();
                 let wrapped = wrapped.to_owned();

@@ -17,6 +17,11 @@ pub enum TspError {
     InvalidExpiry,
     #[error("missing or unknown API key")]
     Unauthorized,
+    /// A known party calling an endpoint of another role (a wallet on the bank's side).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("too many failed authentications from this address; retry later")]
+    Throttled,
     #[error("{what} not found")]
     NotFound {
         code: &'static str,
@@ -73,6 +78,8 @@ impl TspError {
             TspError::InvalidCardNumber(_) => "INVALID_CARD_NUMBER",
             TspError::InvalidExpiry => "INVALID_EXPIRY",
             TspError::Unauthorized => "UNAUTHORIZED",
+            TspError::Forbidden(_) => "FORBIDDEN",
+            TspError::Throttled => "TOO_MANY_REQUESTS",
             TspError::NotFound { code, .. } => code,
             TspError::TokenExists { .. } => "TOKEN_ALREADY_EXISTS",
             TspError::AlreadyExists("user") => "USER_ALREADY_EXISTS",
@@ -116,6 +123,8 @@ impl TspError {
             | TspError::InvalidCardNumber(_)
             | TspError::InvalidExpiry => 400,
             TspError::Unauthorized => 401,
+            TspError::Forbidden(_) => 403,
+            TspError::Throttled => 429,
             TspError::NotFound { .. } => 404,
             TspError::TokenExists { .. }
             | TspError::AlreadyExists(_)

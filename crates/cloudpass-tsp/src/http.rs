@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{TspError, TspResult};
 use crate::service::{CardData, CardEvent, Principal, ProvisionRequest, Tsp};
+use crate::throttle::{AuthThrottle, throttle_failed_auth};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -72,6 +73,10 @@ pub fn router(tsp: Arc<Tsp>) -> Router {
         .route("/tsp/v1/issuer/push-receipts", post(push_receipt))
         .route("/tsp/v1/issuer/cards/declines", post(card_declines))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(&tsp), Arc::new(AuthThrottle::default())),
+            throttle_failed_auth,
+        ))
         .with_state(tsp)
 }
 
@@ -154,8 +159,8 @@ async fn principal(tsp: &Tsp, headers: &HeaderMap) -> TspResult<Principal> {
 async fn wallet(tsp: &Tsp, headers: &HeaderMap) -> TspResult<cloudpass_store::TokenRequestorRow> {
     match principal(tsp, headers).await? {
         Principal::Wallet(requestor) => Ok(requestor),
-        Principal::Issuer(_) => Err(TspError::InvalidRequest(
-            "this endpoint is for token requestors (wallets), not issuers".into(),
+        Principal::Issuer(_) => Err(TspError::Forbidden(
+            "this endpoint is for token requestors (wallets), not issuers",
         )),
     }
 }
@@ -163,8 +168,8 @@ async fn wallet(tsp: &Tsp, headers: &HeaderMap) -> TspResult<cloudpass_store::To
 async fn issuer(tsp: &Tsp, headers: &HeaderMap) -> TspResult<cloudpass_store::IssuerRow> {
     match principal(tsp, headers).await? {
         Principal::Issuer(issuer) => Ok(issuer),
-        Principal::Wallet(_) => Err(TspError::InvalidRequest(
-            "this endpoint is for issuers, not token requestors".into(),
+        Principal::Wallet(_) => Err(TspError::Forbidden(
+            "this endpoint is for issuers, not token requestors",
         )),
     }
 }

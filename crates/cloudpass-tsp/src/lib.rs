@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod plan;
 pub mod secret;
 pub mod service;
+pub mod throttle;
 pub mod vault;
 
 pub use error::{TspError, TspResult};

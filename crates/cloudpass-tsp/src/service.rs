@@ -646,9 +646,9 @@ impl Tsp {
         tr: &TokenRequestorRow,
         account_id: &str,
     ) -> TspResult<Value> {
-        if account_id.is_empty() || account_id.len() > 64 {
+        if !identifier(account_id) {
             return Err(TspError::InvalidRequest(
-                "account_id must be 1 to 64 characters".into(),
+                "account_id must be 1 to 64 printable characters".into(),
             ));
         }
         let user = UserRow {
@@ -685,9 +685,14 @@ impl Tsp {
         unlock_set: bool,
         public_key_hex: &str,
     ) -> TspResult<DeviceView> {
-        if external_id.is_empty() || external_id.len() > 64 {
+        if !identifier(external_id) {
             return Err(TspError::InvalidRequest(
-                "device_id must be 1 to 64 characters".into(),
+                "device_id must be 1 to 64 printable characters".into(),
+            ));
+        }
+        if brand.chars().count() > 64 || brand.chars().any(char::is_control) {
+            return Err(TspError::InvalidRequest(
+                "brand must be at most 64 printable characters".into(),
             ));
         }
         let kind = DeviceKind::parse(kind).ok_or_else(|| {
@@ -1159,6 +1164,16 @@ impl Tsp {
         };
         let contactless = parse(contactless, "contactless_no_pin_limit")?;
         let online = parse(online, "online_no_pin_limit")?;
+        for (limit, name) in [
+            (contactless, "contactless_no_pin_limit"),
+            (online, "online_no_pin_limit"),
+        ] {
+            if limit.minor_units() > MAX_NO_PIN_LIMIT_MINOR {
+                return Err(TspError::InvalidRequest(format!(
+                    "{name} may be at most 100000.00 (a no-PIN limit is a small-payment limit)"
+                )));
+            }
+        }
         let now = self.now();
         let mut updated = row.clone();
         updated.contactless_no_pin_limit = i64::try_from(contactless.minor_units())
@@ -2202,6 +2217,16 @@ impl Tsp {
         })?;
         Ok(envelope.into())
     }
+}
+
+/// The highest no-PIN limit an issuer may set, in minor units (100,000.00): a no-PIN limit is
+/// for small payments, and a mistyped one must not let every payment through without a PIN.
+const MAX_NO_PIN_LIMIT_MINOR: u64 = 10_000_000;
+
+/// An identifier a party chooses (account, device): 1 to 64 characters, none of them a
+/// control character (they would forge log lines and break displays).
+fn identifier(text: &str) -> bool {
+    (1..=64).contains(&text.chars().count()) && !text.chars().any(char::is_control)
 }
 
 /// What an opened push receipt carries.

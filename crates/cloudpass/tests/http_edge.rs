@@ -286,3 +286,75 @@ async fn tls_on_both_ports_and_client_certificates_for_acquirers() {
     app.stop().await;
     let _ = std::fs::remove_dir_all(&pki.dir);
 }
+
+/// Roles, identifiers, amounts and guessed keys: a wallet on the bank's side is 403; control
+/// characters in identifiers and absurd no-PIN limits are 400; an address that fails
+/// authentication 20 times in a minute is answered 429 — even with a right key — while
+/// others carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_identifiers_amounts_and_guessed_keys() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let (status, body) = app
+        .post(
+            APPLE,
+            "/tsp/v1/issuer/cards/tokens",
+            serde_json::json!({"card_number": CMB_DEBIT}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+
+    let (status, body) = app
+        .post(
+            APPLE,
+            "/tsp/v1/devices",
+            serde_json::json!({"device_id": "evil\nINFO forged log line", "kind": "hce", "brand": "x", "public_key": "11".repeat(32)}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("forged"), "{body}");
+
+    let (status, body) = app
+        .put(
+            BANK,
+            "/tsp/v1/issuer/products/debit/cvm-limits",
+            serde_json::json!({"contactless_no_pin_limit": "92233720368547758.07", "online_no_pin_limit": "500.00"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
+        "{body}"
+    );
+
+    let guesser = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 9]))
+        .build()
+        .unwrap();
+    let guess = |key: &'static str| {
+        guesser
+            .get(format!("{}/tsp/v1/devices/iphone", app.base))
+            .bearer_auth(key)
+            .send()
+    };
+    for _ in 0..20 {
+        assert_eq!(guess("sk_guess").await.unwrap().status(), 401);
+    }
+    let blocked = guess(APPLE).await.unwrap();
+    assert_eq!(blocked.status(), 429);
+    assert_eq!(
+        blocked.json::<serde_json::Value>().await.unwrap()["code"],
+        "TOO_MANY_REQUESTS"
+    );
+    // Another address is not held back.
+    let (status, _) = app.get(APPLE, "/tsp/v1/devices/iphone").await;
+    assert_eq!(status, 404, "an unknown device, but an answer");
+    app.stop().await;
+}

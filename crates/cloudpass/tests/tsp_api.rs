@@ -385,10 +385,7 @@ async fn red_paths_and_bad_input(app: &TestApp) {
         (400, Some("INVALID_REQUEST"))
     );
     let (status, body) = app.post(BANK, "/tsp/v1/tokens", json!({})).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("INVALID_REQUEST"))
-    );
+    assert_eq!((status, body["code"].as_str()), (403, Some("FORBIDDEN")));
 }
 
 async fn default_card_rules(app: &TestApp) {
@@ -877,7 +874,7 @@ async fn cvm_limits_travel_as_metadata(app: &TestApp) {
             json!({"contactless_no_pin_limit": "1", "online_no_pin_limit": "1"}),
         )
         .await;
-    assert_eq!(status, 400, "a wallet is not an issuer");
+    assert_eq!(status, 403, "a wallet is not an issuer");
 }
 
 async fn idempotency_keys(app: &TestApp) {
