@@ -8,6 +8,7 @@
 //! - [`server`]: the accept loop with bounded connections, header, request and handshake
 //!   deadlines, and TLS ([`tls`]) when configured.
 
+pub mod auth;
 pub mod body;
 pub mod errors;
 

@@ -43,6 +43,9 @@ pub struct IssuerHostConfig {
     /// A PEM certificate trusted beside the platform's roots (the token service's, when the
     /// sandbox serves TLS).
     pub extra_root: Option<Vec<u8>>,
+    /// The sandbox operator's key: reading the SMS inbox (every cardholder's one-time codes)
+    /// needs it.
+    pub operator_key: String,
 }
 
 /// A card to put on the bank's books.
@@ -821,7 +824,19 @@ struct PhoneQuery {
     phone: String,
 }
 
-async fn sms(State(host): State<Arc<IssuerHost>>, Query(query): Query<PhoneQuery>) -> Response {
+async fn sms(
+    State(host): State<Arc<IssuerHost>>,
+    headers: HeaderMap,
+    Query(query): Query<PhoneQuery>,
+) -> Response {
+    if !cloudpass_http::auth::bearer_is(&headers, &host.config.operator_key) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "the SMS inbox needs the sandbox operator's key (Authorization: Bearer <key>; the key \
+             is in sandbox-operator.key in the data directory)",
+        );
+    }
     match host.sms(&query.phone).await {
         Ok(messages) => Json(json!({"messages": messages})).into_response(),
         Err(e) => sim_error(e),

@@ -33,15 +33,23 @@ pub struct WebhookSink {
     secrets: HashMap<String, Vec<u8>>,
     received: Mutex<VecDeque<Received>>,
     clock: Arc<dyn Clock>,
+    /// Listing what was received (every party's notifications) needs the sandbox operator's
+    /// key; delivering does not (deliveries are checked by their signatures).
+    operator_key: String,
 }
 
 impl WebhookSink {
     /// A sink that knows each subscriber's shared secret.
-    pub fn new(secrets: HashMap<String, Vec<u8>>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        secrets: HashMap<String, Vec<u8>>,
+        clock: Arc<dyn Clock>,
+        operator_key: String,
+    ) -> Self {
         Self {
             secrets,
             received: Mutex::new(VecDeque::new()),
             clock,
+            operator_key,
         }
     }
 
@@ -124,8 +132,21 @@ struct ListQuery {
     token_id: Option<String>,
 }
 
-async fn list(State(sink): State<Arc<WebhookSink>>, Query(query): Query<ListQuery>) -> Json<Value> {
+async fn list(
+    State(sink): State<Arc<WebhookSink>>,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<ListQuery>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !cloudpass_http::auth::bearer_is(&headers, &sink.operator_key) {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            Json(json!({"code": "UNAUTHORIZED", "message": "listing notifications needs the sandbox operator's key (Authorization: Bearer <key>; the key is in sandbox-operator.key in the data directory)"})),
+        )
+            .into_response();
+    }
     Json(
         json!({"notifications": sink.received(query.subscriber.as_deref(), query.token_id.as_deref())}),
     )
+    .into_response()
 }

@@ -39,6 +39,7 @@ async fn bank() -> Bank {
             tsp_api_key: "key".into(),
             signature_tolerance_seconds: 300,
             extra_root: None,
+            operator_key: "operator".into(),
         },
         Arc::new(SystemClock),
         random,

@@ -28,6 +28,7 @@ use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 use crate::data_dir;
+use crate::master_key::{self, KeyProvider};
 use crate::network::{self, TspTokenVault};
 use crate::sandbox;
 
@@ -40,9 +41,11 @@ pub struct AppConfig {
     pub database_url: Option<String>,
     /// For tests: a PostgreSQL schema to use as the search path.
     pub postgres_schema: Option<String>,
-    /// The master key; when absent, the sandbox's key file in the data directory (created
-    /// on first start).
-    pub master_key: Option<MasterKey>,
+    /// Where the master key comes from; when absent, the sandbox's key file in the data
+    /// directory (created on first start, with a warning). See `master_key`.
+    pub master_key: Option<Arc<dyn KeyProvider>>,
+    /// A production start: the master key must come from outside the data directory.
+    pub production: bool,
     pub pool: PoolOptions,
     pub tsp: TspConfig,
     pub notifier: NotifierConfig,
@@ -82,6 +85,7 @@ impl AppConfig {
             database_url: None,
             postgres_schema: None,
             master_key: None,
+            production: false,
             pool: PoolOptions::default(),
             tsp: TspConfig::default(),
             notifier: NotifierConfig::default(),
@@ -112,6 +116,10 @@ pub struct RunningApp {
     pub sink: Arc<WebhookSink>,
     pub issuer_host: Arc<IssuerHost>,
     pub master_check_value: String,
+    /// Where the master key came from (for the operator; never the key).
+    pub master_key_origin: String,
+    /// The sandbox operator's key (Bearer) for the SMS inbox and the received notifications.
+    pub operator_key: Zeroizing<String>,
     pub database: String,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -174,6 +182,9 @@ pub fn sandbox_secret(path: &Path, length: usize) -> Result<Zeroizing<Vec<u8>>, 
     Ok(bytes)
 }
 
+/// The sandbox operator's key: reads the SMS inbox and the received notifications.
+pub const SANDBOX_OPERATOR_KEY_FILE: &str = "sandbox-operator.key";
+
 /// The zone master key the switch and the sandbox's issuer host share.
 pub const ZONE_MASTER_KEY_FILE: &str = "zone-master.key";
 /// The master key of every sandbox terminal.
@@ -231,10 +242,11 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
 
     let random: Arc<dyn Random> = Arc::new(OsRandom);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let master = match config.master_key {
-        Some(key) => key,
-        None => sandbox_key(&config.data_dir.join("master.key"))?,
-    };
+    let (master, master_key_origin) = master_key::load(
+        config.master_key.as_ref(),
+        &config.data_dir,
+        config.production,
+    )?;
     let master_check_value = master.check_value().to_string();
     let soft_hsm = Arc::new(SoftHsm::new(master, Arc::clone(&random)));
     let hsm: Arc<dyn Hsm> = Arc::clone(&soft_hsm) as Arc<dyn Hsm>;
@@ -260,9 +272,22 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
             config.tsp,
         )
         .await
-        .map_err(|e| e.to_string())?,
+        .map_err(|error| match error {
+            // The operator starting the platform needs the detail (it names no secret): a
+            // stored key that does not open under this master key, say.
+            cloudpass_tsp::TspError::Internal(detail) => {
+                format!("the token service cannot start: {detail}")
+            }
+            other => other.to_string(),
+        })?,
     );
     sandbox::seed_tsp(&tsp, &base_url).await?;
+    // The sandbox operator's key (SMS inbox, received notifications): random per data
+    // directory, so that reading the sandbox's secrets takes access to the directory.
+    let operator_key = Zeroizing::new(hex::encode(&sandbox_secret(
+        &config.data_dir.join(SANDBOX_OPERATOR_KEY_FILE),
+        16,
+    )?));
 
     let issuer_host = Arc::new(
         IssuerHost::open(
@@ -276,6 +301,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
                 tsp_api_key: sandbox::ISSUER_API_KEY.into(),
                 signature_tolerance_seconds: 300,
                 extra_root: own_certificate.clone(),
+                operator_key: operator_key.to_string(),
             },
             Arc::clone(&clock),
             Arc::clone(&random),
@@ -292,6 +318,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     let sink = Arc::new(WebhookSink::new(
         sandbox::webhook_secrets(),
         Arc::clone(&clock),
+        operator_key.to_string(),
     ));
 
     let router = Router::new()
@@ -321,6 +348,8 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     )));
     let mut notifier_config = config.notifier;
     notifier_config.extra_root = own_certificate;
+    // Production delivers to public https receivers only.
+    notifier_config.public_https_only |= config.production;
     let notifier = Notifier::new(Arc::clone(&tsp), notifier_config).map_err(|e| e.to_string())?;
     tasks.push(tokio::spawn(notifier.run(watcher.clone())));
 
@@ -381,6 +410,8 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         sink,
         issuer_host,
         master_check_value,
+        master_key_origin,
+        operator_key,
         database,
         shutdown,
         tasks,

@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod data_dir;
+pub mod master_key;
 pub mod network;
 pub mod sandbox;

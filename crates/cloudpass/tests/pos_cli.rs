@@ -317,7 +317,15 @@ async fn the_bank_alone() {
     assert_eq!(answer.get_str(39), Some("00"));
     let published = std::fs::read_to_string(dir.join("zone-pin-key.txt")).unwrap();
     assert_eq!(published.split_whitespace().count(), 2, "{published}");
-    let sms = reqwest::get(format!("http://{http}/sim/issuer/v1/sms?phone=18100000000"))
+    // The SMS inbox is the sandbox operator's: refused without its key, open with it.
+    let inbox = format!("http://{http}/sim/issuer/v1/sms?phone=18100000000");
+    let anonymous = reqwest::get(&inbox).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let key = std::fs::read_to_string(dir.join(cloudpass::app::SANDBOX_OPERATOR_KEY_FILE)).unwrap();
+    let sms = reqwest::Client::new()
+        .get(&inbox)
+        .bearer_auth(key.trim())
+        .send()
         .await
         .unwrap();
     assert_eq!(sms.status(), 200);

@@ -7,8 +7,7 @@ use cloudpass_crypto::{Hsm, MasterKey, OsRandom, SoftHsm};
 
 use super::CliResult;
 
-/// Environment variable holding the master key (64 hex digits).
-pub const MASTER_KEY_VARIABLE: &str = "CLOUDPASS_MASTER_KEY";
+pub use cloudpass::master_key::MASTER_KEY_VARIABLE;
 
 #[derive(Subcommand)]
 pub enum HsmCommand {
@@ -23,6 +22,20 @@ pub enum HsmCommand {
         /// Where to write the key; the file must not exist.
         #[arg(long)]
         out: std::path::PathBuf,
+    },
+    /// Re-wrap every stored key under a new master key, in one transaction. Stop the
+    /// platform first; start it again with the new key. The store is DATABASE_URL, else the
+    /// SQLite file in --data-dir.
+    RotateMasterKey {
+        /// The current master key (else $CLOUDPASS_MASTER_KEY; else the sandbox's key file
+        /// in the data directory).
+        #[arg(long)]
+        master_key_file: Option<std::path::PathBuf>,
+        /// The new master key (make one with `cloudpass hsm generate-master-key`).
+        #[arg(long)]
+        new_master_key_file: std::path::PathBuf,
+        #[arg(long, default_value = "cloudpass-data")]
+        data_dir: std::path::PathBuf,
     },
 }
 
@@ -66,5 +79,51 @@ pub fn run(command: HsmCommand) -> CliResult {
             );
             Ok(())
         }
+        HsmCommand::RotateMasterKey {
+            master_key_file,
+            new_master_key_file,
+            data_dir,
+        } => rotate(master_key_file, &new_master_key_file, &data_dir),
     }
+}
+
+fn rotate(
+    current: Option<std::path::PathBuf>,
+    new: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> CliResult {
+    use cloudpass::master_key;
+    let provider = master_key::provider_from(current);
+    let (old, origin) = master_key::load(provider.as_ref(), data_dir, false)?;
+    let new_key = master_key::FileKey(new.to_owned());
+    let new_master = master_key::KeyProvider::master_key(&new_key)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let store = match std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        {
+            Some(url) => cloudpass_store::AnyStore::connect(&url, Default::default()).await,
+            None => {
+                cloudpass_store::AnyStore::open_sqlite(
+                    &data_dir.join("cloudpass.sqlite"),
+                    Default::default(),
+                )
+                .await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let old_check = old.check_value();
+        let count = master_key::rotate(&store, old, &new_master).await?;
+        println!(
+            "re-wrapped {count} keys: from the master key {old_check} ({origin}) to {} ({}); \
+             start the platform with the new key",
+            new_master.check_value(),
+            new.display()
+        );
+        Ok(())
+    })
 }

@@ -100,6 +100,12 @@ pub fn issuer_sim(args: IssuerSimArgs) -> CliResult {
                     tsp_api_key: sandbox::ISSUER_API_KEY.into(),
                     signature_tolerance_seconds: 300,
                     extra_root: None,
+                    operator_key: cloudpass_core::hex::encode(&cloudpass::app::sandbox_secret(
+                        &args
+                            .data_dir
+                            .join(cloudpass::app::SANDBOX_OPERATOR_KEY_FILE),
+                        16,
+                    )?),
                 },
                 clock,
                 random,

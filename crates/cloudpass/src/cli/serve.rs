@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cloudpass::app::{self, AppConfig};
-use cloudpass::sandbox;
+use cloudpass::{master_key, sandbox};
 use cloudpass_http::tls::TlsFiles;
 
 use super::CliResult;
@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// TLS on the switch's port). Needs `--tls-cert`.
     #[arg(long, requires = "tls_cert")]
     acquirer_client_ca: Option<PathBuf>,
+    /// File holding the master key (64 hex digits); else $CLOUDPASS_MASTER_KEY; else the
+    /// sandbox's key file in the data directory.
+    #[arg(long)]
+    master_key_file: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
@@ -43,6 +47,7 @@ pub fn run(args: ServeArgs) -> CliResult {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
+        let running_data_dir = args.data_dir.clone();
         let mut config = AppConfig::new(args.listen, args.data_dir);
         config.switch_listen = args.iso8583_listen;
         config.issuer_iso_listen = args.issuer_iso8583_listen;
@@ -52,17 +57,15 @@ pub fn run(args: ServeArgs) -> CliResult {
             config.switch_tls = Some(TlsFiles { client_ca: args.acquirer_client_ca.clone(), ..files.clone() });
             config.http_tls = Some(files);
         }
-        if let Ok(text) = std::env::var(super::hsm::MASTER_KEY_VARIABLE) {
-            config.master_key = Some(cloudpass_crypto::MasterKey::from_hex(&text).map_err(|e| format!("{}: {e}", super::hsm::MASTER_KEY_VARIABLE))?);
-        }
+        config.master_key = master_key::provider_from(args.master_key_file.clone());
         let running = app::start(config).await?;
         let base = running.base_url();
         println!("cloudpass serving on {base}");
         println!("  database: {}", running.database);
-        println!("  master key check value: {}", running.master_check_value);
+        println!("  master key check value: {} (from {})", running.master_check_value, running.master_key_origin);
         println!("  token service API:  {base}/tsp/v1  (OpenAPI: {base}/tsp/v1/openapi.json)");
         println!("  issuer host (sandbox bank): {base}/sim/issuer/v1   SMS inbox: {base}/sim/issuer/v1/sms?phone=18100000000");
-        println!("  notifications received: {base}/sandbox/v1/webhooks");
+        println!("  notifications received: {base}/sandbox/v1/webhooks   (both need the sandbox operator's key: Bearer $(cat {}/sandbox-operator.key))", running_data_dir.display());
         println!("  switch (ISO 8583, acquirers): {}   issuer host (ISO 8583): {}", running.switch_addr, running.issuer_iso_addr);
         println!("  sandbox terminals {}..{} (acquirer {}, merchant {}); try: cloudpass pos tap --amount 12.50", sandbox::TERMINALS[0], sandbox::TERMINALS[sandbox::TERMINALS.len() - 1], sandbox::ACQUIRER_ID, sandbox::MERCHANT_ID);
         println!("  sandbox API keys: issuer {}; wallets {}", sandbox::ISSUER_API_KEY, sandbox::WALLETS.iter().map(|w| format!("{} ({})", w.api_key, w.name)).collect::<Vec<_>>().join(", "));

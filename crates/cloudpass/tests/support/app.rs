@@ -63,6 +63,11 @@ impl TestApp {
     /// Stops this instance and starts another on the same data directory and database, as
     /// a process restart would.
     pub async fn restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// [`TestApp::restart`] with the configuration adjusted by `adjust`.
+    pub async fn restart_with(self, adjust: impl FnOnce(&mut AppConfig)) -> TestApp {
         let TestApp {
             running,
             data_dir,
@@ -71,7 +76,45 @@ impl TestApp {
             ..
         } = self;
         running.stop().await;
-        Self::start_in(backend, data_dir, postgres, |_| {}).await
+        Self::start_in(backend, data_dir, postgres, adjust).await
+    }
+
+    /// Stops this instance and tries to start another on the same data; the start's error
+    /// if it fails (the data and the database are cleaned up then).
+    pub async fn try_restart(self) -> Result<TestApp, String> {
+        let TestApp {
+            running,
+            data_dir,
+            backend,
+            postgres,
+            ..
+        } = self;
+        running.stop().await;
+        let mut config = AppConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir.clone());
+        if let Some(fresh) = &postgres {
+            config.database_url = Some(postgres_url());
+            config.postgres_schema = fresh.schema().map(str::to_owned);
+        }
+        match app::start(config).await {
+            Ok(running) => {
+                let base = running.base_url();
+                Ok(TestApp {
+                    running,
+                    http: reqwest::Client::new(),
+                    base,
+                    data_dir,
+                    backend,
+                    postgres,
+                })
+            }
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&data_dir);
+                if let Some(fresh) = postgres {
+                    fresh.cleanup().await;
+                }
+                Err(error)
+            }
+        }
     }
 
     async fn start_in(
@@ -242,7 +285,10 @@ impl TestApp {
     /// The latest step-up code texted to a phone.
     pub async fn latest_otp(&self, phone: &str) -> String {
         let (status, body) = self
-            .get("", &format!("/sim/issuer/v1/sms?phone={phone}"))
+            .get(
+                &self.running.operator_key,
+                &format!("/sim/issuer/v1/sms?phone={phone}"),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         let text = body["messages"][0]["text"]
@@ -266,7 +312,7 @@ impl TestApp {
         for _ in 0..200 {
             let (_, body) = self
                 .get(
-                    "",
+                    &self.running.operator_key,
                     &format!("/sandbox/v1/webhooks?subscriber={subscriber}&token_id={token_id}"),
                 )
                 .await;
@@ -281,7 +327,7 @@ impl TestApp {
         }
         let (_, body) = self
             .get(
-                "",
+                &self.running.operator_key,
                 &format!("/sandbox/v1/webhooks?subscriber={subscriber}&token_id={token_id}"),
             )
             .await;
