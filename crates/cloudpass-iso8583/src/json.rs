@@ -330,6 +330,7 @@ mod tests {
     fn masked_json_hides_every_card_number_and_refuses_to_encode() {
         let mut message = samples::contactless_purchase_response();
         message.set(52, vec![0x12; 8]);
+        message.set_text(63, token_usage());
         let mut icc = message.get(55).unwrap().to_vec();
         tlv::write(
             Tag::from_hex("5A").unwrap(),
@@ -356,11 +357,12 @@ mod tests {
 
     #[test]
     fn structure_of_private_fields_is_shown() {
-        let document = to_json(
-            cloudpass(),
-            &samples::contactless_purchase_response(),
-            false,
-        );
+        // The switch's message to the issuer: the acquirer's fields with 63 TK added.
+        let mut message = samples::contactless_purchase();
+        message.remove(55);
+        message.set(55, crate::emv_data::response_field55(&[0x99; 8], "00"));
+        message.set_text(63, token_usage());
+        let document = to_json(cloudpass(), &message, false);
         let fields = document["fields"].as_array().unwrap();
         let field = |n: u64| fields.iter().find(|f| f["field"] == json!(n)).unwrap();
         assert_eq!(field(55)["tlv"][0]["tag"], "91");
@@ -370,6 +372,20 @@ mod tests {
             field(63)["usages"][0]["tags"][1]["value"],
             "623118******0008"
         );
+    }
+
+    /// Field 63 usage TK as the switch writes it for the issuer.
+    fn token_usage() -> String {
+        use crate::private::{TaggedData, Usages, token_tags};
+        let mut token = TaggedData::default();
+        token
+            .set(token_tags::VERIFIED, "1")
+            .and_then(|t| t.set(token_tags::TOKEN, samples::SAMPLE_TOKEN))
+            .and_then(|t| t.set(token_tags::REQUESTOR_ID, "40010030273"))
+            .unwrap();
+        let mut usages = Usages::default();
+        usages.set("TK", &token.to_string()).unwrap();
+        usages.to_string()
     }
 
     #[test]

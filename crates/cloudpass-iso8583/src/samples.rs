@@ -4,34 +4,33 @@
 //! card.
 
 use crate::message::{Message, Mti};
-use crate::private::{FIELD_60, OriginalData, Positional, TaggedData, Usages, token_tags, values};
+use crate::private::{FIELD_60, OriginalData, Positional, values};
 use crate::tlv::{self, Tag, tags};
 
 /// A token from the sandbox token BIN range 623118 (Luhn-valid).
 pub const SAMPLE_TOKEN: &str = "6231180000000008";
 
-/// Field 55 of a contactless qPBOC tap: the ARQC and the data it covers.
+/// Field 55 of a contactless tap: the worked example of docs/iso8583-profile.md (CP01: its
+/// ARQC is the one the example's keys make), with the terminal's further tags a real
+/// terminal adds and the switch passes over.
 pub fn sample_icc_data() -> Vec<u8> {
     let objects: &[(Tag, &[u8])] = &[
         (
             tags::APPLICATION_CRYPTOGRAM,
-            &[0x7A, 0x78, 0x8E, 0xA6, 0xB8, 0xA3, 0xE7, 0x33],
+            &[0x62, 0x7D, 0x4C, 0x0F, 0x0B, 0xE1, 0x51, 0xCF],
         ),
         (tags::CRYPTOGRAM_INFORMATION_DATA, &[0x80]),
         (
             tags::ISSUER_APPLICATION_DATA,
-            &[
-                0x07, 0x01, 0x01, 0x03, 0xA0, 0x00, 0x00, 0x01, 0x0A, 0x01, 0x00, 0x00, 0x00, 0x00,
-                0x00, 0x5A, 0x1B, 0x3C, 0x4D,
-            ],
+            &[0x07, 0x01, 0x11, 0x80, 0x00, 0x00, 0x00],
         ),
-        (tags::UNPREDICTABLE_NUMBER, &[0xBF, 0x45, 0x85, 0x18]),
-        (tags::APPLICATION_TRANSACTION_COUNTER, &[0x00, 0x1C]),
+        (tags::UNPREDICTABLE_NUMBER, &[0x1A, 0x2B, 0x3C, 0x4D]),
+        (tags::APPLICATION_TRANSACTION_COUNTER, &[0x00, 0x01]),
         (
             tags::TERMINAL_VERIFICATION_RESULTS,
             &[0x00, 0x00, 0x00, 0x00, 0x00],
         ),
-        (tags::TRANSACTION_DATE, &[0x26, 0x11, 0x25]),
+        (tags::TRANSACTION_DATE, &[0x26, 0x12, 0x02]),
         (tags::TRANSACTION_TYPE, &[0x00]),
         (
             tags::AMOUNT_AUTHORISED,
@@ -90,17 +89,16 @@ pub fn contactless_purchase() -> Message<'static> {
         .set_text(22, "072")
         .set_text(23, "001")
         .set_text(25, "00")
-        .set_text(32, "48020000")
-        .set_text(33, "48020000")
+        .set_text(32, "48021000")
+        .set_text(33, "48021000")
         .set_text(35, format!("{SAMPLE_TOKEN}=29112010000000000"))
         .set_text(37, "532918000123")
-        .set_text(41, "POS00001")
-        .set_text(42, "898310048990001")
+        .set_text(41, "CPPLN001")
+        .set_text(42, "898310048990002")
         .set_text(43, "cloudpass sandbox store  Shanghai    CHN")
         .set_text(49, "156")
         .set(55, sample_icc_data())
-        .set_text(60, field_60_contactless())
-        .set(128, vec![0x3A, 0x91, 0x0C, 0x55, 0x6E, 0x01, 0xF2, 0x48]);
+        .set_text(60, field_60_contactless());
     message
 }
 
@@ -109,30 +107,16 @@ pub fn contactless_purchase() -> Message<'static> {
 pub fn contactless_purchase_response() -> Message<'static> {
     let mut message = contactless_purchase();
     message.set_mti(Mti::FINANCIAL_RESPONSE);
-    for number in [14, 18, 22, 23, 35, 43, 128] {
+    for number in [14, 18, 22, 23, 35, 43, 55, 60] {
         message.remove(number);
     }
-    let mut arpc = Vec::new();
-    let _ = tlv::write(
-        tags::ISSUER_AUTHENTICATION_DATA,
-        &[0x9A, 0xF5, 0x14, 0xC1, 0x00, 0x00, 0x00, 0x00],
-        &mut arpc,
-    );
-    let _ = tlv::write(tags::AUTHORISATION_RESPONSE_CODE, b"00", &mut arpc);
-    let mut token = TaggedData::default();
-    let _ = token
-        .set(token_tags::VERIFIED, "1")
-        .and_then(|t| t.set(token_tags::TOKEN, SAMPLE_TOKEN))
-        .and_then(|t| t.set(token_tags::TOKEN_EXPIRY, "2911"))
-        .and_then(|t| t.set(token_tags::REQUESTOR_ID, "40010030273"));
-    let mut usages = Usages::default();
-    let _ = usages.set("TK", &token.to_string());
+    // The ARPC of the worked example (method 1), then the response code.
+    let arpc =
+        crate::emv_data::response_field55(&[0x99, 0x78, 0x2A, 0x3A, 0xCF, 0x49, 0x85, 0xED], "00");
     message
         .set_text(38, "A1B2C3")
         .set_text(39, "00")
-        .set(55, arpc)
-        .set_text(63, usages.to_string())
-        .set(128, vec![0x51, 0x0D, 0x7E, 0x22, 0x9B, 0x40, 0x13, 0xC6]);
+        .set(55, arpc);
     message
 }
 

@@ -387,3 +387,19 @@ async fn floods_of_idle_and_half_sent_connections_do_not_lock_out_an_acquirer() 
     drop(held);
     app.stop().await;
 }
+
+/// Item 16: the published samples (`cloudpass iso8583 sample`) are messages the switch reads
+/// through: registered sender, CP01 chip data. The sample's token is not one this sandbox
+/// issued (tokens are random per data directory), so the answer is 14 — not 30 (format),
+/// 58 (terminal) or A0 (MAC).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_published_sample_gets_through_every_check_but_the_token() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let sample = cloudpass_iso8583::samples::contactless_purchase();
+    assert!(
+        cloudpass_iso8583::emv_data::ChipRequest::parse(sample.get(55).unwrap()).is_ok(),
+        "the sample's field 55 is CP01"
+    );
+    assert_eq!(code_of(&app, &sample).await, "14");
+    app.stop().await;
+}
