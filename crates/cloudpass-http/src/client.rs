@@ -62,6 +62,25 @@ pub fn is_public(address: std::net::IpAddr) -> bool {
     }
 }
 
+/// Whether `url` is `https` to a host that may be public: a name (screened when resolved by
+/// [`PublicOnlyResolver`]) or an address literal that [`is_public`].
+pub fn public_url(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    if url.scheme() != "https" || host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    match literal.parse::<std::net::IpAddr>() {
+        Ok(address) => is_public(address),
+        Err(_) => true,
+    }
+}
+
 /// A resolver that hands out public addresses only: a webhook host that resolves to an
 /// internal address (at registration or any later moment — DNS can change) is never
 /// connected to, because the connection only ever sees what this resolver returns.
@@ -120,6 +139,29 @@ mod tests {
             "::ffff:1.1.1.1",
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::public_url;
+
+    #[test]
+    fn webhook_urls_must_be_https_to_public_hosts() {
+        for refused in [
+            "http://bank.example/hooks",
+            "https://127.0.0.1/hooks",
+            "https://10.0.0.5/hooks",
+            "https://[::1]/hooks",
+            "https://[fd00::1]/hooks",
+            "https://localhost/hooks",
+            "not a url",
+        ] {
+            assert!(!public_url(refused), "{refused}");
+        }
+        for allowed in ["https://bank.example/hooks", "https://8.8.8.8/hooks"] {
+            assert!(public_url(allowed), "{allowed}");
         }
     }
 }

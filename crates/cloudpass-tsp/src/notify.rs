@@ -91,6 +91,9 @@ impl Notifier {
         let mut builder =
             cloudpass_http::client::builder(config.timeout, config.extra_root.as_deref())
                 .map_err(|error| TspError::Internal(format!("HTTP client: {error}")))?;
+        // A receiver answers for itself: a redirect is a failed delivery, never followed (it
+        // could point anywhere, an internal address included).
+        builder = builder.redirect(reqwest::redirect::Policy::none());
         if config.public_https_only {
             builder = builder
                 .https_only(true)
@@ -238,6 +241,13 @@ async fn deliver(
         }
         Err(error) => return failed(error.to_string()),
     };
+    // An address written as such is never resolved, so the resolver cannot screen it.
+    if config.public_https_only && !cloudpass_http::client::public_url(&target.0) {
+        return DeliveryOutcome::GiveUp {
+            error: "the webhook URL is not https to a public host".into(),
+            at: now,
+        };
+    }
     let timestamp = now / 1000;
     let body = event.payload.as_bytes().to_vec();
     let result = http
