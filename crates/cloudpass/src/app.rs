@@ -29,7 +29,9 @@ use zeroize::Zeroizing;
 
 use crate::data_dir;
 use crate::master_key::{self, KeyProvider};
+use crate::network::KeyFiles;
 use crate::network::{self, TspTokenVault};
+use crate::registry;
 use crate::sandbox;
 
 /// Everything `serve` needs to know.
@@ -44,8 +46,16 @@ pub struct AppConfig {
     /// Where the master key comes from; when absent, the sandbox's key file in the data
     /// directory (created on first start, with a warning). See `master_key`.
     pub master_key: Option<Arc<dyn KeyProvider>>,
-    /// A production start: the master key must come from outside the data directory.
+    /// A production start (`serve --no-sandbox`): the platform alone — no sandbox seed, no
+    /// stand-in bank, no sandbox endpoints; parties from `parties`, the key ceremony's files
+    /// from `keys_dir`, the issuer at `issuer_link_override`; the master key from outside the
+    /// data directory; webhooks to public https hosts only.
     pub production: bool,
+    /// Production: the parties file (see `registry`).
+    pub parties: Option<PathBuf>,
+    /// Production: the key ceremony's files (`zone-master.key`, `zone-pin-key.txt`,
+    /// `terminal-master.key`), outside the data directory.
+    pub keys_dir: Option<PathBuf>,
     pub pool: PoolOptions,
     pub tsp: TspConfig,
     pub notifier: NotifierConfig,
@@ -86,6 +96,8 @@ impl AppConfig {
             postgres_schema: None,
             master_key: None,
             production: false,
+            parties: None,
+            keys_dir: None,
             pool: PoolOptions::default(),
             tsp: TspConfig::default(),
             notifier: NotifierConfig::default(),
@@ -109,23 +121,28 @@ pub struct RunningApp {
     pub scheme: &'static str,
     /// The switch's ISO 8583 port.
     pub switch_addr: SocketAddr,
-    /// The issuer host's ISO 8583 port.
-    pub issuer_iso_addr: SocketAddr,
     pub switch: Arc<Switch>,
     pub tsp: Arc<Tsp>,
-    pub sink: Arc<WebhookSink>,
-    pub issuer_host: Arc<IssuerHost>,
+    /// The sandbox's stand-ins; none in production.
+    pub sandbox: Option<SandboxParts>,
     pub master_check_value: String,
     /// Where the master key came from (for the operator; never the key).
     pub master_key_origin: String,
-    /// The sandbox operator's key (Bearer) for the SMS inbox and the received notifications.
-    pub operator_key: Zeroizing<String>,
+
     pub database: String,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningApp {
+    /// The sandbox's stand-in bank (an error in production, where there is none).
+    pub fn stand_in_bank(&self) -> Result<&Arc<IssuerHost>, String> {
+        self.sandbox
+            .as_ref()
+            .map(|parts| &parts.issuer_host)
+            .ok_or_else(|| "this network runs without the sandbox's stand-in bank".to_owned())
+    }
+
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
     }
@@ -137,6 +154,16 @@ impl RunningApp {
             let _ = task.await;
         }
     }
+}
+
+/// The sandbox's stand-ins, running beside the platform.
+pub struct SandboxParts {
+    pub issuer_host: Arc<IssuerHost>,
+    /// The issuer host's ISO 8583 port.
+    pub issuer_iso_addr: SocketAddr,
+    pub sink: Arc<WebhookSink>,
+    /// The sandbox operator's key (Bearer) for the SMS inbox and the received notifications.
+    pub operator_key: Zeroizing<String>,
 }
 
 /// Reads a key file, or writes a fresh random key to it (mode 0600) the first time.
@@ -196,6 +223,17 @@ pub const ZONE_PIN_KEY_FILE: &str = "zone-pin-key.txt";
 /// Starts everything and returns once the ports are listening.
 pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     cloudpass_http::tls::install_provider();
+    // A production configuration is checked whole before anything is written.
+    let parties = match (config.production, &config.parties) {
+        (false, _) => None,
+        (true, Some(path)) => Some(registry::read(path)?),
+        (true, None) => return Err("a production start needs --parties FILE".into()),
+    };
+    if let Some(dir) = &config.keys_dir
+        && master_key::inside(dir, &config.data_dir)
+    {
+        return Err("the key ceremony's files must be kept outside the data directory".into());
+    }
     // 0700, its files 0600, whatever the umask; the databases made before SQLite opens them
     // so that their WAL files inherit 0600.
     data_dir::prepare(&config.data_dir)?;
@@ -269,7 +307,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
             issuers,
             Arc::clone(&clock),
             Arc::clone(&random),
-            config.tsp,
+            config.tsp.clone(),
         )
         .await
         .map_err(|error| match error {
@@ -281,45 +319,17 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
             other => other.to_string(),
         })?,
     );
-    sandbox::seed_tsp(&tsp, &base_url).await?;
-    // The sandbox operator's key (SMS inbox, received notifications): random per data
-    // directory, so that reading the sandbox's secrets takes access to the directory.
-    let operator_key = Zeroizing::new(hex::encode(&sandbox_secret(
-        &config.data_dir.join(SANDBOX_OPERATOR_KEY_FILE),
-        16,
-    )?));
-
-    let issuer_host = Arc::new(
-        IssuerHost::open(
-            &config.data_dir.join("issuer-host.sqlite"),
-            sandbox_key(&config.data_dir.join("issuer-host.key"))?,
-            IssuerHostConfig {
-                issuer_id: sandbox::ISSUER_ID.into(),
-                bank_name: sandbox::ISSUER_NAME.into(),
-                shared_secret: sandbox::ISSUER_SECRET.as_bytes().to_vec(),
-                tsp_url: base_url.clone(),
-                tsp_api_key: sandbox::ISSUER_API_KEY.into(),
-                signature_tolerance_seconds: 300,
-                extra_root: own_certificate.clone(),
-                operator_key: operator_key.to_string(),
-            },
-            Arc::clone(&clock),
-            Arc::clone(&random),
-        )
-        .await
-        .map_err(|e| e.to_string())?,
-    );
-    for card in sandbox::cards() {
-        issuer_host
-            .add_card(&card)
-            .await
-            .map_err(|e| e.to_string())?;
+    if let Some(parties) = &parties {
+        registry::load_into_tsp(&tsp, parties).await?;
     }
-    let sink = Arc::new(WebhookSink::new(
-        sandbox::webhook_secrets(),
-        Arc::clone(&clock),
-        operator_key.to_string(),
-    ));
+    let (sandbox, issuer_listener) = if config.production {
+        (None, None)
+    } else {
+        sandbox::seed_tsp(&tsp, &base_url).await?;
+        let (parts, listener) =
+            start_stand_ins(&config, &base_url, own_certificate.clone(), &clock, &random).await?;
+        (Some(parts), Some(listener))
+    };
 
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -328,8 +338,12 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         .merge(cloudpass_tsp::http::router(Arc::clone(&tsp)).layer(
             tower::limit::ConcurrencyLimitLayer::new(config.max_requests_in_flight),
         ))
-        .merge(Arc::clone(&issuer_host).router())
-        .merge(Arc::clone(&sink).router());
+        .merge(match &sandbox {
+            Some(parts) => Arc::clone(&parts.issuer_host)
+                .router()
+                .merge(Arc::clone(&parts.sink).router()),
+            None => Router::new(),
+        });
     // Every error in JSON, including the framework's own (404, 405, 413, bad path values).
     let router = cloudpass_http::with_json_errors(router);
 
@@ -354,26 +368,38 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     tasks.push(tokio::spawn(notifier.run(watcher.clone())));
 
     // The key ceremony (see `network`): the issuer publishes its zone PIN key under the zone
-    // master key; the switch loads it, and the terminal master key.
-    let (zone_pin_key, check_value) =
-        network::publish_zone_pin_key(&issuer_host, &config.data_dir)?;
-    let issuer_pin_key =
-        network::load_issuer_pin_key(&soft_hsm, &config.data_dir, &zone_pin_key, check_value)?;
-    let terminal_master = network::load_terminal_master_key(&soft_hsm, &config.data_dir)?;
-
-    let issuer_listener = tokio::net::TcpListener::bind(config.issuer_iso_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.issuer_iso_listen))?;
-    let issuer_iso_addr = issuer_listener.local_addr().map_err(|e| e.to_string())?;
-    tasks.push(tokio::spawn(
-        Arc::clone(&issuer_host).serve_iso8583(issuer_listener, watcher.clone()),
-    ));
+    // master key (the sandbox's bank does it here; a real bank hands over its file); the
+    // switch loads it, and the terminal master key.
+    let keys = match (&sandbox, &config.keys_dir) {
+        (Some(parts), _) => {
+            network::publish_zone_pin_key(&parts.issuer_host, &config.data_dir)?;
+            KeyFiles::Sandbox(&config.data_dir)
+        }
+        (None, Some(dir)) => KeyFiles::Production(dir),
+        (None, None) => return Err("a production start needs --keys-dir DIR".into()),
+    };
+    let (zone_pin_key, check_value) = network::read_zone_pin_key(keys.dir())?;
+    let issuer_pin_key = network::load_issuer_pin_key(&soft_hsm, keys, &zone_pin_key, check_value)?;
+    let terminal_master = network::load_terminal_master_key(&soft_hsm, keys)?;
+    let issuer_address = match (&sandbox, config.issuer_link_override) {
+        (_, Some(address)) => address,
+        (Some(parts), None) => parts.issuer_iso_addr,
+        (None, None) => return Err("a production start needs --issuer-iso8583 ADDR".into()),
+    };
+    if let Some(listener) = issuer_listener {
+        let Some(parts) = &sandbox else {
+            return Err("the stand-in bank's port without the stand-in bank".into());
+        };
+        tasks.push(tokio::spawn(
+            Arc::clone(&parts.issuer_host).serve_iso8583(listener, watcher.clone()),
+        ));
+    }
     let switch_listener = tokio::net::TcpListener::bind(config.switch_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.switch_listen))?;
     let switch_addr = switch_listener.local_addr().map_err(|e| e.to_string())?;
     let link = Link::start(
-        config.issuer_link_override.unwrap_or(issuer_iso_addr),
+        issuer_address,
         config.switch.issuer_timeout,
         watcher.clone(),
     );
@@ -386,7 +412,10 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         clock: Arc::clone(&clock),
         config: config.switch,
     }));
-    sandbox::register_participants(&switch, terminal_master)?;
+    match &parties {
+        Some(parties) => registry::register_acquirers(&switch, parties, terminal_master)?,
+        None => sandbox::register_participants(&switch, terminal_master)?,
+    }
     tasks.push(tokio::spawn(cloudpass_switch::server::serve(
         Arc::clone(&switch),
         switch_listener,
@@ -404,16 +433,74 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         addr,
         scheme,
         switch_addr,
-        issuer_iso_addr,
         switch,
         tsp,
-        sink,
-        issuer_host,
+        sandbox,
         master_check_value,
         master_key_origin,
-        operator_key,
         database,
         shutdown,
         tasks,
     })
+}
+
+/// The sandbox's stand-ins: the operator's key, the bank (its books seeded with the test
+/// cards) and its ISO 8583 port's listener, the webhook receivers.
+async fn start_stand_ins(
+    config: &AppConfig,
+    base_url: &str,
+    own_certificate: Option<Vec<u8>>,
+    clock: &Arc<dyn Clock>,
+    random: &Arc<dyn Random>,
+) -> Result<(SandboxParts, tokio::net::TcpListener), String> {
+    // The sandbox operator's key (SMS inbox, received notifications): random per data
+    // directory, so that reading the sandbox's secrets takes access to the directory.
+    let operator_key = Zeroizing::new(hex::encode(&sandbox_secret(
+        &config.data_dir.join(SANDBOX_OPERATOR_KEY_FILE),
+        16,
+    )?));
+    let issuer_host = Arc::new(
+        IssuerHost::open(
+            &config.data_dir.join("issuer-host.sqlite"),
+            sandbox_key(&config.data_dir.join("issuer-host.key"))?,
+            IssuerHostConfig {
+                issuer_id: sandbox::ISSUER_ID.into(),
+                bank_name: sandbox::ISSUER_NAME.into(),
+                shared_secret: sandbox::ISSUER_SECRET.as_bytes().to_vec(),
+                tsp_url: base_url.to_owned(),
+                tsp_api_key: sandbox::ISSUER_API_KEY.into(),
+                signature_tolerance_seconds: 300,
+                extra_root: own_certificate,
+                operator_key: operator_key.to_string(),
+            },
+            Arc::clone(clock),
+            Arc::clone(random),
+        )
+        .await
+        .map_err(|e| e.to_string())?,
+    );
+    for card in sandbox::cards() {
+        issuer_host
+            .add_card(&card)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let sink = Arc::new(WebhookSink::new(
+        sandbox::webhook_secrets(),
+        Arc::clone(clock),
+        operator_key.to_string(),
+    ));
+    let listener = tokio::net::TcpListener::bind(config.issuer_iso_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.issuer_iso_listen))?;
+    let issuer_iso_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok((
+        SandboxParts {
+            issuer_host,
+            issuer_iso_addr,
+            sink,
+            operator_key,
+        },
+        listener,
+    ))
 }

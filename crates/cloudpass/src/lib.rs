@@ -5,4 +5,5 @@ pub mod app;
 pub mod data_dir;
 pub mod master_key;
 pub mod network;
+pub mod registry;
 pub mod sandbox;

@@ -71,11 +71,11 @@ pub fn read_zone_pin_key(data_dir: &Path) -> Result<(Vec<u8>, CheckValue), Strin
 /// only if its check value matches.
 pub fn load_issuer_pin_key(
     hsm: &SoftHsm,
-    data_dir: &Path,
+    keys: KeyFiles<'_>,
     encrypted: &[u8],
     check_value: CheckValue,
 ) -> Result<KeyHandle, String> {
-    let zone_master = sandbox_secret(&data_dir.join(ZONE_MASTER_KEY_FILE), 16)?;
+    let zone_master = keys.secret(ZONE_MASTER_KEY_FILE, 16)?;
     let kek = hsm
         .import_clear(KeyUsage::ZoneMaster, &zone_master)
         .map_err(|e| e.to_string())?;
@@ -84,12 +84,41 @@ pub fn load_issuer_pin_key(
 }
 
 /// The master key every sandbox terminal's sign-on keys travel under.
-pub fn load_terminal_master_key(hsm: &SoftHsm, data_dir: &Path) -> Result<KeyHandle, String> {
+pub fn load_terminal_master_key(hsm: &SoftHsm, keys: KeyFiles<'_>) -> Result<KeyHandle, String> {
     hsm.import_clear(
         KeyUsage::TerminalMaster,
-        &sandbox_secret(&data_dir.join(TERMINAL_MASTER_KEY_FILE), 16)?,
+        &keys.secret(TERMINAL_MASTER_KEY_FILE, 16)?,
     )
     .map_err(|e| e.to_string())
+}
+
+/// Where the key ceremony's files are: the sandbox's, made in the data directory on first
+/// use; or production's, in a directory the operator keeps apart from the data, each file
+/// required.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyFiles<'a> {
+    Sandbox(&'a Path),
+    Production(&'a Path),
+}
+
+impl KeyFiles<'_> {
+    pub fn dir(&self) -> &Path {
+        match self {
+            KeyFiles::Sandbox(dir) | KeyFiles::Production(dir) => dir,
+        }
+    }
+
+    fn secret(&self, name: &str, length: usize) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        let path = self.dir().join(name);
+        match self {
+            KeyFiles::Sandbox(_) => sandbox_secret(&path, length),
+            KeyFiles::Production(_) if !path.exists() => Err(format!(
+                "the key ceremony's file {} is missing",
+                path.display()
+            )),
+            KeyFiles::Production(_) => sandbox_secret(&path, length),
+        }
+    }
 }
 
 /// The switch's view of the token service's vault.

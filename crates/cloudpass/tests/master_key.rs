@@ -41,9 +41,34 @@ async fn a_production_start_keeps_the_key_out_of_the_data_directory() {
     let scratch = std::env::temp_dir().join(format!("cloudpass-mk-{}", std::process::id()));
     let data_dir = scratch.join("data");
     let keys = scratch.join("keys");
+    // The rest of a production configuration: no parties, the key ceremony's files.
+    std::fs::create_dir_all(&keys).unwrap();
+    let parties = keys.join("parties.json");
+    std::fs::write(&parties, "{}").unwrap();
+    let zone_master = [0x1Fu8; 16];
+    let zone_pin = [0x3Du8; 16];
+    let mut encrypted = Vec::new();
+    for half in zone_pin.chunks(8) {
+        encrypted.extend_from_slice(&cloudpass_crypto::primitives::tdes_encrypt(
+            &zone_master,
+            half.try_into().unwrap(),
+        ));
+    }
+    let hex = cloudpass_core::hex::encode;
+    std::fs::write(keys.join("zone-master.key"), hex(&zone_master)).unwrap();
+    let check = cloudpass_crypto::primitives::tdes_check_value(&zone_pin);
+    std::fs::write(
+        keys.join("zone-pin-key.txt"),
+        format!("{} {}", hex(&encrypted), hex(&check)),
+    )
+    .unwrap();
+    std::fs::write(keys.join("terminal-master.key"), hex(&[0x5Bu8; 16])).unwrap();
     let start = |key: Option<std::path::PathBuf>| {
         let mut config = AppConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.clone());
         config.production = true;
+        config.parties = Some(parties.clone());
+        config.keys_dir = Some(keys.clone());
+        config.issuer_link_override = Some("127.0.0.1:9".parse().unwrap());
         config.master_key = key.map(|path| Arc::new(FileKey(path)) as Arc<dyn KeyProvider>);
         app::start(config)
     };

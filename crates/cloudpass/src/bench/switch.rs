@@ -105,7 +105,7 @@ async fn measure(
     );
     for index in 0..BENCH_CARDS {
         running
-            .issuer_host
+            .stand_in_bank()?
             .add_card(&SimCard {
                 number: bench_card(index),
                 expiry: "3012".into(),
@@ -125,7 +125,7 @@ async fn measure(
             .map_err(|e| e.to_string())?;
     }
     let (debits_before, _) = running
-        .issuer_host
+        .stand_in_bank()?
         .ledger_totals()
         .await
         .map_err(|e| e.to_string())?;
@@ -344,7 +344,7 @@ async fn measure(
 
     // Money moved exactly once per approval, and the books balance.
     let (debits, credits) = running
-        .issuer_host
+        .stand_in_bank()?
         .ledger_totals()
         .await
         .map_err(|e| e.to_string())?;

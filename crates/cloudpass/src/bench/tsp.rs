@@ -124,7 +124,7 @@ async fn run_backend(backend: &'static str, bench: &TspBench) -> Result<(), Stri
         .collect();
     for number in &cards {
         running
-            .issuer_host
+            .stand_in_bank()?
             .add_card(&cloudpass_sim::issuer_host::SimCard {
                 number: number.clone(),
                 expiry: "2912".into(),

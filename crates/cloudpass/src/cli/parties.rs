@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::Router;
 use clap::Args;
 use cloudpass::app::{self, sandbox_key};
-use cloudpass::network::{self, TspTokenVault};
+use cloudpass::network::{self, KeyFiles, TspTokenVault};
 use cloudpass::sandbox;
 use cloudpass_core::{Clock, Currency, Money, Random, SystemClock};
 use cloudpass_crypto::{Hsm, MasterKey, OsRandom, SoftHsm};
@@ -209,8 +209,9 @@ pub fn switch(args: SwitchArgs) -> CliResult {
         );
         let (encrypted, zpk_check) = network::read_zone_pin_key(&args.data_dir)?;
         let issuer_pin_key =
-            network::load_issuer_pin_key(&soft_hsm, &args.data_dir, &encrypted, zpk_check)?;
-        let terminal_master = network::load_terminal_master_key(&soft_hsm, &args.data_dir)?;
+            network::load_issuer_pin_key(&soft_hsm, KeyFiles::Sandbox(&args.data_dir), &encrypted, zpk_check)?;
+        let terminal_master =
+            network::load_terminal_master_key(&soft_hsm, KeyFiles::Sandbox(&args.data_dir))?;
         let (stop, stopped) = watch::channel(false);
         let config = SwitchConfig {
             issuer_timeout: Duration::from_millis(args.issuer_timeout_ms),

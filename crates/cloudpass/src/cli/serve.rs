@@ -39,6 +39,20 @@ pub struct ServeArgs {
     /// sandbox's key file in the data directory.
     #[arg(long)]
     master_key_file: Option<PathBuf>,
+    /// Production: the platform alone — no sandbox seed, stand-ins or sandbox endpoints.
+    /// Needs --parties, --keys-dir, --issuer-iso8583 and the master key from outside the data
+    /// directory (docs/security.md, "Production").
+    #[arg(long, requires_all = ["parties", "keys_dir", "issuer_iso8583"])]
+    no_sandbox: bool,
+    /// Production: the parties file (issuers, token requestors, acquirers).
+    #[arg(long, requires = "no_sandbox")]
+    parties: Option<PathBuf>,
+    /// Production: the key ceremony's files, outside the data directory.
+    #[arg(long, requires = "no_sandbox")]
+    keys_dir: Option<PathBuf>,
+    /// Production: where the switch reaches the issuer's ISO 8583 host.
+    #[arg(long, requires = "no_sandbox")]
+    issuer_iso8583: Option<SocketAddr>,
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
@@ -58,15 +72,28 @@ pub fn run(args: ServeArgs) -> CliResult {
             config.http_tls = Some(files);
         }
         config.master_key = master_key::provider_from(args.master_key_file.clone());
+        config.production = args.no_sandbox;
+        config.parties = args.parties.clone();
+        config.keys_dir = args.keys_dir.clone();
+        config.issuer_link_override = args.issuer_iso8583;
         let running = app::start(config).await?;
         let base = running.base_url();
         println!("cloudpass serving on {base}");
         println!("  database: {}", running.database);
         println!("  master key check value: {} (from {})", running.master_check_value, running.master_key_origin);
         println!("  token service API:  {base}/tsp/v1  (OpenAPI: {base}/tsp/v1/openapi.json)");
+        if running.sandbox.is_none() {
+            println!("  switch (ISO 8583, acquirers): {}   issuer: {}", running.switch_addr, args.issuer_iso8583.map(|a| a.to_string()).unwrap_or_default());
+            println!("  production: no sandbox; parties from {}", args.parties.as_ref().map(|p| p.display().to_string()).unwrap_or_default());
+            tracing::info!(address = %base, "serving");
+            let _ = tokio::signal::ctrl_c().await;
+            println!("shutting down");
+            running.stop().await;
+            return Ok(());
+        }
         println!("  issuer host (sandbox bank): {base}/sim/issuer/v1   SMS inbox: {base}/sim/issuer/v1/sms?phone=18100000000");
         println!("  notifications received: {base}/sandbox/v1/webhooks   (both need the sandbox operator's key: Bearer $(cat {}/sandbox-operator.key))", running_data_dir.display());
-        println!("  switch (ISO 8583, acquirers): {}   issuer host (ISO 8583): {}", running.switch_addr, running.issuer_iso_addr);
+        println!("  switch (ISO 8583, acquirers): {}   issuer host (ISO 8583): {}", running.switch_addr, running.sandbox.as_ref().map(|s| s.issuer_iso_addr.to_string()).unwrap_or_default());
         println!("  sandbox terminals {}..{} (acquirer {}, merchant {}); try: cloudpass pos tap --amount 12.50", sandbox::TERMINALS[0], sandbox::TERMINALS[sandbox::TERMINALS.len() - 1], sandbox::ACQUIRER_ID, sandbox::MERCHANT_ID);
         println!("  sandbox API keys: issuer {}; wallets {}", sandbox::ISSUER_API_KEY, sandbox::WALLETS.iter().map(|w| format!("{} ({})", w.api_key, w.name)).collect::<Vec<_>>().join(", "));
         println!("  walkthrough: docs/tsp-api.md");

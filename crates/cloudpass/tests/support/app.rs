@@ -154,6 +154,16 @@ impl TestApp {
         }
     }
 
+    /// The sandbox operator's key.
+    pub fn operator_key(&self) -> &str {
+        self.running
+            .sandbox
+            .as_ref()
+            .expect("a sandbox")
+            .operator_key
+            .as_str()
+    }
+
     /// The same instance, spoken to with another HTTP client (one that trusts a test CA).
     pub fn with_http(self, http: reqwest::Client) -> TestApp {
         TestApp { http, ..self }
@@ -286,7 +296,7 @@ impl TestApp {
     pub async fn latest_otp(&self, phone: &str) -> String {
         let (status, body) = self
             .get(
-                &self.running.operator_key,
+                self.operator_key(),
                 &format!("/sim/issuer/v1/sms?phone={phone}"),
             )
             .await;
@@ -312,7 +322,7 @@ impl TestApp {
         for _ in 0..200 {
             let (_, body) = self
                 .get(
-                    &self.running.operator_key,
+                    self.operator_key(),
                     &format!("/sandbox/v1/webhooks?subscriber={subscriber}&token_id={token_id}"),
                 )
                 .await;
@@ -327,7 +337,7 @@ impl TestApp {
         }
         let (_, body) = self
             .get(
-                &self.running.operator_key,
+                self.operator_key(),
                 &format!("/sandbox/v1/webhooks?subscriber={subscriber}&token_id={token_id}"),
             )
             .await;
