@@ -6,6 +6,7 @@
 //! that the issuer's ledger did not move.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,19 +27,6 @@ use tokio::net::{TcpSocket, TcpStream};
 const PLAIN_ACQUIRER: &str = sandbox::PLAIN_ACQUIRER_ID;
 const PLAIN_MERCHANT: &str = sandbox::PLAIN_MERCHANT_ID;
 const PLAIN_TERMINAL: &str = sandbox::PLAIN_TERMINALS[0];
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::Postgres).await; })*
-        }
-    };
-}
 
 on_both_backends!(captured_cryptograms_stay_spent_after_a_restart);
 

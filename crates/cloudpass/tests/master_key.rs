@@ -5,6 +5,7 @@
 //! longer starts with the old one. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -13,19 +14,6 @@ use cloudpass::app::{self, AppConfig};
 use cloudpass::master_key::{self, FileKey, KeyProvider};
 use cloudpass_crypto::{MasterKey, OsRandom};
 use support::app::*;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::Postgres).await; })*
-        }
-    };
-}
 
 on_both_backends!(rotation_moves_every_key_to_the_new_master_key);
 

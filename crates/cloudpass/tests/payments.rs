@@ -5,6 +5,7 @@
 //! vault, the switch's journal and its store-and-forward queue).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod support;
 
 use std::time::Duration;
@@ -19,19 +20,6 @@ use cloudpass_switch::StandInPolicy;
 use serde_json::json;
 use support::app::*;
 use support::network::*;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::Postgres).await; })*
-        }
-    };
-}
 
 on_both_backends!(
     taps_without_and_with_pin,

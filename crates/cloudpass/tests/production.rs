@@ -5,6 +5,7 @@
 //! or keys kept beside the data, is refused. On SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[macro_use]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -18,19 +19,6 @@ use cloudpass_crypto::{MasterKey, OsRandom};
 use cloudpass_iso8583::{Message, Mti};
 use serde_json::json;
 use support::app::*;
-
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await; })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Backend::Postgres).await; })*
-        }
-    };
-}
 
 on_both_backends!(the_platform_runs_alone_with_its_parties);
 

@@ -1,8 +1,29 @@
 //! Helpers shared by the binary's black-box tests.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    unused_macros,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 pub mod app;
 pub mod network;
+
+/// Instantiates each `async fn name(backend: Backend)` of the file as a test on SQLite and
+/// one on PostgreSQL (`sqlite::name`, `postgres::name`).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::Backend::Postgres).await; })*
+        }
+    };
+}
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
