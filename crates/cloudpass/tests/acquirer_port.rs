@@ -379,7 +379,7 @@ async fn floods_of_idle_and_half_sent_connections_do_not_lock_out_an_acquirer() 
 /// Item 16: the published samples (`cloudpass iso8583 sample`) are messages the switch reads
 /// through: registered sender, CP01 chip data. The sample's token is not one this sandbox
 /// issued (tokens are random per data directory), so the answer is 14 — not 30 (format),
-/// 58 (terminal) or A0 (MAC).
+/// 58 (terminal) or A0 (MAC); with a live phone's token fields in place, it is approved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_published_sample_gets_through_every_check_but_the_token() {
     let app = TestApp::start(Backend::Sqlite).await;
@@ -389,5 +389,19 @@ async fn the_published_sample_gets_through_every_check_but_the_token() {
         "the sample's field 55 is CP01"
     );
     assert_eq!(code_of(&app, &sample).await, "14");
+
+    // With a live phone's token, expiry, track 2 and chip data in place of the sample's,
+    // every other field as published, the switch approves it and the bank posts it.
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+    let start = balance(&app, CMB_DEBIT).await;
+    let tap = phone.tap(&terminal_data(1250), false).unwrap();
+    let mut live = sample.clone();
+    live.set_text(11, "000124") // another message than the one sent above
+        .set_text(2, phone.token().expose())
+        .set_text(14, phone.expiry().to_wire())
+        .set_text(35, tap.track2)
+        .set(55, tap.field55);
+    assert_eq!(code_of(&app, &live).await, "00");
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 1250);
     app.stop().await;
 }
