@@ -1,7 +1,7 @@
 //! JSON request bodies parsed into typed requests.
 //!
 //! serde_json's own error messages quote the value they refuse (``invalid type: integer
-//! `6216261000000000018`, expected a string``), and an error message is shown to the caller,
+//! `6200000000000000005`, expected a string``), and an error message is shown to the caller,
 //! logged and stored with idempotency records. [`BodyError`] keeps only what is safe to show:
 //! where the fault is, what shape was expected (our schema's words), and for a missing field
 //! its name (also our schema's). It must never carry any part of the input.
@@ -114,18 +114,18 @@ mod tests {
 
     #[test]
     fn errors_never_carry_the_value_they_refuse() {
-        let secrets = ["6216261000000000018", "123", "4111111111111111", "evil"];
+        let secrets = ["6200000000000000005", "123", "4111111111111111", "evil"];
         let bodies = [
-            r#"{"number": 6216261000000000018}"#,
+            r#"{"number": 6200000000000000005}"#,
             r#"{"number": "x", "cvn2": 123}"#,
             r#"{"number": ["4111111111111111"]}"#,
             r#"{"number": "x", "kind": "evil"}"#,
             r#"{"number": "x", "evil": 1}"#,
             r#"{"number": 4111111111111111.5}"#,
-            r#"{"number": "6216261000000000018""#,
-            r#"{"number": "6216261000000000018" evil}"#,
-            r#"6216261000000000018"#,
-            r#""6216261000000000018""#,
+            r#"{"number": "6200000000000000005""#,
+            r#"{"number": "6200000000000000005" evil}"#,
+            r#"6200000000000000005"#,
+            r#""6200000000000000005""#,
         ];
         for body in bodies {
             let text = error_text(body);
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn errors_still_say_what_is_wrong() {
         assert_eq!(
-            error_text(r#"{"number": 6216261000000000018}"#),
+            error_text(r#"{"number": 6200000000000000005}"#),
             "request body: a value has the wrong type or is not allowed (line 1, column 30); expected a string"
         );
         assert_eq!(

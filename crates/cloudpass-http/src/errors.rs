@@ -134,7 +134,7 @@ mod tests {
 
     #[tokio::test]
     async fn framework_errors_are_json_and_quote_nothing() {
-        let (status, body, _) = call("GET", "/nowhere/6216261000000000018", "").await;
+        let (status, body, _) = call("GET", "/nowhere/6200000000000000005", "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body, r#"{"code":"NOT_FOUND","message":"no such endpoint"}"#);
 
@@ -143,13 +143,13 @@ mod tests {
         assert!(body.contains(r#""code":"METHOD_NOT_ALLOWED""#), "{body}");
         assert!(allow.unwrap().contains("GET"));
 
-        let (status, body, _) = call("POST", "/upload", "6216261000000000018 is too long").await;
+        let (status, body, _) = call("POST", "/upload", "6200000000000000005 is too long").await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(body.contains(r#""code":"PAYLOAD_TOO_LARGE""#), "{body}");
 
-        let (status, body, _) = call("GET", "/items/6216261000000000018x", "").await;
+        let (status, body, _) = call("GET", "/items/6200000000000000005x", "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(!body.contains("6216261000000000018"), "{body}");
+        assert!(!body.contains("6200000000000000005"), "{body}");
         assert!(body.contains(r#""code":"INVALID_REQUEST""#), "{body}");
 
         let (status, body, _) = call("GET", "/items/7", "").await;

@@ -275,7 +275,7 @@ async fn closed_by_switch(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
     matches!(
         tokio::time::timeout(
-            Duration::from_secs(3),
+            Duration::from_secs(5),
             tokio::io::AsyncReadExt::read(stream, &mut byte)
         )
         .await,
@@ -310,7 +310,11 @@ async fn one_address_gets_its_share_and_silent_connections_are_closed() {
         closed_by_switch(&mut share[0]).await,
         "a silent one is closed"
     );
-    assert!(began.elapsed() < Duration::from_secs(2));
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        began.elapsed()
+    );
     // An echo does not admit a connection either.
     let mut echoing = connect_from(Ipv4Addr::new(127, 0, 3, 2), target)
         .await
@@ -359,7 +363,9 @@ async fn floods_of_idle_and_half_sent_connections_do_not_lock_out_an_acquirer() 
     let paid = shop.tap(&mut phone, "8.00", None, false).await;
     assert_eq!(paid.response_code.as_deref(), Some("00"), "{paid:?}");
     assert!(
-        began.elapsed() < Duration::from_secs(3),
+        // Without the bounds the 256 slots were held for good and this never happened; the
+        // bound here is loose only for a loaded CI machine.
+        began.elapsed() < Duration::from_secs(10),
         "signed on and paid in {:?}",
         began.elapsed()
     );

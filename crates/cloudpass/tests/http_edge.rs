@@ -100,7 +100,7 @@ async fn slow_clients_are_cut_off_and_do_not_block_a_wallet() {
     app.device(APPLE, "iphone", "handset_se").await;
     app.green(APPLE, "iphone", CMB_DEBIT).await;
     assert!(
-        began.elapsed() < Duration::from_secs(2),
+        began.elapsed() < Duration::from_secs(5),
         "{:?}",
         began.elapsed()
     );
