@@ -49,7 +49,7 @@ pub struct AppConfig {
     /// A production start (`serve --no-sandbox`): the platform alone — no sandbox seed, no
     /// stand-in bank, no sandbox endpoints; parties from `parties`, the key ceremony's files
     /// from `keys_dir`, the issuer at `issuer_link_override`; the master key from outside the
-    /// data directory; webhooks to public https hosts only.
+    /// data directory; TLS on both ports; webhooks to public https hosts only.
     pub production: bool,
     /// Production: the parties file (see `registry`).
     pub parties: Option<PathBuf>,
@@ -224,6 +224,9 @@ pub const ZONE_PIN_KEY_FILE: &str = "zone-pin-key.txt";
 pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     cloudpass_http::tls::install_provider();
     // A production configuration is checked whole before anything is written.
+    if config.production && (config.http_tls.is_none() || config.switch_tls.is_none()) {
+        return Err("a production start needs TLS on both ports (--tls-cert and --tls-key)".into());
+    }
     let parties = match (config.production, &config.parties) {
         (false, _) => None,
         (true, Some(path)) => Some(registry::read(path)?),

@@ -6,17 +6,13 @@
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloudpass_http::tls::TlsFiles;
 use cloudpass_iso8583::framing::Framing;
 use cloudpass_iso8583::{Message, Mti, net, profile};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use support::app::*;
+use support::pki::Pki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -138,67 +134,6 @@ async fn slow_clients_are_cut_off_and_do_not_block_a_wallet() {
     app.stop().await;
 }
 
-/// A test CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
-struct Pki {
-    dir: std::path::PathBuf,
-}
-
-impl Pki {
-    fn make(dir: &Path) -> Pki {
-        std::fs::create_dir_all(dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        for (name, subject) in [("server", "127.0.0.1"), ("client", "acquirer-48021000")] {
-            let key = KeyPair::generate().unwrap();
-            let certificate = CertificateParams::new(vec![subject.to_owned()])
-                .unwrap()
-                .signed_by(&key, &issuer)
-                .unwrap();
-            // The certificate, then its chain.
-            std::fs::write(
-                dir.join(format!("{name}.pem")),
-                format!("{}{}", certificate.pem(), ca.pem()),
-            )
-            .unwrap();
-            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-        }
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        Pki {
-            dir: dir.to_owned(),
-        }
-    }
-
-    fn server(&self, client_ca: bool) -> TlsFiles {
-        TlsFiles {
-            certificate: self.dir.join("server.pem"),
-            private_key: self.dir.join("server.key"),
-            client_ca: client_ca.then(|| self.dir.join("ca.pem")),
-        }
-    }
-
-    fn connector(&self, with_client_certificate: bool) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_file(self.dir.join("ca.pem")).unwrap())
-            .unwrap();
-        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-        let config = if with_client_certificate {
-            builder
-                .with_client_auth_cert(
-                    vec![CertificateDer::from_pem_file(self.dir.join("client.pem")).unwrap()],
-                    PrivateKeyDer::from_pem_file(self.dir.join("client.key")).unwrap(),
-                )
-                .unwrap()
-        } else {
-            builder.with_no_client_auth()
-        };
-        tokio_rustls::TlsConnector::from(Arc::new(config))
-    }
-}
-
 /// TLS on the HTTP port (the sandbox's own parties trust it and keep working) and mutual TLS
 /// on the switch's port: an acquirer with a certificate from the configured CA signs on; one
 /// without cannot even send a frame; plain TCP is refused on both.
@@ -215,14 +150,7 @@ async fn tls_on_both_ports_and_client_certificates_for_acquirers() {
 
     // HTTPS with the test CA: the sandbox works end to end (its bank and its webhook sink
     // are called over TLS on this port).
-    let https = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(pki.dir.join("ca.pem")).unwrap())
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let app = app.with_http(https);
+    let app = app.with_http(pki.client());
     app.device(APPLE, "iphone", "handset_se").await;
     app.green(APPLE, "iphone", CMB_DEBIT).await;
     let plain = reqwest::Client::new()

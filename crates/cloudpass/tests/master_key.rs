@@ -54,6 +54,9 @@ async fn a_production_start_keeps_the_key_out_of_the_data_directory() {
     let start = |key: Option<std::path::PathBuf>| {
         let mut config = AppConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.clone());
         config.production = true;
+        let pki = support::pki::Pki::open_or_make(&keys.join("pki"));
+        config.http_tls = Some(pki.server(false));
+        config.switch_tls = Some(pki.server(true));
         config.parties = Some(parties.clone());
         config.keys_dir = Some(keys.clone());
         config.issuer_link_override = Some("127.0.0.1:9".parse().unwrap());

@@ -19,6 +19,7 @@ use cloudpass_crypto::{MasterKey, OsRandom};
 use cloudpass_iso8583::{Message, Mti};
 use serde_json::json;
 use support::app::*;
+use support::pki::Pki;
 
 on_both_backends!(the_platform_runs_alone_with_its_parties);
 
@@ -79,6 +80,9 @@ fn operator_files(root: &Path, webhook: &str, mac_required: bool) -> (PathBuf, P
 }
 
 fn production(config: &mut AppConfig, keys: PathBuf, master: PathBuf, parties: PathBuf) {
+    let pki = Pki::open_or_make(&keys.join("..").join("pki"));
+    config.http_tls = Some(pki.server(false));
+    config.switch_tls = Some(pki.server(true));
     config.production = true;
     config.keys_dir = Some(keys);
     config.parties = Some(parties);
@@ -110,8 +114,10 @@ async fn the_platform_runs_alone_with_its_parties(backend: Backend) {
     let app = TestApp::start_with(backend, |config| {
         production(config, keys.clone(), master.clone(), parties.clone())
     })
-    .await;
+    .await
+    .with_http(Pki::open_or_make(&root.join("pki")).client());
     assert!(app.running.sandbox.is_none());
+    assert!(app.base.starts_with("https://"));
     // No sandbox endpoint, no sandbox key.
     for path in [
         "/sim/issuer/v1/sms?phone=18100000000",
@@ -147,7 +153,8 @@ async fn the_platform_runs_alone_with_its_parties(backend: Backend) {
     // A restart loads the same file again without complaint (parties already there).
     let app = app
         .restart_with(|config| production(config, keys.clone(), master.clone(), parties.clone()))
-        .await;
+        .await
+        .with_http(Pki::open_or_make(&root.join("pki")).client());
     let (status, _) = app
         .post(WALLET_KEY, "/tsp/v1/users", json!({"account_id": "dave"}))
         .await;
@@ -165,6 +172,14 @@ async fn unsafe_production_files_are_refused() {
         production(&mut config, keys, master, parties);
         app::start(config)
     };
+    // TLS is not optional in production.
+    let (keys, master, parties) =
+        operator_files(&root.join("notls"), "https://bank.example/hooks", true);
+    let mut config = AppConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.clone());
+    production(&mut config, keys, master, parties);
+    config.http_tls = None;
+    let refused = app::start(config).await.err().unwrap();
+    assert!(refused.contains("TLS on both ports"), "{refused}");
     let (keys, master, parties) =
         operator_files(&root.join("http"), "http://bank.example/hooks", true);
     let refused = start(keys, master, parties).await.err().unwrap();

@@ -40,9 +40,9 @@ pub struct ServeArgs {
     #[arg(long)]
     master_key_file: Option<PathBuf>,
     /// Production: the platform alone — no sandbox seed, stand-ins or sandbox endpoints.
-    /// Needs --parties, --keys-dir, --issuer-iso8583 and the master key from outside the data
-    /// directory (docs/security.md, "Production").
-    #[arg(long, requires_all = ["parties", "keys_dir", "issuer_iso8583"])]
+    /// Needs --parties, --keys-dir, --issuer-iso8583, --tls-cert/--tls-key and the master key
+    /// from outside the data directory (docs/security.md, "Production").
+    #[arg(long, requires_all = ["parties", "keys_dir", "issuer_iso8583", "tls_cert"])]
     no_sandbox: bool,
     /// Production: the parties file (issuers, token requestors, acquirers).
     #[arg(long, requires = "no_sandbox")]

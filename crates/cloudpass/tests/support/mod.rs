@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod network;
+pub mod pki;
 
 /// Instantiates each `async fn name(backend: Backend)` of the file as a test on SQLite and
 /// one on PostgreSQL (`sqlite::name`, `postgres::name`).
