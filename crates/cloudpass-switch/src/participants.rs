@@ -62,11 +62,13 @@ pub struct Sender<'m> {
     pub merchant: &'m str,
 }
 
-/// A sender the registry knows: the acquirer's settings and the terminal's keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A sender the registry knows: the acquirer's setting and the terminal's keys (handles,
+/// copied: nothing is allocated per message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admitted {
     pub mac_required: bool,
-    pub terminal: Terminal,
+    pub master: KeyHandle,
+    pub mac: Option<KeyHandle>,
 }
 
 /// The registry.
@@ -175,7 +177,8 @@ impl Participants {
         }
         Ok(Admitted {
             mac_required: acquirer.mac_required,
-            terminal: terminal.clone(),
+            master: terminal.master,
+            mac: terminal.mac,
         })
     }
 
@@ -265,7 +268,8 @@ mod tests {
             .admit(sender("48020000", "CPPOS001", "898310048990001"))
             .unwrap();
         assert!(admitted.mac_required);
-        assert_eq!(admitted.terminal.master, handles(1)[0]);
+        assert_eq!(admitted.master, handles(1)[0]);
+        assert_eq!(admitted.mac, None, "no MAC key before a sign-on");
         let refused = |s| registry.admit(s).unwrap_err();
         assert_eq!(
             refused(sender("", "CPPOS001", "898310048990001")),

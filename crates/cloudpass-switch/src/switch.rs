@@ -28,7 +28,7 @@ use cloudpass_store::{
     AnyStore, JournalAnswer, JournalOp, JournalOutcome, JournalRow, SafDelivery, SafRow, TokenStore,
 };
 
-use crate::participants::{Acquirer, Merchant, Participants, RegistrationError, Sender, Terminal};
+use crate::participants::{Acquirer, Merchant, Participants, RegistrationError, Sender};
 use tokio::sync::watch;
 
 use cloudpass_iso8583::link::{Link, LinkError};
@@ -340,7 +340,7 @@ impl Switch {
             Err(code) => return (answer(request, code), false),
         };
         let mac_field = [128u8, 64].into_iter().find(|f| request.contains(*f));
-        let mac_key = admitted.terminal.mac;
+        let mac_key = admitted.mac;
         let authenticated = match (mac_field, mac_key) {
             (Some(field), Some(key)) => {
                 let mac = request.get(field).unwrap_or_default();
@@ -355,7 +355,7 @@ impl Switch {
             return (answer(request, ResponseCode::MacFailure), false);
         }
         let mut response = match request.mti().as_str() {
-            "0800" => self.sign_on(request, &admitted.terminal),
+            "0800" => self.sign_on(request, sender, admitted.master),
             "0100" | "0200" => self.financial(request).await,
             "0220" | "0221" => self.offline_clearing(request).await,
             "0400" | "0401" | "0420" | "0421" => self.reversal(request).await,
@@ -387,14 +387,19 @@ impl Switch {
 
     /// Sign-on (70 = 001) of an admitted terminal: new PIN and MAC keys under its master
     /// key, in field 62 (key ‖ check value ‖ key ‖ check value, 40 bytes).
-    fn sign_on(&self, request: &Message<'_>, terminal: &Terminal) -> Message<'static> {
+    fn sign_on(
+        &self,
+        request: &Message<'_>,
+        terminal: Sender<'_>,
+        master: KeyHandle,
+    ) -> Message<'static> {
         let mut response = network_answer(request, ResponseCode::Approved);
         let issue = || -> Result<(KeyHandle, KeyHandle, Vec<u8>), cloudpass_crypto::HsmError> {
             let pin = self.hsm.generate_key(KeyUsage::PinEncryption)?;
             let mac = self.hsm.generate_key(KeyUsage::MessageAuthentication)?;
             let mut field62 = Vec::with_capacity(40);
             for key in [pin, mac] {
-                field62.extend_from_slice(&self.hsm.export_under_kek(key, terminal.master)?);
+                field62.extend_from_slice(&self.hsm.export_under_kek(key, master)?);
                 field62.extend_from_slice(&self.hsm.check_value(key)?.0);
                 field62.push(0);
             }
@@ -403,8 +408,8 @@ impl Switch {
         match issue() {
             Ok((pin, mac, field62)) => {
                 let replaced = self.participants_mut().set_working_keys(
-                    &terminal.acquirer_id,
-                    &terminal.id,
+                    terminal.acquirer,
+                    terminal.terminal,
                     pin,
                     mac,
                 );
