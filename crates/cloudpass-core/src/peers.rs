@@ -1,51 +1,84 @@
-//! Connections per peer address, for servers that bound what one peer may hold. A
-//! [`PeerSlot`] is a connection's place; dropping it gives the place back. Synchronous and
-//! free of IO: the servers (the switch's port, the HTTP edge) do the accepting.
+//! The connections a server holds, bounded in all and per peer address. A
+//! [`ConnectionSlot`] is one connection's place; dropping it gives the place back.
+//! Synchronous and free of IO: the servers (the switch's port, the HTTP edge) accept, ask
+//! here, and close at once what is refused.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-/// Open connections by peer address.
-#[derive(Debug, Default)]
-pub struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The peer address holds its share already.
+    PeerFull,
+    /// The server holds all it may.
+    AllFull,
+}
 
-/// One connection's place among its peer's; given back when dropped.
+/// Open connections, in all and by peer address, against their bounds.
 #[derive(Debug)]
-pub struct PeerSlot {
-    counts: Arc<PeerCounts>,
+pub struct ConnectionLimits {
+    max_total: usize,
+    max_per_peer: usize,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    by_peer: HashMap<IpAddr, usize>,
+}
+
+/// One connection's place; given back when dropped.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    limits: Arc<ConnectionLimits>,
     peer: IpAddr,
 }
 
-impl PeerCounts {
-    /// A place for one more connection from `peer`, unless it holds `limit` already.
-    pub fn take(self: &Arc<Self>, peer: IpAddr, limit: usize) -> Option<PeerSlot> {
-        let mut counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(peer).or_insert(0);
-        if *count >= limit {
-            return None;
+impl ConnectionLimits {
+    pub fn new(max_total: usize, max_per_peer: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_total,
+            max_per_peer,
+            held: Mutex::new(Held::default()),
+        })
+    }
+
+    /// A place for one more connection from `peer`, unless a bound is reached.
+    pub fn take(self: &Arc<Self>, peer: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let of_peer = held.by_peer.get(&peer).copied().unwrap_or(0);
+        if of_peer >= self.max_per_peer {
+            return Err(Refusal::PeerFull);
         }
-        *count += 1;
-        Some(PeerSlot {
-            counts: Arc::clone(self),
+        if held.total >= self.max_total {
+            return Err(Refusal::AllFull);
+        }
+        held.total += 1;
+        held.by_peer.insert(peer, of_peer + 1);
+        Ok(ConnectionSlot {
+            limits: Arc::clone(self),
             peer,
         })
     }
 
     /// Connections `peer` holds now.
     pub fn held_by(&self, peer: IpAddr) -> usize {
-        let counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        counts.get(&peer).copied().unwrap_or(0)
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.by_peer.get(&peer).copied().unwrap_or(0)
     }
 }
 
-impl Drop for PeerSlot {
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut counts = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = counts.get_mut(&self.peer) {
+        let mut held = self.limits.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.total = held.total.saturating_sub(1);
+        if let Some(count) = held.by_peer.get_mut(&self.peer) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                counts.remove(&self.peer);
+                held.by_peer.remove(&self.peer);
             }
         }
     }
@@ -57,19 +90,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_peer_holds_at_most_its_limit_and_gets_places_back() {
-        let counts = Arc::new(PeerCounts::default());
+    fn a_peer_holds_its_share_the_server_its_total_and_places_come_back() {
+        let limits = ConnectionLimits::new(3, 2);
         let one: IpAddr = "10.0.0.1".parse().unwrap();
         let two: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = counts.take(one, 2).unwrap();
-        let _second = counts.take(one, 2).unwrap();
-        assert!(counts.take(one, 2).is_none());
-        assert!(
-            counts.take(two, 2).is_some(),
-            "another peer is not held back"
-        );
+        let first = limits.take(one).unwrap();
+        let _second = limits.take(one).unwrap();
+        assert_eq!(limits.take(one).unwrap_err(), Refusal::PeerFull);
+        let _third = limits.take(two).unwrap();
+        assert_eq!(limits.take(two).unwrap_err(), Refusal::AllFull);
         drop(first);
-        assert_eq!(counts.held_by(one), 1);
-        assert!(counts.take(one, 2).is_some());
+        assert_eq!(limits.held_by(one), 1);
+        assert!(limits.take(two).is_ok(), "a place came back");
     }
 }

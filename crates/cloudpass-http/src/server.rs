@@ -10,18 +10,17 @@
 //! This module must never let one client hold a connection it is not using.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use cloudpass_core::peers::PeerCounts;
+use cloudpass_core::peers::ConnectionLimits;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::errors::status_error;
@@ -78,8 +77,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = with_request_timeout(router, limits.request_timeout);
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let peers = Arc::new(PeerCounts::default());
+    let held = ConnectionLimits::new(limits.max_connections, limits.max_connections_per_peer);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -88,13 +86,13 @@ pub async fn serve(
         let Ok((stream, peer)) = accepted else {
             continue;
         };
-        let Some(slot) = peers.take(peer.ip(), limits.max_connections_per_peer) else {
-            tracing::debug!(peer = %peer.ip(), "http: connection limit for this peer reached; refusing");
-            continue;
-        };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!(%peer, "http: connection limit reached; refusing");
-            continue;
+        // Refused connections are closed at once (dropped), never queued.
+        let slot = match held.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::debug!(peer = %peer.ip(), ?refusal, "http: connection refused");
+                continue;
+            }
         };
         let router = router.clone();
         let tls = tls.clone();
@@ -112,7 +110,6 @@ pub async fn serve(
                     }
                 }
             }
-            drop(permit);
             drop(slot);
         });
     }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cloudpass_core::peers::PeerCounts;
+use cloudpass_core::peers::ConnectionLimits;
 use cloudpass_iso8583::framing::{CupsHeader, Framing};
 use cloudpass_iso8583::net;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -135,8 +135,7 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let peers = Arc::new(PeerCounts::default());
+    let held = ConnectionLimits::new(limits.max_connections, limits.max_connections_per_peer);
     let waiting = Arc::new(Waiting::default());
     loop {
         let accepted = tokio::select! {
@@ -147,13 +146,12 @@ pub async fn serve(
             continue;
         };
         // Refused connections are closed at once (dropped), never queued.
-        let Some(slot) = peers.take(peer.ip(), limits.max_connections_per_peer) else {
-            tracing::debug!(peer = %peer.ip(), "switch: connection limit for this peer reached; refusing");
-            continue;
-        };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!(%peer, "switch: connection limit reached; refusing");
-            continue;
+        let slot = match held.take(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::debug!(peer = %peer.ip(), ?refusal, "switch: connection refused");
+                continue;
+            }
         };
         let switch = Arc::clone(&switch);
         let shutdown = shutdown.clone();
@@ -173,7 +171,6 @@ pub async fn serve(
                     }
                 }
             }
-            drop(permit);
             drop(slot);
         });
     }

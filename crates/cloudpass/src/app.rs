@@ -325,13 +325,18 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     if let Some(parties) = &parties {
         registry::load_into_tsp(&tsp, parties).await?;
     }
-    let (sandbox, issuer_listener) = if config.production {
-        (None, None)
+    let (shutdown, watcher) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let sandbox = if config.production {
+        None
     } else {
         sandbox::seed_tsp(&tsp, &base_url).await?;
-        let (parts, listener) =
+        let (parts, bank_port) =
             start_stand_ins(&config, &base_url, own_certificate.clone(), &clock, &random).await?;
-        (Some(parts), Some(listener))
+        tasks.push(tokio::spawn(
+            Arc::clone(&parts.issuer_host).serve_iso8583(bank_port, watcher.clone()),
+        ));
+        Some(parts)
     };
 
     let router = Router::new()
@@ -350,8 +355,6 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     // Every error in JSON, including the framework's own (404, 405, 413, bad path values).
     let router = cloudpass_http::with_json_errors(router);
 
-    let (shutdown, watcher) = watch::channel(false);
-    let mut tasks = Vec::new();
     let http_tls = match &config.http_tls {
         Some(files) => Some(cloudpass_http::tls::acceptor(files).map_err(|e| e.to_string())?),
         None => None,
@@ -389,14 +392,6 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         (Some(parts), None) => parts.issuer_iso_addr,
         (None, None) => return Err("a production start needs --issuer-iso8583 ADDR".into()),
     };
-    if let Some(listener) = issuer_listener {
-        let Some(parts) = &sandbox else {
-            return Err("the stand-in bank's port without the stand-in bank".into());
-        };
-        tasks.push(tokio::spawn(
-            Arc::clone(&parts.issuer_host).serve_iso8583(listener, watcher.clone()),
-        ));
-    }
     let switch_listener = tokio::net::TcpListener::bind(config.switch_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.switch_listen))?;

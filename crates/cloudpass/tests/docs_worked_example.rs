@@ -18,16 +18,13 @@ use cloudpass_crypto::primitives::{Padding, retail_mac, tdes_check_value, tdes_e
 use cloudpass_iso8583::emv_data::{self, CardData, ChipRequest, TerminalData};
 use cloudpass_iso8583::{Message, Mti, profile};
 
-fn page() -> String {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::read_to_string(root.join("docs/iso8583-profile.md")).unwrap()
-}
-
-/// The `name = value` lines of the page's worked-example block, in order.
-fn block(page: &str) -> Vec<(String, String)> {
+/// The `name = value` lines of the block that opens with `fence` on docs/`page`.
+fn block(page: &str, fence: &str) -> BTreeMap<String, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let page = std::fs::read_to_string(root.join(page)).unwrap();
     let start = page
-        .find("```text worked-example")
-        .expect("the page has its worked example");
+        .find(fence)
+        .unwrap_or_else(|| panic!("{fence} is on the page"));
     let body = &page[start..];
     let body = &body[body.find('\n').unwrap() + 1..];
     let body = &body[..body.find("```").unwrap()];
@@ -57,13 +54,13 @@ fn spaced(data: &[u8]) -> String {
 
 #[test]
 fn the_worked_example_is_what_the_code_computes() {
-    let page = page();
-    let lines = block(&page);
-    let given: BTreeMap<&str, &str> = lines
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect();
-    let input = |name: &str| *given.get(name).unwrap_or_else(|| panic!("input {name}"));
+    let given = block("iso8583-profile.md", "```text worked-example");
+    let input = |name: &str| {
+        given
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("input {name}"))
+    };
 
     // Sign-on: the working keys under the terminal master key, with their check values.
     let tmk = key16(input("terminal master key"));
@@ -159,7 +156,7 @@ fn the_worked_example_is_what_the_code_computes() {
     let mismatches: Vec<String> = computed
         .iter()
         .filter(|(name, value)| {
-            given.get(name).map(|doc| doc.replace(' ', "")) != Some(value.replace(' ', ""))
+            given.get(*name).map(|doc| doc.replace(' ', "")) != Some(value.replace(' ', ""))
         })
         .map(|(name, value)| format!("{name} = {value}"))
         .collect();
@@ -182,21 +179,6 @@ impl cloudpass_core::Random for Scripted {
     }
 }
 
-fn tsp_page_block(fence: &str) -> BTreeMap<String, String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let page = std::fs::read_to_string(root.join("docs/tsp-api.md")).unwrap();
-    let start = page
-        .find(fence)
-        .unwrap_or_else(|| panic!("{fence} in docs/tsp-api.md"));
-    let body = &page[start..];
-    let body = &body[body.find('\n').unwrap() + 1..];
-    let body = &body[..body.find("```").unwrap()];
-    body.lines()
-        .filter_map(|line| line.split_once(" = "))
-        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-        .collect()
-}
-
 fn check(given: &BTreeMap<String, String>, computed: &[(&str, String)]) {
     let mismatches: Vec<String> = computed
         .iter()
@@ -214,7 +196,7 @@ fn check(given: &BTreeMap<String, String>, computed: &[(&str, String)]) {
 fn the_sealed_profile_example_opens_as_documented() {
     use cloudpass_crypto::DeviceKeyPair;
     use cloudpass_crypto::envelope::{DeviceEnvelope, seal};
-    let given = tsp_page_block("```text envelope-example");
+    let given = block("tsp-api.md", "```text envelope-example");
     let device = DeviceKeyPair::from_secret(bytes(&given["device secret key"]).try_into().unwrap());
     let mut script = bytes(&given["ephemeral secret key"]);
     script.extend(bytes(&given["nonce"]));
@@ -250,7 +232,7 @@ fn the_sealed_profile_example_opens_as_documented() {
 
 #[test]
 fn the_webhook_signature_example_is_what_the_code_signs() {
-    let given = tsp_page_block("```text signature-example");
+    let given = block("tsp-api.md", "```text signature-example");
     let timestamp: i64 = given["timestamp"].parse().unwrap();
     let signature = cloudpass_crypto::signature::sign(
         given["secret"].as_bytes(),

@@ -154,9 +154,7 @@ async fn token_states_decide(backend: Backend) {
 
     // …while the physical card still pays at its bank.
     let physical = app
-        .running
-        .stand_in_bank()
-        .unwrap()
+        .bank()
         .process(&card_purchase(PINGAN_DEBIT, "2912", 3000, "000777"))
         .await;
     assert_eq!(physical.get_str(39), Some("00"));
@@ -230,9 +228,7 @@ async fn reissued_card_keeps_its_token(backend: Backend) {
     );
     assert_eq!(new_number.len(), 16);
     let (status, answer) = app
-        .running
-        .stand_in_bank()
-        .unwrap()
+        .bank()
         .reissue(CMB_DEBIT, Some(&new_number), "3112")
         .await
         .unwrap();
@@ -479,13 +475,7 @@ async fn issuer_timeout_reverses_once(backend: Backend) {
     let shop = Shop::open(&app, "CPPOS007").await;
     let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
     let start = balance(&app, CMB_DEBIT).await;
-    let (posted_before, _) = app
-        .running
-        .stand_in_bank()
-        .unwrap()
-        .ledger_totals()
-        .await
-        .unwrap();
+    let (posted_before, _) = app.bank().ledger_totals().await.unwrap();
     proxy.lose_answers();
     // The issuer approves and posts, but its answer is lost: the switch answers 68 and
     // queues a reversal advice. The issuer receives it (and every repetition) but no
@@ -531,13 +521,7 @@ async fn issuer_timeout_reverses_once(backend: Backend) {
     assert_eq!(done.response_code.as_deref(), Some("00"), "{done:?}");
     // Posted once, reversed once, however many times the advice was sent.
     assert_eq!(balance(&app, CMB_DEBIT).await, start);
-    let (posted_after, _) = app
-        .running
-        .stand_in_bank()
-        .unwrap()
-        .ledger_totals()
-        .await
-        .unwrap();
+    let (posted_after, _) = app.bank().ledger_totals().await.unwrap();
     assert_eq!(posted_after - posted_before, 2 * 2500);
     // And the network works again.
     assert_eq!(
@@ -562,13 +546,7 @@ async fn terminal_timeout_reverses_once(backend: Backend) {
     .await;
     let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
     let start = balance(&app, CMB_DEBIT).await;
-    let (posted_before, _) = app
-        .running
-        .stand_in_bank()
-        .unwrap()
-        .ledger_totals()
-        .await
-        .unwrap();
+    let (posted_before, _) = app.bank().ledger_totals().await.unwrap();
     proxy.lose_answers();
     let outcome = impatient.tap(&mut phone, "42.00", None, false).await;
     assert_eq!(outcome.response_code, None, "{outcome:?}");
@@ -600,13 +578,7 @@ async fn terminal_timeout_reverses_once(backend: Backend) {
     let advice = store.saf_entry(&advice_id).await.unwrap().unwrap();
     assert_eq!(advice.response_code.as_deref(), Some("00"), "{advice:?}");
     assert_eq!(balance(&app, CMB_DEBIT).await, start);
-    let (posted_after, _) = app
-        .running
-        .stand_in_bank()
-        .unwrap()
-        .ledger_totals()
-        .await
-        .unwrap();
+    let (posted_after, _) = app.bank().ledger_totals().await.unwrap();
     assert_eq!(
         posted_after - posted_before,
         2 * 4200,
@@ -726,7 +698,7 @@ async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
     .unwrap();
     assert_eq!(phone.ecash_balance(), Some(cny("0.00")));
     let start = balance(&app, CMB_DEBIT).await;
-    let issuer = &app.running.stand_in_bank().unwrap();
+    let issuer = &app.bank();
 
     // 圈存: a load from the account needs the password.
     let load = |phone: &mut cloudpass_sim::phone::Phone, amount: &str| {

@@ -116,7 +116,7 @@ async fn a_tap_from_the_command_line_then_a_suspension() {
     let said = text(&offline);
     assert!(said.contains("APPROVED OFFLINE"), "{said}");
     assert!(said.contains("balance now 70.00 CNY"), "{said}");
-    let issuer = &app.running.stand_in_bank().unwrap();
+    let issuer = &app.bank();
     assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 10_000);
     let upload = pos(&app, &["pos", "upload"]).await;
     let said = text(&upload);

@@ -6,6 +6,7 @@ use clap::Subcommand;
 use cloudpass_crypto::{Hsm, MasterKey, OsRandom, SoftHsm};
 
 use super::CliResult;
+use cloudpass::master_key::KeyProvider;
 
 pub use cloudpass::master_key::MASTER_KEY_VARIABLE;
 
@@ -39,21 +40,18 @@ pub enum HsmCommand {
     },
 }
 
-/// The master key from a file or the environment.
-pub fn load_master_key(file: Option<&std::path::Path>) -> Result<MasterKey, String> {
-    let text = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))?,
-        None => std::env::var(MASTER_KEY_VARIABLE)
-            .map_err(|_| format!("set {MASTER_KEY_VARIABLE} or pass --master-key-file"))?,
-    };
-    MasterKey::from_hex(&text).map_err(|error| error.to_string())
+/// The master key from `--master-key-file` or the environment (the same providers `serve`
+/// uses).
+fn given_master_key(file: Option<std::path::PathBuf>) -> Result<MasterKey, String> {
+    cloudpass::master_key::provider_from(file)
+        .ok_or_else(|| format!("set {MASTER_KEY_VARIABLE} or pass --master-key-file"))?
+        .master_key()
 }
 
 pub fn run(command: HsmCommand) -> CliResult {
     match command {
         HsmCommand::CheckValue { master_key_file } => {
-            let master = load_master_key(master_key_file.as_deref())?;
+            let master = given_master_key(master_key_file)?;
             let hsm = SoftHsm::new(master, Arc::new(OsRandom));
             println!("master key check value: {}", hsm.master_check_value());
             Ok(())
@@ -95,8 +93,7 @@ fn rotate(
     use cloudpass::master_key;
     let provider = master_key::provider_from(current);
     let (old, origin) = master_key::load(provider.as_ref(), data_dir, false)?;
-    let new_key = master_key::FileKey(new.to_owned());
-    let new_master = master_key::KeyProvider::master_key(&new_key)?;
+    let new_master = master_key::FileKey(new.to_owned()).master_key()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

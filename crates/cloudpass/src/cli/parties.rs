@@ -14,9 +14,9 @@ use axum::Router;
 use clap::Args;
 use cloudpass::app::{self, sandbox_key};
 use cloudpass::network::{self, KeyFiles, TspTokenVault};
-use cloudpass::sandbox;
+use cloudpass::{master_key, sandbox};
 use cloudpass_core::{Clock, Currency, Money, Random, SystemClock};
-use cloudpass_crypto::{Hsm, MasterKey, OsRandom, SoftHsm};
+use cloudpass_crypto::{Hsm, OsRandom, SoftHsm};
 use cloudpass_iso8583::link::Link;
 use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig};
 use cloudpass_store::{AnyStore, PoolOptions, TokenStore};
@@ -170,21 +170,17 @@ pub fn switch(args: SwitchArgs) -> CliResult {
         }
         .map_err(|e| e.to_string())?;
         store.migrate().await.map_err(|e| e.to_string())?;
-        let master = match std::env::var(super::hsm::MASTER_KEY_VARIABLE) {
-            Ok(text) => MasterKey::from_hex(&text)
-                .map_err(|e| format!("{}: {e}", super::hsm::MASTER_KEY_VARIABLE))?,
-            Err(_) => {
-                let path = args.data_dir.join("master.key");
-                if !path.exists() {
-                    return Err(format!(
-                        "no master key: {} is missing and {} is not set (the switch uses the token service's keys)",
-                        path.display(),
-                        super::hsm::MASTER_KEY_VARIABLE
-                    ));
-                }
-                sandbox_key(&path)?
-            }
-        };
+        // The token service's master key: the switch reads its keys. Never a fresh one.
+        let provider = master_key::provider_from(None);
+        let sandbox_file = args.data_dir.join(master_key::SANDBOX_MASTER_KEY_FILE);
+        if provider.is_none() && !sandbox_file.exists() {
+            return Err(format!(
+                "no master key: {} is missing and {} is not set (the switch uses the token service's keys)",
+                sandbox_file.display(),
+                master_key::MASTER_KEY_VARIABLE
+            ));
+        }
+        let (master, _) = master_key::load(provider.as_ref(), &args.data_dir, false)?;
         let check_value = master.check_value();
         let random: Arc<dyn Random> = Arc::new(OsRandom);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -68,20 +68,19 @@ impl TestApp {
 
     /// [`TestApp::restart`] with the configuration adjusted by `adjust`.
     pub async fn restart_with(self, adjust: impl FnOnce(&mut AppConfig)) -> TestApp {
-        let TestApp {
-            running,
-            data_dir,
-            backend,
-            postgres,
-            ..
-        } = self;
-        running.stop().await;
-        Self::start_in(backend, data_dir, postgres, adjust).await
+        self.try_restart_with(adjust).await.expect("the app starts")
     }
 
     /// Stops this instance and tries to start another on the same data; the start's error
     /// if it fails (the data and the database are cleaned up then).
     pub async fn try_restart(self) -> Result<TestApp, String> {
+        self.try_restart_with(|_| {}).await
+    }
+
+    async fn try_restart_with(
+        self,
+        adjust: impl FnOnce(&mut AppConfig),
+    ) -> Result<TestApp, String> {
         let TestApp {
             running,
             data_dir,
@@ -90,11 +89,45 @@ impl TestApp {
             ..
         } = self;
         running.stop().await;
+        Self::try_start_in(backend, data_dir, postgres, adjust).await
+    }
+
+    async fn start_in(
+        backend: Backend,
+        data_dir: PathBuf,
+        postgres: Option<TestStore>,
+        adjust: impl FnOnce(&mut AppConfig),
+    ) -> TestApp {
+        Self::try_start_in(backend, data_dir, postgres, adjust)
+            .await
+            .expect("the app starts")
+    }
+
+    async fn try_start_in(
+        backend: Backend,
+        data_dir: PathBuf,
+        postgres: Option<TestStore>,
+        adjust: impl FnOnce(&mut AppConfig),
+    ) -> Result<TestApp, String> {
         let mut config = AppConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir.clone());
-        if let Some(fresh) = &postgres {
-            config.database_url = Some(postgres_url());
-            config.postgres_schema = fresh.schema().map(str::to_owned);
-        }
+        config.notifier.idle_poll = Duration::from_millis(20);
+        config.notifier.first_backoff = Duration::from_millis(50);
+        config.switch.saf_poll = Duration::from_millis(50);
+        adjust(&mut config);
+        let postgres = match (backend, postgres) {
+            (Backend::Sqlite, _) => None,
+            (Backend::Postgres, reused) => {
+                let fresh = match reused {
+                    Some(reused) => reused,
+                    None => fresh_postgres()
+                        .await
+                        .expect("the PostgreSQL test server must be reachable"),
+                };
+                config.database_url = Some(postgres_url());
+                config.postgres_schema = fresh.schema().map(str::to_owned);
+                Some(fresh)
+            }
+        };
         match app::start(config).await {
             Ok(running) => {
                 let base = running.base_url();
@@ -117,41 +150,9 @@ impl TestApp {
         }
     }
 
-    async fn start_in(
-        backend: Backend,
-        data_dir: PathBuf,
-        postgres: Option<TestStore>,
-        adjust: impl FnOnce(&mut AppConfig),
-    ) -> TestApp {
-        let mut config = AppConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), data_dir.clone());
-        config.notifier.idle_poll = Duration::from_millis(20);
-        config.notifier.first_backoff = Duration::from_millis(50);
-        config.switch.saf_poll = Duration::from_millis(50);
-        adjust(&mut config);
-        let postgres = match (backend, postgres) {
-            (Backend::Sqlite, _) => None,
-            (Backend::Postgres, reused) => {
-                let fresh = match reused {
-                    Some(reused) => reused,
-                    None => fresh_postgres()
-                        .await
-                        .expect("the PostgreSQL test server must be reachable"),
-                };
-                config.database_url = Some(postgres_url());
-                config.postgres_schema = fresh.schema().map(str::to_owned);
-                Some(fresh)
-            }
-        };
-        let running = app::start(config).await.expect("the app starts");
-        let base = running.base_url();
-        TestApp {
-            running,
-            http: reqwest::Client::new(),
-            base,
-            data_dir,
-            backend,
-            postgres,
-        }
+    /// The sandbox's stand-in bank.
+    pub fn bank(&self) -> &std::sync::Arc<cloudpass_sim::issuer_host::IssuerHost> {
+        self.running.stand_in_bank().expect("a sandbox")
     }
 
     /// The sandbox operator's key.

@@ -159,21 +159,9 @@ pub async fn phone(app: &TestApp, wallet: &str, device_id: &str, kind: &str, car
 
 /// The card's balance at the issuer (minor units), and the books' balance check.
 pub async fn balance(app: &TestApp, card: &str) -> i64 {
-    let (debits, credits) = app
-        .running
-        .stand_in_bank()
-        .unwrap()
-        .ledger_totals()
-        .await
-        .unwrap();
+    let (debits, credits) = app.bank().ledger_totals().await.unwrap();
     assert_eq!(debits, credits, "the issuer's ledger balances");
-    app.running
-        .stand_in_bank()
-        .unwrap()
-        .card_balance(card)
-        .await
-        .unwrap()
-        .0
+    app.bank().card_balance(card).await.unwrap().0
 }
 
 pub const PASS: u8 = 0;
