@@ -139,11 +139,12 @@ async fn list(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     if !cloudpass_http::auth::bearer_is(&headers, &sink.operator_key) {
-        return (
+        return cloudpass_http::json_error(
             axum::http::StatusCode::UNAUTHORIZED,
-            Json(json!({"code": "UNAUTHORIZED", "message": "listing notifications needs the sandbox operator's key (Authorization: Bearer <key>; the key is in sandbox-operator.key in the data directory)"})),
-        )
-            .into_response();
+            "UNAUTHORIZED",
+            "listing notifications needs the sandbox operator's key (Authorization: Bearer <key>; \
+             the key is in sandbox-operator.key in the data directory)",
+        );
     }
     Json(
         json!({"notifications": sink.received(query.subscriber.as_deref(), query.token_id.as_deref())}),

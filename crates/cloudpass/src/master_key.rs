@@ -59,7 +59,8 @@ impl KeyProvider for FileKey {
             std::fs::read_to_string(&self.0)
                 .map_err(|e| format!("cannot read {}: {e}", self.0.display()))?,
         );
-        MasterKey::from_hex(text.trim()).map_err(|e| format!("{}: {e}", self.0.display()))
+        // The operator named the file; the error says what is wrong with its content.
+        MasterKey::from_hex(text.trim()).map_err(|e| e.to_string())
     }
 
     fn describe(&self) -> String {
