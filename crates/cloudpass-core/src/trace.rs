@@ -29,6 +29,11 @@ impl Stan {
         }
     }
 
+    /// The STAN a running counter stands for: 1 to 999,999, wrapping (0 is never used).
+    pub fn from_counter(counter: u32) -> Self {
+        Self(counter % Self::MAX + 1)
+    }
+
     pub fn value(self) -> u32 {
         self.0
     }

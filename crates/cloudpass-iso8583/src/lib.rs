@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod emv_data;
 pub mod error;
+pub mod exchange;
 pub mod framing;
 pub mod json;
 #[cfg(feature = "tokio")]
@@ -18,6 +19,8 @@ pub mod net;
 pub mod private;
 pub mod profile;
 pub mod samples;
+#[cfg(feature = "tokio")]
+pub mod server;
 pub mod spec;
 pub mod tlv;
 

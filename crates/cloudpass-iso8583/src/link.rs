@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::exchange::Answer;
 use crate::framing::Framing;
 use crate::{Message, net, profile};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -23,17 +24,7 @@ fn match_key(message: &Message<'_>) -> MatchKey {
     (text(32), text(11), text(7))
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LinkError {
-    #[error("the link is down")]
-    Down,
-    #[error("no answer in time")]
-    Timeout,
-    #[error("a request with the same acquirer, STAN and transmission time is already in flight")]
-    InFlight,
-    #[error("the message cannot be encoded: {0}")]
-    Encode(String),
-}
+pub use crate::exchange::{Exchange, LinkError};
 
 /// Most requests waiting for answers on one link.
 pub const MAX_IN_FLIGHT: usize = 4096;
@@ -176,5 +167,15 @@ impl Link {
                 Err(LinkError::Timeout)
             }
         }
+    }
+}
+
+impl Exchange for Link {
+    fn request<'a>(&'a self, message: &'a Message<'_>) -> Answer<'a> {
+        Box::pin(Link::request(self, message))
+    }
+
+    fn is_up(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(Link::is_up(self))
     }
 }

@@ -14,17 +14,18 @@
 //! - 0800 echo and sign-on are answered 00; other message types 12.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cloudpass_core::{Expiry, Pan, ResponseCode};
 use cloudpass_crypto::{
     CheckValue, Hsm, HsmError, KeyHandle, PinBlockFormat, PinBlockRef, PinVerificationValue,
 };
-use cloudpass_iso8583::framing::Framing;
 use cloudpass_iso8583::private::{FIELD_60, FIELD_61, OriginalData, Positional, values};
-use cloudpass_iso8583::{Message, Mti, net, profile};
+use cloudpass_iso8583::server::{self, FrameAnswer, FrameHandler, PortLimits};
+use cloudpass_iso8583::{Message, Mti, profile};
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::bank::{self, AccountFacts, CardFacts, Payment, PinCheck};
 use crate::issuer_host::{IssuerHost, SimError};
@@ -778,83 +779,43 @@ impl IssuerHost {
         Ok(sums.try_get("balance")?)
     }
 
-    /// Serves the ISO 8583 port until `shutdown` fires: each connection carries many
-    /// messages in flight, answered in any order.
+    /// Serves the ISO 8583 port until `shutdown` fires, through the network's one server loop
+    /// (each connection carries many messages in flight, answered in any order). The bank's
+    /// only client is the switch, whose link stays open without echoes: a connection may
+    /// idle for a day.
     pub async fn serve_iso8583(
         self: Arc<Self>,
         listener: TcpListener,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
-        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = shutdown.changed() => return,
-            };
-            let Ok((stream, peer)) = accepted else {
-                continue;
-            };
-            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-                tracing::warn!(%peer, "issuer host: too many connections; closing");
-                continue;
-            };
-            let host = Arc::clone(&self);
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                host.connection(stream, shutdown).await;
-                drop(permit);
-            });
-        }
+        let limits = PortLimits {
+            max_connections: MAX_CONNECTIONS,
+            max_connections_per_peer: MAX_CONNECTIONS,
+            in_flight_per_connection: IN_FLIGHT_PER_CONNECTION,
+            idle: Duration::from_secs(86_400),
+            ..PortLimits::default()
+        };
+        server::serve("issuer host", self, listener, limits, None, shutdown).await
     }
+}
 
-    async fn connection(
-        self: Arc<Self>,
-        stream: tokio::net::TcpStream,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
-        let framing = Framing::default();
-        let (replies, mut outgoing) = mpsc::channel::<Vec<u8>>(IN_FLIGHT_PER_CONNECTION);
-        let writer_task = tokio::spawn(async move {
-            while let Some(bytes) = outgoing.recv().await {
-                if net::write_frame(&mut writer, &framing, None, &bytes)
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
+impl FrameHandler for IssuerHost {
+    async fn answer_frame(&self, frame: Vec<u8>) -> FrameAnswer {
+        let answer = match profile::cloudpass().decode(&frame) {
+            Ok(request) => self.process(&request).await,
+            Err(error) => {
+                tracing::warn!(error = %error, "issuer host: undecodable message");
+                let mut reject = Message::new(Mti::NETWORK_RESPONSE);
+                reject.set_text(39, ResponseCode::FormatError.code());
+                reject
             }
-        });
-        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
-        loop {
-            let frame = tokio::select! {
-                frame = net::read_frame(&mut reader, &framing) => frame,
-                _ = shutdown.changed() => break,
-            };
-            let Ok(Some(frame)) = frame else { break };
-            let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
-                break;
-            };
-            let host = Arc::clone(&self);
-            let replies = replies.clone();
-            tokio::spawn(async move {
-                let answer = match profile::cloudpass().decode(&frame.message) {
-                    Ok(request) => host.process(&request).await,
-                    Err(error) => {
-                        tracing::warn!(error = %error, "issuer host: undecodable message");
-                        let mut reject = Message::new(Mti::NETWORK_RESPONSE);
-                        reject.set_text(39, ResponseCode::FormatError.code());
-                        reject
-                    }
-                };
-                if let Ok(bytes) = profile::cloudpass().encode(&answer) {
-                    let _ = replies.send(bytes).await;
-                }
-                drop(permit);
-            });
+        };
+        match profile::cloudpass().encode(&answer) {
+            Ok(bytes) => FrameAnswer::Answer {
+                bytes,
+                admits: true,
+            },
+            Err(_) => FrameAnswer::Close,
         }
-        drop(replies);
-        let _ = writer_task.await;
     }
 }

@@ -91,8 +91,8 @@ async fn taps_without_and_with_pin(backend: Backend) {
         jeweller
             .pos
             .purchase(&Purchase {
-                token: phone.token(),
-                token_expiry: phone.expiry(),
+                account: phone.token(),
+                expiry: phone.expiry(),
                 amount,
                 field55: &tap.field55,
                 presentment: Presentment::Contactless {
@@ -259,8 +259,8 @@ async fn cryptograms_are_checked(backend: Backend) {
     let outcome = shop
         .pos
         .purchase(&Purchase {
-            token: phone.token(),
-            token_expiry: phone.expiry(),
+            account: phone.token(),
+            expiry: phone.expiry(),
             amount,
             field55: &tampered,
             presentment: Presentment::Contactless {
@@ -275,8 +275,8 @@ async fn cryptograms_are_checked(backend: Backend) {
     // A genuine one, approved, then replayed in a new message: the ATC is stale.
     let tap = phone.tap(&shop.pos.terminal_data(amount), false).unwrap();
     let purchase = Purchase {
-        token: phone.token(),
-        token_expiry: phone.expiry(),
+        account: phone.token(),
+        expiry: phone.expiry(),
         amount,
         field55: &tap.field55,
         presentment: Presentment::Contactless {
@@ -293,8 +293,8 @@ async fn cryptograms_are_checked(backend: Backend) {
     let cheaper = shop
         .pos
         .purchase(&Purchase {
-            token: phone.token(),
-            token_expiry: phone.expiry(),
+            account: phone.token(),
+            expiry: phone.expiry(),
             amount: cny("3.00"),
             field55: &tap.field55,
             presentment: Presentment::Contactless {
@@ -712,8 +712,8 @@ async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
     let without = shop
         .pos
         .load_ecash(&Purchase {
-            token: phone.token(),
-            token_expiry: phone.expiry(),
+            account: phone.token(),
+            expiry: phone.expiry(),
             amount,
             field55: &field55,
             presentment: Presentment::InApp,
@@ -727,8 +727,8 @@ async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
     let loaded = shop
         .pos
         .load_ecash(&Purchase {
-            token: phone.token(),
-            token_expiry: phone.expiry(),
+            account: phone.token(),
+            expiry: phone.expiry(),
             amount,
             field55: &field55,
             presentment: Presentment::InApp,

@@ -91,8 +91,8 @@ async fn exercise(app: &TestApp) {
         let amount = support::network::cny("20.00");
         let tap = payer.tap(&shop.pos.terminal_data(amount), false).unwrap();
         let purchase = cloudpass_sim::pos::Purchase {
-            token: payer.token(),
-            token_expiry: payer.expiry(),
+            account: payer.token(),
+            expiry: payer.expiry(),
             amount,
             field55: &tap.field55,
             presentment: cloudpass_sim::pos::Presentment::Contactless {

@@ -257,8 +257,8 @@ async fn measure(
                 let outcome = slot
                     .pos
                     .purchase(&Purchase {
-                        token: slot.phone.token(),
-                        token_expiry: slot.phone.expiry(),
+                        account: slot.phone.token(),
+                        expiry: slot.phone.expiry(),
                         amount,
                         field55: &tap.field55,
                         presentment: Presentment::Contactless {

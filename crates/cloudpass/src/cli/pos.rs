@@ -512,8 +512,8 @@ async fn pay(common: &Common, mode: Mode) -> CliResult {
         None => Presentment::InApp,
     };
     let purchase = Purchase {
-        token: phone.token(),
-        token_expiry: phone.expiry(),
+        account: phone.token(),
+        expiry: phone.expiry(),
         amount,
         field55: &field55,
         presentment,

@@ -104,8 +104,8 @@ impl Shop {
         let pin = pin.map(|p| Pin::parse(p).unwrap());
         self.pos
             .purchase(&Purchase {
-                token: phone.token(),
-                token_expiry: phone.expiry(),
+                account: phone.token(),
+                expiry: phone.expiry(),
                 amount,
                 field55: &tap.field55,
                 presentment: Presentment::Contactless {
@@ -126,8 +126,8 @@ impl Shop {
         let pin = password.map(|p| Pin::parse(p).unwrap());
         self.pos
             .purchase(&Purchase {
-                token: phone.token(),
-                token_expiry: phone.expiry(),
+                account: phone.token(),
+                expiry: phone.expiry(),
                 amount,
                 field55: &cryptogram.field55,
                 presentment: Presentment::InApp,

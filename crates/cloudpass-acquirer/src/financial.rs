@@ -1,0 +1,192 @@
+//! Financial requests (0200): a purchase or an e-cash load, by how the card data reached the
+//! terminal (field 22 entry mode, 25 condition code, 60 terminal and medium), with the PIN
+//! block when the cardholder typed a PIN. A request that gets no answer in time is reversed.
+
+use cloudpass_core::{AccountNumber, Expiry, Money, ResponseCode};
+use cloudpass_crypto::{Hsm, Pin, PinBlockFormat};
+use cloudpass_iso8583::exchange::LinkError;
+use cloudpass_iso8583::private::{FIELD_60, Positional, values};
+use cloudpass_iso8583::tlv::{self, tags};
+use cloudpass_iso8583::{Message, Mti};
+
+use crate::terminal::{AcquirerError, Terminal};
+
+/// Field 3 of a purchase of goods and services.
+const PURCHASE: &str = "000000";
+/// Field 3 of a load of the card's e-cash from its account (圈存).
+const ECASH_LOAD: &str = "600000";
+
+/// How the card data reached the terminal.
+#[derive(Debug, Clone, Copy)]
+pub enum Presentment<'a> {
+    /// A tap: track 2 equivalent data from the phone.
+    Contactless { track2: &'a str },
+    /// An in-app purchase: the device cryptogram, sent as e-commerce.
+    InApp,
+}
+
+/// One purchase as the terminal sends it.
+pub struct Purchase<'a> {
+    /// Field 2: the token (or card number) the phone handed over.
+    pub account: &'a dyn AccountNumber,
+    /// Field 14.
+    pub expiry: Expiry,
+    pub amount: Money,
+    /// Field 55 from the phone.
+    pub field55: &'a [u8],
+    pub presentment: Presentment<'a>,
+    /// The PIN the cardholder typed, if asked.
+    pub pin: Option<&'a Pin>,
+}
+
+/// What became of a purchase.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Field 39 as answered (`None`: no answer came).
+    pub response_code: Option<String>,
+    pub auth_code: Option<String>,
+    pub stan: String,
+    pub transmission_time: String,
+    pub rrn: String,
+    /// The issuer's answer to the cryptogram (field 55 tag 91) came back.
+    pub arpc: bool,
+    /// The answer carried a MAC that checked (or carried none).
+    pub mac_ok: bool,
+    /// After no answer: the reversal's field 39, `None` if it was never acknowledged.
+    pub reversal: Option<String>,
+}
+
+impl Outcome {
+    pub fn approved(&self) -> bool {
+        self.response_code.as_deref() == Some(ResponseCode::Approved.code())
+    }
+
+    /// The response code with its meaning, for people.
+    pub fn describe(&self) -> String {
+        match &self.response_code {
+            Some(code) => match ResponseCode::parse(code) {
+                Some(known) => known.to_string(),
+                None => format!("{code} (unknown code)"),
+            },
+            None => "no answer".to_owned(),
+        }
+    }
+}
+
+impl Terminal {
+    /// Sends one purchase and, if no answer comes, reverses it.
+    pub async fn purchase(&self, purchase: &Purchase<'_>) -> Result<Outcome, AcquirerError> {
+        self.financial(purchase, PURCHASE).await
+    }
+
+    /// Loads the card's e-cash from its account: online, with the cardholder's PIN (or
+    /// payment password in the app).
+    pub async fn load_ecash(&self, load: &Purchase<'_>) -> Result<Outcome, AcquirerError> {
+        self.financial(load, ECASH_LOAD).await
+    }
+
+    async fn financial(
+        &self,
+        purchase: &Purchase<'_>,
+        processing_code: &str,
+    ) -> Result<Outcome, AcquirerError> {
+        let mut request = self.financial_request(purchase, processing_code)?;
+        if let Some(pin) = purchase.pin {
+            let keys = self.working_keys().ok_or(AcquirerError::NotSignedOn)?;
+            let block =
+                self.hsm
+                    .encrypt_pin(pin, keys.pin, PinBlockFormat::Iso0, purchase.account)?;
+            request.set(52, block).set_text(53, "2600000000000000");
+        }
+        let text = |field| request.get_str(field).unwrap_or("").to_owned();
+        let mut outcome = Outcome {
+            response_code: None,
+            auth_code: None,
+            stan: text(11),
+            transmission_time: text(7),
+            rrn: text(37),
+            arpc: false,
+            mac_ok: true,
+            reversal: None,
+        };
+        match self.send(request.clone()).await {
+            Ok(answer) => {
+                outcome.mac_ok = self.answer_mac_ok(&answer);
+                outcome.response_code = answer.get_str(39).map(str::to_owned);
+                outcome.auth_code = answer.get_str(38).map(str::to_owned);
+                outcome.arpc = answer
+                    .get(55)
+                    .and_then(|data| tlv::parse(data).ok())
+                    .is_some_and(|objects| {
+                        tlv::find(&objects, tags::ISSUER_AUTHENTICATION_DATA).is_some()
+                    });
+            }
+            Err(AcquirerError::Link(LinkError::Timeout)) => {
+                outcome.reversal = self.reverse(&request).await;
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(outcome)
+    }
+
+    /// The 0200 of `purchase`, without PIN block or MAC.
+    fn financial_request(
+        &self,
+        purchase: &Purchase<'_>,
+        processing_code: &str,
+    ) -> Result<Message<'static>, AcquirerError> {
+        let mut request = self.header(Mti::FINANCIAL_REQUEST);
+        let amount = purchase.amount.to_wire().map_err(AcquirerError::message)?;
+        let mut field60 = Positional::new(60, FIELD_60);
+        let pin_digit = if purchase.pin.is_some() { '1' } else { '2' };
+        let subfields: &[(&str, &str)] = match purchase.presentment {
+            Presentment::Contactless { track2 } => {
+                request
+                    .set_text(22, format!("07{pin_digit}"))
+                    .set_text(25, "00")
+                    .set_text(35, track2.to_owned());
+                &[
+                    ("60.2.2", values::READ_CAPABILITY_CONTACTLESS),
+                    ("60.2.5", values::TERMINAL_TYPE_POS),
+                    ("60.3.6", values::MEDIUM_IC),
+                    ("60.3.7", values::IC_APPLICATION_PBOC),
+                ]
+            }
+            Presentment::InApp => {
+                request
+                    .set_text(22, format!("01{pin_digit}"))
+                    .set_text(25, "42");
+                &[
+                    ("60.2.5", values::TERMINAL_TYPE_MOBILE),
+                    ("60.2.8", values::ECI_DEVICE_CRYPTOGRAM),
+                    ("60.3.6", values::MEDIUM_VIRTUAL),
+                ]
+            }
+        };
+        field60
+            .set("60.1", "0000")
+            .map_err(AcquirerError::message)?;
+        for (name, value) in subfields {
+            field60.set(name, value).map_err(AcquirerError::message)?;
+        }
+        let stan = request.get_str(11).unwrap_or("").to_owned();
+        let transmission_time = request.get_str(7).unwrap_or("").to_owned();
+        request
+            .set_text(2, purchase.account.expose())
+            .set_text(3, processing_code.to_owned())
+            .set_text(4, amount)
+            .set_text(14, purchase.expiry.to_wire())
+            .set_text(18, self.config.merchant_category.clone())
+            .set_text(37, rrn(&transmission_time, &stan))
+            .set_text(43, self.config.merchant_name.clone())
+            .set_text(49, purchase.amount.currency().numeric_code())
+            .set(55, purchase.field55.to_vec())
+            .set_text(60, field60.to_string());
+        Ok(request)
+    }
+}
+
+/// Field 37: the time of field 7 (hhmmss) then the STAN.
+pub(crate) fn rrn(transmission_time: &str, stan: &str) -> String {
+    format!("{}{stan}", transmission_time.get(4..10).unwrap_or("000000"))
+}

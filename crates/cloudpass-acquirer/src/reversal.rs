@@ -1,0 +1,54 @@
+//! Reversals (0400): a request that got no answer may have been acted on; the reversal names
+//! it in field 90 and is repeated, waiting longer each time, until the switch acknowledges.
+
+use std::time::Duration;
+
+use cloudpass_iso8583::private::{FIELD_60, OriginalData, Positional};
+use cloudpass_iso8583::{Message, Mti};
+
+use crate::terminal::Terminal;
+
+/// Fields a reversal copies from its original.
+const COPIED: [u8; 8] = [2, 3, 4, 14, 22, 25, 37, 49];
+/// The first wait between attempts; doubled each time, up to 32 times it.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+impl Terminal {
+    /// Reverses a request that got no answer, repeating until acknowledged; the
+    /// acknowledgement's field 39, or `None` if none came.
+    pub async fn reverse(&self, original: &Message<'_>) -> Option<String> {
+        let reversal = self.reversal_of(original)?;
+        for attempt in 0..self.config.reversal_attempts.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(FIRST_BACKOFF * (1 << attempt.min(5))).await;
+            }
+            if let Ok(answer) = self.send(reversal.clone()).await {
+                return answer.get_str(39).map(str::to_owned);
+            }
+        }
+        None
+    }
+
+    fn reversal_of(&self, original: &Message<'_>) -> Option<Message<'static>> {
+        let data = OriginalData {
+            mti: original.mti().as_str().to_owned(),
+            stan: original.get_str(11).unwrap_or("").to_owned(),
+            transmission_time: original.get_str(7).unwrap_or("").to_owned(),
+            acquirer: self.config.acquirer_id.clone(),
+            forwarder: String::new(),
+        };
+        let field90 = data.to_wire().ok()?;
+        let mut reversal = self.header(Mti::REVERSAL_REQUEST);
+        for field in COPIED {
+            if let Some(value) = original.get(field) {
+                reversal.set(field, value.to_vec());
+            }
+        }
+        let mut field60 = Positional::new(60, FIELD_60);
+        field60.set("60.1", "4021").ok()?;
+        reversal
+            .set_text(60, field60.to_string())
+            .set_text(90, field90);
+        Some(reversal)
+    }
+}

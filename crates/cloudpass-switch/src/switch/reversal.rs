@@ -1,0 +1,123 @@
+//! Reversals from acquirers (0400/0401, 0420/0421 advice), matched to their originals by
+//! field 90 and taken into store and forward.
+
+use cloudpass_core::ResponseCode;
+use cloudpass_core::card_number::mask_digits;
+use cloudpass_iso8583::private::OriginalData;
+use cloudpass_iso8583::{Message, Mti};
+use cloudpass_store::{JournalAnswer, JournalOp, SafRow, TokenStore};
+
+use super::{IssuerOutcome, Repeat, Switch, answer, journal_id, text};
+
+impl Switch {
+    /// A reversal from an acquirer (0400, or 0420 advice), matched to its original by field
+    /// 90. The switch takes it into store and forward — the issuer receives a 0420 however
+    /// long it is unreachable — and acknowledges it at once. A reversal of something the
+    /// switch never saw is answered 25; of something declined, acknowledged with nothing to
+    /// undo.
+    pub(super) async fn reversal(&self, request: &Message<'_>) -> Message<'static> {
+        let id = match self.begin(request, Repeat::AnswerAsBefore).await {
+            Ok(id) => id,
+            Err(early) => return *early,
+        };
+        let now = self.clock.now_millis();
+        let (code, advice) = self.match_reversal(request, now).await;
+        let mut ops = vec![JournalOp::Answer(JournalAnswer {
+            id,
+            response_code: code.code().to_owned(),
+            auth_code: None,
+            issuer_outcome: IssuerOutcome::NotSent.as_str().to_owned(),
+            answered_at: now,
+        })];
+        if let Some(advice) = advice {
+            ops.push(JournalOp::Enqueue(advice));
+        }
+        if let Err(error) = self.journal.record(ops).await {
+            tracing::error!(error = %error, "switch: a reversal cannot be journaled");
+            return answer(request, ResponseCode::SystemMalfunction);
+        }
+        let mut response = answer(request, code);
+        if let Some(original) = request.get(90) {
+            response.set(90, original.to_vec());
+        }
+        response
+    }
+
+    async fn match_reversal(
+        &self,
+        request: &Message<'_>,
+        now: i64,
+    ) -> (ResponseCode, Option<SafRow>) {
+        let Some(original) = request
+            .get_str(90)
+            .and_then(|value| OriginalData::parse(value).ok())
+        else {
+            return (ResponseCode::FormatError, None);
+        };
+        let acquirer = text(request, 32);
+        if original.acquirer.trim_start_matches('0') != acquirer.trim_start_matches('0') {
+            // An acquirer reverses only its own transactions.
+            return (ResponseCode::OriginalNotFound, None);
+        }
+        let original_id = journal_id(
+            &original.mti,
+            acquirer,
+            &original.stan,
+            &original.transmission_time,
+        );
+        let entry = match self.store.journal_entry(&original_id).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return (ResponseCode::OriginalNotFound, None),
+            Err(error) => {
+                tracing::error!(error = %error, "switch: journal lookup failed");
+                return (ResponseCode::SystemMalfunction, None);
+            }
+        };
+        if entry.token_masked != mask_digits(text(request, 2))
+            || entry.amount != text(request, 4).parse::<i64>().unwrap_or(-1)
+        {
+            return (ResponseCode::OriginalNotFound, None);
+        }
+        let undo = match (
+            entry.response_code.as_deref(),
+            entry.issuer_outcome.as_deref(),
+        ) {
+            // Still in flight, or approved: the issuer must hear of it.
+            (None, _) | (Some("00"), _) => true,
+            // Declined, but sent and not answered: the issuer may have acted on it.
+            (Some(_), Some("timeout")) => true,
+            (Some(_), _) => false,
+        };
+        if !undo {
+            return (ResponseCode::Approved, None);
+        }
+        let Ok(original_mti) = Mti::parse(&original.mti) else {
+            return (ResponseCode::FormatError, None);
+        };
+        let mut original_request = Message::new(original_mti);
+        for (field, value) in [
+            (2, text(request, 2)),
+            (4, text(request, 4)),
+            (7, original.transmission_time.as_str()),
+            (11, original.stan.as_str()),
+            (32, acquirer),
+            (37, entry.rrn.as_str()),
+            (41, entry.terminal_id.as_str()),
+            (42, text(request, 42)),
+            (49, text(request, 49)),
+        ] {
+            original_request.set_text(field, value.to_owned());
+        }
+        // An original still in flight may yet reach the issuer; the reversal waits until the
+        // issuer would have answered it.
+        let due = if entry.response_code.is_none() {
+            now + i64::try_from(self.config.issuer_timeout.as_millis()).unwrap_or(i64::MAX)
+        } else {
+            now
+        };
+        (
+            ResponseCode::Approved,
+            Some(self.advice(Mti::REVERSAL_ADVICE, "reversal", &original_request, due)),
+        )
+    }
+}

@@ -1,0 +1,114 @@
+//! Store and forward: advices the issuer must receive (stand-in approvals, reversals,
+//! offline clearings), sent until acknowledged, however long the issuer is unreachable.
+
+use std::sync::Arc;
+
+use cloudpass_core::AccountNumber;
+use cloudpass_iso8583::private::{FIELD_60, OriginalData, Positional, values};
+use cloudpass_iso8583::{Message, Mti};
+use cloudpass_store::{SafDelivery, SafRow, TokenStore};
+use tokio::sync::watch;
+
+use super::Switch;
+
+impl Switch {
+    /// Delivers queued advices to the issuer until `shutdown` fires: each is sent until the
+    /// issuer answers it (any answer acknowledges it), waiting longer after each failure.
+    pub async fn run_store_and_forward(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let now = self.clock.now_millis();
+            match self.store.saf_due(now, 64).await {
+                Ok(due) => {
+                    for advice in due {
+                        let delivery = self.deliver(&advice, now).await;
+                        if let SafDelivery::Acknowledged { response_code, .. } = &delivery {
+                            tracing::info!(advice = %advice.mti, stan = %advice.stan, response_code = %response_code, "store and forward: advice acknowledged");
+                        }
+                        if let Err(error) = self.store.saf_record(&advice.id, &delivery).await {
+                            tracing::error!(error = %error, "store and forward: cannot record a delivery");
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "store and forward: cannot read the queue")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.saf_poll) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    pub(super) async fn deliver(&self, advice: &SafRow, now: i64) -> SafDelivery {
+        let backoff = self
+            .config
+            .saf_poll
+            .saturating_mul(1u32 << advice.attempts.clamp(0, 16))
+            .min(self.config.saf_max_backoff);
+        let retry = SafDelivery::Retry {
+            next_attempt_at: now + i64::try_from(backoff.as_millis()).unwrap_or(60_000),
+        };
+        let record = match self.vault.lookup(&advice.token_number).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                tracing::error!(advice = %advice.mti, stan = %advice.stan, "store and forward: the token is unknown; retrying");
+                return retry;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "store and forward: vault lookup failed");
+                return retry;
+            }
+        };
+        let Ok(mti) = Mti::parse(&advice.mti) else {
+            return retry;
+        };
+        let original = OriginalData {
+            mti: advice.original_mti.clone(),
+            stan: advice.stan.clone(),
+            transmission_time: advice.transmission_time.clone(),
+            acquirer: advice.acquirer_id.clone(),
+            forwarder: String::new(),
+        };
+        let Ok(field90) = original.to_wire() else {
+            return retry;
+        };
+        let mut message = Message::new(mti);
+        let mut field60 = Positional::new(60, FIELD_60);
+        let _ = field60.set(
+            "60.1",
+            if mti == Mti::REVERSAL_ADVICE {
+                "4021"
+            } else {
+                "0000"
+            },
+        );
+        if advice.kind == "ecash" {
+            // An offline spend of the e-cash application: the issuer clears it from the
+            // card's e-cash account.
+            let _ = field60.set("60.3.6", values::MEDIUM_IC);
+            let _ = field60.set("60.3.7", values::IC_APPLICATION_ECASH);
+        }
+        message
+            .set_text(2, record.pan.expose())
+            .set_text(3, "000000")
+            .set_text(4, format!("{:012}", advice.amount))
+            .set_text(7, advice.transmission_time.clone())
+            .set_text(11, advice.stan.clone())
+            .set_text(14, record.card_expiry.to_wire())
+            .set_text(32, advice.acquirer_id.clone())
+            .set_text(37, advice.rrn.clone())
+            .set_text(41, advice.terminal_id.clone())
+            .set_text(42, advice.merchant_id.clone())
+            .set_text(49, format!("{:03}", advice.currency))
+            .set_text(60, field60.to_string())
+            .set_text(90, field90);
+        match self.issuer.request(&message).await {
+            Ok(answer) => SafDelivery::Acknowledged {
+                response_code: answer.get_str(39).unwrap_or("").to_owned(),
+                at: self.clock.now_millis(),
+            },
+            Err(_) => retry,
+        }
+    }
+}
