@@ -69,6 +69,19 @@ pub fn civil_from_days(days: i64) -> (i64, u8, u8) {
     )
 }
 
+/// The day number (days since 1970-01-01) of a proleptic Gregorian date, after Howard
+/// Hinnant's `days_from_civil`; the inverse of [`civil_from_days`].
+pub fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month = i64::from(month);
+    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
+    let day_of_year = (153 * shifted_month + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +93,10 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         // 2026-11-25
         assert_eq!(civil_from_days(20_782), (2026, 11, 25));
+        for days in [-800_000, -1, 0, 11_016, 20_782, 2_000_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
         let clock = ManualClock::new(20_782 * 86_400_000 + 3_600_000);
         assert_eq!(clock.year_month(), (2026, 11));
         clock.advance(6 * 86_400_000);

@@ -13,6 +13,7 @@ pub mod expiry;
 pub mod hex;
 pub mod lifecycle;
 pub mod money;
+pub mod order;
 pub mod peers;
 pub mod random;
 pub mod response_code;

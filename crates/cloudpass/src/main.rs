@@ -44,6 +44,9 @@ enum Command {
     /// Read and write ISO 8583 messages of the cloudpass network profile.
     #[command(subcommand)]
     Iso8583(cli::iso8583::Iso8583Command),
+    /// UPACP (UnionPay 全渠道) tools: sign a form, verify a form and say exactly what fails.
+    #[command(subcommand)]
+    Upacp(cli::upacp::UpacpCommand),
     /// The software HSM: master key check value, new master keys.
     #[command(subcommand)]
     Hsm(cli::hsm::HsmCommand),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Sandbox(command) => cli::sandbox::run(command),
         Command::Iso8583(command) => cli::iso8583::run(command),
         Command::Hsm(command) => cli::hsm::run(command),
+        Command::Upacp(command) => cli::upacp::run(command),
         Command::Bench(command) => bench::run(command),
     };
     match result {

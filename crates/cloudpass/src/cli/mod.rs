@@ -8,6 +8,7 @@ pub mod pos;
 pub mod sandbox;
 pub mod serve;
 pub mod tokens;
+pub mod upacp;
 
 /// An error for the user: one line, no secrets.
 pub type CliResult = Result<(), String>;

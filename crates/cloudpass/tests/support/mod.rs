@@ -40,7 +40,7 @@ pub fn interop_python() -> PathBuf {
     let python = venv.join("bin").join("python");
     let ready = python.exists()
         && Command::new(&python)
-            .args(["-c", "import iso8583"])
+            .args(["-c", "import iso8583, cryptography, requests"])
             .status()
             .is_ok_and(|status| status.success());
     if !ready {
@@ -63,12 +63,14 @@ pub fn interop_python() -> PathBuf {
                 "--quiet",
                 "--disable-pip-version-check",
                 "pyiso8583==4.0.1",
+                "cryptography==50.0.2",
+                "requests==2.34.2",
             ])
             .status()
             .expect("pip must run");
         assert!(
             status.success(),
-            "pip install pyiso8583==4.0.1 failed (is PyPI reachable?)"
+            "pip install of the interop peers failed (is PyPI reachable?)"
         );
     }
     python
