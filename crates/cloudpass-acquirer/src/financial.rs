@@ -5,7 +5,7 @@
 use cloudpass_core::{AccountNumber, Expiry, Money, ResponseCode};
 use cloudpass_crypto::{Hsm, Pin, PinBlockFormat};
 use cloudpass_iso8583::exchange::LinkError;
-use cloudpass_iso8583::private::{FIELD_60, Positional, values};
+use cloudpass_iso8583::private::{FIELD_60, FIELD_61, Positional, values};
 use cloudpass_iso8583::tlv::{self, tags};
 use cloudpass_iso8583::{Message, Mti};
 
@@ -23,16 +23,35 @@ pub enum Presentment<'a> {
     Contactless { track2: &'a str },
     /// An in-app purchase: the device cryptogram, sent as e-commerce.
     InApp,
+    /// A card number its holder typed on a payment page (no card, no cryptogram): e-commerce
+    /// with 60.3.6 = `7`, the CVN2 in 61.4 for the issuer to check. Only acquirers the
+    /// switch allows may send it.
+    CardNotPresent {
+        /// The three digits on the back of a credit card.
+        cvn2: Option<&'a str>,
+        /// Where the holder typed it: a phone (08) or a PC (07) browser.
+        terminal_type: EcommerceTerminal,
+    },
 }
+
+/// 60.2.5 of a card-not-present payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EcommerceTerminal {
+    Pc,
+    Mobile,
+}
+
+/// 60.2.8 for e-commerce without cardholder authentication by the network.
+const ECI_NON_AUTHENTICATED: &str = "07";
 
 /// One purchase as the terminal sends it.
 pub struct Purchase<'a> {
     /// Field 2: the token (or card number) the phone handed over.
     pub account: &'a dyn AccountNumber,
-    /// Field 14.
-    pub expiry: Expiry,
+    /// Field 14 (a card-not-present debit card may come without one).
+    pub expiry: Option<Expiry>,
     pub amount: Money,
-    /// Field 55 from the phone.
+    /// Field 55 from the phone (empty when no chip took part: card not present).
     pub field55: &'a [u8],
     pub presentment: Presentment<'a>,
     /// The PIN the cardholder typed, if asked.
@@ -162,6 +181,29 @@ impl Terminal {
                     ("60.3.6", values::MEDIUM_VIRTUAL),
                 ]
             }
+            Presentment::CardNotPresent {
+                cvn2,
+                terminal_type,
+            } => {
+                request
+                    .set_text(22, format!("01{pin_digit}"))
+                    .set_text(25, "42");
+                if let Some(cvn2) = cvn2 {
+                    request.set_text(61, card_not_present_check_value(cvn2)?);
+                }
+                match terminal_type {
+                    EcommerceTerminal::Pc => &[
+                        ("60.2.5", values::TERMINAL_TYPE_PC),
+                        ("60.2.8", ECI_NON_AUTHENTICATED),
+                        ("60.3.6", values::MEDIUM_NO_CARD),
+                    ],
+                    EcommerceTerminal::Mobile => &[
+                        ("60.2.5", values::TERMINAL_TYPE_MOBILE),
+                        ("60.2.8", ECI_NON_AUTHENTICATED),
+                        ("60.3.6", values::MEDIUM_NO_CARD),
+                    ],
+                }
+            }
         };
         field60
             .set("60.1", "0000")
@@ -174,16 +216,33 @@ impl Terminal {
         request
             .set_text(2, purchase.account.expose())
             .set_text(3, processing_code.to_owned())
-            .set_text(4, amount)
-            .set_text(14, purchase.expiry.to_wire())
+            .set_text(4, amount);
+        if let Some(expiry) = purchase.expiry {
+            request.set_text(14, expiry.to_wire());
+        }
+        request
             .set_text(18, self.config.merchant_category.clone())
             .set_text(37, rrn(&transmission_time, &stan))
             .set_text(43, self.config.merchant_name.clone())
             .set_text(49, purchase.amount.currency().numeric_code())
-            .set(55, purchase.field55.to_vec())
             .set_text(60, field60.to_string());
+        if !purchase.field55.is_empty() {
+            request.set(55, purchase.field55.to_vec());
+        }
         Ok(request)
     }
+}
+
+/// Field 61 carrying a CVN2 in 61.4: its three digits, then `0000`.
+fn card_not_present_check_value(cvn2: &str) -> Result<String, AcquirerError> {
+    if cvn2.len() != 3 || !cvn2.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AcquirerError::message("a CVN2 is three digits"));
+    }
+    let mut field61 = Positional::new(61, FIELD_61);
+    field61
+        .set("61.4", &format!("{cvn2}0000"))
+        .map_err(AcquirerError::message)?;
+    Ok(field61.to_string())
 }
 
 /// Field 37: the time of field 7 (hhmmss) then the STAN.

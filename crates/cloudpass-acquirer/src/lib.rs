@@ -15,6 +15,7 @@
 //! Files: `terminal` (identity, keys, numbering, MAC), `sign_on`, `financial`, `reversal`,
 //! `offline` (advices of offline spends and their upload), `wire_time`.
 
+mod card_return;
 mod financial;
 mod offline;
 mod reversal;
@@ -22,7 +23,8 @@ mod sign_on;
 mod terminal;
 mod wire_time;
 
+pub use card_return::{CardReturn, ReturnKind};
 pub use cloudpass_iso8583::exchange::{Exchange, LinkError};
-pub use financial::{Outcome, Presentment, Purchase};
+pub use financial::{EcommerceTerminal, Outcome, Presentment, Purchase};
 pub use offline::OfflineSpendAdvice;
 pub use terminal::{AcquirerError, Terminal, TerminalConfig};

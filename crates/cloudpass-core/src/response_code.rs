@@ -58,6 +58,7 @@ response_codes! {
     ExceedsFrequencyLimit = "65", "PIN required (exceeds the no-PIN or frequency limit)";
     ResponseReceivedTooLate = "68", "response received too late (issuer timeout)";
     PinTriesExceeded = "75", "allowable number of PIN tries exceeded";
+    Cvn2Mismatch = "N7", "CVN2 wrong or missing (card not present)";
     IssuerInoperative = "91", "issuer or switch inoperative";
     UnableToRoute = "92", "financial institution cannot be found for routing";
     DuplicateTransmission = "94", "duplicate transmission";

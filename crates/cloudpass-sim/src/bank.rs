@@ -56,6 +56,26 @@ pub enum PinCheck {
     Wrong,
 }
 
+/// The CVN2 of a card-not-present payment, as checked against the card's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cvn2Check {
+    /// None came.
+    Absent,
+    Matched,
+    Wrong,
+    /// One came, but the card has no CVN2 on file (a debit card here).
+    NotOnFile,
+}
+
+/// What proves the holder of a card that is not present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardNotPresent {
+    pub cvn2: Cvn2Check,
+    /// The card has a CVN2 on file (credit cards): then the CVN2 and the expiry are required;
+    /// without one (debit cards) the PIN is.
+    pub cvn2_on_file: bool,
+}
+
 /// A payment request as the rules see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Payment<'a> {
@@ -66,6 +86,8 @@ pub struct Payment<'a> {
     pub pin: PinCheck,
     /// Field 61.5 was `2`: the network found the cryptogram wrong.
     pub cryptogram_failed: bool,
+    /// A typed card number (60.3.6 = 7) and what came to prove its holder.
+    pub card_not_present: Option<CardNotPresent>,
     pub acquirer_id: &'a str,
     /// A load of the card's e-cash from the account (圈存): the PIN is required and the money
     /// goes to the e-cash account instead of the acquirer.
@@ -123,6 +145,12 @@ pub fn authorize(
     }
     if payment.cryptogram_failed {
         return decline(ResponseCode::SecurityViolation, card.pin_tries);
+    }
+    if let Some(code) = payment
+        .card_not_present
+        .and_then(|cnp| card_not_present_refusal(&cnp, payment))
+    {
+        return decline(code, card.pin_tries);
     }
     // The PIN: blocked stays blocked; a wrong one counts; a right one resets the count.
     let pin_tries = match payment.pin {
@@ -189,6 +217,22 @@ pub fn authorize(
     }
 }
 
+/// Why a card-not-present payment cannot go on, if it cannot: a credit card needs its CVN2
+/// (right) and its expiry (checked above against the card's); a debit card needs its PIN,
+/// which the PIN rules then check.
+fn card_not_present_refusal(cnp: &CardNotPresent, payment: &Payment<'_>) -> Option<ResponseCode> {
+    if cnp.cvn2_on_file {
+        if cnp.cvn2 != Cvn2Check::Matched {
+            return Some(ResponseCode::Cvn2Mismatch);
+        }
+        if payment.expiry.is_none() {
+            return Some(ResponseCode::ExpiredCard);
+        }
+        return None;
+    }
+    (payment.pin == PinCheck::Absent).then_some(ResponseCode::ExceedsFrequencyLimit)
+}
+
 /// Clears an offline e-cash spend the card approved: from the e-cash account to the
 /// acquirer. The card approved it, so the bank honours it; the account itself is untouched.
 pub fn clear_offline(
@@ -251,6 +295,49 @@ pub fn reverse(
                 amount,
             },
         ],
+    }
+}
+
+/// A return of an approved purchase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Return {
+    /// 撤销: the whole amount, the same day, nothing refunded yet.
+    Void,
+    /// 退货: part or all of what is left, any day.
+    Refund,
+}
+
+/// The purchase a return names, as far as the rule needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Returnable {
+    pub amount: i64,
+    pub refunded: i64,
+    /// Reversed or voided already.
+    pub reversed: bool,
+    pub day: i64,
+}
+
+/// Why a return of `amount` cannot be made, if it cannot: 25 when nothing of the purchase
+/// is left to return, 13 for an amount the rules refuse, 12 for a void after its day.
+pub fn return_refusal(
+    kind: Return,
+    amount: i64,
+    original: &Returnable,
+    today: i64,
+) -> Option<ResponseCode> {
+    let left = original.amount - original.refunded;
+    let amount_ok = match kind {
+        Return::Void => amount == original.amount && original.refunded == 0,
+        Return::Refund => amount > 0 && amount <= left,
+    };
+    if original.reversed || left <= 0 {
+        Some(ResponseCode::OriginalNotFound)
+    } else if !amount_ok {
+        Some(ResponseCode::InvalidAmount)
+    } else if kind == Return::Void && original.day != today {
+        Some(ResponseCode::InvalidTransaction)
+    } else {
+        None
     }
 }
 
@@ -336,12 +423,136 @@ mod tests {
             expiry: Some("2912".parse().unwrap()),
             pin: PinCheck::Absent,
             cryptogram_failed: false,
+            card_not_present: None,
             acquirer_id: "48020000",
             ecash_load: false,
             today: 100,
             year: 2026,
             month: 11,
         }
+    }
+
+    #[test]
+    fn returns_never_give_back_more_than_was_paid() {
+        let paid = Returnable {
+            amount: 1_000,
+            refunded: 0,
+            reversed: false,
+            day: 100,
+        };
+        assert_eq!(return_refusal(Return::Void, 1_000, &paid, 100), None);
+        assert_eq!(
+            return_refusal(Return::Void, 999, &paid, 100),
+            Some(ResponseCode::InvalidAmount)
+        );
+        assert_eq!(
+            return_refusal(Return::Void, 1_000, &paid, 101),
+            Some(ResponseCode::InvalidTransaction)
+        );
+        assert_eq!(return_refusal(Return::Refund, 1_000, &paid, 400), None);
+        assert_eq!(
+            return_refusal(Return::Refund, 1_001, &paid, 100),
+            Some(ResponseCode::InvalidAmount)
+        );
+        assert_eq!(
+            return_refusal(Return::Refund, 0, &paid, 100),
+            Some(ResponseCode::InvalidAmount)
+        );
+        let part = Returnable {
+            refunded: 600,
+            ..paid
+        };
+        assert_eq!(return_refusal(Return::Refund, 400, &part, 100), None);
+        assert_eq!(
+            return_refusal(Return::Refund, 401, &part, 100),
+            Some(ResponseCode::InvalidAmount)
+        );
+        assert_eq!(
+            return_refusal(Return::Void, 1_000, &part, 100),
+            Some(ResponseCode::InvalidAmount)
+        );
+        let all = Returnable {
+            refunded: 1_000,
+            ..paid
+        };
+        assert_eq!(
+            return_refusal(Return::Refund, 1, &all, 100),
+            Some(ResponseCode::OriginalNotFound)
+        );
+        let voided = Returnable {
+            reversed: true,
+            ..paid
+        };
+        assert_eq!(
+            return_refusal(Return::Refund, 1, &voided, 100),
+            Some(ResponseCode::OriginalNotFound)
+        );
+        assert_eq!(
+            return_refusal(Return::Void, 1_000, &voided, 100),
+            Some(ResponseCode::OriginalNotFound)
+        );
+    }
+
+    #[test]
+    fn card_not_present_needs_cvn2_and_expiry_or_the_pin() {
+        let credit = |cvn2, expiry: Option<&str>| Payment {
+            expiry: expiry.map(|e| e.parse().unwrap()),
+            card_not_present: Some(CardNotPresent {
+                cvn2,
+                cvn2_on_file: true,
+            }),
+            ..payment(500)
+        };
+        let decide = |p: &Payment<'_>| authorize(&card(), &debit_account(), "card:1", p).response;
+        assert_eq!(
+            decide(&credit(Cvn2Check::Matched, Some("2912"))),
+            ResponseCode::Approved
+        );
+        assert_eq!(
+            decide(&credit(Cvn2Check::Wrong, Some("2912"))),
+            ResponseCode::Cvn2Mismatch
+        );
+        assert_eq!(
+            decide(&credit(Cvn2Check::Absent, Some("2912"))),
+            ResponseCode::Cvn2Mismatch
+        );
+        assert_eq!(
+            decide(&credit(Cvn2Check::Matched, None)),
+            ResponseCode::ExpiredCard
+        );
+        assert_eq!(
+            decide(&credit(Cvn2Check::Matched, Some("2812"))),
+            ResponseCode::ExpiredCard
+        );
+        let debit = |pin, cvn2| Payment {
+            expiry: None,
+            pin,
+            card_not_present: Some(CardNotPresent {
+                cvn2,
+                cvn2_on_file: false,
+            }),
+            ..payment(500)
+        };
+        assert_eq!(
+            decide(&debit(PinCheck::Absent, Cvn2Check::NotOnFile)),
+            ResponseCode::ExceedsFrequencyLimit
+        );
+        assert_eq!(
+            decide(&debit(PinCheck::Wrong, Cvn2Check::Absent)),
+            ResponseCode::IncorrectPin
+        );
+        assert_eq!(
+            decide(&debit(PinCheck::Correct, Cvn2Check::Absent)),
+            ResponseCode::Approved
+        );
+        // A declined card-not-present payment posts nothing and counts no PIN try.
+        let declined = authorize(
+            &card(),
+            &debit_account(),
+            "card:1",
+            &credit(Cvn2Check::Wrong, Some("2912")),
+        );
+        assert!(declined.postings.is_empty() && declined.pin_tries == 0);
     }
 
     #[test]

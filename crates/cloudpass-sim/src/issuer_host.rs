@@ -254,7 +254,7 @@ impl IssuerHost {
             .to_vec())
     }
 
-    fn cvn2_hash(&self, card_id: &str, cvn2: &str) -> Result<Vec<u8>, SimError> {
+    pub(crate) fn cvn2_hash(&self, card_id: &str, cvn2: &str) -> Result<Vec<u8>, SimError> {
         Ok(self
             .hsm
             .fingerprint(

@@ -29,6 +29,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::bank::{self, AccountFacts, CardFacts, Payment, PinCheck};
 use crate::issuer_host::{IssuerHost, SimError};
+use crate::issuer_returns;
 
 /// A message waiting for the next group commit, and where its answer goes.
 pub(crate) struct Waiting {
@@ -44,7 +45,11 @@ const MAX_CONNECTIONS: usize = 64;
 /// Fields a response echoes from its request.
 const ECHOED: &[u8] = &[2, 3, 4, 7, 11, 12, 13, 25, 32, 33, 37, 41, 42, 49, 90, 100];
 
-fn respond(request: &Message<'_>, code: ResponseCode, auth_code: Option<&str>) -> Message<'static> {
+pub(crate) fn respond(
+    request: &Message<'_>,
+    code: ResponseCode,
+    auth_code: Option<&str>,
+) -> Message<'static> {
     let mti = request.mti().response().unwrap_or(request.mti());
     let mut response = Message::new(mti);
     for &field in ECHOED {
@@ -59,13 +64,34 @@ fn respond(request: &Message<'_>, code: ResponseCode, auth_code: Option<&str>) -
     response
 }
 
-fn text<'m>(message: &'m Message<'_>, field: u8) -> &'m str {
+pub(crate) fn text<'m>(message: &'m Message<'_>, field: u8) -> &'m str {
     message.get_str(field).unwrap_or("")
 }
 
 /// Processing code 60xxxx: a load of the card's e-cash from its account.
 fn is_ecash_load(request: &Message<'_>) -> bool {
     text(request, 3).starts_with("60")
+}
+
+/// 61.4 of a card-not-present payment: the CVN2 (3 digits), then `0000`.
+fn cvn2_of(request: &Message<'_>) -> Option<String> {
+    request
+        .get_str(61)
+        .and_then(|value| Positional::parse(61, FIELD_61, value).ok())
+        .and_then(|field| {
+            field
+                .get("61.4")
+                .map(|v| v.get(..3).unwrap_or("").to_owned())
+        })
+        .filter(|cvn2| cvn2.len() == 3 && cvn2.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A typed card number: field 60 says no card was there (60.3.6 = 7).
+fn is_card_not_present(request: &Message<'_>) -> bool {
+    request
+        .get_str(60)
+        .and_then(|value| Positional::parse(60, FIELD_60, value).ok())
+        .is_some_and(|field| field.get("60.3.6") == Some(values::MEDIUM_NO_CARD))
 }
 
 /// An advice whose field 60 names the e-cash application (60.3.7 = 3): an offline spend to
@@ -89,7 +115,7 @@ fn transaction_kind(request: &Message<'_>) -> &'static str {
 }
 
 /// An account as the banking rules see it, from a row with its columns.
-fn account_facts(row: &sqlx::sqlite::SqliteRow) -> Result<AccountFacts, SimError> {
+pub(crate) fn account_facts(row: &sqlx::sqlite::SqliteRow) -> Result<AccountFacts, SimError> {
     Ok(AccountFacts {
         currency: u16::try_from(row.try_get::<i64, _>("currency")?).unwrap_or(0),
         balance: row.try_get("balance")?,
@@ -101,7 +127,7 @@ fn account_facts(row: &sqlx::sqlite::SqliteRow) -> Result<AccountFacts, SimError
 }
 
 /// Days since the epoch of a millisecond timestamp.
-fn day_of(millis: i64) -> i64 {
+pub(crate) fn day_of(millis: i64) -> i64 {
     millis.div_euclid(86_400_000)
 }
 
@@ -199,6 +225,12 @@ impl IssuerHost {
         request: &Message<'_>,
     ) -> Result<Message<'static>, SimError> {
         match request.mti().as_str() {
+            "0200" | "0220" if issuer_returns::is_return(request) => {
+                self.card_return(tx, request).await
+            }
+            "0100" if issuer_returns::is_return(request) => {
+                Ok(respond(request, ResponseCode::InvalidTransaction, None))
+            }
             "0100" | "0200" => self.financial(tx, request).await,
             "0220" | "0221" => self.advice(tx, request).await,
             "0400" | "0420" | "0421" => self.reversal(tx, request).await,
@@ -207,7 +239,7 @@ impl IssuerHost {
     }
 
     /// The record of an earlier identical message, if any.
-    async fn seen(
+    pub(crate) async fn seen(
         &self,
         connection: &mut sqlx::SqliteConnection,
         request: &Message<'_>,
@@ -255,7 +287,7 @@ impl IssuerHost {
                 )
                 .await;
         };
-        let card = sqlx::query("SELECT c.id, c.expiry, c.status, c.pvv, c.pin_tries, c.account_id, a.currency, a.balance, a.credit_limit, a.daily_limit, a.daily_spent, a.spent_day FROM sim_cards c JOIN sim_accounts a ON a.id = c.account_id WHERE c.pan_fingerprint = $1")
+        let card = sqlx::query("SELECT c.id, c.expiry, c.status, c.pvv, c.pin_tries, c.cvn2_hash, c.account_id, a.currency, a.balance, a.credit_limit, a.daily_limit, a.daily_spent, a.spent_day FROM sim_cards c JOIN sim_accounts a ON a.id = c.account_id WHERE c.pan_fingerprint = $1")
             .bind(self.fingerprint(&pan)?)
             .fetch_optional(&mut *tx)
             .await?;
@@ -342,6 +374,11 @@ impl IssuerHost {
             expiry: request.get_str(14).and_then(|e| e.parse().ok()),
             pin,
             cryptogram_failed,
+            card_not_present: self.card_not_present(
+                request,
+                &card_id,
+                card.try_get("cvn2_hash")?,
+            )?,
             acquirer_id: text(request, 32),
             ecash_load: is_ecash_load(request),
             today: day_of(now),
@@ -370,6 +407,34 @@ impl IssuerHost {
             Some((&account_id, &decision)),
         )
         .await
+    }
+
+    /// What proves the holder of a card that is not present: its CVN2 checked against the
+    /// keyed hash on file. `None` when the card was present (a token payment).
+    fn card_not_present(
+        &self,
+        request: &Message<'_>,
+        card_id: &str,
+        cvn2_on_file: Option<Vec<u8>>,
+    ) -> Result<Option<bank::CardNotPresent>, SimError> {
+        if !is_card_not_present(request) {
+            return Ok(None);
+        }
+        let cvn2 = match (cvn2_of(request), &cvn2_on_file) {
+            (None, _) => bank::Cvn2Check::Absent,
+            (Some(_), None) => bank::Cvn2Check::NotOnFile,
+            (Some(cvn2), Some(expected)) => {
+                if &self.cvn2_hash(card_id, &cvn2)? == expected {
+                    bank::Cvn2Check::Matched
+                } else {
+                    bank::Cvn2Check::Wrong
+                }
+            }
+        };
+        Ok(Some(bank::CardNotPresent {
+            cvn2,
+            cvn2_on_file: cvn2_on_file.is_some(),
+        }))
     }
 
     /// Records a message and its answer — with the account, PIN counter and postings of an
@@ -436,7 +501,7 @@ impl IssuerHost {
         Ok(respond(request, code, auth_code))
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
         transaction_id: i64,
@@ -618,7 +683,9 @@ impl IssuerHost {
         // The original, or the advice that posted it in the original's name; an approved one
         // first.
         let row = sqlx::query(
-            "SELECT t.id, t.card_id, t.amount, t.response_code, t.reversed, t.day, t.acquirer, t.kind, c.account_id FROM sim_transactions t LEFT JOIN sim_cards c ON c.id = t.card_id \
+            "SELECT t.id, t.card_id, t.amount, t.response_code, t.reversed, t.day, t.acquirer, t.kind, c.account_id, \
+             (SELECT COALESCE(SUM(r.amount), 0) FROM sim_transactions r WHERE r.original_id = t.id AND r.kind = 'refund' AND r.response_code = '00') AS refunded \
+             FROM sim_transactions t LEFT JOIN sim_cards c ON c.id = t.card_id \
              WHERE t.mti IN ($1, '0220') AND t.stan = $2 AND t.transmission_time = $3 AND ltrim(t.acquirer, '0') = $4 \
              ORDER BY t.response_code = '00' DESC, t.id LIMIT 1",
         )
@@ -663,6 +730,25 @@ impl IssuerHost {
                 )
                 .await;
         }
+        if matches!(
+            row.try_get::<String, _>("kind")?.as_str(),
+            "void" | "refund"
+        ) {
+            // A return is not reversed: it is repeated (it is idempotent) or left as it is.
+            return self
+                .record(
+                    tx,
+                    request,
+                    card_id.as_deref(),
+                    amount,
+                    currency,
+                    ResponseCode::InvalidTransaction,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        }
         if row.try_get::<String, _>("kind")? == "authorization" {
             // An authorization posted nothing: acknowledged, nothing to undo.
             sqlx::query("UPDATE sim_transactions SET reversed = 1 WHERE id = $1")
@@ -684,7 +770,29 @@ impl IssuerHost {
                 .await;
         }
         let account_id: String = row.try_get("account_id")?;
-        let original_amount: i64 = row.try_get("amount")?;
+        // What refunds already gave back is not given back again.
+        let original_amount: i64 =
+            row.try_get::<i64, _>("amount")? - row.try_get::<i64, _>("refunded")?;
+        if original_amount <= 0 {
+            // Refunded in full already: nothing is left to undo.
+            sqlx::query("UPDATE sim_transactions SET reversed = 1 WHERE id = $1")
+                .bind(original_id)
+                .execute(&mut *tx)
+                .await?;
+            return self
+                .record(
+                    tx,
+                    request,
+                    card_id.as_deref(),
+                    amount,
+                    currency,
+                    ResponseCode::Approved,
+                    None,
+                    now,
+                    None,
+                )
+                .await;
+        }
         let original_acquirer: String = row.try_get("acquirer")?;
         let original_day: i64 = row.try_get("day")?;
         let account_row = sqlx::query("SELECT currency, balance, credit_limit, daily_limit, daily_spent, spent_day FROM sim_accounts WHERE id = $1")

@@ -10,6 +10,7 @@
 pub mod bank;
 pub mod issuer_host;
 pub mod issuer_iso;
+mod issuer_returns;
 pub mod phone;
 pub mod pos;
 pub mod webhook_sink;

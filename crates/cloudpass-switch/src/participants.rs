@@ -20,6 +20,10 @@ pub struct Acquirer {
     /// Whether its terminals must MAC every financial message (fields 64/128). Off only for
     /// plain interop clients that cannot MAC; the switch logs a warning when one registers.
     pub mac_required: bool,
+    /// Whether it may send card-not-present payments (a card number typed by its holder,
+    /// 60.3.6 = `7`): e-commerce acquirers such as the institution gateway. Others may send
+    /// only tokens.
+    pub card_not_present: bool,
 }
 
 /// A merchant of an acquirer.
@@ -239,6 +243,7 @@ mod tests {
                 id: "48020000".into(),
                 name: "sandbox".into(),
                 mac_required: true,
+                card_not_present: false,
             })
             .unwrap();
         registry

@@ -81,6 +81,9 @@ pub struct AcquirerEntry {
     pub name: String,
     /// Production acquirers MAC their messages; the file must say so.
     pub mac_required: bool,
+    /// May send card-not-present (typed card number) e-commerce payments; default no.
+    #[serde(default)]
+    pub card_not_present: bool,
     pub merchants: Vec<MerchantEntry>,
 }
 
@@ -259,6 +262,7 @@ pub fn register_acquirers(
                 id: acquirer.id.clone(),
                 name: acquirer.name.clone(),
                 mac_required: acquirer.mac_required,
+                card_not_present: acquirer.card_not_present,
             })
             .map_err(|e| format!("{owner}: {e}"))?;
         for merchant in &acquirer.merchants {

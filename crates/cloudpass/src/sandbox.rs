@@ -32,6 +32,11 @@ pub const TERMINALS: &[&str] = &[
 pub const PLAIN_ACQUIRER_ID: &str = "48021000";
 pub const PLAIN_MERCHANT_ID: &str = "898310048990002";
 pub const PLAIN_TERMINALS: &[&str] = &["CPPLN001", "CPPLN002", "CPPLN003", "CPPLN004"];
+/// The sandbox's e-commerce acquirer: the one allowed to send card-not-present payments (a
+/// card number typed by its holder). The institution gateway acquires through it.
+pub const ECOMMERCE_ACQUIRER_ID: &str = "48022000";
+pub const ECOMMERCE_MERCHANT_ID: &str = "898310048990003";
+pub const ECOMMERCE_TERMINALS: &[&str] = &["CPWEB001", "CPWEB002", "CPWEB003", "CPWEB004"];
 
 /// Registers the sandbox's acquirers, merchants and terminals with the switch.
 pub fn register_participants(switch: &Switch, terminal_master: KeyHandle) -> Result<(), String> {
@@ -40,6 +45,7 @@ pub fn register_participants(switch: &Switch, terminal_master: KeyHandle) -> Res
             ACQUIRER_ID,
             "cloudpass sandbox acquirer",
             true,
+            false,
             MERCHANT_ID,
             TERMINALS,
         ),
@@ -47,16 +53,26 @@ pub fn register_participants(switch: &Switch, terminal_master: KeyHandle) -> Res
             PLAIN_ACQUIRER_ID,
             "cloudpass sandbox acquirer for plain (un-MACed) interop clients",
             false,
+            false,
             PLAIN_MERCHANT_ID,
             PLAIN_TERMINALS,
         ),
+        (
+            ECOMMERCE_ACQUIRER_ID,
+            "cloudpass sandbox e-commerce acquirer",
+            true,
+            true,
+            ECOMMERCE_MERCHANT_ID,
+            ECOMMERCE_TERMINALS,
+        ),
     ];
-    for (acquirer_id, name, mac_required, merchant_id, terminals) in acquirers {
+    for (acquirer_id, name, mac_required, card_not_present, merchant_id, terminals) in acquirers {
         switch
             .register_acquirer(Acquirer {
                 id: acquirer_id.into(),
                 name: name.into(),
                 mac_required,
+                card_not_present,
             })
             .and_then(|()| {
                 switch.register_merchant(Merchant {

@@ -10,7 +10,6 @@ mod support;
 
 use std::time::Duration;
 
-use cloudpass::app::AppConfig;
 use cloudpass_core::{AccountNumber, luhn_check_digit};
 use cloudpass_iso8583::private::{FIELD_60, Positional};
 use cloudpass_iso8583::{Message, Mti};
@@ -92,7 +91,7 @@ async fn taps_without_and_with_pin(backend: Backend) {
             .pos
             .purchase(&Purchase {
                 account: phone.token(),
-                expiry: phone.expiry(),
+                expiry: Some(phone.expiry()),
                 amount,
                 field55: &tap.field55,
                 presentment: Presentment::Contactless {
@@ -260,7 +259,7 @@ async fn cryptograms_are_checked(backend: Backend) {
         .pos
         .purchase(&Purchase {
             account: phone.token(),
-            expiry: phone.expiry(),
+            expiry: Some(phone.expiry()),
             amount,
             field55: &tampered,
             presentment: Presentment::Contactless {
@@ -276,7 +275,7 @@ async fn cryptograms_are_checked(backend: Backend) {
     let tap = phone.tap(&shop.pos.terminal_data(amount), false).unwrap();
     let purchase = Purchase {
         account: phone.token(),
-        expiry: phone.expiry(),
+        expiry: Some(phone.expiry()),
         amount,
         field55: &tap.field55,
         presentment: Presentment::Contactless {
@@ -294,7 +293,7 @@ async fn cryptograms_are_checked(backend: Backend) {
         .pos
         .purchase(&Purchase {
             account: phone.token(),
-            expiry: phone.expiry(),
+            expiry: Some(phone.expiry()),
             amount: cny("3.00"),
             field55: &tap.field55,
             presentment: Presentment::Contactless {
@@ -444,34 +443,8 @@ async fn wait_for_balance(app: &TestApp, card: &str, expected: i64) {
     assert_eq!(balance(app, card).await, expected);
 }
 
-async fn with_proxy(
-    backend: Backend,
-    adjust: impl FnOnce(&mut AppConfig),
-) -> (TestApp, FaultProxy) {
-    let proxy = FaultProxy::start().await;
-    let proxy_addr = proxy.addr;
-    let app = TestApp::start_with(backend, |config| {
-        config.issuer_link_override = Some(proxy_addr);
-        config.switch.issuer_timeout = Duration::from_millis(400);
-        adjust(config);
-    })
-    .await;
-    proxy
-        .target
-        .set(app.running.sandbox.as_ref().unwrap().issuer_iso_addr)
-        .unwrap();
-    for _ in 0..200 {
-        if app.running.switch.issuer_link_up().await {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(app.running.switch.issuer_link_up().await);
-    (app, proxy)
-}
-
 async fn issuer_timeout_reverses_once(backend: Backend) {
-    let (app, proxy) = with_proxy(backend, |_| {}).await;
+    let (app, proxy) = with_fault_proxy(backend, |_| {}).await;
     let shop = Shop::open(&app, "CPPOS007").await;
     let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
     let start = balance(&app, CMB_DEBIT).await;
@@ -536,7 +509,7 @@ async fn terminal_timeout_reverses_once(backend: Backend) {
     // The terminal gives up before the switch does: it reverses (0400), the switch takes the
     // reversal into store and forward, and the issuer undoes the purchase once — although the
     // switch's own timeout asks for the same reversal.
-    let (app, proxy) = with_proxy(backend, |_| {}).await;
+    let (app, proxy) = with_fault_proxy(backend, |_| {}).await;
     let impatient = Shop::open_with(
         &app,
         "CPPOS011",
@@ -589,7 +562,7 @@ async fn terminal_timeout_reverses_once(backend: Backend) {
 
 async fn issuer_down_declines_or_stands_in(backend: Backend) {
     // Declined while the issuer is unreachable.
-    let (app, proxy) = with_proxy(backend, |_| {}).await;
+    let (app, proxy) = with_fault_proxy(backend, |_| {}).await;
     let shop = Shop::open(&app, "CPPOS008").await;
     let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
     let start = balance(&app, CMB_DEBIT).await;
@@ -602,7 +575,7 @@ async fn issuer_down_declines_or_stands_in(backend: Backend) {
     app.stop().await;
 
     // With stand-in up to 100.00: approved on the issuer's behalf, posted later by advice.
-    let (app, proxy) = with_proxy(backend, |config| {
+    let (app, proxy) = with_fault_proxy(backend, |config| {
         config.switch.stand_in = StandInPolicy::ApproveUpTo(10_000);
     })
     .await;
@@ -713,7 +686,7 @@ async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
         .pos
         .load_ecash(&Purchase {
             account: phone.token(),
-            expiry: phone.expiry(),
+            expiry: Some(phone.expiry()),
             amount,
             field55: &field55,
             presentment: Presentment::InApp,
@@ -728,7 +701,7 @@ async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
         .pos
         .load_ecash(&Purchase {
             account: phone.token(),
-            expiry: phone.expiry(),
+            expiry: Some(phone.expiry()),
             amount,
             field55: &field55,
             presentment: Presentment::InApp,

@@ -92,7 +92,7 @@ async fn exercise(app: &TestApp) {
         let tap = payer.tap(&shop.pos.terminal_data(amount), false).unwrap();
         let purchase = cloudpass_sim::pos::Purchase {
             account: payer.token(),
-            expiry: payer.expiry(),
+            expiry: Some(payer.expiry()),
             amount,
             field55: &tap.field55,
             presentment: cloudpass_sim::pos::Presentment::Contactless {

@@ -1,5 +1,6 @@
-//! Financial requests (0100, 0200) with a token: journaled on arrival, authorized as a
-//! sequence of checks each of which can end it with a field 39 code, answered and journaled.
+//! Financial requests (0100, 0200): journaled on arrival, authorized as a sequence of checks
+//! each of which can end it with a field 39 code, answered and journaled. A token payment
+//! takes the path below; a card-not-present one `card_not_present`'s.
 //!
 //! Parse (`request`) → detokenize → token state and domain → cryptogram (and ATC) → no-PIN
 //! rules → the issuer's message, PIN translated from the token to the card (`to_issuer`) →
@@ -7,15 +8,15 @@
 //! The acquirer never sees the card number.
 
 use cloudpass_core::authorization::{self, AcquirerNoPin, PaymentChannel, Verification};
-use cloudpass_core::{AccountNumber, Money, ResponseCode};
+use cloudpass_core::{AccountNumber, Money, ResponseCode, Token};
 use cloudpass_crypto::emv::SessionKeyInput;
 use cloudpass_crypto::{ArpcMethod, CryptogramRef};
-use cloudpass_iso8583::emv_data::{self, CID_ARQC, CVR_ARQC};
+use cloudpass_iso8583::emv_data::{self, CID_ARQC, CVR_ARQC, ChipRequest};
 use cloudpass_iso8583::exchange::LinkError;
 use cloudpass_iso8583::{Message, Mti};
 use cloudpass_store::{JournalAnswer, JournalOp, JournalOutcome, SafDelivery, SafRow};
 
-use super::request::{FinancialRequest, Processing};
+use super::request::{FinancialRequest, Presented, Processing};
 use super::{IssuerOutcome, Repeat, StandInPolicy, Switch, answer, text};
 use crate::vault::VaultRecord;
 impl Switch {
@@ -99,27 +100,44 @@ impl Switch {
         outcome: &mut IssuerOutcome,
     ) -> Result<Message<'static>, ResponseCode> {
         let request = FinancialRequest::parse(message)?;
-        let record = self.token_record(request.token.expose()).await?;
+        match &request.presented {
+            Presented::Token { token, chip } => {
+                self.authorize_token(&request, token, chip, outcome).await
+            }
+            Presented::CardNotPresent { pan, check_value } => {
+                self.authorize_card_not_present(&request, pan, check_value.as_deref(), outcome)
+                    .await
+            }
+        }
+    }
+
+    /// A token payment: the token's state and domain, its cryptogram and ATC, the no-PIN
+    /// rules, then the issuer with the card in the token's place.
+    async fn authorize_token(
+        &self,
+        request: &FinancialRequest<'_>,
+        token: &Token,
+        chip: &ChipRequest,
+        outcome: &mut IssuerOutcome,
+    ) -> Result<Message<'static>, ResponseCode> {
+        let record = self.token_record(token.expose()).await?;
         let (year, month) = self.clock.year_month();
         authorization::check_token(&record.facts, request.channel, year, month)?;
-        let cryptogram_input = request.chip.cryptogram_input();
+        let cryptogram_input = chip.cryptogram_input();
         let cryptogram = CryptogramRef {
             issuer_master_key: record.issuer_master_key,
-            account: &request.token,
+            account: token,
             pan_sequence: record.pan_sequence,
-            session: SessionKeyInput::Atc {
-                atc: request.chip.card.atc,
-            },
+            session: SessionKeyInput::Atc { atc: chip.card.atc },
             data: &cryptogram_input,
-            cryptogram: request.chip.arqc,
+            cryptogram: chip.arqc,
         };
-        self.verify_cryptogram(&request, &record, &cryptogram)?;
-        self.accept_atc(request.token.expose(), request.chip.card.atc)
-            .await?;
-        let verification = self.cardholder_verification(&request, &record)?;
-        let issuer_request = self.issuer_request(&request, &record, verification)?;
-        let issuer_answer = self.ask_issuer(&request, &issuer_request, outcome).await?;
-        Ok(self.answer_acquirer(&request, &issuer_answer, &cryptogram))
+        self.verify_cryptogram(request, chip, &record, &cryptogram)?;
+        self.accept_atc(token.expose(), chip.card.atc).await?;
+        let verification = self.cardholder_verification(request, chip, &record)?;
+        let issuer_request = self.issuer_request(request, token, &record, verification)?;
+        let issuer_answer = self.ask_issuer(request, &issuer_request, outcome).await?;
+        Ok(self.answer_acquirer(request, &issuer_answer, Some(&cryptogram)))
     }
 
     /// The token's record in the vault; 14 for a token the vault does not know.
@@ -140,10 +158,10 @@ impl Switch {
     fn verify_cryptogram(
         &self,
         request: &FinancialRequest<'_>,
+        chip: &ChipRequest,
         record: &VaultRecord,
         cryptogram: &CryptogramRef<'_>,
     ) -> Result<(), ResponseCode> {
-        let chip = &request.chip;
         if chip.terminal.amount != request.amount.minor_units()
             || chip.terminal.currency != request.amount.currency().numeric()
         {
@@ -170,9 +188,10 @@ impl Switch {
     fn cardholder_verification(
         &self,
         request: &FinancialRequest<'_>,
+        chip: &ChipRequest,
         record: &VaultRecord,
     ) -> Result<Verification, ResponseCode> {
-        let cdcvm = request.chip.card.cdcvm();
+        let cdcvm = chip.card.cdcvm();
         match (request.processing, request.channel) {
             // A load of e-cash moves money off the account: always the PIN (or password).
             (Processing::EcashLoad, _) => {
@@ -213,7 +232,7 @@ impl Switch {
 
     /// Sends the issuer its message; its answer, or the code the switch answers in its place
     /// (stand-in) when the issuer cannot be asked.
-    async fn ask_issuer(
+    pub(super) async fn ask_issuer(
         &self,
         request: &FinancialRequest<'_>,
         issuer_request: &Message<'_>,
@@ -230,8 +249,10 @@ impl Switch {
                 } else {
                     IssuerOutcome::Down
                 };
-                // An authorization only (0100) is never stood in for: nothing would post it.
-                if request.mti == Mti::AUTHORIZATION_REQUEST {
+                // An authorization only (0100) is never stood in for: nothing would post it;
+                // nor is a card-not-present payment: only the issuer can check its CVN2, PIN
+                // and expiry.
+                if request.mti == Mti::AUTHORIZATION_REQUEST || request.token().is_none() {
                     return Err(if error == LinkError::Timeout {
                         ResponseCode::ResponseReceivedTooLate
                     } else {
@@ -243,13 +264,14 @@ impl Switch {
         }
     }
 
-    /// The acquirer's answer: the issuer's code, approval code and balances, with the token
-    /// (never the card) in field 2 and the ARPC (method 1, the response code as ARC) in 55.
-    fn answer_acquirer(
+    /// The acquirer's answer: the issuer's code, approval code and balances, with the account
+    /// number the acquirer sent in field 2 (for a token, never the card) and, for a token,
+    /// the ARPC (method 1, the response code as ARC) in 55.
+    pub(super) fn answer_acquirer(
         &self,
         request: &FinancialRequest<'_>,
         issuer_answer: &Message<'_>,
-        cryptogram: &CryptogramRef<'_>,
+        cryptogram: Option<&CryptogramRef<'_>>,
     ) -> Message<'static> {
         let code = issuer_answer
             .get_str(39)
@@ -261,6 +283,9 @@ impl Switch {
                 response.set(field, value.to_vec());
             }
         }
+        let Some(cryptogram) = cryptogram else {
+            return response;
+        };
         let mut arc = [b'0'; 2];
         arc.copy_from_slice(&code.code().as_bytes()[..2]);
         if let Ok(arpc) = self.hsm.generate_arpc(

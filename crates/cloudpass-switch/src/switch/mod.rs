@@ -4,6 +4,8 @@
 //!
 //! - `sign_on`: 0800 with 70 = 001, new working keys for a terminal;
 //! - `financial` (with `request`, the typed 0100/0200, and `to_issuer`): authorizations;
+//!   `card_not_present`: typed card numbers from e-commerce acquirers; `returns`: their
+//!   voids and refunds;
 //! - `clearing`: 0220 offline e-cash spends uploaded in batches;
 //! - `reversal`: 0400/0420 from acquirers;
 //! - `store_and_forward`: advices the issuer must receive;
@@ -25,11 +27,13 @@ use crate::journal::Journal;
 use crate::participants::{Acquirer, Merchant, Participants, RegistrationError, Sender};
 use crate::vault::TokenVault;
 
+mod card_not_present;
 mod clearing;
 mod financial;
 mod in_process;
 mod record;
 mod request;
+mod returns;
 mod reversal;
 mod sign_on;
 mod store_and_forward;
@@ -344,6 +348,7 @@ impl Switch {
         }
         let mut response = match request.mti().as_str() {
             "0800" => self.sign_on(request, sender, admitted.master),
+            "0200" | "0220" if returns::is_return(request) => self.card_return(request).await,
             "0100" | "0200" => self.financial(request).await,
             "0220" | "0221" => self.offline_clearing(request).await,
             "0400" | "0401" | "0420" | "0421" => self.reversal(request).await,

@@ -77,7 +77,10 @@ impl Switch {
     }
 
     /// An advice about the request `request` (a 0200, or an acquirer's 0220 of an offline
-    /// spend) for the store-and-forward queue.
+    /// spend) for the store-and-forward queue. A reversal advice keeps no account number: the
+    /// issuer finds the original by field 90, and a card number (card-not-present payments)
+    /// must not rest in the queue. Stand-in and e-cash advices keep the token, which the
+    /// vault turns back into the card when the advice is sent.
     pub(super) fn advice(
         &self,
         mti: Mti,
@@ -99,7 +102,11 @@ impl Switch {
             ),
             mti: mti.as_str().to_owned(),
             kind: kind.to_owned(),
-            token_number: text(request, 2).to_owned(),
+            token_number: if mti == Mti::REVERSAL_ADVICE {
+                String::new()
+            } else {
+                text(request, 2).to_owned()
+            },
             original_mti,
             stan: text(request, 11).to_owned(),
             transmission_time: text(request, 7).to_owned(),

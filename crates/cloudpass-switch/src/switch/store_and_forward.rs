@@ -49,15 +49,21 @@ impl Switch {
         let retry = SafDelivery::Retry {
             next_attempt_at: now + i64::try_from(backoff.as_millis()).unwrap_or(60_000),
         };
-        let record = match self.vault.lookup(&advice.token_number).await {
-            Ok(Some(record)) => record,
-            Ok(None) => {
-                tracing::error!(advice = %advice.mti, stan = %advice.stan, "store and forward: the token is unknown; retrying");
-                return retry;
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "store and forward: vault lookup failed");
-                return retry;
+        // The card and its expiry, for advices that keep a token; a reversal advice names
+        // only the original (field 90).
+        let card = if advice.token_number.is_empty() {
+            None
+        } else {
+            match self.vault.lookup(&advice.token_number).await {
+                Ok(Some(record)) => Some((record.pan, record.card_expiry)),
+                Ok(None) => {
+                    tracing::error!(advice = %advice.mti, stan = %advice.stan, "store and forward: the token is unknown; retrying");
+                    return retry;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "store and forward: vault lookup failed");
+                    return retry;
+                }
             }
         };
         let Ok(mti) = Mti::parse(&advice.mti) else {
@@ -89,13 +95,16 @@ impl Switch {
             let _ = field60.set("60.3.6", values::MEDIUM_IC);
             let _ = field60.set("60.3.7", values::IC_APPLICATION_ECASH);
         }
+        if let Some((pan, expiry)) = &card {
+            message
+                .set_text(2, pan.expose())
+                .set_text(14, expiry.to_wire());
+        }
         message
-            .set_text(2, record.pan.expose())
             .set_text(3, "000000")
             .set_text(4, format!("{:012}", advice.amount))
             .set_text(7, advice.transmission_time.clone())
             .set_text(11, advice.stan.clone())
-            .set_text(14, record.card_expiry.to_wire())
             .set_text(32, advice.acquirer_id.clone())
             .set_text(37, advice.rrn.clone())
             .set_text(41, advice.terminal_id.clone())

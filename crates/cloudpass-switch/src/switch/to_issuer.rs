@@ -5,7 +5,7 @@
 //! issuer it is an ordinary card payment apart from that mark.
 
 use cloudpass_core::authorization::{PaymentChannel, Verification};
-use cloudpass_core::{AccountNumber, ResponseCode};
+use cloudpass_core::{AccountNumber, ResponseCode, Token};
 use cloudpass_crypto::{PinBlockFormat, PinBlockRef};
 use cloudpass_iso8583::Message;
 use cloudpass_iso8583::private::{
@@ -26,21 +26,20 @@ impl Switch {
     pub(super) fn issuer_request(
         &self,
         request: &FinancialRequest<'_>,
+        token: &Token,
         record: &VaultRecord,
         verification: Verification,
     ) -> Result<Message<'static>, ResponseCode> {
-        let mut issuer_request = Message::new(request.mti);
-        for (field, value) in request.message.fields() {
-            if !NOT_COPIED.contains(&field) {
-                issuer_request.set(field, value.to_vec());
-            }
-        }
+        let mut issuer_request = copied_for_issuer(request);
         issuer_request
             .set_text(2, record.pan.expose())
             .set_text(14, record.card_expiry.to_wire());
         if let Some(block) = request.pin_block {
             issuer_request
-                .set(52, self.pin_block_for_issuer(request, record, block)?)
+                .set(
+                    52,
+                    self.pin_block_for_issuer(request, token, &record.pan, block)?,
+                )
                 .set_text(53, "2600000000000000");
         }
         issuer_request.set_text(56, usages("PR", &[(token_tags::PAR, record.par.as_str())]));
@@ -62,7 +61,7 @@ impl Switch {
                 "TK",
                 &[
                     (token_tags::VERIFIED, "1"),
-                    (token_tags::TOKEN, request.token.expose()),
+                    (token_tags::TOKEN, token.expose()),
                     (token_tags::TOKEN_EXPIRY, &record.token_expiry.to_wire()),
                     (token_tags::SCENARIO, scenario),
                     (token_tags::REQUESTOR_ID, &record.token_requestor_id),
@@ -74,12 +73,14 @@ impl Switch {
         Ok(issuer_request)
     }
 
-    /// The PIN block under the terminal's PIN key, built with the token, translated to the
-    /// zone PIN key shared with the issuer and rebuilt with the card number.
-    fn pin_block_for_issuer(
+    /// The PIN block under the terminal's PIN key, built with the account number the
+    /// terminal had (`from`: the token, or the card), translated to the zone PIN key shared
+    /// with the issuer and rebuilt with the card number (`to`).
+    pub(super) fn pin_block_for_issuer(
         &self,
         request: &FinancialRequest<'_>,
-        record: &VaultRecord,
+        from: &dyn AccountNumber,
+        to: &dyn AccountNumber,
         block: &[u8],
     ) -> Result<Vec<u8>, ResponseCode> {
         let terminal_pin_key = self
@@ -92,17 +93,23 @@ impl Switch {
             key: terminal_pin_key,
             format: PinBlockFormat::Iso0,
             block,
-            account: &request.token,
+            account: from,
         };
         self.hsm
-            .translate_pin_block(
-                &from,
-                self.issuer_pin_key,
-                PinBlockFormat::Iso0,
-                &record.pan,
-            )
+            .translate_pin_block(&from, self.issuer_pin_key, PinBlockFormat::Iso0, to)
             .map_err(|_| ResponseCode::PinFormatError)
     }
+}
+
+/// The issuer's message starts as the acquirer's, without what the switch rewrites.
+pub(super) fn copied_for_issuer(request: &FinancialRequest<'_>) -> Message<'static> {
+    let mut issuer_request = Message::new(request.mti);
+    for (field, value) in request.message.fields() {
+        if !NOT_COPIED.contains(&field) {
+            issuer_request.set(field, value.to_vec());
+        }
+    }
+    issuer_request
 }
 
 fn usages(usage: &str, tags: &[(&str, &str)]) -> String {

@@ -258,7 +258,7 @@ async fn measure(
                     .pos
                     .purchase(&Purchase {
                         account: slot.phone.token(),
-                        expiry: slot.phone.expiry(),
+                        expiry: Some(slot.phone.expiry()),
                         amount,
                         field55: &tap.field55,
                         presentment: Presentment::Contactless {

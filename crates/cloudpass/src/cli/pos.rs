@@ -513,7 +513,7 @@ async fn pay(common: &Common, mode: Mode) -> CliResult {
     };
     let purchase = Purchase {
         account: phone.token(),
-        expiry: phone.expiry(),
+        expiry: Some(phone.expiry()),
         amount,
         field55: &field55,
         presentment,

@@ -19,7 +19,8 @@ use cloudpass_sim::pos::{Outcome, Pos, Presentment, Purchase, TerminalConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::app::TestApp;
+use super::app::{Backend, TestApp};
+use cloudpass::app::AppConfig;
 
 pub fn cny(decimal: &str) -> Money {
     Money::parse_decimal(decimal, Currency::CNY).unwrap()
@@ -54,6 +55,37 @@ impl Shop {
         mcc: &str,
         timeout: Duration,
     ) -> Shop {
+        let acquirer = (sandbox::ACQUIRER_ID, sandbox::MERCHANT_ID);
+        Self::open_for(app, switch, acquirer, terminal_id, mcc, timeout).await
+    }
+
+    /// A terminal of the sandbox's e-commerce acquirer, the one allowed to send
+    /// card-not-present payments.
+    pub async fn open_ecommerce(app: &TestApp, terminal_id: &str, timeout: Duration) -> Shop {
+        let acquirer = (
+            sandbox::ECOMMERCE_ACQUIRER_ID,
+            sandbox::ECOMMERCE_MERCHANT_ID,
+        );
+        Self::open_for(
+            app,
+            app.running.switch_addr,
+            acquirer,
+            terminal_id,
+            "5999",
+            timeout,
+        )
+        .await
+    }
+
+    /// A terminal of `acquirer` (its id and its merchant's) linked to the switch at `switch`.
+    pub async fn open_for(
+        app: &TestApp,
+        switch: SocketAddr,
+        (acquirer_id, merchant_id): (&str, &str),
+        terminal_id: &str,
+        mcc: &str,
+        timeout: Duration,
+    ) -> Shop {
         let (stop, stopped) = watch::channel(false);
         let link = Link::start(switch, timeout, stopped);
         for _ in 0..200 {
@@ -72,10 +104,10 @@ impl Shop {
         let pos = Pos::new(
             TerminalConfig {
                 terminal_id: terminal_id.into(),
-                merchant_id: sandbox::MERCHANT_ID.into(),
+                merchant_id: merchant_id.into(),
                 merchant_category: mcc.into(),
                 merchant_name: sandbox::MERCHANT_NAME.into(),
-                acquirer_id: sandbox::ACQUIRER_ID.into(),
+                acquirer_id: acquirer_id.into(),
                 no_pin_limit: cny("1000.00"),
                 reversal_attempts: 3,
             },
@@ -105,11 +137,40 @@ impl Shop {
         self.pos
             .purchase(&Purchase {
                 account: phone.token(),
-                expiry: phone.expiry(),
+                expiry: Some(phone.expiry()),
                 amount,
                 field55: &tap.field55,
                 presentment: Presentment::Contactless {
                     track2: &tap.track2,
+                },
+                pin: pin.as_ref(),
+            })
+            .await
+            .expect("the purchase is sent")
+    }
+
+    /// A card-not-present purchase: the card number typed, with its CVN2 or PIN if given.
+    pub async fn card_not_present(
+        &self,
+        card: &str,
+        expiry: Option<&str>,
+        amount: &str,
+        cvn2: Option<&str>,
+        pin: Option<&str>,
+    ) -> Outcome {
+        let pan = cloudpass_core::Pan::parse(card).unwrap();
+        let pin = pin.map(|p| Pin::parse(p).unwrap());
+        // Without an expiry the terminal sends none (field 14 absent).
+        let expiry = expiry.map(|e| e.parse().unwrap());
+        self.pos
+            .purchase(&Purchase {
+                account: &pan,
+                expiry,
+                amount: cny(amount),
+                field55: &[],
+                presentment: Presentment::CardNotPresent {
+                    cvn2,
+                    terminal_type: cloudpass_sim::pos::EcommerceTerminal::Mobile,
                 },
                 pin: pin.as_ref(),
             })
@@ -127,7 +188,7 @@ impl Shop {
         self.pos
             .purchase(&Purchase {
                 account: phone.token(),
-                expiry: phone.expiry(),
+                expiry: Some(phone.expiry()),
                 amount,
                 field55: &cryptogram.field55,
                 presentment: Presentment::InApp,
@@ -289,4 +350,32 @@ async fn pump(client: tokio::net::TcpStream, server: tokio::net::TcpStream, mode
         _ = upstream => {}
         _ = downstream => {}
     }
+}
+
+/// A running app whose switch reaches the issuer host through a [`FaultProxy`], with a
+/// short issuer timeout; `adjust` changes the rest of the configuration.
+pub async fn with_fault_proxy(
+    backend: Backend,
+    adjust: impl FnOnce(&mut AppConfig),
+) -> (TestApp, FaultProxy) {
+    let proxy = FaultProxy::start().await;
+    let proxy_addr = proxy.addr;
+    let app = TestApp::start_with(backend, |config| {
+        config.issuer_link_override = Some(proxy_addr);
+        config.switch.issuer_timeout = Duration::from_millis(400);
+        adjust(config);
+    })
+    .await;
+    proxy
+        .target
+        .set(app.running.sandbox.as_ref().unwrap().issuer_iso_addr)
+        .unwrap();
+    for _ in 0..200 {
+        if app.running.switch.issuer_link_up().await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(app.running.switch.issuer_link_up().await);
+    (app, proxy)
 }
