@@ -1,6 +1,7 @@
 //! No card number in clear at rest or in logs. The test runs provisioning scenarios with
 //! every sandbox card (green, yellow, red, reissue) and payments through the switch (taps
-//! with and without PIN, a wrong PIN, a duplicate, a reversal), with every log line of every crate
+//! with and without PIN, a wrong PIN, a duplicate, a reversal; card-not-present payments,
+//! a refund and a void), with every log line of every crate
 //! captured at TRACE level, then scans the SQLite files (database, WAL, issuer host), the
 //! PostgreSQL tables (every row of every table, as text) and the captured logs for each card
 //! number — as ASCII digits and as the hex of those digits.
@@ -102,6 +103,49 @@ async fn exercise(app: &TestApp) {
         };
         shop.pos.purchase(&purchase).await.unwrap();
         shop.pos.purchase(&purchase).await.unwrap();
+    }
+    // Card-not-present: the card number itself crosses the switch (journaled, translated,
+    // returned), with a wrong CVN2, a PIN, a refund and a void.
+    {
+        use cloudpass_sim::pos::ReturnKind;
+        use support::network::{Shop, cny};
+        let web = Shop::open_ecommerce(app, "CPWEB001", std::time::Duration::from_secs(5)).await;
+        let paid = web
+            .card_not_present(HUAXIA_CREDIT, Some("2912"), "40.00", Some("248"), None)
+            .await;
+        assert_eq!(paid.response_code.as_deref(), Some("00"));
+        web.card_not_present(HUAXIA_CREDIT, Some("2912"), "40.00", Some("111"), None)
+            .await;
+        let debit = web
+            .card_not_present(CMB_DEBIT, None, "15.00", None, Some("111101"))
+            .await;
+        let terminal = web.pos.terminal();
+        let credit_card = cloudpass_core::Pan::parse(HUAXIA_CREDIT).unwrap();
+        let debit_card = cloudpass_core::Pan::parse(CMB_DEBIT).unwrap();
+        let refund = terminal
+            .card_return(ReturnKind::Refund, &paid, &credit_card, cny("10.00"))
+            .unwrap();
+        assert_eq!(
+            terminal
+                .send_return(&refund)
+                .await
+                .unwrap()
+                .response_code
+                .as_deref(),
+            Some("00")
+        );
+        let void = terminal
+            .card_return(ReturnKind::Void, &debit, &debit_card, cny("15.00"))
+            .unwrap();
+        assert_eq!(
+            terminal
+                .send_return(&void)
+                .await
+                .unwrap()
+                .response_code
+                .as_deref(),
+            Some("00")
+        );
     }
     // Yellow, with a wrong code first.
     let (status, body) = app
