@@ -5,12 +5,15 @@
 //! - [`signing`]: the string to sign; signMethod 01 (RSA), 11 (SHA-256 secure key) and 12
 //!   (SM3 secure key); verification as a report of every check made.
 //! - [`certificate`]: `certId`, validity, chain and CN of signing certificates.
+//! - [`pki`]: the platform's root, middle, signing and encryption certificates in UnionPay's
+//!   shape, and merchants' certificates under them.
 //! - [`time`]: `yyyyMMddHHmmss` Beijing times.
 //!
 //! The facts come from reference/upacp.md §2–§3; docs/upacp.md is the contract.
 
 pub mod certificate;
 pub mod form;
+pub mod pki;
 pub mod signing;
 pub mod time;
 

@@ -231,3 +231,46 @@ fn what_we_sign_an_independent_verifier_accepts() {
     );
     assert!(!ok && out.contains("version must be 5.1.0"), "{out}");
 }
+
+#[test]
+fn a_platform_pki_made_here_verifies_in_an_independent_implementation() {
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("upacp-pki-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, out) = cloudpass(&["upacp", "pki", "--out", dir.to_str().unwrap()], "");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("CN 041@Z") && out.contains("@00040000:SIGN@00000001"),
+        "{out}"
+    );
+    let (ok, out) = cloudpass(&["upacp", "pki", "--out", dir.to_str().unwrap()], "");
+    assert!(!ok && out.contains("exists"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("sign.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the signing key is private");
+        assert!(!dir.join("root.key").exists());
+    }
+    let (key, cert) = (file(&dir, "sign.key"), file(&dir, "sign.pem"));
+    let (ok, signed) = cloudpass(
+        &[
+            "upacp",
+            "sign",
+            "--key",
+            &key,
+            "--cert",
+            &cert,
+            "--embed-cert",
+        ],
+        FORM,
+    );
+    assert!(ok, "{signed}");
+    // Python's `cryptography` checks the chain (root → middle → signing certificate), the
+    // CN and the signature.
+    let verdict = peer(&["verify", dir.to_str().unwrap(), "00040000:SIGN"], &signed);
+    assert!(verdict.starts_with("verified 01 "), "{verdict}");
+}

@@ -55,6 +55,18 @@ pub enum UpacpCommand {
         #[arg(long)]
         raw: bool,
     },
+    /// Make a platform PKI in UnionPay's shape into a new directory: root and middle CA,
+    /// a signing and an encryption certificate (CN `041@Z<date>@<signer name>@…`, 11-digit
+    /// decimal serials), keys as PKCS#8 PEM in 0600 files (the root's is not kept). Nothing
+    /// is read from stdin.
+    Pki {
+        /// The directory to create; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+        /// The third `@` part of the signing certificate's CN.
+        #[arg(long, default_value = cloudpass_upacp::pki::TEST_SIGNER_NAME)]
+        signer_name: String,
+    },
     /// Verify a form read on stdin: print every check and exit 0 only when all that was
     /// checked holds.
     Verify {
@@ -82,8 +94,12 @@ pub enum UpacpCommand {
 }
 
 pub fn run(command: UpacpCommand) -> CliResult {
+    if let UpacpCommand::Pki { out, signer_name } = &command {
+        return make_pki(out, signer_name);
+    }
     let form = read_form()?;
     match command {
+        UpacpCommand::Pki { .. } => Ok(()),
         UpacpCommand::Sign {
             method,
             key,
@@ -129,6 +145,47 @@ pub fn run(command: UpacpCommand) -> CliResult {
             print_report(&signing::verify(&form, &trust))
         }
     }
+}
+
+fn make_pki(out: &Path, signer_name: &str) -> CliResult {
+    if out.exists() {
+        return Err(format!("{} exists; give a new directory", out.display()));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .map_err(|_| "the system clock is before 1970".to_string())?;
+    let random = cloudpass_crypto::OsRandom;
+    let request = cloudpass_upacp::pki::PkiRequest {
+        signer_name,
+        now,
+        random: &random,
+    };
+    let pki = cloudpass_upacp::pki::PlatformPki::generate(&request).map_err(|e| e.to_string())?;
+    cloudpass::data_dir::create_private_dir(out)?;
+    for (name, issued) in [
+        ("root", &pki.root),
+        ("middle", &pki.middle),
+        ("sign", &pki.signing),
+        ("encrypt", &pki.encryption),
+    ] {
+        std::fs::write(out.join(format!("{name}.pem")), &issued.pem)
+            .map_err(|e| format!("cannot write {name}.pem: {e}"))?;
+        if name != "root" {
+            cloudpass::data_dir::write_private(
+                &out.join(format!("{name}.key")),
+                issued.key_pem().as_bytes(),
+            )?;
+        }
+        println!(
+            "{:<12} certId {:<12} CN {}",
+            format!("{name}.pem"),
+            issued.certificate.cert_id(),
+            issued.certificate.common_name()
+        );
+    }
+    println!("keys: middle.key, sign.key, encrypt.key (0600); the root's key was not kept");
+    Ok(())
 }
 
 fn read_form() -> Result<Form, String> {

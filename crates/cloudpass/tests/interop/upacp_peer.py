@@ -9,8 +9,9 @@
                                    500 (SHA1withRSA over the hex SHA-1, certId) or
                                    11 / 12 (secure key in DIR/secure.key; 12 needs SM3, which
                                    `cryptography` lacks, so it is refused)
-  upacp_peer.py verify DIR         read a form on stdin (URL-encoded, as a POST body),
-                                   verify signMethod 01 against DIR's root and middle; exit 0
+  upacp_peer.py verify DIR [NAME]  read a form on stdin (URL-encoded, as a POST body),
+                                   verify signMethod 01 against DIR's root and middle, the
+                                   CN's third part being NAME (default cloudpass); exit 0
                                    when it holds
 """
 
@@ -127,14 +128,14 @@ def sign(directory, mode, fields):
     return "&".join(f"{k}={v}" for k, v in fields.items())
 
 
-def verify(directory, fields):
+def verify(directory, fields, signer_name):
     cert = x509.load_pem_x509_certificate(fields["signPubKeyCert"].encode())
     root = x509.load_pem_x509_certificate((directory / "root.pem").read_bytes())
     middle = x509.load_pem_x509_certificate((directory / "middle.pem").read_bytes())
     cert.verify_directly_issued_by(middle)
     middle.verify_directly_issued_by(root)
     cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    assert cn.split("@")[2] == "cloudpass", cn
+    assert cn.split("@")[2] == signer_name, cn
     now = datetime.datetime.now(datetime.timezone.utc)
     assert cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
     hex_digest = hashlib.sha256(string_to_sign(fields).encode()).hexdigest()
@@ -152,7 +153,8 @@ def main():
         print(sign(directory, sys.argv[3], parse_raw(sys.stdin.read().rstrip("\n"))))
     elif command == "verify":
         body = sys.stdin.read().strip()
-        verify(directory, dict(parse_qsl(body, keep_blank_values=True, strict_parsing=True)))
+        signer_name = sys.argv[3] if len(sys.argv) > 3 else "cloudpass"
+        verify(directory, dict(parse_qsl(body, keep_blank_values=True, strict_parsing=True)), signer_name)
 
 
 if __name__ == "__main__":
