@@ -5,6 +5,9 @@
 //! - [`signing`]: the string to sign; signMethod 01 (RSA), 11 (SHA-256 secure key) and 12
 //!   (SM3 secure key); verification as a report of every check made.
 //! - [`certificate`]: `certId`, validity, chain and CN of signing certificates.
+//! - [`code`]: `respCode`s and `respMsg`.
+//! - [`request`]: a merchant's request parsed once (consume, undo/refund, query), refused
+//!   with the right `respCode` when malformed.
 //! - [`pki`]: the platform's root, middle, signing and encryption certificates in UnionPay's
 //!   shape, and merchants' certificates under them.
 //! - [`time`]: `yyyyMMddHHmmss` Beijing times.
@@ -12,8 +15,10 @@
 //! The facts come from reference/upacp.md §2–§3; docs/upacp.md is the contract.
 
 pub mod certificate;
+pub mod code;
 pub mod form;
 pub mod pki;
+pub mod request;
 pub mod signing;
 pub mod time;
 
