@@ -9,6 +9,7 @@
 //! device, one default per device) are also unique indexes, so no race can break them.
 
 mod error;
+mod gateway;
 mod rows;
 mod sql;
 pub mod testing;
@@ -19,6 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use error::{Duplicate, StoreError};
+pub use gateway::{GatewayStore, OrderInsert, OrderRow};
 pub use rows::*;
 pub use sql::{PgStore, SqliteStore};
 

@@ -174,13 +174,13 @@ impl SqliteStore {
         Ok(())
     }
 
-    fn reader(&self) -> &SqlitePool {
+    pub(crate) fn reader(&self) -> &SqlitePool {
         &self.reader
     }
 
     /// Runs `work` on the write connection (inside the current batch's transaction unless
     /// `exclusive`) and returns its result once it is durable.
-    async fn write<T, F>(&self, exclusive: bool, work: F) -> StoreResult<T>
+    pub(crate) async fn write<T, F>(&self, exclusive: bool, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut sqlx::SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
@@ -335,7 +335,7 @@ impl PgStore {
         Ok(Self { pool })
     }
 
-    fn reader(&self) -> &PgPool {
+    pub(crate) fn reader(&self) -> &PgPool {
         &self.pool
     }
 
@@ -346,7 +346,7 @@ impl PgStore {
 
     /// Runs `work` in its own transaction (PostgreSQL batches concurrent commits' WAL
     /// flushes itself). `exclusive` work runs outside a transaction.
-    async fn write<T, F>(&self, exclusive: bool, work: F) -> StoreResult<T>
+    pub(crate) async fn write<T, F>(&self, exclusive: bool, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut sqlx::PgConnection) -> BoxFuture<'c, StoreResult<T>>

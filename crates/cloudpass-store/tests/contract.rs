@@ -57,6 +57,7 @@ contract!(
     offline_spends_clear_once,
     atcs_are_accepted_once_and_only_upwards,
     push_receipts_spend_once_and_declines_are_counted,
+    gateway_orders_are_unique_and_written_by_version,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1264,5 +1265,93 @@ async fn push_receipts_spend_once_and_declines_are_counted(store: AnyStore) {
     assert_eq!(
         of_card,
         vec![decline(1, "usr_2", NOW + 1), decline(1, "usr_1", NOW)]
+    );
+}
+
+fn order(tn: &str, order_id: &str) -> OrderRow {
+    OrderRow {
+        tn: tn.into(),
+        mer_id: "777290058110048".into(),
+        order_id: order_id.into(),
+        txn_time: "20261202120000".into(),
+        amount: 100,
+        currency: 156,
+        channel: "08".into(),
+        back_url: "https://merchant.example/notify".into(),
+        front_url: None,
+        req_reserved: Some("{a=b}".into()),
+        pay_timeout: 1_796_200_000,
+        request_digest: "d1".into(),
+        status: "issued".into(),
+        refunded: 0,
+        refund_reserved: 0,
+        paid_at: None,
+        query_id: None,
+        pay_response_code: None,
+        pay_card_masked: None,
+        pay_card_type: None,
+        auth_stan: None,
+        auth_transmission_time: None,
+        created_at: 1,
+        updated_at: 1,
+        version: 1,
+    }
+}
+
+async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {
+    let first = order("611854042060710157601", "20261202001");
+    assert_eq!(
+        store.insert_order(&first).await.unwrap(),
+        OrderInsert::Inserted
+    );
+    // The same merchant key again: the stored order comes back, whatever TN was drawn.
+    let again = order("611854042060710157602", "20261202001");
+    assert_eq!(
+        store.insert_order(&again).await.unwrap(),
+        OrderInsert::Exists(Box::new(first.clone()))
+    );
+    // Another order that drew a TN already taken.
+    let clash = order("611854042060710157601", "20261202002");
+    assert_eq!(
+        store.insert_order(&clash).await.unwrap(),
+        OrderInsert::TnTaken
+    );
+    assert_eq!(
+        store.order_by_tn("611854042060710157602").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .order("777290058110048", "20261202001", "20261202120000")
+            .await
+            .unwrap(),
+        Some(first.clone())
+    );
+
+    // Paid, by version; a writer that read the old version conflicts and writes nothing.
+    let mut paid = first.clone();
+    paid.status = "paid".into();
+    paid.query_id = Some("102612021200001234567".into());
+    paid.pay_card_masked = Some("622638******0095".into());
+    paid.paid_at = Some(5);
+    paid.version = 2;
+    store.update_order(&paid).await.unwrap();
+    let mut stale = first.clone();
+    stale.status = "closed".into();
+    stale.version = 2;
+    assert!(matches!(
+        store.update_order(&stale).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.order_by_tn(&first.tn).await.unwrap(),
+        Some(paid.clone())
+    );
+    assert_eq!(
+        store
+            .order_by_query_id("102612021200001234567")
+            .await
+            .unwrap(),
+        Some(paid)
     );
 }

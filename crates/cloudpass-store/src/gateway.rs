@@ -1,0 +1,258 @@
+//! The institution gateway's orders, a store of their own ([`GatewayStore`]) on both
+//! backends from one body of SQL. The store keeps what the gateway decided; the decisions
+//! are `cloudpass-core::order`'s. Writes are matched on the version read, so two requests
+//! racing for one order (a refund and an undo) cannot both be recorded.
+
+use std::future::Future;
+
+use sqlx::Row;
+
+use crate::{AnyStore, PgStore, SqliteStore, StoreError, StoreResult};
+
+/// One order (one TN) as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRow {
+    /// The 21-digit transaction number.
+    pub tn: String,
+    pub mer_id: String,
+    pub order_id: String,
+    /// `txnTime` as the merchant sent it (yyyyMMddHHmmss, Beijing).
+    pub txn_time: String,
+    /// Fen.
+    pub amount: i64,
+    /// ISO 4217 numeric.
+    pub currency: i64,
+    /// `07` or `08`.
+    pub channel: String,
+    pub back_url: String,
+    pub front_url: Option<String>,
+    pub req_reserved: Option<String>,
+    /// Unix seconds after which an unpaid order closes.
+    pub pay_timeout: i64,
+    /// A keyed digest of the request that made the order: a byte-identical retry gets the
+    /// original answer, a different request with the same orderId and txnTime gets 12.
+    pub request_digest: String,
+    /// `cloudpass-core::order::OrderStatus` as text.
+    pub status: String,
+    pub refunded: i64,
+    pub refund_reserved: i64,
+    pub paid_at: Option<i64>,
+    /// The payment's queryId (21 digits), once paid.
+    pub query_id: Option<String>,
+    /// The field 39 of the payment's authorization.
+    pub pay_response_code: Option<String>,
+    /// The card paid with, first 6 and last 4 digits only.
+    pub pay_card_masked: Option<String>,
+    /// `01` debit, `02` credit.
+    pub pay_card_type: Option<String>,
+    /// The authorization's STAN and transmission time: voids and refunds name it.
+    pub auth_stan: Option<String>,
+    pub auth_transmission_time: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub version: i64,
+}
+
+/// What inserting an order found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderInsert {
+    Inserted,
+    /// The merchant already has an order with this orderId and txnTime.
+    Exists(Box<OrderRow>),
+    /// The TN is taken (by another merchant's order): draw another.
+    TnTaken,
+}
+
+pub trait GatewayStore: Send + Sync {
+    fn insert_order(
+        &self,
+        order: &OrderRow,
+    ) -> impl Future<Output = StoreResult<OrderInsert>> + Send;
+    fn order(
+        &self,
+        mer_id: &str,
+        order_id: &str,
+        txn_time: &str,
+    ) -> impl Future<Output = StoreResult<Option<OrderRow>>> + Send;
+    fn order_by_tn(&self, tn: &str) -> impl Future<Output = StoreResult<Option<OrderRow>>> + Send;
+    fn order_by_query_id(
+        &self,
+        query_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<OrderRow>>> + Send;
+    /// Writes `order` if the stored row is still at `order.version - 1`; else
+    /// [`StoreError::Conflict`].
+    fn update_order(&self, order: &OrderRow) -> impl Future<Output = StoreResult<()>> + Send;
+}
+
+macro_rules! order_columns {
+    () => {
+        "tn, mer_id, order_id, txn_time, amount, currency, channel, back_url, front_url, req_reserved, pay_timeout, request_digest, status, refunded, refund_reserved, paid_at, query_id, pay_response_code, pay_card_masked, pay_card_type, auth_stan, auth_transmission_time, created_at, updated_at, version"
+    };
+}
+
+macro_rules! gateway_backend {
+    ($store:ident, $row:ty, $conn:ty) => {
+        impl $store {
+            fn order_from(row: &$row) -> StoreResult<OrderRow> {
+                Ok(OrderRow {
+                    tn: row.try_get("tn")?,
+                    mer_id: row.try_get("mer_id")?,
+                    order_id: row.try_get("order_id")?,
+                    txn_time: row.try_get("txn_time")?,
+                    amount: row.try_get("amount")?,
+                    currency: row.try_get("currency")?,
+                    channel: row.try_get("channel")?,
+                    back_url: row.try_get("back_url")?,
+                    front_url: row.try_get("front_url")?,
+                    req_reserved: row.try_get("req_reserved")?,
+                    pay_timeout: row.try_get("pay_timeout")?,
+                    request_digest: row.try_get("request_digest")?,
+                    status: row.try_get("status")?,
+                    refunded: row.try_get("refunded")?,
+                    refund_reserved: row.try_get("refund_reserved")?,
+                    paid_at: row.try_get("paid_at")?,
+                    query_id: row.try_get("query_id")?,
+                    pay_response_code: row.try_get("pay_response_code")?,
+                    pay_card_masked: row.try_get("pay_card_masked")?,
+                    pay_card_type: row.try_get("pay_card_type")?,
+                    auth_stan: row.try_get("auth_stan")?,
+                    auth_transmission_time: row.try_get("auth_transmission_time")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    version: row.try_get("version")?,
+                })
+            }
+
+            async fn one_order(&self, sql: &'static str, keys: &[&str]) -> StoreResult<Option<OrderRow>> {
+                let mut query = sqlx::query(sql);
+                for key in keys {
+                    query = query.bind(key.to_string());
+                }
+                query
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|row| Self::order_from(&row))
+                    .transpose()
+            }
+        }
+
+        impl GatewayStore for $store {
+            async fn insert_order(&self, given: &OrderRow) -> StoreResult<OrderInsert> {
+                let order = given.clone();
+                let inserted = self
+                    .write(false, move |conn: &mut $conn| {
+                        Box::pin(async move {
+                            let o: &OrderRow = &order;
+                            let row = sqlx::query(concat!(
+                                "INSERT INTO gateway_orders (", order_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) ON CONFLICT DO NOTHING RETURNING tn"
+                            ))
+                            .bind(&o.tn).bind(&o.mer_id).bind(&o.order_id).bind(&o.txn_time)
+                            .bind(o.amount).bind(o.currency).bind(&o.channel).bind(&o.back_url)
+                            .bind(&o.front_url).bind(&o.req_reserved).bind(o.pay_timeout)
+                            .bind(&o.request_digest).bind(&o.status).bind(o.refunded)
+                            .bind(o.refund_reserved).bind(o.paid_at).bind(&o.query_id)
+                            .bind(&o.pay_response_code).bind(&o.pay_card_masked)
+                            .bind(&o.pay_card_type).bind(&o.auth_stan)
+                            .bind(&o.auth_transmission_time).bind(o.created_at)
+                            .bind(o.updated_at).bind(o.version)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                            Ok(row.is_some())
+                        })
+                    })
+                    .await?;
+                if inserted {
+                    return Ok(OrderInsert::Inserted);
+                }
+                match self.order(&given.mer_id, &given.order_id, &given.txn_time).await? {
+                    Some(existing) => Ok(OrderInsert::Exists(Box::new(existing))),
+                    None => Ok(OrderInsert::TnTaken),
+                }
+            }
+
+            async fn order(&self, mer_id: &str, order_id: &str, txn_time: &str) -> StoreResult<Option<OrderRow>> {
+                self.one_order(
+                    concat!("SELECT ", order_columns!(), " FROM gateway_orders WHERE mer_id = $1 AND order_id = $2 AND txn_time = $3"),
+                    &[mer_id, order_id, txn_time],
+                )
+                .await
+            }
+
+            async fn order_by_tn(&self, tn: &str) -> StoreResult<Option<OrderRow>> {
+                self.one_order(concat!("SELECT ", order_columns!(), " FROM gateway_orders WHERE tn = $1"), &[tn])
+                    .await
+            }
+
+            async fn order_by_query_id(&self, query_id: &str) -> StoreResult<Option<OrderRow>> {
+                self.one_order(concat!("SELECT ", order_columns!(), " FROM gateway_orders WHERE query_id = $1"), &[query_id])
+                    .await
+            }
+
+            async fn update_order(&self, order: &OrderRow) -> StoreResult<()> {
+                let order = order.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let o: &OrderRow = &order;
+                        let done = sqlx::query(
+                            "UPDATE gateway_orders SET status = $2, refunded = $3, refund_reserved = $4, paid_at = $5, query_id = $6, pay_response_code = $7, pay_card_masked = $8, pay_card_type = $9, auth_stan = $10, auth_transmission_time = $11, updated_at = $12, version = $13 WHERE tn = $1 AND version = $14",
+                        )
+                        .bind(&o.tn).bind(&o.status).bind(o.refunded).bind(o.refund_reserved)
+                        .bind(o.paid_at).bind(&o.query_id).bind(&o.pay_response_code)
+                        .bind(&o.pay_card_masked).bind(&o.pay_card_type).bind(&o.auth_stan)
+                        .bind(&o.auth_transmission_time).bind(o.updated_at).bind(o.version)
+                        .bind(o.version - 1)
+                        .execute(&mut *conn)
+                        .await?;
+                        if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+                    })
+                })
+                .await
+            }
+        }
+    };
+}
+
+gateway_backend!(SqliteStore, sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
+gateway_backend!(PgStore, sqlx::postgres::PgRow, sqlx::PgConnection);
+
+impl GatewayStore for AnyStore {
+    async fn insert_order(&self, order: &OrderRow) -> StoreResult<OrderInsert> {
+        match self {
+            AnyStore::Sqlite(store) => store.insert_order(order).await,
+            AnyStore::Postgres(store) => store.insert_order(order).await,
+        }
+    }
+
+    async fn order(
+        &self,
+        mer_id: &str,
+        order_id: &str,
+        txn_time: &str,
+    ) -> StoreResult<Option<OrderRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.order(mer_id, order_id, txn_time).await,
+            AnyStore::Postgres(store) => store.order(mer_id, order_id, txn_time).await,
+        }
+    }
+
+    async fn order_by_tn(&self, tn: &str) -> StoreResult<Option<OrderRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.order_by_tn(tn).await,
+            AnyStore::Postgres(store) => store.order_by_tn(tn).await,
+        }
+    }
+
+    async fn order_by_query_id(&self, query_id: &str) -> StoreResult<Option<OrderRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.order_by_query_id(query_id).await,
+            AnyStore::Postgres(store) => store.order_by_query_id(query_id).await,
+        }
+    }
+
+    async fn update_order(&self, order: &OrderRow) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(store) => store.update_order(order).await,
+            AnyStore::Postgres(store) => store.update_order(order).await,
+        }
+    }
+}
