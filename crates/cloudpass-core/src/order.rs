@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! issued ──pay──▶ paying ──approved──▶ paid ──refund──▶ partly refunded ──▶ refunded
-//!   │               └──declined──▶ failed   └──undo──▶ undoing ──approved──▶ undone
+//!   │  ◀──not sent──┘  └──declined──▶ failed └──undo──▶ undoing ──approved──▶ undone
 //!   └──payTimeout──▶ closed
 //! ```
 //!
@@ -131,6 +131,9 @@ pub enum OrderEvent {
         at: i64,
     },
     PaymentDeclined,
+    /// The authorization could not be sent at all (the network was unreachable): the order
+    /// may be paid again.
+    PaymentNotSent,
     /// `payTimeout` passed with the order unpaid.
     TimedOut,
     RefundSent {
@@ -155,6 +158,7 @@ impl OrderEvent {
             OrderEvent::PaymentSent => "payment sent",
             OrderEvent::PaymentApproved { .. } => "payment approved",
             OrderEvent::PaymentDeclined => "payment declined",
+            OrderEvent::PaymentNotSent => "payment not sent",
             OrderEvent::TimedOut => "payTimeout passed",
             OrderEvent::RefundSent { .. } => "refund sent",
             OrderEvent::RefundAnswered { approved: true, .. } => "refund approved",
@@ -215,6 +219,7 @@ pub fn apply(state: OrderState, event: OrderEvent) -> Result<OrderState, OrderRe
             next.paid_at = Some(at);
         }
         (S::Paying, E::PaymentDeclined) => next.status = S::Failed,
+        (S::Paying, E::PaymentNotSent) => next.status = S::Issued,
         (S::Paid | S::PartlyRefunded, E::RefundSent { amount, now }) => {
             return reserve_refund(state, amount, now);
         }
@@ -352,6 +357,7 @@ fn sample_events() -> Vec<OrderEvent> {
         OrderEvent::PaymentSent,
         OrderEvent::PaymentApproved { at: 0 },
         OrderEvent::PaymentDeclined,
+        OrderEvent::PaymentNotSent,
         OrderEvent::TimedOut,
         OrderEvent::RefundSent {
             amount: 100,

@@ -36,6 +36,7 @@ pub struct OrderRow {
     pub status: String,
     pub refunded: i64,
     pub refund_reserved: i64,
+    /// When the payment was approved, unix milliseconds.
     pub paid_at: Option<i64>,
     /// The payment's queryId (21 digits), once paid.
     pub query_id: Option<String>,

@@ -339,6 +339,27 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         Some(parts)
     };
 
+    // The institution gateway: in the sandbox, with the platform's PKI and the sandbox
+    // merchant from the data directory (a production gateway needs merchants registered, not
+    // built yet).
+    let gateway = match &sandbox {
+        Some(_) => {
+            let now = clock.now_millis().div_euclid(1_000);
+            let (signer, merchants) = crate::sandbox_upacp::load_or_create(&config.data_dir, now)?;
+            Some(Arc::new(cloudpass_gateway::Gateway::new(
+                cloudpass_gateway::GatewayParts {
+                    store: tsp.store().clone(),
+                    merchants,
+                    signer,
+                    payer: Arc::new(crate::sandbox_upacp::SandboxPayer::new()),
+                    clock: Arc::clone(&clock),
+                    random: Arc::clone(&random),
+                    config: cloudpass_gateway::GatewayConfig::default(),
+                },
+            )))
+        }
+        None => None,
+    };
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         // The bound applies to the token service only: its requests call the stand-ins on this
@@ -350,6 +371,10 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
             Some(parts) => Arc::clone(&parts.issuer_host)
                 .router()
                 .merge(Arc::clone(&parts.sink).router()),
+            None => Router::new(),
+        })
+        .merge(match &gateway {
+            Some(gateway) => cloudpass_gateway::http::router(Arc::clone(gateway)),
             None => Router::new(),
         });
     // Every error in JSON, including the framework's own (404, 405, 413, bad path values).
@@ -427,6 +452,12 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     tasks.push(tokio::spawn(
         Arc::clone(&switch).run_store_and_forward(watcher),
     ));
+    if let Some(gateway) = &gateway {
+        let terminal =
+            crate::sandbox_upacp::gateway_terminal(&config.data_dir, &switch, &clock, &random)
+                .await?;
+        gateway.set_acquirer(terminal);
+    }
     Ok(RunningApp {
         addr,
         scheme,

@@ -7,3 +7,4 @@ pub mod master_key;
 pub mod network;
 pub mod registry;
 pub mod sandbox;
+pub mod sandbox_upacp;

@@ -36,7 +36,15 @@ pub const PLAIN_TERMINALS: &[&str] = &["CPPLN001", "CPPLN002", "CPPLN003", "CPPL
 /// card number typed by its holder). The institution gateway acquires through it.
 pub const ECOMMERCE_ACQUIRER_ID: &str = "48022000";
 pub const ECOMMERCE_MERCHANT_ID: &str = "898310048990003";
-pub const ECOMMERCE_TERMINALS: &[&str] = &["CPWEB001", "CPWEB002", "CPWEB003", "CPWEB004"];
+pub const ECOMMERCE_TERMINALS: &[&str] = &[
+    "CPWEB001",
+    "CPWEB002",
+    "CPWEB003",
+    "CPWEB004",
+    GATEWAY_TERMINAL,
+];
+/// The terminal the institution gateway acquires through.
+pub const GATEWAY_TERMINAL: &str = "CPGWY001";
 
 /// Registers the sandbox's acquirers, merchants and terminals with the switch.
 pub fn register_participants(switch: &Switch, terminal_master: KeyHandle) -> Result<(), String> {
@@ -144,7 +152,7 @@ pub const WALLETS: &[Wallet] = &[
 ];
 
 /// Card BIN ranges of the sandbox bank: prefix, product (= funding).
-const CARD_BINS: &[(&str, &str)] = &[
+pub const CARD_BINS: &[(&str, &str)] = &[
     ("622609", "debit"),
     ("621626", "debit"),
     ("622638", "credit"),

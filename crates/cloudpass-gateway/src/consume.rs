@@ -1,0 +1,149 @@
+//! Consume (txnType 01) at `appTransReq.do`: an order and its TN. The order is the merchant's
+//! `orderId` + `txnTime`; a byte-identical retry gets the same TN, another request reusing
+//! them gets 12.
+
+use cloudpass_core::order::OrderStatus;
+use cloudpass_store::{GatewayStore, OrderInsert, OrderRow};
+use cloudpass_upacp::Form;
+use cloudpass_upacp::code::RespCode;
+use cloudpass_upacp::request::{Channel, Consume, Header, Refusal};
+use sha2::{Digest, Sha256};
+
+use crate::merchant::Merchant;
+use crate::{Gateway, tn};
+
+/// TNs drawn for one order before giving up (a collision is one in 10^20).
+const TN_DRAWS: usize = 4;
+
+fn refuse(code: RespCode, detail: &str) -> Refusal {
+    Refusal {
+        code,
+        detail: detail.to_owned(),
+    }
+}
+
+impl Gateway {
+    pub(crate) async fn consume(
+        &self,
+        form: &Form,
+        header: &Header,
+        merchant: &Merchant,
+    ) -> Result<String, Refusal> {
+        let request = Consume::parse(form)?;
+        if !merchant.permissions.app_consume {
+            return Err(refuse(
+                RespCode::NoPermission,
+                "the merchant may not take app payments",
+            ));
+        }
+        let now = self.now_seconds();
+        if (now - header.txn_time).abs() > self.config.txn_time_skew_seconds {
+            return Err(refuse(
+                RespCode::FormatError,
+                "txnTime must be the time of sending, Beijing time",
+            ));
+        }
+        let pay_timeout = request
+            .pay_timeout
+            .unwrap_or(header.txn_time + self.config.default_pay_timeout_seconds);
+        if pay_timeout <= now {
+            return Err(refuse(
+                RespCode::FormatError,
+                "payTimeout has already passed",
+            ));
+        }
+        let digest = request_digest(form);
+        for _ in 0..TN_DRAWS {
+            let order = new_order(
+                &request,
+                tn::draw(&*self.random),
+                pay_timeout,
+                &digest,
+                self.clock.now_millis(),
+            );
+            match self
+                .store
+                .insert_order(&order)
+                .await
+                .map_err(store_failure)?
+            {
+                OrderInsert::Inserted => return Ok(self.issued(form, &order.tn)),
+                OrderInsert::Exists(existing) if existing.request_digest == digest => {
+                    return Ok(self.issued(form, &existing.tn));
+                }
+                OrderInsert::Exists(_) => {
+                    return Err(refuse(
+                        RespCode::Duplicate,
+                        "this orderId and txnTime already name another order of this merchant",
+                    ));
+                }
+                OrderInsert::TnTaken => continue,
+            }
+        }
+        Err(refuse(
+            RespCode::Busy,
+            "no transaction number could be drawn; send again",
+        ))
+    }
+
+    fn issued(&self, form: &Form, tn: &str) -> String {
+        self.answer(
+            Some(form),
+            RespCode::Success,
+            "",
+            Form::new().with("tn", tn),
+        )
+    }
+}
+
+/// What identifies a request byte for byte: the digest of its string to sign and signature.
+fn request_digest(form: &Form) -> String {
+    cloudpass_core::hex::encode(&Sha256::digest(form.to_raw().as_bytes()))
+}
+
+fn new_order(
+    request: &Consume,
+    tn: String,
+    pay_timeout: i64,
+    digest: &str,
+    now_millis: i64,
+) -> OrderRow {
+    OrderRow {
+        tn,
+        mer_id: request.header.mer_id.clone(),
+        order_id: request.order_id.clone(),
+        txn_time: request.header.txn_time_text.clone(),
+        amount: i64::try_from(request.amount).unwrap_or(i64::MAX),
+        currency: 156,
+        channel: match request.channel {
+            Channel::Pc => "07".into(),
+            Channel::Mobile => "08".into(),
+        },
+        back_url: request.back_url.clone(),
+        front_url: request.front_url.clone(),
+        req_reserved: request.header.req_reserved.clone(),
+        pay_timeout,
+        request_digest: digest.to_owned(),
+        status: OrderStatus::Issued.as_str().to_owned(),
+        refunded: 0,
+        refund_reserved: 0,
+        paid_at: None,
+        query_id: None,
+        pay_response_code: None,
+        pay_card_masked: None,
+        pay_card_type: None,
+        auth_stan: None,
+        auth_transmission_time: None,
+        created_at: now_millis,
+        updated_at: now_millis,
+        version: 1,
+    }
+}
+
+pub(crate) fn store_failure(error: cloudpass_store::StoreError) -> Refusal {
+    tracing::error!(error = %error, "gateway: the order book failed");
+    refuse(
+        RespCode::Busy,
+        "the order book is not available; send again",
+    )
+}

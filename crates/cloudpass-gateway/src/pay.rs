@@ -1,0 +1,433 @@
+//! Paying a TN — what UnionPay's payment control does in its test environment: the payer
+//! gives a card number and the SMS code, then the PIN (debit card) or the CVN2 and expiry
+//! (credit card). The payment is a real card-not-present authorization through the switch's
+//! ISO 8583 port, the gateway acting as an e-commerce acquirer (`cloudpass-acquirer`), and
+//! the issuer's ledger moves; the order follows `cloudpass-core::order`.
+//!
+//! Before anything reaches the network the order is marked `paying` (by version), so a TN is
+//! never paid twice. Mistakes that stop before the network (a wrong SMS code, a missing PIN)
+//! count against a bounded number of tries per TN; a decline by the issuer ends the order.
+
+use std::sync::Arc;
+
+use cloudpass_acquirer::{EcommerceTerminal, Outcome, Presentment, Purchase, Terminal};
+use cloudpass_core::card_number::mask_digits;
+use cloudpass_core::order::{self, OrderEvent, OrderState, OrderStatus};
+use cloudpass_core::{AccountNumber, Currency, Expiry, Money, Pan};
+use cloudpass_crypto::Pin;
+use cloudpass_store::{GatewayStore, OrderRow, StoreError};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::query::trade_code;
+use crate::{Gateway, tn};
+
+/// Tries a payer gets on one TN before the gateway stops taking them.
+pub const MAX_TRIES_PER_TN: u32 = 5;
+/// TNs whose tries are remembered at once; the oldest are forgotten past it.
+const TRIES_REMEMBERED: usize = 10_000;
+
+/// Debit or credit, as the card's BIN range says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardKind {
+    Debit,
+    Credit,
+}
+
+impl CardKind {
+    /// `payCardType`.
+    pub fn code(self) -> &'static str {
+        match self {
+            CardKind::Debit => "01",
+            CardKind::Credit => "02",
+        }
+    }
+}
+
+/// What the SMS check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmsCheck {
+    Correct,
+    Wrong,
+    /// No code can be sent to this card's phone here.
+    Unavailable,
+}
+
+/// The checks the payment control makes before the network is asked: the card's kind by
+/// its BIN, and the SMS code sent to the card's phone. The sandbox implements it from its
+/// bank's cards.
+pub trait PayerChecks: Send + Sync {
+    fn card_kind(&self, pan: &Pan) -> Option<CardKind>;
+    fn sms_code(&self, pan: &Pan, code: &str) -> SmsCheck;
+}
+
+/// The payer's input (JSON).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayRequest {
+    pub card_number: String,
+    pub sms_code: String,
+    #[serde(default)]
+    pub pin: Option<String>,
+    #[serde(default)]
+    pub cvn2: Option<String>,
+    /// YYMM.
+    #[serde(default)]
+    pub expiry: Option<String>,
+}
+
+impl Drop for PayRequest {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.card_number.zeroize();
+        self.sms_code.zeroize();
+        self.pin.zeroize();
+        self.cvn2.zeroize();
+    }
+}
+
+/// What became of a payment (JSON).
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct PayResult {
+    pub tn: String,
+    /// `paid`, `failed`, or `unknown` when the issuer's answer never came and the payment
+    /// could not be reversed (a query will tell).
+    pub status: &'static str,
+    /// The trade's UPACP code (`origRespCode` in a query).
+    pub resp_code: &'static str,
+    pub message: String,
+    pub query_id: Option<String>,
+    /// `01` debit, `02` credit.
+    pub pay_card_type: &'static str,
+}
+
+/// Why a payment was not taken; each is a JSON `{code, message}` with an HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayError {
+    #[error("no order has this TN")]
+    UnknownTn,
+    #[error("the order is {0} and cannot be paid")]
+    NotPayable(&'static str),
+    #[error("the order's payTimeout has passed")]
+    TimedOut,
+    #[error("too many tries on this TN; the merchant must issue a new order")]
+    TooManyTries,
+    #[error("the card number is not a valid card number")]
+    BadCardNumber,
+    #[error("the card is not a card of this network")]
+    UnknownCard,
+    #[error("the SMS code is wrong; tries left: {0}")]
+    WrongSmsCode(u32),
+    #[error(
+        "no SMS code can be sent to this card's phone in the sandbox; use one of the published test cards"
+    )]
+    SmsUnavailable,
+    #[error("{0}")]
+    MissingInput(&'static str),
+    #[error("{0}")]
+    BadInput(&'static str),
+    #[error("the payment network is not ready; try again shortly")]
+    NetworkNotReady,
+    #[error("the order book is not available; try again")]
+    Unavailable,
+}
+
+impl PayError {
+    /// The stable code of the JSON error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PayError::UnknownTn => "tn_not_found",
+            PayError::NotPayable(_) => "order_not_payable",
+            PayError::TimedOut => "order_timed_out",
+            PayError::TooManyTries => "too_many_tries",
+            PayError::BadCardNumber => "card_number_invalid",
+            PayError::UnknownCard => "card_unknown",
+            PayError::WrongSmsCode(_) => "sms_code_wrong",
+            PayError::SmsUnavailable => "sms_unavailable",
+            PayError::MissingInput(_) => "input_missing",
+            PayError::BadInput(_) => "input_invalid",
+            PayError::NetworkNotReady => "network_not_ready",
+            PayError::Unavailable => "unavailable",
+        }
+    }
+}
+
+fn unavailable(error: StoreError) -> PayError {
+    tracing::error!(error = %error, "gateway: the order book failed during a payment");
+    PayError::Unavailable
+}
+
+/// The payer's card, checked before the network is asked.
+struct Card {
+    pan: Pan,
+    kind: CardKind,
+    pin: Option<Pin>,
+    cvn2: Option<Zeroizing<String>>,
+    expiry: Option<Expiry>,
+}
+
+impl Gateway {
+    /// Pays the order `tn` with the payer's card.
+    pub async fn pay(&self, tn: &str, request: &PayRequest) -> Result<PayResult, PayError> {
+        let order = self
+            .store
+            .order_by_tn(tn)
+            .await
+            .map_err(unavailable)?
+            .ok_or(PayError::UnknownTn)?;
+        let status = OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Failed);
+        if status != OrderStatus::Issued {
+            return Err(PayError::NotPayable(status.as_str()));
+        }
+        if self.now_seconds() > order.pay_timeout {
+            return Err(PayError::TimedOut);
+        }
+        let card = match self.check_payer(tn, request) {
+            Ok(card) => card,
+            Err(error) => {
+                self.count_try(tn);
+                return Err(error);
+            }
+        };
+        let terminal = self
+            .acquirer
+            .get()
+            .cloned()
+            .ok_or(PayError::NetworkNotReady)?;
+        let paying = self.record(order, OrderEvent::PaymentSent, |_| {}).await?;
+        let outcome = self.authorize(&terminal, &paying, &card).await;
+        self.settle(paying, &card, outcome).await
+    }
+
+    /// The card's number, kind, SMS code and the verification its kind needs.
+    fn check_payer(&self, tn: &str, request: &PayRequest) -> Result<Card, PayError> {
+        if self.tries(tn) >= MAX_TRIES_PER_TN {
+            return Err(PayError::TooManyTries);
+        }
+        let pan = Pan::parse(request.card_number.trim()).map_err(|_| PayError::BadCardNumber)?;
+        let kind = self.payer.card_kind(&pan).ok_or(PayError::UnknownCard)?;
+        match self.payer.sms_code(&pan, request.sms_code.trim()) {
+            SmsCheck::Correct => {}
+            SmsCheck::Wrong => {
+                let left = MAX_TRIES_PER_TN.saturating_sub(self.tries(tn) + 1);
+                return Err(PayError::WrongSmsCode(left));
+            }
+            SmsCheck::Unavailable => return Err(PayError::SmsUnavailable),
+        }
+        let mut card = Card {
+            pan,
+            kind,
+            pin: None,
+            cvn2: None,
+            expiry: None,
+        };
+        match kind {
+            CardKind::Debit => {
+                let pin = request
+                    .pin
+                    .as_deref()
+                    .ok_or(PayError::MissingInput("a debit card needs its PIN"))?;
+                card.pin = Some(
+                    Pin::parse(pin).map_err(|_| PayError::BadInput("a PIN is 4 to 12 digits"))?,
+                );
+            }
+            CardKind::Credit => {
+                let cvn2 = request
+                    .cvn2
+                    .as_deref()
+                    .ok_or(PayError::MissingInput("a credit card needs its CVN2"))?;
+                if cvn2.len() != 3 || !cvn2.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(PayError::BadInput(
+                        "a CVN2 is the 3 digits on the back of the card",
+                    ));
+                }
+                let expiry = request.expiry.as_deref().ok_or(PayError::MissingInput(
+                    "a credit card needs its expiry (YYMM)",
+                ))?;
+                card.expiry = Some(
+                    expiry
+                        .parse()
+                        .map_err(|_| PayError::BadInput("the expiry is YYMM"))?,
+                );
+                card.cvn2 = Some(Zeroizing::new(cvn2.to_owned()));
+            }
+        }
+        Ok(card)
+    }
+
+    async fn authorize(
+        &self,
+        terminal: &Terminal,
+        order: &OrderRow,
+        card: &Card,
+    ) -> Option<Outcome> {
+        let amount = Money::new(u64::try_from(order.amount).unwrap_or(0), Currency::CNY);
+        let purchase = Purchase {
+            account: &card.pan,
+            expiry: card.expiry,
+            amount,
+            field55: &[],
+            presentment: Presentment::CardNotPresent {
+                cvn2: card.cvn2.as_ref().map(|c| c.as_str()),
+                terminal_type: if order.channel == "07" {
+                    EcommerceTerminal::Pc
+                } else {
+                    EcommerceTerminal::Mobile
+                },
+            },
+            pin: card.pin.as_ref(),
+        };
+        match terminal.purchase(&purchase).await {
+            Ok(outcome) => Some(outcome),
+            Err(error) => {
+                tracing::warn!(error = %error, tn = %order.tn, "gateway: the authorization could not be sent");
+                None
+            }
+        }
+    }
+
+    /// The order after the issuer's answer: paid, failed, or left paying when nobody can
+    /// tell (no answer and the reversal unacknowledged).
+    async fn settle(
+        &self,
+        order: OrderRow,
+        card: &Card,
+        outcome: Option<Outcome>,
+    ) -> Result<PayResult, PayError> {
+        let tn = order.tn.clone();
+        let result =
+            |status, code: cloudpass_upacp::code::RespCode, message: &str, query_id| PayResult {
+                tn: tn.clone(),
+                status,
+                resp_code: code.code(),
+                message: message.to_owned(),
+                query_id,
+                pay_card_type: card.kind.code(),
+            };
+        let Some(outcome) = outcome else {
+            // Nothing reached the network: the order may be paid again.
+            let _ = self
+                .record(order, OrderEvent::PaymentNotSent, |_| {})
+                .await?;
+            return Ok(result(
+                "failed",
+                cloudpass_upacp::code::RespCode::IssuerFailed,
+                "the payment could not be sent",
+                None,
+            ));
+        };
+        let masked = mask_digits(card.pan.expose());
+        let field39 = outcome.response_code.clone();
+        match field39.as_deref() {
+            Some("00") => {
+                let query_id = tn::draw(&*self.random);
+                let now = self.clock.now_millis();
+                let paid = self
+                    .record(
+                        order,
+                        OrderEvent::PaymentApproved {
+                            at: now.div_euclid(1_000),
+                        },
+                        |row| {
+                            row.paid_at = Some(now);
+                            row.query_id = Some(query_id.clone());
+                            row.pay_response_code = Some("00".into());
+                            row.pay_card_masked = Some(masked.clone());
+                            row.pay_card_type = Some(card.kind.code().into());
+                            row.auth_stan = Some(outcome.stan.clone());
+                            row.auth_transmission_time = Some(outcome.transmission_time.clone());
+                        },
+                    )
+                    .await?;
+                Ok(result(
+                    "paid",
+                    cloudpass_upacp::code::RespCode::Success,
+                    "paid",
+                    paid.query_id,
+                ))
+            }
+            None if outcome.reversal.is_none() => {
+                // Sent, unanswered, and the reversal not acknowledged: the order stays
+                // paying until the reversal is (a query answers 05 meanwhile).
+                Ok(result(
+                    "unknown",
+                    cloudpass_upacp::code::RespCode::AcceptedQueryLater,
+                    "the issuer's answer did not come; query the order",
+                    None,
+                ))
+            }
+            code => {
+                let code = code.unwrap_or("68").to_owned();
+                let (resp_code, message) = trade_code(&code);
+                self.record(order, OrderEvent::PaymentDeclined, |row| {
+                    row.pay_response_code = Some(code.clone());
+                    row.pay_card_masked = Some(masked.clone());
+                    row.pay_card_type = Some(card.kind.code().into());
+                    row.auth_stan = Some(outcome.stan.clone());
+                    row.auth_transmission_time = Some(outcome.transmission_time.clone());
+                })
+                .await?;
+                Ok(result("failed", resp_code, message, None))
+            }
+        }
+    }
+
+    /// Applies `event` to the order by the core's rules and writes it by version; `fill`
+    /// adds what the event brings.
+    pub(crate) async fn record(
+        &self,
+        order: OrderRow,
+        event: OrderEvent,
+        fill: impl FnOnce(&mut OrderRow),
+    ) -> Result<OrderRow, PayError> {
+        let state = state_of(&order);
+        let next =
+            order::apply(state, event).map_err(|_| PayError::NotPayable(state.status.as_str()))?;
+        let mut row = order;
+        row.status = next.status.as_str().to_owned();
+        row.refunded = i64::try_from(next.refunded).unwrap_or(i64::MAX);
+        row.refund_reserved = i64::try_from(next.refund_reserved).unwrap_or(i64::MAX);
+        row.updated_at = self.clock.now_millis();
+        row.version += 1;
+        fill(&mut row);
+        match self.store.update_order(&row).await {
+            Ok(()) => Ok(row),
+            // Someone else moved the order first (another payer on the same TN).
+            Err(StoreError::Conflict) => Err(PayError::NotPayable("being paid")),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    fn tries(&self, tn: &str) -> u32 {
+        self.tries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tn)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn count_try(&self, tn: &str) {
+        let mut tries = self.tries.lock().unwrap_or_else(|p| p.into_inner());
+        if tries.len() >= TRIES_REMEMBERED && !tries.contains_key(tn) {
+            tries.clear();
+        }
+        *tries.entry(tn.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Gives the gateway its acquirer terminal, signed on to the switch.
+    pub fn set_acquirer(&self, terminal: Arc<Terminal>) {
+        let _ = self.acquirer.set(terminal);
+    }
+}
+
+/// The core's view of a stored order.
+pub(crate) fn state_of(order: &OrderRow) -> OrderState {
+    OrderState {
+        status: OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Failed),
+        amount: u64::try_from(order.amount).unwrap_or(0),
+        refunded: u64::try_from(order.refunded).unwrap_or(0),
+        refund_reserved: u64::try_from(order.refund_reserved).unwrap_or(0),
+        paid_at: order.paid_at.map(|millis| millis.div_euclid(1_000)),
+    }
+}

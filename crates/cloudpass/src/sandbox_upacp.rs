@@ -1,0 +1,192 @@
+//! The sandbox's side of the institution gateway, kept in the data directory under `upacp/`
+//! and made on first start: the platform's PKI in UnionPay's shape (`root.pem`,
+//! `middle.pem`, `sign.pem` and the 0600 keys) and the sandbox merchant 777290058110048 with
+//! its own key and certificate (`merchant-777290058110048.pem`, `.key`) and the secure key
+//! of UnionPay's own demos, `88888888`. docs/upacp.md tells integrators where to find them.
+
+use std::path::{Path, PathBuf};
+
+use cloudpass_crypto::OsRandom;
+use cloudpass_crypto::upacp::RsaSigningKey;
+use cloudpass_gateway::{Merchant, Merchants, Permissions, PlatformSigner};
+use cloudpass_upacp::Certificate;
+use cloudpass_upacp::pki::{self, PkiRequest, PlatformPki, TEST_SIGNER_NAME};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject;
+use zeroize::Zeroizing;
+
+use crate::data_dir;
+
+pub const SANDBOX_MER_ID: &str = "777290058110048";
+pub const SANDBOX_MERCHANT_NAME: &str = "cloudpass sandbox merchant";
+/// The secure key (signMethod 11/12) of UnionPay's demos; a sandbox fixture only.
+pub const SANDBOX_SECURE_KEY: &str = "88888888";
+
+/// The directory of the gateway's sandbox files.
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("upacp")
+}
+
+/// The platform's signer and the sandbox's merchants, made on first start.
+pub fn load_or_create(data_dir: &Path, now: i64) -> Result<(PlatformSigner, Merchants), String> {
+    let dir = dir(data_dir);
+    data_dir::create_private_dir(&dir)?;
+    let random = OsRandom;
+    let request = PkiRequest {
+        signer_name: TEST_SIGNER_NAME,
+        now,
+        random: &random,
+    };
+    if !dir.join("sign.pem").exists() {
+        let pki = PlatformPki::generate(&request).map_err(|e| e.to_string())?;
+        for (name, issued) in [
+            ("root", &pki.root),
+            ("middle", &pki.middle),
+            ("sign", &pki.signing),
+            ("encrypt", &pki.encryption),
+        ] {
+            write_issued(&dir, name, issued, name != "root")?;
+        }
+    }
+    let merchant_name = format!("merchant-{SANDBOX_MER_ID}");
+    if !dir.join(format!("{merchant_name}.pem")).exists() {
+        let middle = pki::Issued {
+            certificate: read_certificate(&dir.join("middle.pem"))?,
+            pem: read_text(&dir.join("middle.pem"))?,
+            key_pkcs8: read_key(&dir.join("middle.key"))?,
+        };
+        let merchant =
+            pki::issue_merchant(&middle, SANDBOX_MER_ID, &request).map_err(|e| e.to_string())?;
+        write_issued(&dir, &merchant_name, &merchant, true)?;
+    }
+    let signer = PlatformSigner {
+        key: RsaSigningKey::from_pkcs8_der(&read_key(&dir.join("sign.key"))?)
+            .map_err(|e| e.to_string())?,
+        certificate: read_certificate(&dir.join("sign.pem"))?,
+    };
+    let mut merchants = Merchants::default();
+    merchants.add(Merchant {
+        mer_id: SANDBOX_MER_ID.into(),
+        name: SANDBOX_MERCHANT_NAME.into(),
+        certificate: Some(read_certificate(&dir.join(format!("{merchant_name}.pem")))?),
+        secure_key: Some(Zeroizing::new(SANDBOX_SECURE_KEY.as_bytes().to_vec())),
+        permissions: Permissions::ALL,
+    });
+    Ok((signer, merchants))
+}
+
+fn write_issued(
+    dir: &Path,
+    name: &str,
+    issued: &pki::Issued,
+    with_key: bool,
+) -> Result<(), String> {
+    data_dir::write_private(&dir.join(format!("{name}.pem")), issued.pem.as_bytes())?;
+    if with_key {
+        data_dir::write_private(
+            &dir.join(format!("{name}.key")),
+            issued.key_pem().as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn read_certificate(path: &Path) -> Result<Certificate, String> {
+    Certificate::from_pem(&read_text(path)?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn read_key(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
+    let key = PrivatePkcs8KeyDer::from_pem_file(path)
+        .map_err(|_| format!("{} holds no PKCS#8 private key", path.display()))?;
+    Ok(Zeroizing::new(key.secret_pkcs8_der().to_vec()))
+}
+
+/// The payment control's checks in the sandbox: a card's kind from the sandbox bank's BIN
+/// ranges, and the SMS codes UnionPay publishes for its test cards (111111 on PC, 123456 on
+/// phones; either is taken) for the published cards the sandbox bank holds.
+pub struct SandboxPayer {
+    published: Vec<String>,
+}
+
+impl SandboxPayer {
+    pub fn new() -> SandboxPayer {
+        SandboxPayer {
+            published: crate::sandbox::cards()
+                .into_iter()
+                .map(|card| card.number)
+                .collect(),
+        }
+    }
+}
+
+impl Default for SandboxPayer {
+    fn default() -> Self {
+        SandboxPayer::new()
+    }
+}
+
+/// UnionPay's published SMS codes for its test cards.
+pub const PUBLISHED_SMS_CODES: &[&str] = &["111111", "123456"];
+
+impl cloudpass_gateway::PayerChecks for SandboxPayer {
+    fn card_kind(&self, pan: &cloudpass_core::Pan) -> Option<cloudpass_gateway::CardKind> {
+        use cloudpass_core::AccountNumber;
+        crate::sandbox::CARD_BINS
+            .iter()
+            .find(|(prefix, _)| pan.expose().starts_with(prefix))
+            .map(|(_, product)| match *product {
+                "credit" => cloudpass_gateway::CardKind::Credit,
+                _ => cloudpass_gateway::CardKind::Debit,
+            })
+    }
+
+    fn sms_code(&self, pan: &cloudpass_core::Pan, code: &str) -> cloudpass_gateway::SmsCheck {
+        use cloudpass_core::AccountNumber;
+        if !self.published.iter().any(|number| number == pan.expose()) {
+            return cloudpass_gateway::SmsCheck::Unavailable;
+        }
+        if PUBLISHED_SMS_CODES.contains(&code) {
+            cloudpass_gateway::SmsCheck::Correct
+        } else {
+            cloudpass_gateway::SmsCheck::Wrong
+        }
+    }
+}
+
+/// The gateway's terminal of the sandbox e-commerce acquirer, over the switch in process
+/// (the same admission, MAC and journal as the ISO 8583 port), signed on.
+pub async fn gateway_terminal(
+    data_dir: &Path,
+    switch: &std::sync::Arc<cloudpass_switch::Switch>,
+    clock: &std::sync::Arc<dyn cloudpass_core::Clock>,
+    random: &std::sync::Arc<dyn cloudpass_core::Random>,
+) -> Result<std::sync::Arc<cloudpass_acquirer::Terminal>, String> {
+    use crate::sandbox;
+    let master =
+        crate::app::sandbox_secret(&data_dir.join(crate::app::TERMINAL_MASTER_KEY_FILE), 16)?;
+    let terminal = cloudpass_acquirer::Terminal::new(
+        cloudpass_acquirer::TerminalConfig {
+            terminal_id: sandbox::GATEWAY_TERMINAL.into(),
+            merchant_id: sandbox::ECOMMERCE_MERCHANT_ID.into(),
+            merchant_category: "5999".into(),
+            merchant_name: "cloudpass gateway        Shanghai    CHN".into(),
+            acquirer_id: sandbox::ECOMMERCE_ACQUIRER_ID.into(),
+            no_pin_limit: cloudpass_core::Money::new(0, cloudpass_core::Currency::CNY),
+            reversal_attempts: 3,
+        },
+        &master,
+        std::sync::Arc::new(cloudpass_switch::InProcess(std::sync::Arc::clone(switch))),
+        std::sync::Arc::clone(clock),
+        std::sync::Arc::clone(random),
+    )
+    .map_err(|e| format!("the gateway's terminal: {e}"))?;
+    terminal
+        .sign_on()
+        .await
+        .map_err(|e| format!("the gateway's terminal cannot sign on: {e}"))?;
+    Ok(std::sync::Arc::new(terminal))
+}

@@ -1,0 +1,299 @@
+//! The institution gateway from outside: an independent UPACP merchant in Python
+//! (tests/interop/upacp_merchant.py, PyPI `cryptography` and `requests`) signs its requests
+//! with the sandbox merchant's key, and verifies every answer through our root and middle CA
+//! as UnionPay's SDKs do; the payment goes through the switch to the sandbox bank, whose
+//! ledger is read before and after. The payment control's JSON API is exercised here for each
+//! of its refusals. On SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+use serde_json::{Value, json};
+use support::app::*;
+use support::network::balance;
+
+on_both_backends!(
+    a_merchant_issues_a_tn_it_is_paid_and_the_query_says_so,
+    malformed_and_foreign_requests_get_their_resp_codes,
+    the_payment_control_refuses_clearly_and_counts_tries,
+);
+
+fn merchant(app: &TestApp, scenario: &str) -> Value {
+    let script = support::interop_dir().join("upacp_merchant.py");
+    let upacp = app.data_dir.join("upacp");
+    let output = std::process::Command::new(support::interop_python())
+        .arg(script)
+        .arg(&app.base)
+        .arg(&upacp)
+        .arg(scenario)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "upacp_merchant.py {scenario}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+async fn a_merchant_issues_a_tn_it_is_paid_and_the_query_says_so(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let start = balance(&app, HUAXIA_CREDIT).await;
+    let result = merchant(&app, "pay");
+    let issued = &result["issued"];
+    assert_eq!(issued["respCode"], "00", "{issued}");
+    assert_eq!(issued["respMsg"], "成功[0000000]");
+    let tn = issued["tn"].as_str().unwrap();
+    assert_eq!(tn.len(), 21);
+    assert_eq!(
+        issued["reqReserved"], "{basket=7&note=x}",
+        "reqReserved is echoed"
+    );
+    assert_eq!(
+        result["before"]["respCode"], "34",
+        "not paid yet: {}",
+        result["before"]
+    );
+    assert_eq!(result["paid"]["status"], "paid", "{}", result["paid"]);
+    assert_eq!(result["paid"]["pay_card_type"], "02");
+    let after = &result["after"];
+    assert_eq!(
+        (after["respCode"].as_str(), after["origRespCode"].as_str()),
+        (Some("00"), Some("00")),
+        "{after}"
+    );
+    assert_eq!(after["queryId"], result["paid"]["query_id"]);
+    assert_eq!(after["txnAmt"], "1250");
+    assert_eq!(after["accNo"], "622638******0095");
+    assert_eq!(after["traceNo"].as_str().unwrap().len(), 6);
+    // The bank's ledger moved, once.
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, start - 1250);
+    app.stop().await;
+}
+
+async fn malformed_and_foreign_requests_get_their_resp_codes(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let result = merchant(&app, "refusals");
+    let code = |case: &str| {
+        result[case]["respCode"]
+            .as_str()
+            .unwrap_or("none")
+            .to_owned()
+    };
+    assert_eq!(code("tampered"), "11", "{}", result["tampered"]);
+    assert_eq!(result["retry_same_tn"], true);
+    assert_eq!(code("reused"), "12", "{}", result["reused"]);
+    assert_eq!(code("missing"), "13");
+    assert_eq!(result["missing"]["respMsg"], "要素缺失[backUrl is missing]");
+    assert_eq!(code("unknown_merchant"), "31");
+    assert_eq!(
+        result["reused"]["orderId"].as_str().map(str::len),
+        Some(18),
+        "a valid field is echoed"
+    );
+    assert!(result["missing"].get("backUrl").is_none());
+    assert_eq!(code("unknown_order"), "34");
+    // A body that is not a form at all still gets a signed UPACP answer.
+    let answer = app
+        .http
+        .post(format!("{}/gateway/api/appTransReq.do", app.base))
+        .body("%%%")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        answer.contains("respCode=10") && answer.contains("signature="),
+        "{answer}"
+    );
+    // A refused field is not echoed; the others are.
+    let refused = post_signed(
+        &app,
+        "/gateway/api/appTransReq.do",
+        consume_form("BAD-ORDER-1", "100"),
+    )
+    .await;
+    assert_eq!(refused.get("respCode"), Some("10"));
+    assert_eq!(refused.get("orderId"), None, "{refused:?}");
+    assert_eq!(refused.get("txnAmt"), Some("100"));
+    app.stop().await;
+}
+
+/// A consume form of the sandbox merchant, for now.
+fn consume_form(order_id: &str, amount: &str) -> cloudpass_upacp::Form {
+    let txn_time = cloudpass_upacp::time::format_beijing(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+    );
+    cloudpass_upacp::Form::new()
+        .with("version", "5.1.0")
+        .with("encoding", "UTF-8")
+        .with("txnType", "01")
+        .with("txnSubType", "01")
+        .with("bizType", "000201")
+        .with("channelType", "07")
+        .with("accessType", "0")
+        .with("merId", "777290058110048")
+        .with("orderId", order_id)
+        .with("txnTime", txn_time)
+        .with("txnAmt", amount)
+        .with("currencyCode", "156")
+        .with("backUrl", "https://merchant.example/notify")
+}
+
+/// Signs `form` with the sandbox merchant's key (`cloudpass upacp sign`'s way, checked
+/// elsewhere against Python) and posts it; the answer, parsed.
+async fn post_signed(
+    app: &TestApp,
+    path: &str,
+    mut form: cloudpass_upacp::Form,
+) -> cloudpass_upacp::Form {
+    let dir = app.data_dir.join("upacp");
+    let cert = cloudpass_upacp::Certificate::from_pem(
+        &std::fs::read_to_string(dir.join("merchant-777290058110048.pem")).unwrap(),
+    )
+    .unwrap();
+    form.set("certId", cert.cert_id());
+    use rustls_pki_types::pem::PemObject;
+    let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(
+        dir.join("merchant-777290058110048.key"),
+    )
+    .unwrap();
+    let key =
+        cloudpass_crypto::upacp::RsaSigningKey::from_pkcs8_der(key.secret_pkcs8_der()).unwrap();
+    cloudpass_upacp::signing::sign_rsa(&mut form, &key).unwrap();
+    let answer = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_urlencoded())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    cloudpass_upacp::Form::parse_raw(&answer).unwrap()
+}
+
+/// Issues a TN over the API.
+async fn issue(app: &TestApp, order_id: &str, amount: &str) -> String {
+    let answer = post_signed(
+        app,
+        "/gateway/api/appTransReq.do",
+        consume_form(order_id, amount),
+    )
+    .await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    answer.get("tn").unwrap().to_owned()
+}
+
+async fn pay(app: &TestApp, tn: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!("{}/gateway/pay/{tn}", app.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn the_payment_control_refuses_clearly_and_counts_tries(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let debit_start = balance(&app, CMB_DEBIT).await;
+    let tn = issue(&app, "RUST000000001", "300").await;
+    let card = |extra: Value| {
+        let mut body = json!({"card_number": CMB_DEBIT, "sms_code": "123456"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (status, body) = pay(
+        &app,
+        "100000000000000000000",
+        card(json!({"pin": "111101"})),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("tn_not_found")));
+    let (status, body) = pay(&app, &tn, card(json!({}))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("input_missing")),
+        "{body}"
+    );
+    assert_eq!(body["message"], "a debit card needs its PIN");
+    let (_, body) = pay(
+        &app,
+        &tn,
+        json!({"card_number": "6226090000000049", "sms_code": "1", "pin": "1"}),
+    )
+    .await;
+    assert_eq!(body["code"], "card_number_invalid");
+    assert!(
+        !body.to_string().contains("6226090000000049"),
+        "the number is not echoed"
+    );
+    let (_, body) = pay(
+        &app,
+        &tn,
+        json!({"card_number": "6212345678901232", "sms_code": "111111"}),
+    )
+    .await;
+    assert_eq!(body["code"], "card_unknown", "{body}");
+    let (_, body) = pay(
+        &app,
+        &tn,
+        card(json!({"pin": "111101", "sms_code": "999999"})),
+    )
+    .await;
+    assert_eq!(body["code"], "sms_code_wrong");
+    assert_eq!(body["message"], "the SMS code is wrong; tries left: 1");
+    let (_, body) = pay(
+        &app,
+        &tn,
+        card(json!({"pin": "111101", "sms_code": "999998"})),
+    )
+    .await;
+    assert_eq!(body["message"], "the SMS code is wrong; tries left: 0");
+    // Five tries in all: the fifth mistake was the last.
+    let (status, body) = pay(&app, &tn, card(json!({"pin": "111101"}))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too_many_tries")),
+        "{body}"
+    );
+    assert_eq!(balance(&app, CMB_DEBIT).await, debit_start);
+
+    // A wrong PIN reaches the issuer, which declines: the order fails, nothing moves.
+    let tn = issue(&app, "RUST000000002", "300").await;
+    let (status, body) = pay(&app, &tn, card(json!({"pin": "999999"}))).await;
+    assert_eq!(
+        (status, body["status"].as_str(), body["resp_code"].as_str()),
+        (200, Some("failed"), Some("65")),
+        "{body}"
+    );
+    let (status, body) = pay(&app, &tn, card(json!({"pin": "111101"}))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("order_not_payable"))
+    );
+    assert_eq!(balance(&app, CMB_DEBIT).await, debit_start);
+
+    // The right PIN pays; a second payment of the same TN is refused.
+    let tn = issue(&app, "RUST000000003", "300").await;
+    let (_, body) = pay(&app, &tn, card(json!({"pin": "111101"}))).await;
+    assert_eq!(body["status"], "paid", "{body}");
+    assert_eq!(body["pay_card_type"], "01");
+    assert_eq!(balance(&app, CMB_DEBIT).await, debit_start - 300);
+    let (status, _) = pay(&app, &tn, card(json!({"pin": "111101"}))).await;
+    assert_eq!(status, 409);
+    assert_eq!(balance(&app, CMB_DEBIT).await, debit_start - 300);
+    app.stop().await;
+}

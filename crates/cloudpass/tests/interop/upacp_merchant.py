@@ -1,0 +1,164 @@
+"""An independent UPACP merchant, written from reference/upacp.md and docs/upacp.md with
+PyPI `cryptography` and `requests` (not from our Rust), run against a live `cloudpass serve`.
+
+  upacp_merchant.py BASE_URL UPACP_DIR SCENARIO
+
+UPACP_DIR holds what an integrator is given: root.pem and middle.pem (to verify our
+answers), merchant-777290058110048.pem and .key (to sign requests). Prints one JSON object
+with what happened; exits non-zero when an answer does not verify.
+
+Scenarios:
+  pay        app consume -> tn -> paid through the payment control's JSON API -> query
+  refusals   a tampered request (11), a reused orderId (12), a missing field (13), an unknown
+             merchant (31), a query of an unknown order (34), a byte-identical retry (same tn)
+"""
+
+import base64
+import datetime
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.x509.oid import NameOID
+
+MER_ID = "777290058110048"
+SIGNER = "00040000:SIGN"
+
+
+def beijing_now():
+    return datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).strftime("%Y%m%d%H%M%S")
+
+
+def string_to_sign(fields):
+    return "&".join(f"{k}={fields[k]}" for k in sorted(fields) if k != "signature")
+
+
+def parse_raw(text):
+    """Split at top-level '&' (nesting in {} and []), each pair at its first '='."""
+    fields, depth, start, pairs = {}, 0, 0, []
+    for i, c in enumerate(text):
+        if c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+        elif c == "&" and depth == 0:
+            pairs.append(text[start:i])
+            start = i + 1
+    pairs.append(text[start:])
+    for pair in pairs:
+        if pair:
+            key, value = pair.split("=", 1)
+            fields[key] = value
+    return fields
+
+
+class Merchant:
+    def __init__(self, base_url, upacp_dir):
+        self.base = base_url.rstrip("/")
+        d = Path(upacp_dir)
+        self.key = serialization.load_pem_private_key((d / f"merchant-{MER_ID}.key").read_bytes(), None)
+        self.cert = x509.load_pem_x509_certificate((d / f"merchant-{MER_ID}.pem").read_bytes())
+        self.root = x509.load_pem_x509_certificate((d / "root.pem").read_bytes())
+        self.middle = x509.load_pem_x509_certificate((d / "middle.pem").read_bytes())
+
+    def sign(self, fields):
+        fields = {k: v for k, v in fields.items() if v != ""}
+        fields["certId"] = str(self.cert.serial_number)
+        fields["signMethod"] = "01"
+        digest = hashlib.sha256(string_to_sign(fields).encode()).hexdigest()
+        signature = self.key.sign(digest.encode(), padding.PKCS1v15(), hashes.SHA256())
+        fields["signature"] = base64.b64encode(signature).decode()
+        return fields
+
+    def verify(self, fields):
+        """As UnionPay's SDK verifies: chain, dates, CN, then the signature."""
+        cert = x509.load_pem_x509_certificate(fields["signPubKeyCert"].encode())
+        cert.verify_directly_issued_by(self.middle)
+        self.middle.verify_directly_issued_by(self.root)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        assert cert.not_valid_before_utc <= now <= cert.not_valid_after_utc, "certificate dates"
+        cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        assert cn.split("@")[2] == SIGNER, cn
+        digest = hashlib.sha256(string_to_sign(fields).encode()).hexdigest()
+        cert.public_key().verify(
+            base64.b64decode(fields["signature"]), digest.encode(), padding.PKCS1v15(), hashes.SHA256()
+        )
+        return fields
+
+    def post(self, path, fields, signed=True):
+        body = self.sign(fields) if signed else fields
+        response = requests.post(
+            self.base + path,
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return self.verify(parse_raw(response.content.decode("utf-8")))
+
+    def consume(self, order_id, amount, txn_time, **extra):
+        fields = {
+            "version": "5.1.0", "encoding": "UTF-8", "txnType": "01", "txnSubType": "01",
+            "bizType": "000201", "channelType": "08", "accessType": "0", "merId": MER_ID,
+            "orderId": order_id, "txnTime": txn_time, "txnAmt": str(amount), "currencyCode": "156",
+            "backUrl": "https://merchant.example/notify", "reqReserved": "{basket=7&note=x}",
+        }
+        fields.update(extra)
+        return fields
+
+    def query(self, order_id, txn_time):
+        return self.post("/gateway/api/queryTrans.do", {
+            "version": "5.1.0", "encoding": "UTF-8", "txnType": "00", "txnSubType": "00",
+            "bizType": "000000", "accessType": "0", "merId": MER_ID, "orderId": order_id,
+            "txnTime": txn_time,
+        })
+
+
+def pay_scenario(m):
+    txn_time = beijing_now()
+    order_id = "PY" + txn_time + "01"
+    issued = m.post("/gateway/api/appTransReq.do", m.consume(order_id, 1250, txn_time))
+    before = m.query(order_id, txn_time)
+    paid = requests.post(
+        f"{m.base}/gateway/pay/{issued['tn']}",
+        json={"card_number": "6226388000000095", "sms_code": "111111", "cvn2": "248", "expiry": "2912"},
+        timeout=30,
+    ).json()
+    after = m.query(order_id, txn_time)
+    return {"issued": issued, "before": before, "paid": paid, "after": after}
+
+
+def refusals_scenario(m):
+    txn_time = beijing_now()
+    order_id = "PY" + txn_time + "02"
+    out = {}
+    request = m.consume(order_id, 100, txn_time)
+    signed = m.sign(dict(request))
+    tampered = dict(signed, txnAmt="101")
+    out["tampered"] = m.post("/gateway/api/appTransReq.do", tampered, signed=False)
+    first = m.post("/gateway/api/appTransReq.do", dict(signed), signed=False)
+    retry = m.post("/gateway/api/appTransReq.do", dict(signed), signed=False)
+    out["retry_same_tn"] = first["tn"] == retry["tn"]
+    out["reused"] = m.post("/gateway/api/appTransReq.do", m.consume(order_id, 200, txn_time))
+    missing = m.consume("PY" + txn_time + "03", 100, txn_time)
+    del missing["backUrl"]
+    out["missing"] = m.post("/gateway/api/appTransReq.do", missing)
+    out["unknown_merchant"] = m.post("/gateway/api/appTransReq.do", dict(m.consume("PY" + txn_time + "04", 100, txn_time), merId="777290058119999"))
+    out["unknown_order"] = m.query("NOSUCHORDER1", txn_time)
+    return out
+
+
+def main():
+    base, upacp_dir, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
+    merchant = Merchant(base, upacp_dir)
+    result = {"pay": pay_scenario, "refusals": refusals_scenario}[scenario](merchant)
+    print(json.dumps(result, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
