@@ -36,14 +36,30 @@ impl CardReturn {
     }
 }
 
+/// The purchase a return names: its STAN and transmission time as this acquirer sent them.
+#[derive(Debug, Clone, Copy)]
+pub struct OriginalPurchase<'a> {
+    pub stan: &'a str,
+    pub transmission_time: &'a str,
+}
+
+impl<'a> From<&'a Outcome> for OriginalPurchase<'a> {
+    fn from(outcome: &'a Outcome) -> Self {
+        OriginalPurchase {
+            stan: &outcome.stan,
+            transmission_time: &outcome.transmission_time,
+        }
+    }
+}
+
 impl Terminal {
-    /// The return of `amount` of the purchase `original` (its outcome as this terminal sent
-    /// it) on the card `account`.
+    /// The return of `amount` of the purchase `original`, on the card `account` if the
+    /// acquirer keeps it (field 2 is optional: the purchase is named by field 90).
     pub fn card_return(
         &self,
         kind: ReturnKind,
-        original: &Outcome,
-        account: &dyn AccountNumber,
+        original: OriginalPurchase<'_>,
+        account: Option<&dyn AccountNumber>,
         amount: Money,
     ) -> Result<CardReturn, AcquirerError> {
         let mti = match kind {
@@ -52,8 +68,8 @@ impl Terminal {
         };
         let field90 = OriginalData {
             mti: Mti::FINANCIAL_REQUEST.as_str().to_owned(),
-            stan: original.stan.clone(),
-            transmission_time: original.transmission_time.clone(),
+            stan: original.stan.to_owned(),
+            transmission_time: original.transmission_time.to_owned(),
             acquirer: self.config.acquirer_id.clone(),
             forwarder: String::new(),
         }
@@ -66,8 +82,10 @@ impl Terminal {
         let mut message = self.header(mti);
         let stan = message.get_str(11).unwrap_or("").to_owned();
         let transmission_time = message.get_str(7).unwrap_or("").to_owned();
+        if let Some(account) = account {
+            message.set_text(2, account.expose());
+        }
         message
-            .set_text(2, account.expose())
             .set_text(3, RETURN)
             .set_text(4, amount.to_wire().map_err(AcquirerError::message)?)
             .set_text(18, self.config.merchant_category.clone())

@@ -23,7 +23,7 @@ mod sign_on;
 mod terminal;
 mod wire_time;
 
-pub use card_return::{CardReturn, ReturnKind};
+pub use card_return::{CardReturn, OriginalPurchase, ReturnKind};
 pub use cloudpass_iso8583::exchange::{Exchange, LinkError};
 pub use financial::{EcommerceTerminal, Outcome, Presentment, Purchase};
 pub use offline::OfflineSpendAdvice;

@@ -97,7 +97,7 @@ impl Gateway {
 }
 
 /// What identifies a request byte for byte: the digest of its string to sign and signature.
-fn request_digest(form: &Form) -> String {
+pub(crate) fn request_digest(form: &Form) -> String {
     cloudpass_core::hex::encode(&Sha256::digest(form.to_raw().as_bytes()))
 }
 
@@ -137,6 +137,8 @@ fn new_order(
         created_at: now_millis,
         updated_at: now_millis,
         version: 1,
+        kind: "consume".into(),
+        original_tn: None,
     }
 }
 

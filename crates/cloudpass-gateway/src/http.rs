@@ -22,6 +22,7 @@ use crate::{Gateway, PayError, PayRequest};
 
 pub const APP_TRANS_PATH: &str = "/gateway/api/appTransReq.do";
 pub const QUERY_TRANS_PATH: &str = "/gateway/api/queryTrans.do";
+pub const BACK_TRANS_PATH: &str = "/gateway/api/backTransReq.do";
 /// The payment control's JSON API: `POST` a [`crate::PayRequest`] to pay the TN.
 pub const PAY_PATH: &str = "/gateway/pay/{tn}";
 /// UPACP requests are a few kilobytes.
@@ -31,6 +32,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     AppTrans,
+    BackTrans,
     QueryTrans,
 }
 
@@ -38,6 +40,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(APP_TRANS_PATH, post(app_trans))
         .route(QUERY_TRANS_PATH, post(query_trans))
+        .route(BACK_TRANS_PATH, post(back_trans))
         .route(PAY_PATH, post(pay))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(gateway)
@@ -45,6 +48,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 
 async fn app_trans(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
     raw(gateway.handle(Endpoint::AppTrans, &body).await)
+}
+
+async fn back_trans(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
+    raw(gateway.handle(Endpoint::BackTrans, &body).await)
 }
 
 async fn query_trans(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
@@ -104,6 +111,7 @@ impl Gateway {
                 let outcome = match endpoint {
                     Endpoint::AppTrans => self.consume(&form, &header, merchant).await,
                     Endpoint::QueryTrans => self.query(&form, merchant).await,
+                    Endpoint::BackTrans => self.back_trans(&form, &header, merchant).await,
                 };
                 outcome.unwrap_or_else(|refusal| self.refusal(Some(&form), &refusal))
             }

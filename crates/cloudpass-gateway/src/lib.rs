@@ -12,8 +12,10 @@ mod answer;
 mod consume;
 pub mod http;
 pub mod merchant;
+mod orders;
 pub mod pay;
 mod query;
+mod returns;
 mod tn;
 
 use std::collections::HashMap;

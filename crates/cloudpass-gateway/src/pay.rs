@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use cloudpass_acquirer::{EcommerceTerminal, Outcome, Presentment, Purchase, Terminal};
 use cloudpass_core::card_number::mask_digits;
-use cloudpass_core::order::{self, OrderEvent, OrderState, OrderStatus};
+use cloudpass_core::order::{OrderEvent, OrderStatus};
 use cloudpass_core::{AccountNumber, Currency, Expiry, Money, Pan};
 use cloudpass_crypto::Pin;
 use cloudpass_store::{GatewayStore, OrderRow, StoreError};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::orders::RecordError;
 use crate::query::trade_code;
 use crate::{Gateway, tn};
 
@@ -372,29 +373,25 @@ impl Gateway {
         }
     }
 
-    /// Applies `event` to the order by the core's rules and writes it by version; `fill`
-    /// adds what the event brings.
+    /// [`Gateway::apply_event`] for the payer: whatever stops it means the order cannot be
+    /// paid (now).
     pub(crate) async fn record(
         &self,
         order: OrderRow,
         event: OrderEvent,
         fill: impl FnOnce(&mut OrderRow),
     ) -> Result<OrderRow, PayError> {
-        let state = state_of(&order);
-        let next =
-            order::apply(state, event).map_err(|_| PayError::NotPayable(state.status.as_str()))?;
-        let mut row = order;
-        row.status = next.status.as_str().to_owned();
-        row.refunded = i64::try_from(next.refunded).unwrap_or(i64::MAX);
-        row.refund_reserved = i64::try_from(next.refund_reserved).unwrap_or(i64::MAX);
-        row.updated_at = self.clock.now_millis();
-        row.version += 1;
-        fill(&mut row);
-        match self.store.update_order(&row).await {
-            Ok(()) => Ok(row),
+        let status = order.status.clone();
+        match self.apply_event(order, event, fill).await {
+            Ok(row) => Ok(row),
+            Err(RecordError::Refused(_)) => Err(PayError::NotPayable(
+                OrderStatus::parse(&status)
+                    .unwrap_or(OrderStatus::Failed)
+                    .as_str(),
+            )),
             // Someone else moved the order first (another payer on the same TN).
-            Err(StoreError::Conflict) => Err(PayError::NotPayable("being paid")),
-            Err(error) => Err(unavailable(error)),
+            Err(RecordError::Conflict) => Err(PayError::NotPayable("being paid")),
+            Err(RecordError::Store(error)) => Err(unavailable(error)),
         }
     }
 
@@ -418,16 +415,5 @@ impl Gateway {
     /// Gives the gateway its acquirer terminal, signed on to the switch.
     pub fn set_acquirer(&self, terminal: Arc<Terminal>) {
         let _ = self.acquirer.set(terminal);
-    }
-}
-
-/// The core's view of a stored order.
-pub(crate) fn state_of(order: &OrderRow) -> OrderState {
-    OrderState {
-        status: OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Failed),
-        amount: u64::try_from(order.amount).unwrap_or(0),
-        refunded: u64::try_from(order.refunded).unwrap_or(0),
-        refund_reserved: u64::try_from(order.refund_reserved).unwrap_or(0),
-        paid_at: order.paid_at.map(|millis| millis.div_euclid(1_000)),
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cloudpass_acquirer::Terminal;
 pub use cloudpass_acquirer::{
     AcquirerError as PosError, CardReturn, EcommerceTerminal, Exchange, OfflineSpendAdvice,
-    Outcome, Presentment, Purchase, ReturnKind, TerminalConfig,
+    OriginalPurchase, Outcome, Presentment, Purchase, ReturnKind, TerminalConfig,
 };
 use cloudpass_core::{Clock, Expiry, Money, Random, Token};
 use cloudpass_iso8583::Message;

@@ -52,6 +52,10 @@ pub struct OrderRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub version: i64,
+    /// `consume`, `undo` or `refund`.
+    pub kind: String,
+    /// For an undo or refund: the TN of the consume it returns.
+    pub original_tn: Option<String>,
 }
 
 /// What inserting an order found.
@@ -87,7 +91,7 @@ pub trait GatewayStore: Send + Sync {
 
 macro_rules! order_columns {
     () => {
-        "tn, mer_id, order_id, txn_time, amount, currency, channel, back_url, front_url, req_reserved, pay_timeout, request_digest, status, refunded, refund_reserved, paid_at, query_id, pay_response_code, pay_card_masked, pay_card_type, auth_stan, auth_transmission_time, created_at, updated_at, version"
+        "tn, mer_id, order_id, txn_time, amount, currency, channel, back_url, front_url, req_reserved, pay_timeout, request_digest, status, refunded, refund_reserved, paid_at, query_id, pay_response_code, pay_card_masked, pay_card_type, auth_stan, auth_transmission_time, created_at, updated_at, version, kind, original_tn"
     };
 }
 
@@ -121,6 +125,8 @@ macro_rules! gateway_backend {
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
                     version: row.try_get("version")?,
+                    kind: row.try_get("kind")?,
+                    original_tn: row.try_get("original_tn")?,
                 })
             }
 
@@ -145,7 +151,7 @@ macro_rules! gateway_backend {
                         Box::pin(async move {
                             let o: &OrderRow = &order;
                             let row = sqlx::query(concat!(
-                                "INSERT INTO gateway_orders (", order_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25) ON CONFLICT DO NOTHING RETURNING tn"
+                                "INSERT INTO gateway_orders (", order_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) ON CONFLICT DO NOTHING RETURNING tn"
                             ))
                             .bind(&o.tn).bind(&o.mer_id).bind(&o.order_id).bind(&o.txn_time)
                             .bind(o.amount).bind(o.currency).bind(&o.channel).bind(&o.back_url)
@@ -155,7 +161,7 @@ macro_rules! gateway_backend {
                             .bind(&o.pay_response_code).bind(&o.pay_card_masked)
                             .bind(&o.pay_card_type).bind(&o.auth_stan)
                             .bind(&o.auth_transmission_time).bind(o.created_at)
-                            .bind(o.updated_at).bind(o.version)
+                            .bind(o.updated_at).bind(o.version).bind(&o.kind).bind(&o.original_tn)
                             .fetch_optional(&mut *conn)
                             .await?;
                             Ok(row.is_some())

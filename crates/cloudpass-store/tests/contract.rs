@@ -1295,6 +1295,8 @@ fn order(tn: &str, order_id: &str) -> OrderRow {
         created_at: 1,
         updated_at: 1,
         version: 1,
+        kind: "consume".into(),
+        original_tn: None,
     }
 }
 

@@ -201,7 +201,7 @@ async fn give_back(
     let pan = Pan::parse(card).unwrap();
     let terminal = shop.pos.terminal();
     let card_return = terminal
-        .card_return(kind, original, &pan, cny(amount))
+        .card_return(kind, original.into(), Some(&pan), cny(amount))
         .unwrap();
     (
         terminal.send_return(&card_return).await.unwrap(),

@@ -16,6 +16,7 @@ use support::network::balance;
 on_both_backends!(
     a_merchant_issues_a_tn_it_is_paid_and_the_query_says_so,
     malformed_and_foreign_requests_get_their_resp_codes,
+    refunds_and_undos_return_money_once_and_never_more,
     the_payment_control_refuses_clearly_and_counts_tries,
 );
 
@@ -69,6 +70,52 @@ async fn a_merchant_issues_a_tn_it_is_paid_and_the_query_says_so(backend: Backen
     assert_eq!(after["traceNo"].as_str().unwrap().len(), 6);
     // The bank's ledger moved, once.
     assert_eq!(balance(&app, HUAXIA_CREDIT).await, start - 1250);
+    app.stop().await;
+}
+
+async fn refunds_and_undos_return_money_once_and_never_more(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (credit, debit) = (
+        balance(&app, HUAXIA_CREDIT).await,
+        balance(&app, CMB_DEBIT).await,
+    );
+    let result = merchant(&app, "returns");
+    let code = |case: &str| {
+        result[case]["respCode"]
+            .as_str()
+            .unwrap_or("none")
+            .to_owned()
+    };
+    assert_eq!(code("refund_300"), "00", "{}", result["refund_300"]);
+    let query_id = result["refund_300"]["queryId"].as_str().unwrap();
+    assert_eq!(query_id.len(), 21);
+    assert_eq!(
+        result["refund_300_again"]["queryId"], query_id,
+        "a repeat gets the first answer"
+    );
+    assert_eq!(
+        code("refund_800"),
+        "36",
+        "above what remains: {}",
+        result["refund_800"]
+    );
+    assert_eq!(code("refund_700"), "00");
+    assert_eq!(code("undo_refunded"), "45", "{}", result["undo_refunded"]);
+    let query = &result["query_refund"];
+    assert_eq!(
+        (query["respCode"].as_str(), query["origRespCode"].as_str()),
+        (Some("00"), Some("00"))
+    );
+    assert_eq!(query["queryId"], query_id);
+    assert_eq!(code("undo_partial"), "36");
+    assert_eq!(code("undo"), "00", "{}", result["undo"]);
+    assert_eq!(code("refund_undone"), "45");
+    assert_eq!(code("unknown_original"), "35");
+    // Paid 10.00 and refunded it in two parts; paid 5.00 and undid it: the cards are whole.
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, credit);
+    assert_eq!(balance(&app, CMB_DEBIT).await, debit);
+    let (debits, credits) = app.bank().ledger_totals().await.unwrap();
+    assert_eq!(debits, credits);
     app.stop().await;
 }
 

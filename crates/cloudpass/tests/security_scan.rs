@@ -121,9 +121,13 @@ async fn exercise(app: &TestApp) {
             .await;
         let terminal = web.pos.terminal();
         let credit_card = cloudpass_core::Pan::parse(HUAXIA_CREDIT).unwrap();
-        let debit_card = cloudpass_core::Pan::parse(CMB_DEBIT).unwrap();
         let refund = terminal
-            .card_return(ReturnKind::Refund, &paid, &credit_card, cny("10.00"))
+            .card_return(
+                ReturnKind::Refund,
+                (&paid).into(),
+                Some(&credit_card),
+                cny("10.00"),
+            )
             .unwrap();
         assert_eq!(
             terminal
@@ -135,7 +139,7 @@ async fn exercise(app: &TestApp) {
             Some("00")
         );
         let void = terminal
-            .card_return(ReturnKind::Void, &debit, &debit_card, cny("15.00"))
+            .card_return(ReturnKind::Void, (&debit).into(), None, cny("15.00"))
             .unwrap();
         assert_eq!(
             terminal

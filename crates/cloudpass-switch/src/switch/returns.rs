@@ -67,8 +67,13 @@ impl Switch {
         if !allowed {
             return Err(ResponseCode::NotPermittedToTerminal);
         }
-        let pan = Pan::parse(text(request, 2)).map_err(|_| ResponseCode::InvalidCard)?;
-        self.check_original(request, &pan).await?;
+        // Field 2 is optional: a return names its purchase by field 90, and an acquirer that
+        // keeps no card numbers (the institution gateway) sends none.
+        let pan = match request.get_str(2) {
+            Some(text) => Some(Pan::parse(text).map_err(|_| ResponseCode::InvalidCard)?),
+            None => None,
+        };
+        self.check_original(request, pan.as_ref()).await?;
         let mut issuer_request = Message::new(request.mti());
         for (field, value) in request.fields() {
             if !NOT_COPIED.contains(&field) {
@@ -99,8 +104,13 @@ impl Switch {
         }
     }
 
-    /// The purchase field 90 names: journaled, approved, from this acquirer, for this card.
-    async fn check_original(&self, request: &Message<'_>, pan: &Pan) -> Result<(), ResponseCode> {
+    /// The purchase field 90 names: journaled, approved, from this acquirer, and for this
+    /// card when the return names one.
+    async fn check_original(
+        &self,
+        request: &Message<'_>,
+        pan: Option<&Pan>,
+    ) -> Result<(), ResponseCode> {
         let original = request
             .get_str(90)
             .and_then(|value| OriginalData::parse(value).ok())
@@ -126,7 +136,8 @@ impl Switch {
             }
         };
         let approved = entry.response_code.as_deref() == Some(ResponseCode::Approved.code());
-        if !approved || entry.token_masked != mask_digits(pan.expose()) {
+        let same_card = pan.is_none_or(|pan| entry.token_masked == mask_digits(pan.expose()));
+        if !approved || !same_card {
             return Err(ResponseCode::OriginalNotFound);
         }
         Ok(())

@@ -9,6 +9,8 @@ with what happened; exits non-zero when an answer does not verify.
 
 Scenarios:
   pay        app consume -> tn -> paid through the payment control's JSON API -> query
+  returns    two paid consumes: partial refunds (one repeated byte for byte), a refund above
+             what remains, an undo after refunds; an undo of the other; a refund after it
   refusals   a tampered request (11), a reused orderId (12), a missing field (13), an unknown
              merchant (31), a query of an unknown order (34), a byte-identical retry (same tn)
 """
@@ -133,6 +135,44 @@ def pay_scenario(m):
     return {"issued": issued, "before": before, "paid": paid, "after": after}
 
 
+def back(m, kind, order_id, txn_time, amount, orig_qry_id):
+    return m.sign({
+        "version": "5.1.0", "encoding": "UTF-8", "txnType": kind, "txnSubType": "00",
+        "bizType": "000201", "channelType": "07", "accessType": "0", "merId": MER_ID,
+        "orderId": order_id, "txnTime": txn_time, "txnAmt": str(amount), "currencyCode": "156",
+        "backUrl": "https://merchant.example/notify", "origQryId": orig_qry_id,
+    })
+
+
+def paid_order(m, suffix, amount, card):
+    txn_time = beijing_now()
+    order_id = "PY" + txn_time + suffix
+    issued = m.post("/gateway/api/appTransReq.do", m.consume(order_id, amount, txn_time))
+    paid = requests.post(f"{m.base}/gateway/pay/{issued['tn']}", json=card, timeout=30).json()
+    return paid["query_id"], txn_time
+
+
+def returns_scenario(m):
+    out = {}
+    credit = {"card_number": "6226388000000095", "sms_code": "111111", "cvn2": "248", "expiry": "2912"}
+    debit = {"card_number": "6226090000000048", "sms_code": "123456", "pin": "111101"}
+    qid, txn_time = paid_order(m, "10", 1000, credit)
+    backs = "/gateway/api/backTransReq.do"
+    first = back(m, "04", "PY" + txn_time + "11", txn_time, 300, qid)
+    out["refund_300"] = m.post(backs, dict(first), signed=False)
+    out["refund_300_again"] = m.post(backs, dict(first), signed=False)
+    out["refund_800"] = m.post(backs, back(m, "04", "PY" + txn_time + "12", txn_time, 800, qid), signed=False)
+    out["refund_700"] = m.post(backs, back(m, "04", "PY" + txn_time + "13", txn_time, 700, qid), signed=False)
+    out["undo_refunded"] = m.post(backs, back(m, "31", "PY" + txn_time + "14", txn_time, 1000, qid), signed=False)
+    out["query_refund"] = m.query("PY" + txn_time + "11", txn_time)
+    qid, txn_time = paid_order(m, "20", 500, debit)
+    out["undo_partial"] = m.post(backs, back(m, "31", "PY" + txn_time + "21", txn_time, 499, qid), signed=False)
+    out["undo"] = m.post(backs, back(m, "31", "PY" + txn_time + "22", txn_time, 500, qid), signed=False)
+    out["refund_undone"] = m.post(backs, back(m, "04", "PY" + txn_time + "23", txn_time, 100, qid), signed=False)
+    out["unknown_original"] = m.post(backs, back(m, "04", "PY" + txn_time + "24", txn_time, 100, "123456789012345678901"), signed=False)
+    return out
+
+
 def refusals_scenario(m):
     txn_time = beijing_now()
     order_id = "PY" + txn_time + "02"
@@ -156,7 +196,8 @@ def refusals_scenario(m):
 def main():
     base, upacp_dir, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
     merchant = Merchant(base, upacp_dir)
-    result = {"pay": pay_scenario, "refusals": refusals_scenario}[scenario](merchant)
+    scenarios = {"pay": pay_scenario, "returns": returns_scenario, "refusals": refusals_scenario}
+    result = scenarios[scenario](merchant)
     print(json.dumps(result, ensure_ascii=False))
 
 

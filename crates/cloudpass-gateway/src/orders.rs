@@ -1,0 +1,52 @@
+//! Moving an order: the core decides (`cloudpass-core::order`), the store writes by version.
+
+use cloudpass_core::order::{self, OrderEvent, OrderRefusal, OrderState, OrderStatus};
+use cloudpass_store::{GatewayStore, OrderRow, StoreError};
+
+use crate::Gateway;
+
+/// Why an order did not move.
+#[derive(Debug)]
+pub(crate) enum RecordError {
+    /// The rules refuse the event.
+    Refused(OrderRefusal),
+    /// The order changed since it was read: someone else moved it first.
+    Conflict,
+    Store(StoreError),
+}
+
+impl Gateway {
+    /// Applies `event` to `order` by the core's rules and writes it if nobody wrote it since
+    /// it was read; `fill` adds what the event brings.
+    pub(crate) async fn apply_event(
+        &self,
+        order: OrderRow,
+        event: OrderEvent,
+        fill: impl FnOnce(&mut OrderRow),
+    ) -> Result<OrderRow, RecordError> {
+        let next = order::apply(state_of(&order), event).map_err(RecordError::Refused)?;
+        let mut row = order;
+        row.status = next.status.as_str().to_owned();
+        row.refunded = i64::try_from(next.refunded).unwrap_or(i64::MAX);
+        row.refund_reserved = i64::try_from(next.refund_reserved).unwrap_or(i64::MAX);
+        row.updated_at = self.clock.now_millis();
+        row.version += 1;
+        fill(&mut row);
+        match self.store.update_order(&row).await {
+            Ok(()) => Ok(row),
+            Err(StoreError::Conflict) => Err(RecordError::Conflict),
+            Err(error) => Err(RecordError::Store(error)),
+        }
+    }
+}
+
+/// The core's view of a stored order.
+pub(crate) fn state_of(order: &OrderRow) -> OrderState {
+    OrderState {
+        status: OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Failed),
+        amount: u64::try_from(order.amount).unwrap_or(0),
+        refunded: u64::try_from(order.refunded).unwrap_or(0),
+        refund_reserved: u64::try_from(order.refund_reserved).unwrap_or(0),
+        paid_at: order.paid_at.map(|millis| millis.div_euclid(1_000)),
+    }
+}

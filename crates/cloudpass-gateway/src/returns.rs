@@ -1,0 +1,325 @@
+//! Undo (撤销, txnType 31) and refund (退货, 04) at `backTransReq.do`, both naming a paid
+//! consume by `origQryId`. Each is an order of its own (its own `orderId` and `txnTime`, a
+//! `queryId` when it succeeds) and moves the consume by the core's rules first — a refund
+//! reserves its amount, an undo takes the whole order — so a refund and an undo racing for
+//! one consume cannot both go out. Then it goes to the issuer through the switch as a void
+//! (0200) or refund (0220) naming the purchase in field 90, with no card number: the gateway
+//! keeps none.
+
+use cloudpass_acquirer::{OriginalPurchase, ReturnKind};
+use cloudpass_core::order::{self, OrderEvent, OrderRefusal};
+use cloudpass_core::{Currency, Money};
+use cloudpass_store::{GatewayStore, OrderInsert, OrderRow};
+use cloudpass_upacp::Form;
+use cloudpass_upacp::code::RespCode;
+use cloudpass_upacp::request::{Header, Refusal, Return, TxnType};
+
+use crate::consume::{request_digest, store_failure};
+use crate::merchant::Merchant;
+use crate::orders::{RecordError, state_of};
+use crate::query::trade_code;
+use crate::{Gateway, tn};
+
+/// Times a return is sent when no answer comes (it is idempotent at the switch and issuer).
+const SENDS: usize = 3;
+
+fn refuse(code: RespCode, detail: &str) -> Refusal {
+    Refusal {
+        code,
+        detail: detail.to_owned(),
+    }
+}
+
+/// The UPACP code of a refusal by the order rules.
+fn refusal_code(refusal: OrderRefusal) -> Refusal {
+    let code = match refusal {
+        OrderRefusal::AlreadyReturned => RespCode::AlreadyReturned,
+        OrderRefusal::AboveRefundable | OrderRefusal::UndoNotFullAmount => {
+            RespCode::OriginalMismatch
+        }
+        OrderRefusal::ZeroAmount => RespCode::FormatError,
+        _ => RespCode::OriginalNotFoundOrBadState,
+    };
+    Refusal {
+        code,
+        detail: refusal.to_string(),
+    }
+}
+
+impl Gateway {
+    pub(crate) async fn back_trans(
+        &self,
+        form: &Form,
+        header: &Header,
+        merchant: &Merchant,
+    ) -> Result<String, Refusal> {
+        if header.txn_type == TxnType::EncryptCertificate {
+            return Err(refuse(
+                RespCode::NoPermission,
+                "the encryption certificate query (95) is not offered yet",
+            ));
+        }
+        let request = Return::parse(form)?;
+        let undo = request.header.txn_type == TxnType::Undo;
+        let allowed = if undo {
+            merchant.permissions.undo
+        } else {
+            merchant.permissions.refund
+        };
+        if !allowed {
+            return Err(refuse(
+                RespCode::NoPermission,
+                "the merchant may not make this return",
+            ));
+        }
+        let now = self.now_seconds();
+        if (now - header.txn_time).abs() > self.config.txn_time_skew_seconds {
+            return Err(refuse(
+                RespCode::FormatError,
+                "txnTime must be the time of sending, Beijing time",
+            ));
+        }
+        let original = self
+            .store
+            .order_by_query_id(&request.orig_qry_id)
+            .await
+            .map_err(store_failure)?
+            .filter(|order| order.mer_id == header.mer_id && order.kind == "consume")
+            .ok_or_else(|| {
+                refuse(
+                    RespCode::OriginalNotFoundOrBadState,
+                    "origQryId names no paid consume of this merchant",
+                )
+            })?;
+        // A repeat of a return already made gets its answer, whatever happened since.
+        if let Some(existing) = self
+            .store
+            .order(
+                &request.header.mer_id,
+                &request.order_id,
+                &request.header.txn_time_text,
+            )
+            .await
+            .map_err(store_failure)?
+        {
+            if existing.request_digest != request_digest(form) {
+                return Err(refuse(
+                    RespCode::Duplicate,
+                    "this orderId and txnTime already name another order of this merchant",
+                ));
+            }
+            return Ok(self.return_answer(form, &existing, &original));
+        }
+        let amount = request.amount;
+        let event = if undo {
+            order::check_undo_amount(&state_of(&original), amount).map_err(refusal_code)?;
+            OrderEvent::UndoSent { now }
+        } else {
+            OrderEvent::RefundSent { amount, now }
+        };
+        // Refused by the rules: nothing is stored.
+        order::apply(state_of(&original), event).map_err(refusal_code)?;
+        let row = match self.new_return(form, &request, &original).await? {
+            NewReturn::Fresh(row) => row,
+            NewReturn::Repeat(existing) => {
+                return Ok(self.return_answer(form, &existing, &original));
+            }
+        };
+        let original = match self.apply_event(original, event, |_| {}).await {
+            Ok(original) => original,
+            Err(error) => {
+                let refusal = match error {
+                    RecordError::Refused(refusal) => refusal_code(refusal),
+                    RecordError::Conflict => refuse(
+                        RespCode::OriginalNotFoundOrBadState,
+                        "another return of this consume is in progress",
+                    ),
+                    RecordError::Store(error) => store_failure(error),
+                };
+                let _ = self
+                    .apply_event(row, OrderEvent::PaymentDeclined, |r| {
+                        r.pay_response_code = Some("12".into())
+                    })
+                    .await;
+                return Err(refusal);
+            }
+        };
+        let (row, original) = self.send_return(row, original, undo, amount).await;
+        Ok(self.return_answer(form, &row, &original))
+    }
+
+    /// The return as an order of its own; a byte-identical repeat finds the first.
+    async fn new_return(
+        &self,
+        form: &Form,
+        request: &Return,
+        original: &OrderRow,
+    ) -> Result<NewReturn, Refusal> {
+        let digest = request_digest(form);
+        let now = self.clock.now_millis();
+        for _ in 0..4 {
+            let row = OrderRow {
+                tn: tn::draw(&*self.random),
+                mer_id: request.header.mer_id.clone(),
+                order_id: request.order_id.clone(),
+                txn_time: request.header.txn_time_text.clone(),
+                amount: i64::try_from(request.amount).unwrap_or(i64::MAX),
+                currency: original.currency,
+                channel: original.channel.clone(),
+                back_url: request.back_url.clone(),
+                front_url: None,
+                req_reserved: request.header.req_reserved.clone(),
+                pay_timeout: original.pay_timeout,
+                request_digest: digest.clone(),
+                // A return is sent as soon as it is recorded.
+                status: order::OrderStatus::Paying.as_str().to_owned(),
+                refunded: 0,
+                refund_reserved: 0,
+                paid_at: None,
+                query_id: None,
+                pay_response_code: None,
+                pay_card_masked: original.pay_card_masked.clone(),
+                pay_card_type: original.pay_card_type.clone(),
+                auth_stan: None,
+                auth_transmission_time: None,
+                created_at: now,
+                updated_at: now,
+                version: 1,
+                kind: if request.header.txn_type == TxnType::Undo {
+                    "undo"
+                } else {
+                    "refund"
+                }
+                .to_owned(),
+                original_tn: Some(original.tn.clone()),
+            };
+            match self.store.insert_order(&row).await.map_err(store_failure)? {
+                OrderInsert::Inserted => return Ok(NewReturn::Fresh(row)),
+                OrderInsert::Exists(existing) if existing.request_digest == digest => {
+                    return Ok(NewReturn::Repeat(*existing));
+                }
+                OrderInsert::Exists(_) => {
+                    return Err(refuse(
+                        RespCode::Duplicate,
+                        "this orderId and txnTime already name another order of this merchant",
+                    ));
+                }
+                OrderInsert::TnTaken => continue,
+            }
+        }
+        Err(refuse(
+            RespCode::Busy,
+            "no number could be drawn; send again",
+        ))
+    }
+
+    /// Sends the return and records the answer on both orders. Without an answer after
+    /// [`SENDS`] tries both stay in flight: the merchant queries later.
+    async fn send_return(
+        &self,
+        row: OrderRow,
+        original: OrderRow,
+        undo: bool,
+        amount: u64,
+    ) -> (OrderRow, OrderRow) {
+        let Some(terminal) = self.acquirer.get().cloned() else {
+            return (row, original);
+        };
+        let (Some(stan), Some(time)) = (
+            original.auth_stan.clone(),
+            original.auth_transmission_time.clone(),
+        ) else {
+            return (row, original);
+        };
+        let kind = if undo {
+            ReturnKind::Void
+        } else {
+            ReturnKind::Refund
+        };
+        let purchase = OriginalPurchase {
+            stan: &stan,
+            transmission_time: &time,
+        };
+        let money = Money::new(amount, Currency::CNY);
+        let Ok(message) = terminal.card_return(kind, purchase, None, money) else {
+            return (row, original);
+        };
+        let mut code = None;
+        for _ in 0..SENDS {
+            if let Ok(outcome) = terminal.send_return(&message).await
+                && outcome.response_code.is_some()
+            {
+                code = outcome.response_code;
+                break;
+            }
+        }
+        let Some(code) = code else {
+            return (row, original);
+        };
+        let approved = code == "00";
+        let answered = if undo {
+            OrderEvent::UndoAnswered { approved }
+        } else {
+            OrderEvent::RefundAnswered { amount, approved }
+        };
+        let original = match self.apply_event(original.clone(), answered, |_| {}).await {
+            Ok(moved) => moved,
+            Err(error) => {
+                tracing::error!(error = ?error, tn = %original.tn, "gateway: a return's answer could not be recorded on its consume");
+                original
+            }
+        };
+        let now = self.clock.now_millis();
+        let query_id = tn::draw(&*self.random);
+        let event = if approved {
+            OrderEvent::PaymentApproved {
+                at: now.div_euclid(1_000),
+            }
+        } else {
+            OrderEvent::PaymentDeclined
+        };
+        let row = match self
+            .apply_event(row.clone(), event, |r| {
+                r.pay_response_code = Some(code.clone());
+                r.auth_stan = Some(message.stan().to_owned());
+                r.auth_transmission_time = Some(message.transmission_time().to_owned());
+                if approved {
+                    r.paid_at = Some(now);
+                    r.query_id = Some(query_id.clone());
+                }
+            })
+            .await
+        {
+            Ok(moved) => moved,
+            Err(error) => {
+                tracing::error!(error = ?error, tn = %row.tn, "gateway: a return's answer could not be recorded");
+                row
+            }
+        };
+        (row, original)
+    }
+
+    /// The synchronous answer: 00 once the issuer took the return (its `queryId`), the
+    /// issuer's code when it did not, 05 while nobody knows.
+    fn return_answer(&self, form: &Form, row: &OrderRow, original: &OrderRow) -> String {
+        let mut fields =
+            Form::new().with("origQryId", original.query_id.clone().unwrap_or_default());
+        let (code, detail) = match (row.status.as_str(), row.pay_response_code.as_deref()) {
+            ("paid", _) => {
+                fields.set("queryId", row.query_id.clone().unwrap_or_default());
+                (RespCode::Success, "")
+            }
+            ("failed", Some(code)) => trade_code(code),
+            _ => (
+                RespCode::AcceptedQueryLater,
+                "the issuer has not answered yet; query the return",
+            ),
+        };
+        self.answer(Some(form), code, detail, fields)
+    }
+}
+
+enum NewReturn {
+    Fresh(OrderRow),
+    Repeat(OrderRow),
+}
