@@ -12,6 +12,7 @@ mod answer;
 mod consume;
 pub mod http;
 pub mod merchant;
+pub mod notify;
 mod orders;
 pub mod pay;
 mod query;
@@ -38,6 +39,7 @@ pub struct GatewayConfig {
     pub txn_time_skew_seconds: i64,
     /// `payTimeout` when the request gives none (UnionPay's demos: 15 minutes).
     pub default_pay_timeout_seconds: i64,
+    pub notify: notify::NotifyConfig,
 }
 
 impl Default for GatewayConfig {
@@ -45,6 +47,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             txn_time_skew_seconds: 10 * 60,
             default_pay_timeout_seconds: 15 * 60,
+            notify: notify::NotifyConfig::default(),
         }
     }
 }

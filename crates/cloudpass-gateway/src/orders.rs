@@ -24,6 +24,28 @@ impl Gateway {
         event: OrderEvent,
         fill: impl FnOnce(&mut OrderRow),
     ) -> Result<OrderRow, RecordError> {
+        self.apply(order, event, fill, None).await
+    }
+
+    /// [`Gateway::apply_event`] for a success the merchant is told of: the notification
+    /// (`original`: the consume a return names) is written with the change.
+    pub(crate) async fn apply_event_notifying(
+        &self,
+        order: OrderRow,
+        event: OrderEvent,
+        fill: impl FnOnce(&mut OrderRow),
+        original: Option<&OrderRow>,
+    ) -> Result<OrderRow, RecordError> {
+        self.apply(order, event, fill, Some(original)).await
+    }
+
+    async fn apply(
+        &self,
+        order: OrderRow,
+        event: OrderEvent,
+        fill: impl FnOnce(&mut OrderRow),
+        notify: Option<Option<&OrderRow>>,
+    ) -> Result<OrderRow, RecordError> {
         let next = order::apply(state_of(&order), event).map_err(RecordError::Refused)?;
         let mut row = order;
         row.status = next.status.as_str().to_owned();
@@ -32,7 +54,8 @@ impl Gateway {
         row.updated_at = self.clock.now_millis();
         row.version += 1;
         fill(&mut row);
-        match self.store.update_order(&row).await {
+        let notification = notify.map(|original| self.notification(&row, original));
+        match self.store.update_order(&row, notification.as_ref()).await {
             Ok(()) => Ok(row),
             Err(StoreError::Conflict) => Err(RecordError::Conflict),
             Err(error) => Err(RecordError::Store(error)),

@@ -382,7 +382,13 @@ impl Gateway {
         fill: impl FnOnce(&mut OrderRow),
     ) -> Result<OrderRow, PayError> {
         let status = order.status.clone();
-        match self.apply_event(order, event, fill).await {
+        // A payment approved is announced to the merchant, in the same write.
+        let moved = if matches!(event, OrderEvent::PaymentApproved { .. }) {
+            self.apply_event_notifying(order, event, fill, None).await
+        } else {
+            self.apply_event(order, event, fill).await
+        };
+        match moved {
             Ok(row) => Ok(row),
             Err(RecordError::Refused(_)) => Err(PayError::NotPayable(
                 OrderStatus::parse(&status)

@@ -278,18 +278,23 @@ impl Gateway {
         } else {
             OrderEvent::PaymentDeclined
         };
-        let row = match self
-            .apply_event(row.clone(), event, |r| {
-                r.pay_response_code = Some(code.clone());
-                r.auth_stan = Some(message.stan().to_owned());
-                r.auth_transmission_time = Some(message.transmission_time().to_owned());
-                if approved {
-                    r.paid_at = Some(now);
-                    r.query_id = Some(query_id.clone());
-                }
-            })
-            .await
-        {
+        let fill = |r: &mut OrderRow| {
+            r.pay_response_code = Some(code.clone());
+            r.auth_stan = Some(message.stan().to_owned());
+            r.auth_transmission_time = Some(message.transmission_time().to_owned());
+            if approved {
+                r.paid_at = Some(now);
+                r.query_id = Some(query_id.clone());
+            }
+        };
+        // A return that succeeded is announced to the merchant, in the same write.
+        let moved = if approved {
+            self.apply_event_notifying(row.clone(), event, fill, Some(&original))
+                .await
+        } else {
+            self.apply_event(row.clone(), event, fill).await
+        };
+        let row = match moved {
             Ok(moved) => moved,
             Err(error) => {
                 tracing::error!(error = ?error, tn = %row.tn, "gateway: a return's answer could not be recorded");

@@ -58,6 +58,29 @@ pub struct OrderRow {
     pub original_tn: Option<String>,
 }
 
+/// A notification to a merchant's `backUrl`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRow {
+    /// Given by the store.
+    pub id: i64,
+    /// The order it announces.
+    pub tn: String,
+    pub mer_id: String,
+    pub url: String,
+    /// The signed form, URL-encoded, as it is posted.
+    pub body: String,
+    /// Sends made so far.
+    pub attempts: i64,
+    /// Unix milliseconds.
+    pub next_attempt_at: i64,
+    pub delivered_at: Option<i64>,
+    /// Set when the sends ran out.
+    pub failed_at: Option<i64>,
+    /// The HTTP status of the last send (none when it got no answer).
+    pub last_status: Option<i64>,
+    pub created_at: i64,
+}
+
 /// What inserting an order found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderInsert {
@@ -84,9 +107,36 @@ pub trait GatewayStore: Send + Sync {
         &self,
         query_id: &str,
     ) -> impl Future<Output = StoreResult<Option<OrderRow>>> + Send;
-    /// Writes `order` if the stored row is still at `order.version - 1`; else
-    /// [`StoreError::Conflict`].
-    fn update_order(&self, order: &OrderRow) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Writes `order` if the stored row is still at `order.version - 1`, with the
+    /// notification of the change in the same transaction; else [`StoreError::Conflict`]
+    /// and nothing is written.
+    fn update_order(
+        &self,
+        order: &OrderRow,
+        notification: Option<&NotificationRow>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Notifications due at `now` (unix milliseconds), oldest first, at most `limit`.
+    fn due_notifications(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<NotificationRow>>> + Send;
+    /// Records a send: its attempts, status and what comes next.
+    fn record_notification(
+        &self,
+        notification: &NotificationRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The notifications of an order, oldest first.
+    fn notifications_of(
+        &self,
+        tn: &str,
+    ) -> impl Future<Output = StoreResult<Vec<NotificationRow>>> + Send;
+}
+
+macro_rules! notification_columns {
+    () => {
+        "id, tn, mer_id, url, body, attempts, next_attempt_at, delivered_at, failed_at, last_status, created_at"
+    };
 }
 
 macro_rules! order_columns {
@@ -130,6 +180,22 @@ macro_rules! gateway_backend {
                 })
             }
 
+            fn notification_from(row: &$row) -> StoreResult<NotificationRow> {
+                Ok(NotificationRow {
+                    id: row.try_get("id")?,
+                    tn: row.try_get("tn")?,
+                    mer_id: row.try_get("mer_id")?,
+                    url: row.try_get("url")?,
+                    body: row.try_get("body")?,
+                    attempts: row.try_get("attempts")?,
+                    next_attempt_at: row.try_get("next_attempt_at")?,
+                    delivered_at: row.try_get("delivered_at")?,
+                    failed_at: row.try_get("failed_at")?,
+                    last_status: row.try_get("last_status")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+
             async fn one_order(&self, sql: &'static str, keys: &[&str]) -> StoreResult<Option<OrderRow>> {
                 let mut query = sqlx::query(sql);
                 for key in keys {
@@ -144,6 +210,42 @@ macro_rules! gateway_backend {
         }
 
         impl GatewayStore for $store {
+            async fn due_notifications(&self, now: i64, limit: i64) -> StoreResult<Vec<NotificationRow>> {
+                sqlx::query(concat!("SELECT ", notification_columns!(), " FROM gateway_notifications WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2"))
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::notification_from)
+                    .collect()
+            }
+
+            async fn record_notification(&self, notification: &NotificationRow) -> StoreResult<()> {
+                let n = notification.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        sqlx::query("UPDATE gateway_notifications SET attempts = $2, next_attempt_at = $3, delivered_at = $4, failed_at = $5, last_status = $6 WHERE id = $1")
+                            .bind(n.id).bind(n.attempts).bind(n.next_attempt_at)
+                            .bind(n.delivered_at).bind(n.failed_at).bind(n.last_status)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn notifications_of(&self, tn: &str) -> StoreResult<Vec<NotificationRow>> {
+                sqlx::query(concat!("SELECT ", notification_columns!(), " FROM gateway_notifications WHERE tn = $1 ORDER BY id"))
+                    .bind(tn.to_owned())
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::notification_from)
+                    .collect()
+            }
+
             async fn insert_order(&self, given: &OrderRow) -> StoreResult<OrderInsert> {
                 let order = given.clone();
                 let inserted = self
@@ -195,8 +297,9 @@ macro_rules! gateway_backend {
                     .await
             }
 
-            async fn update_order(&self, order: &OrderRow) -> StoreResult<()> {
+            async fn update_order(&self, order: &OrderRow, notification: Option<&NotificationRow>) -> StoreResult<()> {
                 let order = order.clone();
+                let notification = notification.cloned();
                 self.write(false, move |conn: &mut $conn| {
                     Box::pin(async move {
                         let o: &OrderRow = &order;
@@ -210,7 +313,17 @@ macro_rules! gateway_backend {
                         .bind(o.version - 1)
                         .execute(&mut *conn)
                         .await?;
-                        if done.rows_affected() == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+                        if done.rows_affected() != 1 {
+                            return Err(StoreError::Conflict);
+                        }
+                        if let Some(n) = &notification {
+                            sqlx::query("INSERT INTO gateway_notifications (tn, mer_id, url, body, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 0, $5, $6)")
+                                .bind(&n.tn).bind(&n.mer_id).bind(&n.url).bind(&n.body)
+                                .bind(n.next_attempt_at).bind(n.created_at)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                        Ok(())
                     })
                 })
                 .await
@@ -256,10 +369,35 @@ impl GatewayStore for AnyStore {
         }
     }
 
-    async fn update_order(&self, order: &OrderRow) -> StoreResult<()> {
+    async fn update_order(
+        &self,
+        order: &OrderRow,
+        notification: Option<&NotificationRow>,
+    ) -> StoreResult<()> {
         match self {
-            AnyStore::Sqlite(store) => store.update_order(order).await,
-            AnyStore::Postgres(store) => store.update_order(order).await,
+            AnyStore::Sqlite(store) => store.update_order(order, notification).await,
+            AnyStore::Postgres(store) => store.update_order(order, notification).await,
+        }
+    }
+
+    async fn due_notifications(&self, now: i64, limit: i64) -> StoreResult<Vec<NotificationRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.due_notifications(now, limit).await,
+            AnyStore::Postgres(store) => store.due_notifications(now, limit).await,
+        }
+    }
+
+    async fn record_notification(&self, notification: &NotificationRow) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(store) => store.record_notification(notification).await,
+            AnyStore::Postgres(store) => store.record_notification(notification).await,
+        }
+    }
+
+    async fn notifications_of(&self, tn: &str) -> StoreResult<Vec<NotificationRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.notifications_of(tn).await,
+            AnyStore::Postgres(store) => store.notifications_of(tn).await,
         }
     }
 }

@@ -20,7 +20,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use error::{Duplicate, StoreError};
-pub use gateway::{GatewayStore, OrderInsert, OrderRow};
+pub use gateway::{GatewayStore, NotificationRow, OrderInsert, OrderRow};
 pub use rows::*;
 pub use sql::{PgStore, SqliteStore};
 

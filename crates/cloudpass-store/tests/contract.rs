@@ -1337,14 +1337,45 @@ async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {
     paid.pay_card_masked = Some("622638******0095".into());
     paid.paid_at = Some(5);
     paid.version = 2;
-    store.update_order(&paid).await.unwrap();
+    let notification = NotificationRow {
+        id: 0,
+        tn: first.tn.clone(),
+        mer_id: first.mer_id.clone(),
+        url: first.back_url.clone(),
+        body: "respCode=00".into(),
+        attempts: 0,
+        next_attempt_at: 10,
+        delivered_at: None,
+        failed_at: None,
+        last_status: None,
+        created_at: 5,
+    };
+    store
+        .update_order(&paid, Some(&notification))
+        .await
+        .unwrap();
     let mut stale = first.clone();
     stale.status = "closed".into();
     stale.version = 2;
     assert!(matches!(
-        store.update_order(&stale).await,
+        store.update_order(&stale, Some(&notification)).await,
         Err(StoreError::Conflict)
     ));
+    // The notification went with the change that won, and only with it.
+    let written = store.notifications_of(&first.tn).await.unwrap();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert!(store.due_notifications(9, 10).await.unwrap().is_empty());
+    let mut due = store.due_notifications(10, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    due[0].attempts = 1;
+    due[0].delivered_at = Some(11);
+    due[0].last_status = Some(200);
+    store.record_notification(&due[0]).await.unwrap();
+    assert!(store.due_notifications(1_000, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.notifications_of(&first.tn).await.unwrap()[0].last_status,
+        Some(200)
+    );
     assert_eq!(
         store.order_by_tn(&first.tn).await.unwrap(),
         Some(paid.clone())

@@ -59,6 +59,8 @@ pub struct AppConfig {
     pub pool: PoolOptions,
     pub tsp: TspConfig,
     pub notifier: NotifierConfig,
+    /// The institution gateway's settings (notification schedule, timeouts).
+    pub gateway: cloudpass_gateway::GatewayConfig,
     /// Most HTTP requests handled at once; more wait their turn.
     pub max_requests_in_flight: usize,
     /// The switch's ISO 8583 port for acquirers.
@@ -101,6 +103,7 @@ impl AppConfig {
             pool: PoolOptions::default(),
             tsp: TspConfig::default(),
             notifier: NotifierConfig::default(),
+            gateway: cloudpass_gateway::GatewayConfig::default(),
             max_requests_in_flight: 512,
             switch_listen: SocketAddr::new(listen.ip(), ephemeral_or(DEFAULT_SWITCH_PORT)),
             issuer_iso_listen: SocketAddr::new(listen.ip(), ephemeral_or(DEFAULT_ISSUER_ISO_PORT)),
@@ -354,7 +357,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
                     payer: Arc::new(crate::sandbox_upacp::SandboxPayer::new()),
                     clock: Arc::clone(&clock),
                     random: Arc::clone(&random),
-                    config: cloudpass_gateway::GatewayConfig::default(),
+                    config: config.gateway.clone(),
                 },
             )))
         }
@@ -450,13 +453,16 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         watcher.clone(),
     )));
     tasks.push(tokio::spawn(
-        Arc::clone(&switch).run_store_and_forward(watcher),
+        Arc::clone(&switch).run_store_and_forward(watcher.clone()),
     ));
     if let Some(gateway) = &gateway {
         let terminal =
             crate::sandbox_upacp::gateway_terminal(&config.data_dir, &switch, &clock, &random)
                 .await?;
         gateway.set_acquirer(terminal);
+        tasks.push(tokio::spawn(
+            Arc::clone(gateway).run_notifier(watcher.clone()),
+        ));
     }
     Ok(RunningApp {
         addr,

@@ -17,6 +17,7 @@ on_both_backends!(
     a_merchant_issues_a_tn_it_is_paid_and_the_query_says_so,
     malformed_and_foreign_requests_get_their_resp_codes,
     refunds_and_undos_return_money_once_and_never_more,
+    notifications_are_signed_and_resent_until_acknowledged,
     the_payment_control_refuses_clearly_and_counts_tries,
 );
 
@@ -342,5 +343,103 @@ async fn the_payment_control_refuses_clearly_and_counts_tries(backend: Backend) 
     let (status, _) = pay(&app, &tn, card(json!({"pin": "111101"}))).await;
     assert_eq!(status, 409);
     assert_eq!(balance(&app, CMB_DEBIT).await, debit_start - 300);
+    app.stop().await;
+}
+
+/// A merchant's backUrl: records every POST and answers with the status it is told.
+struct Receiver {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+async fn receiver() -> Receiver {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    use std::sync::{Arc, Mutex};
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let status = Arc::new(AtomicU16::new(500));
+    let (r, s) = (Arc::clone(&received), Arc::clone(&status));
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |body: String| {
+            let (r, s) = (Arc::clone(&r), Arc::clone(&s));
+            async move {
+                r.lock().unwrap().push(body);
+                axum::http::StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/notify", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver {
+        url,
+        received,
+        status,
+    }
+}
+
+async fn notifications_are_signed_and_resent_until_acknowledged(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    let app = TestApp::start_with(backend, |config| {
+        config.gateway.notify.retry_delays = vec![Duration::from_millis(400); 4];
+        config.gateway.notify.poll = Duration::from_millis(50);
+    })
+    .await;
+    let backend_url = receiver().await;
+    let form = consume_form("NOTIFY0000001", "880").with("backUrl", backend_url.url.clone());
+    let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
+    let tn = answer.get("tn").unwrap().to_owned();
+    let (_, paid) = pay(
+        &app,
+        &tn,
+        json!({"card_number": CMB_DEBIT, "sms_code": "123456", "pin": "111101"}),
+    )
+    .await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    // The merchant fails twice, then acknowledges: three sends, then no more.
+    for _ in 0..100 {
+        if backend_url.received.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    backend_url.status.store(200, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let received = backend_url.received.lock().unwrap().clone();
+    assert_eq!(
+        received.len(),
+        3,
+        "sent until acknowledged, then not again: {}",
+        received.len()
+    );
+    assert!(
+        received.iter().all(|body| body == &received[0]),
+        "every send is the same notification"
+    );
+    // What the merchant receives verifies through our root and middle CA.
+    let form = cloudpass_upacp::Form::parse_urlencoded(received[0].as_bytes()).unwrap();
+    let dir = app.data_dir.join("upacp");
+    let read = |name: &str| {
+        cloudpass_upacp::Certificate::from_pem(&std::fs::read_to_string(dir.join(name)).unwrap())
+            .unwrap()
+    };
+    let (root, middle) = (read("root.pem"), read("middle.pem"));
+    let trust = cloudpass_upacp::Trust {
+        chain: Some((&root, &middle)),
+        signer_name: Some("00040000:SIGN"),
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64,
+        ..Default::default()
+    };
+    assert!(cloudpass_upacp::signing::verify(&form, &trust).fully_verified());
+    assert_eq!(form.get("respCode"), Some("00"));
+    assert_eq!(form.get("queryId"), paid["query_id"].as_str());
+    assert_eq!(form.get("orderId"), Some("NOTIFY0000001"));
+    assert_eq!(form.get("accNo"), Some("622609******0048"));
+    assert_eq!(form.get("tn"), Some(tn.as_str()));
     app.stop().await;
 }
