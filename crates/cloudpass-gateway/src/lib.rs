@@ -56,6 +56,8 @@ impl Default for GatewayConfig {
 pub struct PlatformSigner {
     pub key: RsaSigningKey,
     pub certificate: Certificate,
+    /// The encryption certificate merchants ask for with txnType 95.
+    pub encryption_certificate: Certificate,
 }
 
 /// What a gateway is built from.

@@ -3,7 +3,8 @@
 //! change it announces (so a crash between the two cannot lose it) and delivered by
 //! [`Gateway::run_notifier`] until the merchant answers HTTP 200 or 302 within the timeout;
 //! otherwise it is sent again after each delay of the schedule (UnionPay's: 1, 2, 4 and 5
-//! minutes; 5 sends in all), then given up. Receivers must expect duplicates.
+//! minutes; 5 sends in all), then given up. Receivers must expect duplicates. The same
+//! worker closes orders left unpaid past their `payTimeout`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,10 +139,37 @@ impl Gateway {
             }
         };
         loop {
+            self.close_expired().await;
             self.deliver_due(&client).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.config.notify.poll) => {}
                 _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Closes orders left unpaid past their `payTimeout` (by version: a payment that started
+    /// meanwhile wins).
+    pub async fn close_expired(&self) {
+        let now = self.now_seconds();
+        let expired = match self
+            .store
+            .unpaid_past_timeout(now, self.config.notify.batch)
+            .await
+        {
+            Ok(expired) => expired,
+            Err(error) => {
+                tracing::error!(error = %error, "gateway: cannot read expired orders");
+                return;
+            }
+        };
+        for order in expired {
+            let tn = order.tn.clone();
+            if let Err(error) = self
+                .apply_event(order, cloudpass_core::order::OrderEvent::TimedOut, |_| {})
+                .await
+            {
+                tracing::debug!(error = ?error, tn = %tn, "gateway: an expired order moved before it could be closed");
             }
         }
     }

@@ -54,10 +54,7 @@ impl Gateway {
         merchant: &Merchant,
     ) -> Result<String, Refusal> {
         if header.txn_type == TxnType::EncryptCertificate {
-            return Err(refuse(
-                RespCode::NoPermission,
-                "the encryption certificate query (95) is not offered yet",
-            ));
+            return self.encryption_certificate(form);
         }
         let request = Return::parse(form)?;
         let undo = request.header.txn_type == TxnType::Undo;
@@ -146,6 +143,26 @@ impl Gateway {
         };
         let (row, original) = self.send_return(row, original, undo, amount).await;
         Ok(self.return_answer(form, &row, &original))
+    }
+
+    /// txnType 95: the platform's encryption certificate (`certType` 01), with its serial
+    /// as `encryptCertId` would name it.
+    fn encryption_certificate(&self, form: &Form) -> Result<String, Refusal> {
+        match form.non_blank("certType") {
+            None => return Err(refuse(RespCode::MissingField, "certType is missing")),
+            Some("01") => {}
+            Some(_) => {
+                return Err(refuse(
+                    RespCode::FormatError,
+                    "certType must be 01 (encryption)",
+                ));
+            }
+        }
+        let certificate = &self.signer.encryption_certificate;
+        let fields = Form::new()
+            .with("certType", "01")
+            .with("encryptPubKeyCert", certificate.to_pem_crlf());
+        Ok(self.answer(Some(form), RespCode::Success, "", fields))
     }
 
     /// The return as an order of its own; a byte-identical repeat finds the first.

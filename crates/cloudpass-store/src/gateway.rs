@@ -115,6 +115,13 @@ pub trait GatewayStore: Send + Sync {
         order: &OrderRow,
         notification: Option<&NotificationRow>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Orders still unpaid whose `payTimeout` (unix seconds) is before `now`, at most
+    /// `limit`, the longest expired first.
+    fn unpaid_past_timeout(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<OrderRow>>> + Send;
     /// Notifications due at `now` (unix milliseconds), oldest first, at most `limit`.
     fn due_notifications(
         &self,
@@ -210,6 +217,17 @@ macro_rules! gateway_backend {
         }
 
         impl GatewayStore for $store {
+            async fn unpaid_past_timeout(&self, now: i64, limit: i64) -> StoreResult<Vec<OrderRow>> {
+                sqlx::query(concat!("SELECT ", order_columns!(), " FROM gateway_orders WHERE status = 'issued' AND pay_timeout < $1 ORDER BY pay_timeout LIMIT $2"))
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::order_from)
+                    .collect()
+            }
+
             async fn due_notifications(&self, now: i64, limit: i64) -> StoreResult<Vec<NotificationRow>> {
                 sqlx::query(concat!("SELECT ", notification_columns!(), " FROM gateway_notifications WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 ORDER BY id LIMIT $2"))
                     .bind(now)
@@ -377,6 +395,13 @@ impl GatewayStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.update_order(order, notification).await,
             AnyStore::Postgres(store) => store.update_order(order, notification).await,
+        }
+    }
+
+    async fn unpaid_past_timeout(&self, now: i64, limit: i64) -> StoreResult<Vec<OrderRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.unpaid_past_timeout(now, limit).await,
+            AnyStore::Postgres(store) => store.unpaid_past_timeout(now, limit).await,
         }
     }
 

@@ -1312,6 +1312,18 @@ async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {
         store.insert_order(&again).await.unwrap(),
         OrderInsert::Exists(Box::new(first.clone()))
     );
+    // Unpaid past its payTimeout (1_796_200_000): found by the sweep, and only then.
+    assert!(
+        store
+            .unpaid_past_timeout(1_796_200_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.unpaid_past_timeout(1_796_200_001, 10).await.unwrap(),
+        vec![first.clone()]
+    );
     // Another order that drew a TN already taken.
     let clash = order("611854042060710157601", "20261202002");
     assert_eq!(

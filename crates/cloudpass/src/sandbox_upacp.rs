@@ -63,6 +63,7 @@ pub fn load_or_create(data_dir: &Path, now: i64) -> Result<(PlatformSigner, Merc
         key: RsaSigningKey::from_pkcs8_der(&read_key(&dir.join("sign.key"))?)
             .map_err(|e| e.to_string())?,
         certificate: read_certificate(&dir.join("sign.pem"))?,
+        encryption_certificate: read_certificate(&dir.join("encrypt.pem"))?,
     };
     let mut merchants = Merchants::default();
     merchants.add(Merchant {

@@ -18,6 +18,7 @@ on_both_backends!(
     malformed_and_foreign_requests_get_their_resp_codes,
     refunds_and_undos_return_money_once_and_never_more,
     notifications_are_signed_and_resent_until_acknowledged,
+    unpaid_orders_close_at_their_pay_timeout,
     the_payment_control_refuses_clearly_and_counts_tries,
 );
 
@@ -157,6 +158,21 @@ async fn malformed_and_foreign_requests_get_their_resp_codes(backend: Backend) {
         answer.contains("respCode=10") && answer.contains("signature="),
         "{answer}"
     );
+    // The encryption certificate (txnType 95) is the one in the data directory.
+    let query = consume_form("CERT00000001", "1")
+        .with("txnType", "95")
+        .with("txnSubType", "00")
+        .with("bizType", "000000")
+        .with("certType", "01");
+    let answer = post_signed(&app, "/gateway/api/backTransReq.do", query).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    let given =
+        cloudpass_upacp::Certificate::from_pem(answer.get("encryptPubKeyCert").unwrap()).unwrap();
+    let on_disk = cloudpass_upacp::Certificate::from_pem(
+        &std::fs::read_to_string(app.data_dir.join("upacp").join("encrypt.pem")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(given, on_disk);
     // A refused field is not echoed; the others are.
     let refused = post_signed(
         &app,
@@ -441,5 +457,48 @@ async fn notifications_are_signed_and_resent_until_acknowledged(backend: Backend
     assert_eq!(form.get("orderId"), Some("NOTIFY0000001"));
     assert_eq!(form.get("accNo"), Some("622609******0048"));
     assert_eq!(form.get("tn"), Some(tn.as_str()));
+    app.stop().await;
+}
+
+async fn unpaid_orders_close_at_their_pay_timeout(backend: Backend) {
+    use std::time::Duration;
+    let app = TestApp::start_with(backend, |config| {
+        config.gateway.default_pay_timeout_seconds = 1;
+        config.gateway.notify.poll = Duration::from_millis(50);
+    })
+    .await;
+    let form = consume_form("TIMEOUT000001", "100");
+    let txn_time = form.get("txnTime").unwrap().to_owned();
+    let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
+    let tn = answer.get("tn").unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let (status, body) = pay(
+        &app,
+        &tn,
+        json!({"card_number": CMB_DEBIT, "sms_code": "123456", "pin": "111101"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("order_not_payable")),
+        "{body}"
+    );
+    assert_eq!(body["message"], "the order is closed and cannot be paid");
+    let query = cloudpass_upacp::Form::new()
+        .with("version", "5.1.0")
+        .with("encoding", "UTF-8")
+        .with("txnType", "00")
+        .with("txnSubType", "00")
+        .with("bizType", "000000")
+        .with("accessType", "0")
+        .with("merId", "777290058110048")
+        .with("orderId", "TIMEOUT000001")
+        .with("txnTime", txn_time);
+    let answer = post_signed(&app, "/gateway/api/queryTrans.do", query).await;
+    assert_eq!(
+        (answer.get("respCode"), answer.get("origRespCode")),
+        (Some("00"), Some("01")),
+        "{answer:?}"
+    );
     app.stop().await;
 }
