@@ -23,6 +23,8 @@ use crate::{Gateway, PayError, PayRequest};
 pub const APP_TRANS_PATH: &str = "/gateway/api/appTransReq.do";
 pub const QUERY_TRANS_PATH: &str = "/gateway/api/queryTrans.do";
 pub const BACK_TRANS_PATH: &str = "/gateway/api/backTransReq.do";
+/// File transfer (txnType 76): what integrators set `fileTransUrl` to.
+pub const FILE_TRANS_PATH: &str = "/gateway/file/";
 /// The payment control's JSON API: `POST` a [`crate::PayRequest`] to pay the TN.
 pub const PAY_PATH: &str = "/gateway/pay/{tn}";
 /// UPACP requests are a few kilobytes.
@@ -33,6 +35,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub enum Endpoint {
     AppTrans,
     BackTrans,
+    FileTrans,
     QueryTrans,
 }
 
@@ -41,6 +44,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route(APP_TRANS_PATH, post(app_trans))
         .route(QUERY_TRANS_PATH, post(query_trans))
         .route(BACK_TRANS_PATH, post(back_trans))
+        .route(FILE_TRANS_PATH, post(file_trans))
         .route(PAY_PATH, post(pay))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(gateway)
@@ -52,6 +56,10 @@ async fn app_trans(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response
 
 async fn back_trans(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
     raw(gateway.handle(Endpoint::BackTrans, &body).await)
+}
+
+async fn file_trans(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
+    raw(gateway.handle(Endpoint::FileTrans, &body).await)
 }
 
 async fn query_trans(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Response {
@@ -112,6 +120,7 @@ impl Gateway {
                     Endpoint::AppTrans => self.consume(&form, &header, merchant).await,
                     Endpoint::QueryTrans => self.query(&form, merchant).await,
                     Endpoint::BackTrans => self.back_trans(&form, &header, merchant).await,
+                    Endpoint::FileTrans => self.file_transfer(&form).await,
                 };
                 outcome.unwrap_or_else(|refusal| self.refusal(Some(&form), &refusal))
             }

@@ -10,6 +10,7 @@
 
 mod answer;
 mod consume;
+mod file;
 pub mod http;
 pub mod merchant;
 pub mod notify;

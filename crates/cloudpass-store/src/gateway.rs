@@ -122,6 +122,14 @@ pub trait GatewayStore: Send + Sync {
         now: i64,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<OrderRow>>> + Send;
+    /// A merchant's consumes and returns that succeeded between `from` and `to` (unix
+    /// milliseconds, `to` excluded), in the order they did.
+    fn succeeded_between(
+        &self,
+        mer_id: &str,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = StoreResult<Vec<OrderRow>>> + Send;
     /// Notifications due at `now` (unix milliseconds), oldest first, at most `limit`.
     fn due_notifications(
         &self,
@@ -217,6 +225,18 @@ macro_rules! gateway_backend {
         }
 
         impl GatewayStore for $store {
+            async fn succeeded_between(&self, mer_id: &str, from: i64, to: i64) -> StoreResult<Vec<OrderRow>> {
+                sqlx::query(concat!("SELECT ", order_columns!(), " FROM gateway_orders WHERE mer_id = $1 AND paid_at >= $2 AND paid_at < $3 ORDER BY paid_at, tn"))
+                    .bind(mer_id.to_owned())
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::order_from)
+                    .collect()
+            }
+
             async fn unpaid_past_timeout(&self, now: i64, limit: i64) -> StoreResult<Vec<OrderRow>> {
                 sqlx::query(concat!("SELECT ", order_columns!(), " FROM gateway_orders WHERE status = 'issued' AND pay_timeout < $1 ORDER BY pay_timeout LIMIT $2"))
                     .bind(now)
@@ -395,6 +415,18 @@ impl GatewayStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.update_order(order, notification).await,
             AnyStore::Postgres(store) => store.update_order(order, notification).await,
+        }
+    }
+
+    async fn succeeded_between(
+        &self,
+        mer_id: &str,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<Vec<OrderRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.succeeded_between(mer_id, from, to).await,
+            AnyStore::Postgres(store) => store.succeeded_between(mer_id, from, to).await,
         }
     }
 

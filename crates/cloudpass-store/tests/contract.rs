@@ -1377,6 +1377,29 @@ async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {
     let written = store.notifications_of(&first.tn).await.unwrap();
     assert_eq!(written.len(), 1, "{written:?}");
     assert!(store.due_notifications(9, 10).await.unwrap().is_empty());
+    // Succeeded at 5 ms: in [5, 6), not in [0, 5) nor for another merchant.
+    assert_eq!(
+        store
+            .succeeded_between("777290058110048", 5, 6)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .succeeded_between("777290058110048", 0, 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .succeeded_between("777290058110097", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let mut due = store.due_notifications(10, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     due[0].attempts = 1;

@@ -138,6 +138,43 @@ pub struct Query {
     pub order_id: String,
 }
 
+/// A file transfer (76): the merchant's reconciliation file of one clearing day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTransfer {
+    pub header: Header,
+    /// `settleDate`, MMDD.
+    pub settle_month: u8,
+    pub settle_day: u8,
+}
+
+impl FileTransfer {
+    pub fn parse(form: &Form) -> Result<FileTransfer, Refusal> {
+        let header = header(form)?;
+        expect_type(&header, &[TxnType::FileTransfer])?;
+        let date = digits(form, "settleDate", 4..=4)?;
+        let month = date[..2]
+            .parse::<u8>()
+            .ok()
+            .filter(|m| (1..=12).contains(m));
+        let day = date[2..]
+            .parse::<u8>()
+            .ok()
+            .filter(|d| (1..=31).contains(d));
+        let (Some(settle_month), Some(settle_day)) = (month, day) else {
+            return Err(refuse(RespCode::FormatError, "settleDate must be MMDD"));
+        };
+        match form.non_blank("fileType") {
+            None | Some("00") => {}
+            Some(_) => return Err(refuse(RespCode::FormatError, "fileType must be 00")),
+        }
+        Ok(FileTransfer {
+            header,
+            settle_month,
+            settle_day,
+        })
+    }
+}
+
 /// The longest `reqReserved` UPACP passes through.
 pub const MAX_REQ_RESERVED: usize = 1_024;
 /// The longest URL we call back.

@@ -19,6 +19,7 @@ on_both_backends!(
     refunds_and_undos_return_money_once_and_never_more,
     notifications_are_signed_and_resent_until_acknowledged,
     unpaid_orders_close_at_their_pay_timeout,
+    the_reconciliation_file_agrees_with_the_ledger,
     the_payment_control_refuses_clearly_and_counts_tries,
 );
 
@@ -499,6 +500,42 @@ async fn unpaid_orders_close_at_their_pay_timeout(backend: Backend) {
         (answer.get("respCode"), answer.get("origRespCode")),
         (Some("00"), Some("01")),
         "{answer:?}"
+    );
+    app.stop().await;
+}
+
+async fn the_reconciliation_file_agrees_with_the_ledger(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let before = balance(&app, HUAXIA_CREDIT).await + balance(&app, PINGAN_DEBIT).await;
+    let result = merchant(&app, "recon");
+    assert_eq!(result["file"]["respCode"], "00", "{}", result["file"]);
+    let lines = result["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let field = |line: &Value, i: usize| line[i].as_str().unwrap().to_owned();
+    let query_ids: Vec<String> = lines.iter().map(|l| field(l, 0)).collect();
+    assert!(query_ids.contains(&result["consumes"][0].as_str().unwrap().to_owned()));
+    assert!(query_ids.contains(&result["consumes"][1].as_str().unwrap().to_owned()));
+    let refund = lines.iter().find(|l| field(l, 1) == "04").unwrap();
+    assert_eq!(field(refund, 0), result["refund"].as_str().unwrap());
+    assert_eq!(
+        field(refund, 10),
+        result["consumes"][0].as_str().unwrap(),
+        "origQryId"
+    );
+    // Every line agrees with the bank's books: consumes took, refunds gave back.
+    let net: i64 = lines
+        .iter()
+        .map(|l| {
+            let amount: i64 = field(l, 4).parse().unwrap();
+            if field(l, 1) == "01" { amount } else { -amount }
+        })
+        .sum();
+    let after = balance(&app, HUAXIA_CREDIT).await + balance(&app, PINGAN_DEBIT).await;
+    assert_eq!(before - after, net);
+    assert_eq!(net, 1000 - 250 + 300);
+    assert!(
+        lines.iter().all(|l| field(l, 9).contains("******")),
+        "card numbers masked"
     );
     app.stop().await;
 }

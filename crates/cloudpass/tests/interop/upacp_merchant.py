@@ -11,6 +11,8 @@ Scenarios:
   pay        app consume -> tn -> paid through the payment control's JSON API -> query
   returns    two paid consumes: partial refunds (one repeated byte for byte), a refund above
              what remains, an undo after refunds; an undo of the other; a refund after it
+  recon      two paid consumes and a refund, then the day's reconciliation file (76),
+             inflated and split into its lines
   refusals   a tampered request (11), a reused orderId (12), a missing field (13), an unknown
              merchant (31), a query of an unknown order (34), a byte-identical retry (same tn)
 """
@@ -20,6 +22,7 @@ import datetime
 import hashlib
 import json
 import sys
+import zlib
 from pathlib import Path
 
 import requests
@@ -173,6 +176,28 @@ def returns_scenario(m):
     return out
 
 
+def recon_scenario(m):
+    credit = {"card_number": "6226388000000095", "sms_code": "111111", "cvn2": "248", "expiry": "2912"}
+    debit = {"card_number": "6216261000000000018", "sms_code": "111111", "pin": "123456"}
+    first, txn_time = paid_order(m, "30", 1000, credit)
+    refund = m.post("/gateway/api/backTransReq.do", back(m, "04", "PY" + txn_time + "31", txn_time, 250, first), signed=False)
+    second, _ = paid_order(m, "32", 300, debit)
+    # The clearing day runs 23:00 to 23:00 Beijing: the calendar date of UTC + 9 hours.
+    settle = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=9)).strftime("%m%d")
+    answer = m.post("/gateway/file/", {
+        "version": "5.1.0", "encoding": "UTF-8", "txnType": "76", "txnSubType": "01",
+        "bizType": "000000", "accessType": "0", "merId": MER_ID, "settleDate": settle,
+        "txnTime": beijing_now(), "fileType": "00",
+    })
+    text = zlib.decompress(base64.b64decode(answer["fileContent"])).decode("utf-8")
+    return {
+        "consumes": [first, second],
+        "refund": refund.get("queryId"),
+        "file": {k: v for k, v in answer.items() if k != "fileContent"},
+        "lines": [line.split("|") for line in text.splitlines()],
+    }
+
+
 def refusals_scenario(m):
     txn_time = beijing_now()
     order_id = "PY" + txn_time + "02"
@@ -196,7 +221,10 @@ def refusals_scenario(m):
 def main():
     base, upacp_dir, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
     merchant = Merchant(base, upacp_dir)
-    scenarios = {"pay": pay_scenario, "returns": returns_scenario, "refusals": refusals_scenario}
+    scenarios = {
+        "pay": pay_scenario, "returns": returns_scenario, "recon": recon_scenario,
+        "refusals": refusals_scenario,
+    }
     result = scenarios[scenario](merchant)
     print(json.dumps(result, ensure_ascii=False))
 
