@@ -2,6 +2,7 @@
 //! latency percentiles in a form that can be compared run to run (docs/BENCHMARKS.md).
 
 mod codec;
+mod gateway;
 mod switch;
 mod tsp;
 
@@ -33,6 +34,20 @@ pub enum BenchCommand {
         /// Seconds for each detokenization measurement.
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres_url: String,
+    },
+    /// The institution gateway: TN orders/s and queries/s over HTTP with real signatures,
+    /// beside the RSA-2048 signing rate that bounds them.
+    Gateway {
+        /// `sqlite`, `postgres` or `both`.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        /// TN orders to issue (then as many queries).
+        #[arg(long, default_value_t = 2000)]
+        orders: usize,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
         postgres_url: String,
     },
@@ -82,6 +97,17 @@ pub fn run(command: BenchCommand) -> CliResult {
             postgres_url,
         }),
         BenchCommand::Codec { runs, seconds } => codec::run(runs, seconds),
+        BenchCommand::Gateway {
+            backend,
+            orders,
+            concurrency,
+            postgres_url,
+        } => gateway::run(gateway::GatewayBench {
+            backend,
+            orders,
+            concurrency,
+            postgres_url,
+        }),
         BenchCommand::Tsp {
             backend,
             provisions,
