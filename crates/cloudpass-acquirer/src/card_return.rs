@@ -102,17 +102,7 @@ impl Terminal {
     /// and approval code; `response_code` is `None` when no answer came.
     pub async fn send_return(&self, card_return: &CardReturn) -> Result<Outcome, AcquirerError> {
         let message = &card_return.message;
-        let text = |field| message.get_str(field).unwrap_or("").to_owned();
-        let mut outcome = Outcome {
-            response_code: None,
-            auth_code: None,
-            stan: text(11),
-            transmission_time: text(7),
-            rrn: text(37),
-            arpc: false,
-            mac_ok: true,
-            reversal: None,
-        };
+        let mut outcome = Outcome::unanswered(message);
         match self.send(message.clone()).await {
             Ok(answer) => {
                 outcome.mac_ok = self.answer_mac_ok(&answer);

@@ -76,6 +76,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of `request` before any answer: its STAN, transmission time and RRN.
+    pub(crate) fn unanswered(request: &Message<'_>) -> Outcome {
+        let text = |field| request.get_str(field).unwrap_or("").to_owned();
+        Outcome {
+            response_code: None,
+            auth_code: None,
+            stan: text(11),
+            transmission_time: text(7),
+            rrn: text(37),
+            arpc: false,
+            mac_ok: true,
+            reversal: None,
+        }
+    }
+
     pub fn approved(&self) -> bool {
         self.response_code.as_deref() == Some(ResponseCode::Approved.code())
     }
@@ -117,17 +132,7 @@ impl Terminal {
                     .encrypt_pin(pin, keys.pin, PinBlockFormat::Iso0, purchase.account)?;
             request.set(52, block).set_text(53, "2600000000000000");
         }
-        let text = |field| request.get_str(field).unwrap_or("").to_owned();
-        let mut outcome = Outcome {
-            response_code: None,
-            auth_code: None,
-            stan: text(11),
-            transmission_time: text(7),
-            rrn: text(37),
-            arpc: false,
-            mac_ok: true,
-            reversal: None,
-        };
+        let mut outcome = Outcome::unanswered(&request);
         match self.send(request.clone()).await {
             Ok(answer) => {
                 outcome.mac_ok = self.answer_mac_ok(&answer);

@@ -12,6 +12,20 @@ use sha2::{Digest, Sha256};
 use crate::merchant::Merchant;
 use crate::{Gateway, tn};
 
+/// An order as inserted: new, or the one a byte-identical repeat found.
+pub(crate) enum Recorded {
+    Fresh(OrderRow),
+    Repeat(OrderRow),
+}
+
+impl Recorded {
+    pub(crate) fn row(&self) -> &OrderRow {
+        match self {
+            Recorded::Fresh(row) | Recorded::Repeat(row) => row,
+        }
+    }
+}
+
 /// TNs drawn for one order before giving up (a collision is one in 10^20).
 const TN_DRAWS: usize = 4;
 
@@ -53,23 +67,34 @@ impl Gateway {
             ));
         }
         let digest = request_digest(form);
+        let now_millis = self.clock.now_millis();
+        let order = self
+            .insert_fresh(&digest, |tn| {
+                new_order(&request, tn, pay_timeout, &digest, now_millis)
+            })
+            .await?;
+        Ok(self.issued(form, &order.row().tn))
+    }
+
+    /// Inserts the order `make` makes for a freshly drawn TN, drawing again while the TN is
+    /// taken. A byte-identical repeat (the same `digest`) finds the first order; another
+    /// request with the same `orderId` and `txnTime` is refused 12.
+    pub(crate) async fn insert_fresh(
+        &self,
+        digest: &str,
+        make: impl Fn(String) -> OrderRow,
+    ) -> Result<Recorded, Refusal> {
         for _ in 0..TN_DRAWS {
-            let order = new_order(
-                &request,
-                tn::draw(&*self.random),
-                pay_timeout,
-                &digest,
-                self.clock.now_millis(),
-            );
+            let order = make(tn::draw(&*self.random));
             match self
                 .store
                 .insert_order(&order)
                 .await
                 .map_err(store_failure)?
             {
-                OrderInsert::Inserted => return Ok(self.issued(form, &order.tn)),
+                OrderInsert::Inserted => return Ok(Recorded::Fresh(order)),
                 OrderInsert::Exists(existing) if existing.request_digest == digest => {
-                    return Ok(self.issued(form, &existing.tn));
+                    return Ok(Recorded::Repeat(*existing));
                 }
                 OrderInsert::Exists(_) => {
                     return Err(refuse(

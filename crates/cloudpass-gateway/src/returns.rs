@@ -9,12 +9,12 @@
 use cloudpass_acquirer::{OriginalPurchase, ReturnKind};
 use cloudpass_core::order::{self, OrderEvent, OrderRefusal};
 use cloudpass_core::{Currency, Money};
-use cloudpass_store::{GatewayStore, OrderInsert, OrderRow};
+use cloudpass_store::{GatewayStore, OrderRow};
 use cloudpass_upacp::Form;
 use cloudpass_upacp::code::RespCode;
 use cloudpass_upacp::request::{Header, Refusal, Return, TxnType};
 
-use crate::consume::{request_digest, store_failure};
+use crate::consume::{Recorded, request_digest, store_failure};
 use crate::merchant::Merchant;
 use crate::orders::{RecordError, state_of};
 use crate::query::trade_code;
@@ -117,8 +117,8 @@ impl Gateway {
         // Refused by the rules: nothing is stored.
         order::apply(state_of(&original), event).map_err(refusal_code)?;
         let row = match self.new_return(form, &request, &original).await? {
-            NewReturn::Fresh(row) => row,
-            NewReturn::Repeat(existing) => {
+            Recorded::Fresh(row) => row,
+            Recorded::Repeat(existing) => {
                 return Ok(self.return_answer(form, &existing, &original));
             }
         };
@@ -171,63 +171,45 @@ impl Gateway {
         form: &Form,
         request: &Return,
         original: &OrderRow,
-    ) -> Result<NewReturn, Refusal> {
+    ) -> Result<Recorded, Refusal> {
         let digest = request_digest(form);
         let now = self.clock.now_millis();
-        for _ in 0..4 {
-            let row = OrderRow {
-                tn: tn::draw(&*self.random),
-                mer_id: request.header.mer_id.clone(),
-                order_id: request.order_id.clone(),
-                txn_time: request.header.txn_time_text.clone(),
-                amount: i64::try_from(request.amount).unwrap_or(i64::MAX),
-                currency: original.currency,
-                channel: original.channel.clone(),
-                back_url: request.back_url.clone(),
-                front_url: None,
-                req_reserved: request.header.req_reserved.clone(),
-                pay_timeout: original.pay_timeout,
-                request_digest: digest.clone(),
-                // A return is sent as soon as it is recorded.
-                status: order::OrderStatus::Paying.as_str().to_owned(),
-                refunded: 0,
-                refund_reserved: 0,
-                paid_at: None,
-                query_id: None,
-                pay_response_code: None,
-                pay_card_masked: original.pay_card_masked.clone(),
-                pay_card_type: original.pay_card_type.clone(),
-                auth_stan: None,
-                auth_transmission_time: None,
-                created_at: now,
-                updated_at: now,
-                version: 1,
-                kind: if request.header.txn_type == TxnType::Undo {
-                    "undo"
-                } else {
-                    "refund"
-                }
-                .to_owned(),
-                original_tn: Some(original.tn.clone()),
-            };
-            match self.store.insert_order(&row).await.map_err(store_failure)? {
-                OrderInsert::Inserted => return Ok(NewReturn::Fresh(row)),
-                OrderInsert::Exists(existing) if existing.request_digest == digest => {
-                    return Ok(NewReturn::Repeat(*existing));
-                }
-                OrderInsert::Exists(_) => {
-                    return Err(refuse(
-                        RespCode::Duplicate,
-                        "this orderId and txnTime already name another order of this merchant",
-                    ));
-                }
-                OrderInsert::TnTaken => continue,
-            }
-        }
-        Err(refuse(
-            RespCode::Busy,
-            "no number could be drawn; send again",
-        ))
+        let kind = if request.header.txn_type == TxnType::Undo {
+            "undo"
+        } else {
+            "refund"
+        };
+        let make = |tn: String| OrderRow {
+            tn,
+            mer_id: request.header.mer_id.clone(),
+            order_id: request.order_id.clone(),
+            txn_time: request.header.txn_time_text.clone(),
+            amount: i64::try_from(request.amount).unwrap_or(i64::MAX),
+            currency: original.currency,
+            channel: original.channel.clone(),
+            back_url: request.back_url.clone(),
+            front_url: None,
+            req_reserved: request.header.req_reserved.clone(),
+            pay_timeout: original.pay_timeout,
+            request_digest: digest.clone(),
+            // A return is sent as soon as it is recorded.
+            status: order::OrderStatus::Paying.as_str().to_owned(),
+            refunded: 0,
+            refund_reserved: 0,
+            paid_at: None,
+            query_id: None,
+            pay_response_code: None,
+            pay_card_masked: original.pay_card_masked.clone(),
+            pay_card_type: original.pay_card_type.clone(),
+            auth_stan: None,
+            auth_transmission_time: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            kind: kind.to_owned(),
+            original_tn: Some(original.tn.clone()),
+        };
+        self.insert_fresh(&digest, make).await
     }
 
     /// Sends the return and records the answer on both orders. Without an answer after
@@ -339,9 +321,4 @@ impl Gateway {
         };
         self.answer(Some(form), code, detail, fields)
     }
-}
-
-enum NewReturn {
-    Fresh(OrderRow),
-    Repeat(OrderRow),
 }
