@@ -507,7 +507,7 @@ mod tests {
             ),
             (
                 "merId",
-                Some("6226090000000048"),
+                Some("6212345678901232"),
                 RespCode::FormatError,
                 "merId must be",
             ),
