@@ -749,8 +749,12 @@ impl IssuerHost {
                 )
                 .await;
         }
-        if row.try_get::<String, _>("kind")? == "authorization" {
-            // An authorization posted nothing: acknowledged, nothing to undo.
+        // What refunds already gave back is not given back again.
+        let original_amount: i64 =
+            row.try_get::<i64, _>("amount")? - row.try_get::<i64, _>("refunded")?;
+        // An authorization posted nothing, and a purchase refunded in full has nothing left:
+        // acknowledged, nothing to undo.
+        if row.try_get::<String, _>("kind")? == "authorization" || original_amount <= 0 {
             sqlx::query("UPDATE sim_transactions SET reversed = 1 WHERE id = $1")
                 .bind(original_id)
                 .execute(&mut *tx)
@@ -770,29 +774,6 @@ impl IssuerHost {
                 .await;
         }
         let account_id: String = row.try_get("account_id")?;
-        // What refunds already gave back is not given back again.
-        let original_amount: i64 =
-            row.try_get::<i64, _>("amount")? - row.try_get::<i64, _>("refunded")?;
-        if original_amount <= 0 {
-            // Refunded in full already: nothing is left to undo.
-            sqlx::query("UPDATE sim_transactions SET reversed = 1 WHERE id = $1")
-                .bind(original_id)
-                .execute(&mut *tx)
-                .await?;
-            return self
-                .record(
-                    tx,
-                    request,
-                    card_id.as_deref(),
-                    amount,
-                    currency,
-                    ResponseCode::Approved,
-                    None,
-                    now,
-                    None,
-                )
-                .await;
-        }
         let original_acquirer: String = row.try_get("acquirer")?;
         let original_day: i64 = row.try_get("day")?;
         let account_row = sqlx::query("SELECT currency, balance, credit_limit, daily_limit, daily_spent, spent_day FROM sim_accounts WHERE id = $1")
