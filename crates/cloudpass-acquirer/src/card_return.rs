@@ -62,6 +62,30 @@ impl Terminal {
         account: Option<&dyn AccountNumber>,
         amount: Money,
     ) -> Result<CardReturn, AcquirerError> {
+        self.build_return(kind, original, account, amount, None)
+    }
+
+    /// The return [`Terminal::card_return`] built earlier with the STAN and transmission
+    /// time it got — the very same message, for sending again after the first attempt's
+    /// fate was lost (with the process that sent it). Without the card number.
+    pub fn card_return_again(
+        &self,
+        kind: ReturnKind,
+        original: OriginalPurchase<'_>,
+        amount: Money,
+        numbered: OriginalPurchase<'_>,
+    ) -> Result<CardReturn, AcquirerError> {
+        self.build_return(kind, original, None, amount, Some(numbered))
+    }
+
+    fn build_return(
+        &self,
+        kind: ReturnKind,
+        original: OriginalPurchase<'_>,
+        account: Option<&dyn AccountNumber>,
+        amount: Money,
+        numbered: Option<OriginalPurchase<'_>>,
+    ) -> Result<CardReturn, AcquirerError> {
         let mti = match kind {
             ReturnKind::Void => Mti::FINANCIAL_REQUEST,
             ReturnKind::Refund => Mti::FINANCIAL_ADVICE,
@@ -80,6 +104,11 @@ impl Terminal {
             field60.set(name, value).map_err(AcquirerError::message)?;
         }
         let mut message = self.header(mti);
+        if let Some(numbered) = numbered {
+            message
+                .set_text(7, numbered.transmission_time.to_owned())
+                .set_text(11, numbered.stan.to_owned());
+        }
         let stan = message.get_str(11).unwrap_or("").to_owned();
         let transmission_time = message.get_str(7).unwrap_or("").to_owned();
         if let Some(account) = account {

@@ -107,10 +107,45 @@ impl Outcome {
     }
 }
 
+/// A purchase built and numbered but not sent yet. Its STAN and transmission time are what a
+/// reversal names (field 90): a caller records them before sending, so that a purchase whose
+/// fate it lost (a crash in flight) can still be reversed by [`Terminal::reverse_purchase`].
+pub struct PreparedPurchase {
+    request: Message<'static>,
+}
+
+impl PreparedPurchase {
+    pub fn stan(&self) -> &str {
+        self.request.get_str(11).unwrap_or("")
+    }
+
+    pub fn transmission_time(&self) -> &str {
+        self.request.get_str(7).unwrap_or("")
+    }
+}
+
 impl Terminal {
     /// Sends one purchase and, if no answer comes, reverses it.
     pub async fn purchase(&self, purchase: &Purchase<'_>) -> Result<Outcome, AcquirerError> {
         self.financial(purchase, PURCHASE).await
+    }
+
+    /// Builds a purchase (with its PIN block) to send later with [`Terminal::send_prepared`].
+    pub fn prepare_purchase(
+        &self,
+        purchase: &Purchase<'_>,
+    ) -> Result<PreparedPurchase, AcquirerError> {
+        Ok(PreparedPurchase {
+            request: self.financial_with_pin(purchase, PURCHASE)?,
+        })
+    }
+
+    /// Sends a prepared purchase and, if no answer comes, reverses it.
+    pub async fn send_prepared(
+        &self,
+        prepared: PreparedPurchase,
+    ) -> Result<Outcome, AcquirerError> {
+        self.send_financial(prepared.request).await
     }
 
     /// Loads the card's e-cash from its account: online, with the cardholder's PIN (or
@@ -124,6 +159,16 @@ impl Terminal {
         purchase: &Purchase<'_>,
         processing_code: &str,
     ) -> Result<Outcome, AcquirerError> {
+        let request = self.financial_with_pin(purchase, processing_code)?;
+        self.send_financial(request).await
+    }
+
+    /// The 0200 of `purchase` with its PIN block, ready to send.
+    fn financial_with_pin(
+        &self,
+        purchase: &Purchase<'_>,
+        processing_code: &str,
+    ) -> Result<Message<'static>, AcquirerError> {
         let mut request = self.financial_request(purchase, processing_code)?;
         if let Some(pin) = purchase.pin {
             let keys = self.working_keys().ok_or(AcquirerError::NotSignedOn)?;
@@ -132,6 +177,10 @@ impl Terminal {
                     .encrypt_pin(pin, keys.pin, PinBlockFormat::Iso0, purchase.account)?;
             request.set(52, block).set_text(53, "2600000000000000");
         }
+        Ok(request)
+    }
+
+    async fn send_financial(&self, request: Message<'static>) -> Result<Outcome, AcquirerError> {
         let mut outcome = Outcome::unanswered(&request);
         match self.send(request.clone()).await {
             Ok(answer) => {

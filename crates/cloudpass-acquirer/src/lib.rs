@@ -25,6 +25,6 @@ mod wire_time;
 
 pub use card_return::{CardReturn, OriginalPurchase, ReturnKind};
 pub use cloudpass_iso8583::exchange::{Exchange, LinkError};
-pub use financial::{EcommerceTerminal, Outcome, Presentment, Purchase};
+pub use financial::{EcommerceTerminal, Outcome, PreparedPurchase, Presentment, Purchase};
 pub use offline::OfflineSpendAdvice;
 pub use terminal::{AcquirerError, Terminal, TerminalConfig};

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use cloudpass_core::Money;
 use cloudpass_iso8583::private::{FIELD_60, OriginalData, Positional};
 use cloudpass_iso8583::{Message, Mti};
 
@@ -18,6 +19,41 @@ impl Terminal {
     /// acknowledgement's field 39, or `None` if none came.
     pub async fn reverse(&self, original: &Message<'_>) -> Option<String> {
         let reversal = self.reversal_of(original)?;
+        self.send_reversal(reversal).await
+    }
+
+    /// Reverses a purchase of this acquirer known only by its STAN, transmission time and
+    /// amount — one whose answer was lost with the process that sent it. The reversal
+    /// carries no card number (the switch finds the original by field 90). The
+    /// acknowledgement's field 39 (`00` reversed, `25` the switch never saw it), or `None`.
+    pub async fn reverse_purchase(
+        &self,
+        stan: &str,
+        transmission_time: &str,
+        amount: Money,
+    ) -> Option<String> {
+        let data = OriginalData {
+            mti: Mti::FINANCIAL_REQUEST.as_str().to_owned(),
+            stan: stan.to_owned(),
+            transmission_time: transmission_time.to_owned(),
+            acquirer: self.config.acquirer_id.clone(),
+            forwarder: String::new(),
+        };
+        let field90 = data.to_wire().ok()?;
+        let mut reversal = self.header(Mti::REVERSAL_REQUEST);
+        reversal
+            .set_text(3, "000000")
+            .set_text(4, amount.to_wire().ok()?)
+            .set_text(49, amount.currency().numeric_code());
+        let mut field60 = Positional::new(60, FIELD_60);
+        field60.set("60.1", "4021").ok()?;
+        reversal
+            .set_text(60, field60.to_string())
+            .set_text(90, field90);
+        self.send_reversal(reversal).await
+    }
+
+    async fn send_reversal(&self, reversal: Message<'static>) -> Option<String> {
         for attempt in 0..self.config.reversal_attempts.max(1) {
             if attempt > 0 {
                 tokio::time::sleep(FIRST_BACKOFF * (1 << attempt.min(5))).await;

@@ -56,6 +56,13 @@ pub enum TokenStatus {
 }
 
 impl TokenStatus {
+    pub const ALL: [TokenStatus; 4] = [
+        TokenStatus::Pending,
+        TokenStatus::Active,
+        TokenStatus::Suspended,
+        TokenStatus::Deleted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TokenStatus::Pending => "pending",

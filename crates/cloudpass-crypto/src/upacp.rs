@@ -64,6 +64,80 @@ pub fn hex_digest(digest: RsaDigest, data: &[u8]) -> String {
     }
 }
 
+/// Why an encrypted field could not be read, or a value not encrypted.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum UpacpEncryptionError {
+    #[error("the private key is not a usable RSA PKCS#8 key")]
+    KeyRejected,
+    #[error("the public key is not a usable RSA key")]
+    PublicKeyRejected,
+    #[error("the value is not valid base64")]
+    NotBase64,
+    #[error("the value was not encrypted with this key (RSA PKCS#1 v1.5)")]
+    Undecryptable,
+    #[error("the value could not be encrypted (too long for the key?)")]
+    Encryption,
+}
+
+/// The platform's encryption key: merchants encrypt `accNo`, `pin` and `encryptedInfo` to
+/// its certificate (RSA PKCS#1 v1.5, base64), as UnionPay's SDKs do.
+pub struct RsaDecryptingKey {
+    key: aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey,
+}
+
+impl std::fmt::Debug for RsaDecryptingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RsaDecryptingKey(RSA-{}, private)",
+            self.key.key_size_bits()
+        )
+    }
+}
+
+impl RsaDecryptingKey {
+    /// Reads a PKCS#8 (DER) RSA private key.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, UpacpEncryptionError> {
+        let private = aws_lc_rs::rsa::PrivateDecryptingKey::from_pkcs8(der)
+            .map_err(|_| UpacpEncryptionError::KeyRejected)?;
+        let key = aws_lc_rs::rsa::Pkcs1PrivateDecryptingKey::new(private)
+            .map_err(|_| UpacpEncryptionError::KeyRejected)?;
+        Ok(RsaDecryptingKey { key })
+    }
+
+    /// The plaintext of a base64 RSA PKCS#1 v1.5 ciphertext (zeroized when dropped).
+    pub fn decrypt_base64(&self, text: &str) -> Result<Zeroizing<Vec<u8>>, UpacpEncryptionError> {
+        let ciphertext = BASE64
+            .decode(text.trim())
+            .map_err(|_| UpacpEncryptionError::NotBase64)?;
+        let mut plaintext = Zeroizing::new(vec![0u8; self.key.min_output_size()]);
+        let length = self
+            .key
+            .decrypt(&ciphertext, &mut plaintext)
+            .map_err(|_| UpacpEncryptionError::Undecryptable)?
+            .len();
+        plaintext.truncate(length);
+        Ok(plaintext)
+    }
+}
+
+/// Encrypts `plaintext` to the RSA public key `public_key_info` (DER SubjectPublicKeyInfo,
+/// from a certificate) as a merchant does: base64(RSA PKCS#1 v1.5).
+pub fn encrypt_base64(
+    public_key_info: &[u8],
+    plaintext: &[u8],
+) -> Result<String, UpacpEncryptionError> {
+    let public = aws_lc_rs::rsa::PublicEncryptingKey::from_der(public_key_info)
+        .map_err(|_| UpacpEncryptionError::PublicKeyRejected)?;
+    let key = aws_lc_rs::rsa::Pkcs1PublicEncryptingKey::new(public)
+        .map_err(|_| UpacpEncryptionError::PublicKeyRejected)?;
+    let mut ciphertext = vec![0u8; key.ciphertext_size()];
+    let sealed = key
+        .encrypt(plaintext, &mut ciphertext)
+        .map_err(|_| UpacpEncryptionError::Encryption)?;
+    Ok(BASE64.encode(sealed))
+}
+
 /// An RSA private key that signs UPACP messages (5.1.0's SHA-256 form).
 pub struct RsaSigningKey {
     key_pair: RsaKeyPair,

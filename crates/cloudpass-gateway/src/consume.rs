@@ -1,14 +1,16 @@
-//! Consume (txnType 01) at `appTransReq.do`: an order and its TN. The order is the merchant's
-//! `orderId` + `txnTime`; a byte-identical retry gets the same TN, another request reusing
-//! them gets 12.
+//! Consume (txnType 01): an order and its TN, at `appTransReq.do` (the TN is answered to the
+//! merchant's server) and at `frontTransReq.do` (the payer's browser is sent to the hosted
+//! payment page of the TN). The order is the merchant's `orderId` + `txnTime`; a
+//! byte-identical retry gets the same TN, another request reusing them gets 12.
 
 use cloudpass_core::order::OrderStatus;
 use cloudpass_store::{GatewayStore, OrderInsert, OrderRow};
 use cloudpass_upacp::Form;
 use cloudpass_upacp::code::RespCode;
-use cloudpass_upacp::request::{Channel, Consume, Header, Refusal};
+use cloudpass_upacp::request::{Channel, Consume, Header, Refusal, refuse};
 use sha2::{Digest, Sha256};
 
+use crate::certification::Case;
 use crate::merchant::Merchant;
 use crate::{Gateway, tn};
 
@@ -29,13 +31,6 @@ impl Recorded {
 /// TNs drawn for one order before giving up (a collision is one in 10^20).
 const TN_DRAWS: usize = 4;
 
-fn refuse(code: RespCode, detail: &str) -> Refusal {
-    Refusal {
-        code,
-        detail: detail.to_owned(),
-    }
-}
-
 impl Gateway {
     pub(crate) async fn consume(
         &self,
@@ -50,16 +45,57 @@ impl Gateway {
                 "the merchant may not take app payments",
             ));
         }
-        let now = self.now_seconds();
-        if (now - header.txn_time).abs() > self.config.txn_time_skew_seconds {
+        let order = self.record_consume(form, header, &request).await?;
+        Ok(self.issued(form, &order.row().tn))
+    }
+
+    /// A browser consume (`frontTransReq.do`): the TN whose hosted payment page the payer's
+    /// browser is sent to. It needs `frontUrl`, where the payer returns.
+    pub(crate) async fn front_consume(
+        &self,
+        form: &Form,
+        header: &Header,
+        merchant: &Merchant,
+    ) -> Result<String, Refusal> {
+        let request = Consume::parse(form)?;
+        let permitted = match request.channel {
+            Channel::Pc => merchant.permissions.pc_consume,
+            Channel::Mobile => merchant.permissions.api_wap,
+        };
+        if !permitted {
             return Err(refuse(
-                RespCode::FormatError,
-                "txnTime must be the time of sending, Beijing time",
+                RespCode::NoPermission,
+                match request.channel {
+                    Channel::Pc => "the merchant may not take PC browser payments (channelType 07)",
+                    Channel::Mobile => {
+                        "the merchant may not take WAP payments (channelType 08, API WAP)"
+                    }
+                },
             ));
         }
+        if request.front_url.is_none() {
+            return Err(refuse(
+                RespCode::MissingField,
+                "frontUrl is missing: a browser payment returns the payer there",
+            ));
+        }
+        let order = self.record_consume(form, header, &request).await?;
+        Ok(order.row().tn.clone())
+    }
+
+    /// Checks a consume's times and records its order under a fresh TN.
+    pub(crate) async fn record_consume(
+        &self,
+        form: &Form,
+        header: &Header,
+        request: &Consume,
+    ) -> Result<Recorded, Refusal> {
+        self.check_txn_time(header)?;
+        // The merchant's time (its sandbox clock may be ahead of the machine's).
+        let now = self.merchant_now_seconds(&header.mer_id);
         let pay_timeout = request
             .pay_timeout
-            .unwrap_or(header.txn_time + self.config.default_pay_timeout_seconds);
+            .unwrap_or(header.txn_time.max(now) + self.config.default_pay_timeout_seconds);
         if pay_timeout <= now {
             return Err(refuse(
                 RespCode::FormatError,
@@ -67,13 +103,25 @@ impl Gateway {
             ));
         }
         let digest = request_digest(form);
-        let now_millis = self.clock.now_millis();
-        let order = self
-            .insert_fresh(&digest, |tn| {
-                new_order(&request, tn, pay_timeout, &digest, now_millis)
-            })
-            .await?;
-        Ok(self.issued(form, &order.row().tn))
+        let now_millis = self.merchant_now_millis(&header.mer_id);
+        self.insert_fresh(&digest, |tn| {
+            new_order(request, tn, pay_timeout, &digest, now_millis)
+        })
+        .await
+    }
+
+    /// `txnTime` must be the time of sending: the machine's, or the merchant's sandbox time.
+    pub(crate) fn check_txn_time(&self, header: &Header) -> Result<(), Refusal> {
+        let skew = self.config.txn_time_skew_seconds;
+        let near = |now: i64| (now - header.txn_time).abs() <= skew;
+        if near(self.now_seconds()) || near(self.merchant_now_seconds(&header.mer_id)) {
+            Ok(())
+        } else {
+            Err(refuse(
+                RespCode::FormatError,
+                "txnTime must be the time of sending, Beijing time",
+            ))
+        }
     }
 
     /// Inserts the order `make` makes for a freshly drawn TN, drawing again while the TN is
@@ -96,7 +144,8 @@ impl Gateway {
                 OrderInsert::Exists(existing) if existing.request_digest == digest => {
                     return Ok(Recorded::Repeat(*existing));
                 }
-                OrderInsert::Exists(_) => {
+                OrderInsert::Exists(existing) => {
+                    self.certify(&existing.mer_id, Case::DuplicateRefused).await;
                     return Err(refuse(
                         RespCode::Duplicate,
                         "this orderId and txnTime already name another order of this merchant",
@@ -164,6 +213,7 @@ fn new_order(
         version: 1,
         kind: "consume".into(),
         original_tn: None,
+        request_echo: request.header.echo().to_urlencoded(),
     }
 }
 

@@ -18,21 +18,15 @@ use cloudpass_core::order::clearing_day;
 use cloudpass_store::{GatewayStore, OrderRow};
 use cloudpass_upacp::Form;
 use cloudpass_upacp::code::RespCode;
-use cloudpass_upacp::request::{FileTransfer, Refusal};
+use cloudpass_upacp::request::{FileTransfer, Refusal, refuse};
 
 use crate::Gateway;
+use crate::certification::Case;
 use crate::consume::store_failure;
 
 const DAY_SECONDS: i64 = 86_400;
 /// A clearing day D starts at 23:00 Beijing on the calendar day before D: 15:00 UTC.
 const CLEARING_START_OFFSET_SECONDS: i64 = 9 * 3_600;
-
-fn refuse(code: RespCode, detail: &str) -> Refusal {
-    Refusal {
-        code,
-        detail: detail.to_owned(),
-    }
-}
 
 /// The most recent clearing day, up to `today`, whose month and day are `month`/`day`.
 fn settle_day(today: i64, month: u8, day: u8) -> Option<i64> {
@@ -47,7 +41,7 @@ fn settle_day(today: i64, month: u8, day: u8) -> Option<i64> {
 impl Gateway {
     pub(crate) async fn file_transfer(&self, form: &Form) -> Result<String, Refusal> {
         let request = FileTransfer::parse(form)?;
-        let today = clearing_day(self.now_seconds());
+        let today = clearing_day(self.merchant_now_seconds(&request.header.mer_id));
         let day = settle_day(today, request.settle_month, request.settle_day).ok_or_else(|| {
             refuse(
                 RespCode::FormatError,
@@ -97,6 +91,8 @@ impl Gateway {
                 "fileContent",
                 base64::engine::general_purpose::STANDARD.encode(compressed),
             );
+        self.certify(&request.header.mer_id, Case::ReconciliationDownloaded)
+            .await;
         Ok(self.answer(Some(form), RespCode::Success, "", fields))
     }
 }

@@ -3,8 +3,11 @@
 //! change it announces (so a crash between the two cannot lose it) and delivered by
 //! [`Gateway::run_notifier`] until the merchant answers HTTP 200 or 302 within the timeout;
 //! otherwise it is sent again after each delay of the schedule (UnionPay's: 1, 2, 4 and 5
-//! minutes; 5 sends in all), then given up. Receivers must expect duplicates. The same
-//! worker closes orders left unpaid past their `payTimeout`.
+//! minutes; 5 sends in all), then given up. Receivers must expect duplicates; a merchant's
+//! sandbox drill (`cloudpass merchant set --failed-notification-sends N`) counts the first N
+//! sends of each notification as failed whatever it answers, to watch them come. The same
+//! worker closes orders left unpaid past their `payTimeout` and settles payments whose
+//! answer was lost (`unanswered`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +18,7 @@ use cloudpass_upacp::{Form, signing};
 use tokio::sync::watch;
 
 use crate::Gateway;
+use crate::certification::Case;
 
 /// How notifications are sent.
 #[derive(Debug, Clone)]
@@ -53,7 +57,33 @@ impl Gateway {
         &self,
         order: &OrderRow,
         original: Option<&OrderRow>,
+        card_details: bool,
     ) -> NotificationRow {
+        let form = self.success_form(order, original, card_details);
+        let now = self.merchant_now_millis(&order.mer_id);
+        NotificationRow {
+            id: 0,
+            tn: order.tn.clone(),
+            mer_id: order.mer_id.clone(),
+            url: order.back_url.clone(),
+            body: form.to_urlencoded(),
+            attempts: 0,
+            next_attempt_at: now,
+            delivered_at: None,
+            failed_at: None,
+            last_status: None,
+            created_at: now,
+        }
+    }
+
+    /// The signed form announcing `order`'s success: the back notification's body, and the
+    /// front notification the payer's browser carries to `frontUrl`.
+    pub(crate) fn success_form(
+        &self,
+        order: &OrderRow,
+        original: Option<&OrderRow>,
+        card_details: bool,
+    ) -> Form {
         let txn_type = match order.kind.as_str() {
             "undo" => "31",
             "refund" => "04",
@@ -85,6 +115,12 @@ impl Gateway {
                 "reqReserved",
                 order.req_reserved.clone().unwrap_or_default(),
             );
+        // As the request said them: bizType, accessType and its merchant fields.
+        if let Ok(echo) = Form::parse_urlencoded(order.request_echo.as_bytes()) {
+            for (key, value) in echo.iter() {
+                form.set(key, value);
+            }
+        }
         if let Some(paid_at) = order.paid_at {
             let day = cloudpass_core::order::clearing_day(paid_at.div_euclid(1_000));
             let (_, month, date) = cloudpass_core::clock::civil_from_days(day);
@@ -96,10 +132,6 @@ impl Gateway {
         if let Some(original) = original {
             form.set("origQryId", original.query_id.clone().unwrap_or_default());
         }
-        let card_details = self
-            .merchants
-            .get(&order.mer_id)
-            .is_some_and(|merchant| merchant.permissions.card_details);
         if card_details {
             form.set("accNo", order.pay_card_masked.clone().unwrap_or_default());
             form.set(
@@ -111,20 +143,7 @@ impl Gateway {
         if let Err(error) = signing::sign_rsa(&mut form, &self.signer.key) {
             tracing::error!(error = %error, "gateway: a notification could not be signed");
         }
-        let now = self.clock.now_millis();
-        NotificationRow {
-            id: 0,
-            tn: order.tn.clone(),
-            mer_id: order.mer_id.clone(),
-            url: order.back_url.clone(),
-            body: form.to_urlencoded(),
-            attempts: 0,
-            next_attempt_at: now,
-            delivered_at: None,
-            failed_at: None,
-            last_status: None,
-            created_at: now,
-        }
+        form
     }
 
     /// Delivers due notifications until `shutdown` fires.
@@ -139,7 +158,10 @@ impl Gateway {
             }
         };
         loop {
+            self.refresh_sandbox_clocks().await;
             self.close_expired().await;
+            self.send_held_payments().await;
+            self.settle_unanswered().await;
             self.deliver_due(&client).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.config.notify.poll) => {}
@@ -148,13 +170,25 @@ impl Gateway {
         }
     }
 
+    /// How many rows a sweep reads: more when some sandbox clock is ahead, since rows not yet
+    /// due for their own merchant are read and passed over.
+    fn lookahead_batch(&self, ahead: i64) -> i64 {
+        if ahead > 0 {
+            self.config.notify.batch * 8
+        } else {
+            self.config.notify.batch
+        }
+    }
+
     /// Closes orders left unpaid past their `payTimeout` (by version: a payment that started
     /// meanwhile wins).
     pub async fn close_expired(&self) {
-        let now = self.now_seconds();
+        // Merchants whose sandbox clock is ahead see their orders expire sooner.
+        let ahead = self.largest_offset_millis().div_euclid(1_000);
+        let now = self.now_seconds() + ahead;
         let expired = match self
             .store
-            .unpaid_past_timeout(now, self.config.notify.batch)
+            .unpaid_past_timeout(now, self.lookahead_batch(ahead))
             .await
         {
             Ok(expired) => expired,
@@ -164,6 +198,9 @@ impl Gateway {
             }
         };
         for order in expired {
+            if order.pay_timeout >= self.merchant_now_seconds(&order.mer_id) {
+                continue;
+            }
             let tn = order.tn.clone();
             if let Err(error) = self
                 .apply_event(order, cloudpass_core::order::OrderEvent::TimedOut, |_| {})
@@ -176,10 +213,12 @@ impl Gateway {
 
     /// One look: every due notification sent once and its outcome recorded.
     pub async fn deliver_due(&self, client: &reqwest::Client) {
-        let now = self.clock.now_millis();
+        // A notification is due by its merchant's clock (a sandbox clock may be ahead).
+        let ahead = self.largest_offset_millis();
+        let now = self.clock.now_millis() + ahead;
         let due = match self
             .store
-            .due_notifications(now, self.config.notify.batch)
+            .due_notifications(now, self.lookahead_batch(ahead))
             .await
         {
             Ok(due) => due,
@@ -188,7 +227,24 @@ impl Gateway {
                 return;
             }
         };
+        // The merchants' notification drills (sandbox settings), read once per look.
+        let mut drills: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
         for mut notification in due {
+            if notification.next_attempt_at > self.merchant_now_millis(&notification.mer_id) {
+                continue;
+            }
+            let drill = match drills.get(&notification.mer_id) {
+                Some(drill) => *drill,
+                None => {
+                    let drill = self
+                        .store
+                        .failed_notification_sends(&notification.mer_id)
+                        .await
+                        .unwrap_or(0);
+                    drills.insert(notification.mer_id.clone(), drill);
+                    drill
+                }
+            };
             let status = client
                 .post(&notification.url)
                 .header(
@@ -200,11 +256,22 @@ impl Gateway {
                 .await
                 .map(|response| i64::from(response.status().as_u16()))
                 .ok();
-            let now = self.clock.now_millis();
+            let now = self.merchant_now_millis(&notification.mer_id);
             notification.attempts += 1;
             notification.last_status = status;
-            if matches!(status, Some(200 | 302)) {
+            // A drill counts the first sends as failed whatever the merchant answered.
+            let drilled = notification.attempts <= drill;
+            if drilled {
+                tracing::info!(tn = %notification.tn, attempt = notification.attempts, "gateway: a notification send counted as failed by the merchant's drill");
+            }
+            if matches!(status, Some(200 | 302)) && !drilled {
                 notification.delivered_at = Some(now);
+                self.certify(&notification.mer_id, Case::NotificationAcknowledged)
+                    .await;
+                if notification.attempts > 1 {
+                    self.certify(&notification.mer_id, Case::NotificationRetried)
+                        .await;
+                }
             } else {
                 let delay = usize::try_from(notification.attempts - 1)
                     .ok()

@@ -54,12 +54,30 @@ impl Gateway {
         row.updated_at = self.clock.now_millis();
         row.version += 1;
         fill(&mut row);
-        let notification = notify.map(|original| self.notification(&row, original));
+        let notification = match notify {
+            Some(original) => {
+                let card_details = self.card_details(&row.mer_id).await;
+                Some(self.notification(&row, original, card_details))
+            }
+            None => None,
+        };
         match self.store.update_order(&row, notification.as_ref()).await {
             Ok(()) => Ok(row),
             Err(StoreError::Conflict) => Err(RecordError::Conflict),
             Err(error) => Err(RecordError::Store(error)),
         }
+    }
+}
+
+impl Gateway {
+    /// Whether the merchant's notifications carry the card's details (a store that cannot
+    /// say means no).
+    pub(crate) async fn card_details(&self, mer_id: &str) -> bool {
+        self.merchant(mer_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|merchant| merchant.permissions.card_details)
     }
 }
 

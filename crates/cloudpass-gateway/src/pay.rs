@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use cloudpass_acquirer::{EcommerceTerminal, Outcome, Presentment, Purchase, Terminal};
+use cloudpass_acquirer::{
+    AcquirerError, EcommerceTerminal, Outcome, Presentment, Purchase, Terminal,
+};
 use cloudpass_core::card_number::mask_digits;
 use cloudpass_core::order::{OrderEvent, OrderStatus};
 use cloudpass_core::{AccountNumber, Currency, Expiry, Money, Pan};
@@ -19,8 +21,11 @@ use cloudpass_store::{GatewayStore, OrderRow, StoreError};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::certification::Case;
+use crate::identity::{self, GivenIdentity, Holder};
 use crate::orders::RecordError;
 use crate::query::trade_code;
+use crate::sms::Expected;
 use crate::{Gateway, tn};
 
 /// Tries a payer gets on one TN before the gateway stops taking them.
@@ -45,36 +50,91 @@ impl CardKind {
     }
 }
 
-/// What the SMS check found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmsCheck {
-    Correct,
-    Wrong,
-    /// No code can be sent to this card's phone here.
-    Unavailable,
-}
+/// A boxed future, for the object-safe [`PayerChecks`].
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// The checks the payment control makes before the network is asked: the card's kind by
-/// its BIN, and the SMS code sent to the card's phone. The sandbox implements it from its
-/// bank's cards.
+/// The checks the payment control makes before the network is asked, and its one errand
+/// outside: the card's kind by its BIN, the SMS codes published for a test card, and a text
+/// message to the phone the card's bank holds (see `sms`). The sandbox implements it from
+/// its bank.
 pub trait PayerChecks: Send + Sync {
     fn card_kind(&self, pan: &Pan) -> Option<CardKind>;
-    fn sms_code(&self, pan: &Pan, code: &str) -> SmsCheck;
+    /// The fixed SMS codes a published test card takes; empty for every other card, which
+    /// gets a code sent.
+    fn published_sms_codes(&self, pan: &Pan) -> Vec<String>;
+    /// Texts `text` to the phone the card's bank holds for `pan`; the phone, masked, or
+    /// `None` when the bank has no phone for the card (or no such card).
+    fn send_text<'a>(&'a self, pan: &'a Pan, text: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// What the card's test data says of its holder, for checking the identity fields a
+    /// payer gives (see `identity`).
+    fn holder(&self, _pan: &Pan) -> Option<Holder> {
+        None
+    }
+    /// A sandbox trigger: seconds a payment with this card is held before it is sent, so
+    /// the trade is seen pending (see `pending`).
+    fn pending_seconds(&self, _pan: &Pan) -> Option<i64> {
+        None
+    }
+    /// Published test cards the hosted page may list for the payer (a sandbox has them).
+    fn test_cards(&self) -> Vec<TestCard> {
+        Vec::new()
+    }
+}
+
+/// A published test card as the sandbox's hosted page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestCard {
+    pub number: String,
+    pub kind: CardKind,
+    pub sms_code: String,
+    /// What the card asks after the SMS code, e.g. `PIN 111101` or `CVN2 248, expiry 2912`.
+    pub then: String,
 }
 
 /// The payer's input (JSON).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
+    /// The card's number, 13 to 19 digits (spaces are ignored).
     pub card_number: String,
+    /// The SMS code sent to the card's phone (the sandbox: 111111 or 123456 for its test
+    /// cards).
     pub sms_code: String,
+    /// A debit card's PIN, 4 to 12 digits.
     #[serde(default)]
     pub pin: Option<String>,
+    /// A credit card's CVN2, the 3 digits on its back.
     #[serde(default)]
     pub cvn2: Option<String>,
-    /// YYMM.
+    /// A credit card's expiry, YYMM.
     #[serde(default)]
     pub expiry: Option<String>,
+    /// The holder's name, when the payer gives it: checked against the card's test data.
+    #[serde(default)]
+    pub holder_name: Option<String>,
+    /// The phone the bank holds for the card, when given: checked likewise.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// The holder's ID card number, when given: checked likewise.
+    #[serde(default)]
+    pub id_number: Option<String>,
+}
+
+impl PayRequest {
+    /// The identity fields given.
+    pub fn identity(&self) -> GivenIdentity<'_> {
+        fn given(field: &Option<String>) -> Option<&str> {
+            field
+                .as_deref()
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+        }
+        GivenIdentity {
+            name: given(&self.holder_name),
+            phone: given(&self.phone),
+            id_number: given(&self.id_number),
+        }
+    }
 }
 
 impl Drop for PayRequest {
@@ -84,11 +144,14 @@ impl Drop for PayRequest {
         self.sms_code.zeroize();
         self.pin.zeroize();
         self.cvn2.zeroize();
+        self.holder_name.zeroize();
+        self.phone.zeroize();
+        self.id_number.zeroize();
     }
 }
 
 /// What became of a payment (JSON).
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct PayResult {
     pub tn: String,
     /// `paid`, `failed`, or `unknown` when the issuer's answer never came and the payment
@@ -119,10 +182,18 @@ pub enum PayError {
     UnknownCard,
     #[error("the SMS code is wrong; tries left: {0}")]
     WrongSmsCode(u32),
-    #[error(
-        "no SMS code can be sent to this card's phone in the sandbox; use one of the published test cards"
-    )]
+    #[error("the card's bank holds no phone for this card, so no SMS code can be sent")]
     SmsUnavailable,
+    #[error("no SMS code was sent for this card on this order; ask for one first")]
+    SmsNotSent,
+    #[error("the SMS code has expired; ask for a new one")]
+    SmsExpired,
+    #[error("a code was sent moments ago; ask for another in {0} seconds")]
+    SmsTooSoon(i64),
+    #[error("enough SMS codes were sent for this order; the merchant must issue a new one")]
+    TooManySmsCodes,
+    #[error("the name, phone number or ID number does not match the card's")]
+    IdentityMismatch,
     #[error("{0}")]
     MissingInput(&'static str),
     #[error("{0}")]
@@ -145,6 +216,11 @@ impl PayError {
             PayError::UnknownCard => "card_unknown",
             PayError::WrongSmsCode(_) => "sms_code_wrong",
             PayError::SmsUnavailable => "sms_unavailable",
+            PayError::SmsNotSent => "sms_code_not_sent",
+            PayError::SmsExpired => "sms_code_expired",
+            PayError::SmsTooSoon(_) => "sms_too_soon",
+            PayError::TooManySmsCodes => "too_many_sms_codes",
+            PayError::IdentityMismatch => "identity_mismatch",
             PayError::MissingInput(_) => "input_missing",
             PayError::BadInput(_) => "input_invalid",
             PayError::NetworkNotReady => "network_not_ready",
@@ -158,8 +234,36 @@ fn unavailable(error: StoreError) -> PayError {
     PayError::Unavailable
 }
 
+/// What became of sending the authorization.
+pub(crate) enum Sending {
+    Answered(Outcome),
+    /// The link failed after the request may have left.
+    Unknown,
+    /// The request never left.
+    NeverLeft,
+}
+
+/// The card-not-present purchase of `order` with `card`.
+fn purchase_of<'c>(order: &OrderRow, card: &'c Card) -> Purchase<'c> {
+    Purchase {
+        account: &card.pan,
+        expiry: card.expiry,
+        amount: Money::new(u64::try_from(order.amount).unwrap_or(0), Currency::CNY),
+        field55: &[],
+        presentment: Presentment::CardNotPresent {
+            cvn2: card.cvn2.as_ref().map(|c| c.as_str()),
+            terminal_type: if order.channel == "07" {
+                EcommerceTerminal::Pc
+            } else {
+                EcommerceTerminal::Mobile
+            },
+        },
+        pin: card.pin.as_ref(),
+    }
+}
+
 /// The payer's card, checked before the network is asked.
-struct Card {
+pub(crate) struct Card {
     pan: Pan,
     kind: CardKind,
     pin: Option<Pin>,
@@ -170,20 +274,9 @@ struct Card {
 impl Gateway {
     /// Pays the order `tn` with the payer's card.
     pub async fn pay(&self, tn: &str, request: &PayRequest) -> Result<PayResult, PayError> {
-        let order = self
-            .store
-            .order_by_tn(tn)
-            .await
-            .map_err(unavailable)?
-            .ok_or(PayError::UnknownTn)?;
-        let status = OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Failed);
-        if status != OrderStatus::Issued {
-            return Err(PayError::NotPayable(status.as_str()));
-        }
-        if self.now_seconds() > order.pay_timeout {
-            return Err(PayError::TimedOut);
-        }
-        let card = match self.check_payer(tn, request) {
+        let order = self.payable_order(tn).await?;
+        let now = self.merchant_now_millis(&order.mer_id);
+        let card = match self.check_payer(tn, request, now) {
             Ok(card) => card,
             Err(error) => {
                 self.count_try(tn);
@@ -195,25 +288,115 @@ impl Gateway {
             .get()
             .cloned()
             .ok_or(PayError::NetworkNotReady)?;
-        let paying = self.record(order, OrderEvent::PaymentSent, |_| {}).await?;
-        let outcome = self.authorize(&terminal, &paying, &card).await;
+        let prepared = terminal
+            .prepare_purchase(&purchase_of(&order, &card))
+            .map_err(|error| {
+                tracing::warn!(error = %error, tn = %order.tn, "gateway: the authorization could not be built");
+                PayError::NetworkNotReady
+            })?;
+        // The authorization's STAN and time are recorded before it leaves: whatever happens
+        // to this process, the unanswered-payment sweep can reverse it by them.
+        let (stan, time) = (
+            prepared.stan().to_owned(),
+            prepared.transmission_time().to_owned(),
+        );
+        let paying = self
+            .record(order, OrderEvent::PaymentSent, |row| {
+                row.auth_stan = Some(stan);
+                row.auth_transmission_time = Some(time);
+            })
+            .await?;
+        if let Some(seconds) = self.payer.pending_seconds(&card.pan)
+            && self.may_hold()
+        {
+            let kind = card.kind;
+            let tn = paying.tn.clone();
+            self.hold_payment(paying, card, prepared, seconds);
+            return Ok(PayResult {
+                tn,
+                status: "unknown",
+                resp_code: cloudpass_upacp::code::RespCode::AcceptedQueryLater.code(),
+                message: "the bank is processing the payment; the merchant learns the result by notification or query".to_owned(),
+                query_id: None,
+                pay_card_type: kind.code(),
+            });
+        }
+        let outcome = match terminal.send_prepared(prepared).await {
+            Ok(outcome) => Sending::Answered(outcome),
+            // The link failed: the request may have reached the switch.
+            Err(AcquirerError::Link(error)) => {
+                tracing::warn!(error = %error, tn = %paying.tn, "gateway: the authorization's fate is unknown");
+                Sending::Unknown
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, tn = %paying.tn, "gateway: the authorization could not be sent");
+                Sending::NeverLeft
+            }
+        };
         self.settle(paying, &card, outcome).await
     }
 
-    /// The card's number, kind, SMS code and the verification its kind needs.
-    fn check_payer(&self, tn: &str, request: &PayRequest) -> Result<Card, PayError> {
+    /// The card number a payer typed for `tn`, parsed and of a known kind; a mistake counts
+    /// against the TN's tries (the hosted page's card step and the SMS step).
+    pub(crate) fn checked_card(
+        &self,
+        tn: &str,
+        card_number: &str,
+    ) -> Result<(Pan, CardKind), PayError> {
+        if self.tries(tn) >= MAX_TRIES_PER_TN {
+            return Err(PayError::TooManyTries);
+        }
+        let checked = Pan::parse(card_number.trim())
+            .map_err(|_| PayError::BadCardNumber)
+            .and_then(|pan| match self.payer.card_kind(&pan) {
+                Some(kind) => Ok((pan, kind)),
+                None => Err(PayError::UnknownCard),
+            });
+        if checked.is_err() {
+            self.count_try(tn);
+        }
+        checked
+    }
+
+    /// The order of `tn` while it can be paid.
+    pub(crate) async fn payable_order(&self, tn: &str) -> Result<OrderRow, PayError> {
+        let order = self
+            .store
+            .order_by_tn(tn)
+            .await
+            .map_err(unavailable)?
+            .ok_or(PayError::UnknownTn)?;
+        let status = OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Failed);
+        if status != OrderStatus::Issued {
+            return Err(PayError::NotPayable(status.as_str()));
+        }
+        if self.merchant_now_seconds(&order.mer_id) > order.pay_timeout {
+            return Err(PayError::TimedOut);
+        }
+        Ok(order)
+    }
+
+    /// The card's number, kind, SMS code and the verification its kind needs (`now` on the
+    /// merchant's clock, for the sent code's age).
+    fn check_payer(&self, tn: &str, request: &PayRequest, now: i64) -> Result<Card, PayError> {
         if self.tries(tn) >= MAX_TRIES_PER_TN {
             return Err(PayError::TooManyTries);
         }
         let pan = Pan::parse(request.card_number.trim()).map_err(|_| PayError::BadCardNumber)?;
         let kind = self.payer.card_kind(&pan).ok_or(PayError::UnknownCard)?;
-        match self.payer.sms_code(&pan, request.sms_code.trim()) {
-            SmsCheck::Correct => {}
-            SmsCheck::Wrong => {
-                let left = MAX_TRIES_PER_TN.saturating_sub(self.tries(tn) + 1);
-                return Err(PayError::WrongSmsCode(left));
-            }
-            SmsCheck::Unavailable => return Err(PayError::SmsUnavailable),
+        let given = request.sms_code.trim();
+        let correct = match self.expected_sms_code(&pan) {
+            Expected::Published(codes) => codes.iter().any(|code| code == given),
+            Expected::Sent => self.check_sent_code(tn, &pan, given, now)?,
+        };
+        if !correct {
+            let left = MAX_TRIES_PER_TN.saturating_sub(self.tries(tn) + 1);
+            return Err(PayError::WrongSmsCode(left));
+        }
+        if let Some(holder) = self.payer.holder(&pan)
+            && !identity::agrees(&holder, request.identity())
+        {
+            return Err(PayError::IdentityMismatch);
         }
         let mut card = Card {
             pan,
@@ -256,46 +439,17 @@ impl Gateway {
         Ok(card)
     }
 
-    async fn authorize(
-        &self,
-        terminal: &Terminal,
-        order: &OrderRow,
-        card: &Card,
-    ) -> Option<Outcome> {
-        let amount = Money::new(u64::try_from(order.amount).unwrap_or(0), Currency::CNY);
-        let purchase = Purchase {
-            account: &card.pan,
-            expiry: card.expiry,
-            amount,
-            field55: &[],
-            presentment: Presentment::CardNotPresent {
-                cvn2: card.cvn2.as_ref().map(|c| c.as_str()),
-                terminal_type: if order.channel == "07" {
-                    EcommerceTerminal::Pc
-                } else {
-                    EcommerceTerminal::Mobile
-                },
-            },
-            pin: card.pin.as_ref(),
-        };
-        match terminal.purchase(&purchase).await {
-            Ok(outcome) => Some(outcome),
-            Err(error) => {
-                tracing::warn!(error = %error, tn = %order.tn, "gateway: the authorization could not be sent");
-                None
-            }
-        }
-    }
-
     /// The order after the issuer's answer: paid, failed, or left paying when nobody can
-    /// tell (no answer and the reversal unacknowledged).
-    async fn settle(
+    /// tell (no answer and the reversal unacknowledged, or the link failed) — the
+    /// unanswered-payment sweep settles it then.
+    pub(crate) async fn settle(
         &self,
         order: OrderRow,
         card: &Card,
-        outcome: Option<Outcome>,
+        sent: Sending,
     ) -> Result<PayResult, PayError> {
         let tn = order.tn.clone();
+        let tn_merchant = order.mer_id.clone();
         let result =
             |status, code: cloudpass_upacp::code::RespCode, message: &str, query_id| PayResult {
                 tn: tn.clone(),
@@ -305,24 +459,36 @@ impl Gateway {
                 query_id,
                 pay_card_type: card.kind.code(),
             };
-        let Some(outcome) = outcome else {
-            // Nothing reached the network: the order may be paid again.
-            let _ = self
-                .record(order, OrderEvent::PaymentNotSent, |_| {})
-                .await?;
-            return Ok(result(
-                "failed",
-                cloudpass_upacp::code::RespCode::IssuerFailed,
-                "the payment could not be sent",
+        let unknown = || {
+            result(
+                "unknown",
+                cloudpass_upacp::code::RespCode::AcceptedQueryLater,
+                "the issuer's answer did not come; query the order",
                 None,
-            ));
+            )
+        };
+        let outcome = match sent {
+            Sending::Answered(outcome) => outcome,
+            Sending::Unknown => return Ok(unknown()),
+            Sending::NeverLeft => {
+                // Nothing reached the network: the order may be paid again.
+                let _ = self
+                    .record(order, OrderEvent::PaymentNotSent, |_| {})
+                    .await?;
+                return Ok(result(
+                    "failed",
+                    cloudpass_upacp::code::RespCode::IssuerFailed,
+                    "the payment could not be sent",
+                    None,
+                ));
+            }
         };
         let masked = mask_digits(card.pan.expose());
         let field39 = outcome.response_code.clone();
         match field39.as_deref() {
             Some("00") => {
                 let query_id = tn::draw(&*self.random);
-                let now = self.clock.now_millis();
+                let now = self.merchant_now_millis(&order.mer_id);
                 let paid = self
                     .record(
                         order,
@@ -340,6 +506,7 @@ impl Gateway {
                         },
                     )
                     .await?;
+                self.certify(&paid.mer_id, Case::ConsumeSucceeded).await;
                 Ok(result(
                     "paid",
                     cloudpass_upacp::code::RespCode::Success,
@@ -349,13 +516,8 @@ impl Gateway {
             }
             None if outcome.reversal.is_none() => {
                 // Sent, unanswered, and the reversal not acknowledged: the order stays
-                // paying until the reversal is (a query answers 05 meanwhile).
-                Ok(result(
-                    "unknown",
-                    cloudpass_upacp::code::RespCode::AcceptedQueryLater,
-                    "the issuer's answer did not come; query the order",
-                    None,
-                ))
+                // paying until the sweep's reversal is (a query answers 05 meanwhile).
+                Ok(unknown())
             }
             code => {
                 let code = code.unwrap_or("68").to_owned();
@@ -368,6 +530,7 @@ impl Gateway {
                     row.auth_transmission_time = Some(outcome.transmission_time.clone());
                 })
                 .await?;
+                self.certify(&tn_merchant, Case::ConsumeFailed).await;
                 Ok(result("failed", resp_code, message, None))
             }
         }
@@ -401,7 +564,7 @@ impl Gateway {
         }
     }
 
-    fn tries(&self, tn: &str) -> u32 {
+    pub(crate) fn tries(&self, tn: &str) -> u32 {
         self.tries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -410,7 +573,7 @@ impl Gateway {
             .unwrap_or(0)
     }
 
-    fn count_try(&self, tn: &str) {
+    pub(crate) fn count_try(&self, tn: &str) {
         let mut tries = self.tries.lock().unwrap_or_else(|p| p.into_inner());
         if tries.len() >= TRIES_REMEMBERED && !tries.contains_key(tn) {
             tries.clear();

@@ -7,18 +7,12 @@ use cloudpass_core::order::OrderStatus;
 use cloudpass_store::{GatewayStore, OrderRow};
 use cloudpass_upacp::Form;
 use cloudpass_upacp::code::{RespCode, resp_msg};
-use cloudpass_upacp::request::{Query, Refusal};
+use cloudpass_upacp::request::{Query, Refusal, refuse};
 
 use crate::Gateway;
+use crate::certification::Case;
 use crate::consume::store_failure;
 use crate::merchant::Merchant;
-
-fn refuse(code: RespCode, detail: &str) -> Refusal {
-    Refusal {
-        code,
-        detail: detail.to_owned(),
-    }
-}
 
 /// The UPACP code of an authorization's field 39.
 pub(crate) fn trade_code(field39: &str) -> (RespCode, &'static str) {
@@ -54,25 +48,24 @@ impl Gateway {
         if !merchant.permissions.query {
             return Err(refuse(RespCode::NoPermission, "the merchant may not query"));
         }
-        let order = self
+        let mer_id = &request.header.mer_id;
+        let Some(order) = self
             .store
-            .order(
-                &request.header.mer_id,
-                &request.order_id,
-                &request.header.txn_time_text,
-            )
+            .order(mer_id, &request.order_id, &request.header.txn_time_text)
             .await
             .map_err(store_failure)?
-            .ok_or_else(|| {
-                refuse(
-                    RespCode::NoSuchTransaction,
-                    "no trade has this orderId and txnTime",
-                )
-            })?;
+        else {
+            self.certify(mer_id, Case::QueriedUnknown).await;
+            return Err(refuse(
+                RespCode::NoSuchTransaction,
+                "no trade has this orderId and txnTime",
+            ));
+        };
         let status = OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Failed);
-        let now = self.now_seconds();
+        let now = self.merchant_now_seconds(mer_id);
         let (code, detail) = match status {
             OrderStatus::Issued if now <= order.pay_timeout => {
+                self.certify(mer_id, Case::QueriedUnpaid).await;
                 return Err(refuse(
                     RespCode::NoSuchTransaction,
                     "the order has not been paid yet",
@@ -91,6 +84,9 @@ impl Gateway {
             | OrderStatus::Refunded
             | OrderStatus::Undone => (RespCode::Success, ""),
         };
+        if code == RespCode::Success {
+            self.certify(mer_id, Case::QueriedPaid).await;
+        }
         let mut fields = trade_fields(&order, merchant);
         fields
             .set("origRespCode", code.code())

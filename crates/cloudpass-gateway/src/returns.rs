@@ -6,14 +6,15 @@
 //! (0200) or refund (0220) naming the purchase in field 90, with no card number: the gateway
 //! keeps none.
 
-use cloudpass_acquirer::{OriginalPurchase, ReturnKind};
+use cloudpass_acquirer::{CardReturn, OriginalPurchase, ReturnKind};
 use cloudpass_core::order::{self, OrderEvent, OrderRefusal};
 use cloudpass_core::{Currency, Money};
 use cloudpass_store::{GatewayStore, OrderRow};
 use cloudpass_upacp::Form;
 use cloudpass_upacp::code::RespCode;
-use cloudpass_upacp::request::{Header, Refusal, Return, TxnType};
+use cloudpass_upacp::request::{Header, Refusal, Return, TxnType, refuse};
 
+use crate::certification::Case;
 use crate::consume::{Recorded, request_digest, store_failure};
 use crate::merchant::Merchant;
 use crate::orders::{RecordError, state_of};
@@ -23,10 +24,22 @@ use crate::{Gateway, tn};
 /// Times a return is sent when no answer comes (it is idempotent at the switch and issuer).
 const SENDS: usize = 3;
 
-fn refuse(code: RespCode, detail: &str) -> Refusal {
-    Refusal {
-        code,
-        detail: detail.to_owned(),
+pub(crate) fn return_kind(undo: bool) -> ReturnKind {
+    if undo {
+        ReturnKind::Void
+    } else {
+        ReturnKind::Refund
+    }
+}
+
+/// The certification case a successful return passes.
+fn return_case(undo: bool, original: &OrderRow) -> Case {
+    if undo {
+        Case::Undone
+    } else if original.refunded >= original.amount {
+        Case::FullyRefunded
+    } else {
+        Case::PartlyRefunded
     }
 }
 
@@ -53,8 +66,11 @@ impl Gateway {
         header: &Header,
         merchant: &Merchant,
     ) -> Result<String, Refusal> {
-        if header.txn_type == TxnType::EncryptCertificate {
-            return self.encryption_certificate(form);
+        match header.txn_type {
+            TxnType::EncryptCertificate => return self.encryption_certificate(form),
+            TxnType::SmsCode => return self.back_sms_code(form, merchant).await,
+            TxnType::Consume => return self.back_consume(form, header, merchant).await,
+            _ => {}
         }
         let request = Return::parse(form)?;
         let undo = request.header.txn_type == TxnType::Undo;
@@ -69,13 +85,9 @@ impl Gateway {
                 "the merchant may not make this return",
             ));
         }
-        let now = self.now_seconds();
-        if (now - header.txn_time).abs() > self.config.txn_time_skew_seconds {
-            return Err(refuse(
-                RespCode::FormatError,
-                "txnTime must be the time of sending, Beijing time",
-            ));
-        }
+        self.check_txn_time(header)?;
+        // The undo's same-day rule is the merchant's day (its sandbox clock may be ahead).
+        let now = self.merchant_now_seconds(&header.mer_id);
         let original = self
             .store
             .order_by_query_id(&request.orig_qry_id)
@@ -116,7 +128,8 @@ impl Gateway {
         };
         // Refused by the rules: nothing is stored.
         order::apply(state_of(&original), event).map_err(refusal_code)?;
-        let row = match self.new_return(form, &request, &original).await? {
+        let message = self.build_return(&original, undo, amount)?;
+        let row = match self.new_return(form, &request, &original, &message).await? {
             Recorded::Fresh(row) => row,
             Recorded::Repeat(existing) => {
                 return Ok(self.return_answer(form, &existing, &original));
@@ -141,7 +154,7 @@ impl Gateway {
                 return Err(refusal);
             }
         };
-        let (row, original) = self.send_return(row, original, undo, amount).await;
+        let (row, original) = self.send_return(row, original, &message).await;
         Ok(self.return_answer(form, &row, &original))
     }
 
@@ -171,9 +184,10 @@ impl Gateway {
         form: &Form,
         request: &Return,
         original: &OrderRow,
+        message: &CardReturn,
     ) -> Result<Recorded, Refusal> {
         let digest = request_digest(form);
-        let now = self.clock.now_millis();
+        let now = self.merchant_now_millis(&request.header.mer_id);
         let kind = if request.header.txn_type == TxnType::Undo {
             "undo"
         } else {
@@ -201,60 +215,89 @@ impl Gateway {
             pay_response_code: None,
             pay_card_masked: original.pay_card_masked.clone(),
             pay_card_type: original.pay_card_type.clone(),
-            auth_stan: None,
-            auth_transmission_time: None,
+            auth_stan: Some(message.stan().to_owned()),
+            auth_transmission_time: Some(message.transmission_time().to_owned()),
             created_at: now,
             updated_at: now,
             version: 1,
             kind: kind.to_owned(),
             original_tn: Some(original.tn.clone()),
+            request_echo: request.header.echo().to_urlencoded(),
         };
         self.insert_fresh(&digest, make).await
     }
 
+    /// The return's message: a void or refund of `original` for `amount`, numbered now. It
+    /// is built before anything is stored, so the return's order records its STAN and time
+    /// and can be sent again, the same message, whatever happens to this process.
+    fn build_return(
+        &self,
+        original: &OrderRow,
+        undo: bool,
+        amount: u64,
+    ) -> Result<CardReturn, Refusal> {
+        let terminal = self.acquirer.get().ok_or_else(|| {
+            refuse(
+                RespCode::Busy,
+                "the payment network is not ready; send again",
+            )
+        })?;
+        let (Some(stan), Some(time)) = (&original.auth_stan, &original.auth_transmission_time)
+        else {
+            return Err(refuse(
+                RespCode::OriginalNotFoundOrBadState,
+                "origQryId names no paid consume of this merchant",
+            ));
+        };
+        let purchase = OriginalPurchase {
+            stan,
+            transmission_time: time,
+        };
+        terminal
+            .card_return(
+                return_kind(undo),
+                purchase,
+                None,
+                Money::new(amount, Currency::CNY),
+            )
+            .map_err(|error| {
+                tracing::error!(error = %error, "gateway: a return could not be built");
+                refuse(RespCode::Busy, "the return could not be built; send again")
+            })
+    }
+
     /// Sends the return and records the answer on both orders. Without an answer after
-    /// [`SENDS`] tries both stay in flight: the merchant queries later.
+    /// [`SENDS`] tries both stay in flight: the merchant queries later, and the
+    /// unanswered sweep sends it again.
     async fn send_return(
         &self,
         row: OrderRow,
         original: OrderRow,
-        undo: bool,
-        amount: u64,
+        message: &CardReturn,
     ) -> (OrderRow, OrderRow) {
         let Some(terminal) = self.acquirer.get().cloned() else {
             return (row, original);
         };
-        let (Some(stan), Some(time)) = (
-            original.auth_stan.clone(),
-            original.auth_transmission_time.clone(),
-        ) else {
-            return (row, original);
-        };
-        let kind = if undo {
-            ReturnKind::Void
-        } else {
-            ReturnKind::Refund
-        };
-        let purchase = OriginalPurchase {
-            stan: &stan,
-            transmission_time: &time,
-        };
-        let money = Money::new(amount, Currency::CNY);
-        let Ok(message) = terminal.card_return(kind, purchase, None, money) else {
-            return (row, original);
-        };
-        let mut code = None;
         for _ in 0..SENDS {
-            if let Ok(outcome) = terminal.send_return(&message).await
-                && outcome.response_code.is_some()
+            if let Ok(outcome) = terminal.send_return(message).await
+                && let Some(code) = outcome.response_code
             {
-                code = outcome.response_code;
-                break;
+                return self.record_return_answer(row, original, &code).await;
             }
         }
-        let Some(code) = code else {
-            return (row, original);
-        };
+        (row, original)
+    }
+
+    /// Records the issuer's answer `code` to the return `row` of `original` on both orders;
+    /// an approved return is announced to the merchant in the same write.
+    pub(crate) async fn record_return_answer(
+        &self,
+        row: OrderRow,
+        original: OrderRow,
+        code: &str,
+    ) -> (OrderRow, OrderRow) {
+        let undo = row.kind == "undo";
+        let amount = u64::try_from(row.amount).unwrap_or(0);
         let approved = code == "00";
         let answered = if undo {
             OrderEvent::UndoAnswered { approved }
@@ -268,7 +311,7 @@ impl Gateway {
                 original
             }
         };
-        let now = self.clock.now_millis();
+        let now = self.merchant_now_millis(&row.mer_id);
         let query_id = tn::draw(&*self.random);
         let event = if approved {
             OrderEvent::PaymentApproved {
@@ -278,9 +321,7 @@ impl Gateway {
             OrderEvent::PaymentDeclined
         };
         let fill = |r: &mut OrderRow| {
-            r.pay_response_code = Some(code.clone());
-            r.auth_stan = Some(message.stan().to_owned());
-            r.auth_transmission_time = Some(message.transmission_time().to_owned());
+            r.pay_response_code = Some(code.to_owned());
             if approved {
                 r.paid_at = Some(now);
                 r.query_id = Some(query_id.clone());
@@ -294,7 +335,13 @@ impl Gateway {
             self.apply_event(row.clone(), event, fill).await
         };
         let row = match moved {
-            Ok(moved) => moved,
+            Ok(moved) => {
+                if approved {
+                    self.certify(&row.mer_id, return_case(undo, &original))
+                        .await;
+                }
+                moved
+            }
             Err(error) => {
                 tracing::error!(error = ?error, tn = %row.tn, "gateway: a return's answer could not be recorded");
                 row

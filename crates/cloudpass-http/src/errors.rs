@@ -7,7 +7,6 @@
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// The stable code and the message for an error the framework made, by status.
 pub fn describe_status(status: StatusCode) -> (&'static str, &'static str) {
@@ -34,11 +33,22 @@ pub fn describe_status(status: StatusCode) -> (&'static str, &'static str) {
     }
 }
 
+/// Every JSON error's body: a stable code and a message for people (never the value the
+/// request was refused for).
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
 /// A JSON error response.
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
-        axum::Json(json!({"code": code, "message": message})),
+        axum::Json(ErrorBody {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }),
     )
         .into_response()
 }
@@ -49,19 +59,24 @@ pub fn status_error(status: StatusCode) -> Response {
     json_error(status, code, message)
 }
 
-fn is_json(response: &Response) -> bool {
+/// An error we wrote ourselves: JSON for APIs, or an HTML page for a person (the hosted
+/// payment page). The framework's own errors are plain text.
+fn is_ours(response: &Response) -> bool {
     response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"))
+        .is_some_and(|value| {
+            value.starts_with("application/json") || value.starts_with("text/html")
+        })
 }
 
-/// Replaces an error response that is not JSON (the framework's plain text) with the JSON
-/// error for its status; JSON errors (ours) pass through, and so does a 405's `Allow`.
+/// Replaces an error response that is not ours (the framework's plain text) with the JSON
+/// error for its status; our JSON errors and HTML error pages pass through, and so does a
+/// 405's `Allow`.
 async fn errors_as_json(response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+    if !(status.is_client_error() || status.is_server_error()) || is_ours(&response) {
         return response;
     }
     let allow = response.headers().get(header::ALLOW).cloned();
@@ -101,6 +116,16 @@ mod tests {
                 .route(
                     "/upload",
                     post(|body: Bytes| async move { body.len().to_string() }),
+                )
+                .route(
+                    "/page",
+                    get(|| async {
+                        (
+                            StatusCode::NOT_FOUND,
+                            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                            "<p>no such payment</p>",
+                        )
+                    }),
                 )
                 .layer(DefaultBodyLimit::max(16)),
         )
@@ -154,5 +179,12 @@ mod tests {
 
         let (status, body, _) = call("GET", "/items/7", "").await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "7"));
+
+        // An HTML error page of our own is kept as it is.
+        let (status, body, _) = call("GET", "/page", "").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::NOT_FOUND, "<p>no such payment</p>")
+        );
     }
 }

@@ -11,9 +11,10 @@
 pub mod auth;
 pub mod body;
 pub mod errors;
+pub mod openapi;
 
 pub use body::{BodyError, parse_json};
-pub use errors::{json_error, status_error, with_json_errors};
+pub use errors::{ErrorBody, json_error, status_error, with_json_errors};
 pub mod client;
 pub mod server;
 pub mod tls;

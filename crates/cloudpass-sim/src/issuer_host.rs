@@ -518,17 +518,33 @@ impl IssuerHost {
             "【{}】{} is your code to add the card ending {} to {} (device card ending {}). It expires in 10 minutes. Do not share it.",
             self.config.bank_name, request.otp, card.pan_last4, request.wallet, request.token_last4
         );
-        sqlx::query("INSERT INTO sim_sms (phone, text, sent_at) VALUES ($1, $2, $3)")
-            .bind(&card.phone)
-            .bind(text)
-            .bind(self.clock.now_millis())
-            .execute(&self.pool)
-            .await?;
+        self.text_phone(&card.phone, &text).await?;
         Ok(PasscodeResponse {
             sent: true,
             destination_masked: Some(mask_phone(&card.phone)),
             reason: None,
         })
+    }
+
+    /// Texts `text` to the phone the bank holds for the card: the payment network's SMS
+    /// codes for card-not-present payments go out this way. The phone, masked; `None` when
+    /// the bank has no such card.
+    pub async fn send_text(&self, pan: &Pan, text: &str) -> Result<Option<String>, SimError> {
+        let Some(card) = self.find(pan).await? else {
+            return Ok(None);
+        };
+        self.text_phone(&card.phone, text).await?;
+        Ok(Some(mask_phone(&card.phone)))
+    }
+
+    async fn text_phone(&self, phone: &str, text: &str) -> Result<(), SimError> {
+        sqlx::query("INSERT INTO sim_sms (phone, text, sent_at) VALUES ($1, $2, $3)")
+            .bind(phone)
+            .bind(text)
+            .bind(self.clock.now_millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// The latest text messages to a phone, newest first (at most 50).

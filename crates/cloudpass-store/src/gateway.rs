@@ -56,6 +56,9 @@ pub struct OrderRow {
     pub kind: String,
     /// For an undo or refund: the TN of the consume it returns.
     pub original_tn: Option<String>,
+    /// What notifications repeat of the request (bizType, accessType and its merchant
+    /// fields), URL-encoded; '' for orders from before it was kept.
+    pub request_echo: String,
 }
 
 /// A notification to a merchant's `backUrl`.
@@ -80,6 +83,25 @@ pub struct NotificationRow {
     pub last_status: Option<i64>,
     pub created_at: i64,
 }
+
+/// A merchant registered with the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerchantRow {
+    /// `merId`, 15 letters or digits.
+    pub mer_id: String,
+    pub name: String,
+    /// The certificate its requests are signed with, PEM.
+    pub certificate_pem: String,
+    /// Permission names, comma-separated.
+    pub permissions: String,
+    /// Its secure key for signMethod 11 and 12, sealed by the platform; `None`: none.
+    pub secure_key_sealed: Option<Vec<u8>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Merchants listed at once, at most.
+pub const MERCHANTS_LISTED_MAX: i64 = 10_000;
 
 /// What inserting an order found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +144,13 @@ pub trait GatewayStore: Send + Sync {
         now: i64,
         limit: i64,
     ) -> impl Future<Output = StoreResult<Vec<OrderRow>>> + Send;
+    /// Payments still in flight (`paying`) whose last change is before `before` (unix
+    /// milliseconds), at most `limit`, the oldest first: their answers were lost.
+    fn paying_since(
+        &self,
+        before: i64,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<OrderRow>>> + Send;
     /// A merchant's consumes and returns that succeeded between `from` and `to` (unix
     /// milliseconds, `to` excluded), in the order they did.
     fn succeeded_between(
@@ -146,6 +175,55 @@ pub trait GatewayStore: Send + Sync {
         &self,
         tn: &str,
     ) -> impl Future<Output = StoreResult<Vec<NotificationRow>>> + Send;
+    /// Registers a merchant; false (and nothing written) when its `merId` is taken.
+    fn insert_merchant(
+        &self,
+        merchant: &MerchantRow,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Replaces a merchant's name, certificate, permissions and secure key; false when there
+    /// is none.
+    fn update_merchant(
+        &self,
+        merchant: &MerchantRow,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn merchant(
+        &self,
+        mer_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<MerchantRow>>> + Send;
+    /// Every merchant by `merId`, at most [`MERCHANTS_LISTED_MAX`].
+    fn merchants(&self) -> impl Future<Output = StoreResult<Vec<MerchantRow>>> + Send;
+    /// Records that the merchant passed the certification case `case_name` at `at` (unix
+    /// milliseconds); a case passed before keeps its first time. True when it is new.
+    fn record_certification(
+        &self,
+        mer_id: &str,
+        case_name: &str,
+        at: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Sets how many sends of each of the merchant's notifications count as failed.
+    fn set_failed_notification_sends(
+        &self,
+        mer_id: &str,
+        sends: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// How many sends of each of the merchant's notifications count as failed (0 unless set).
+    fn failed_notification_sends(
+        &self,
+        mer_id: &str,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Advances the merchant's sandbox clock by `by_ms`; its offset now.
+    fn advance_sandbox_clock(
+        &self,
+        mer_id: &str,
+        by_ms: i64,
+    ) -> impl Future<Output = StoreResult<i64>> + Send;
+    /// Every merchant's sandbox clock offset that is not zero.
+    fn sandbox_clocks(&self) -> impl Future<Output = StoreResult<Vec<(String, i64)>>> + Send;
+    /// The cases the merchant passed and when, by case name.
+    fn certification_of(
+        &self,
+        mer_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<(String, i64)>>> + Send;
 }
 
 macro_rules! notification_columns {
@@ -156,7 +234,7 @@ macro_rules! notification_columns {
 
 macro_rules! order_columns {
     () => {
-        "tn, mer_id, order_id, txn_time, amount, currency, channel, back_url, front_url, req_reserved, pay_timeout, request_digest, status, refunded, refund_reserved, paid_at, query_id, pay_response_code, pay_card_masked, pay_card_type, auth_stan, auth_transmission_time, created_at, updated_at, version, kind, original_tn"
+        "tn, mer_id, order_id, txn_time, amount, currency, channel, back_url, front_url, req_reserved, pay_timeout, request_digest, status, refunded, refund_reserved, paid_at, query_id, pay_response_code, pay_card_masked, pay_card_type, auth_stan, auth_transmission_time, created_at, updated_at, version, kind, original_tn, request_echo"
     };
 }
 
@@ -192,6 +270,19 @@ macro_rules! gateway_backend {
                     version: row.try_get("version")?,
                     kind: row.try_get("kind")?,
                     original_tn: row.try_get("original_tn")?,
+                    request_echo: row.try_get("request_echo")?,
+                })
+            }
+
+            fn merchant_from(row: &$row) -> StoreResult<MerchantRow> {
+                Ok(MerchantRow {
+                    mer_id: row.try_get("mer_id")?,
+                    name: row.try_get("name")?,
+                    certificate_pem: row.try_get("certificate_pem")?,
+                    permissions: row.try_get("permissions")?,
+                    secure_key_sealed: row.try_get("secure_key_sealed")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
                 })
             }
 
@@ -225,11 +316,145 @@ macro_rules! gateway_backend {
         }
 
         impl GatewayStore for $store {
+            async fn advance_sandbox_clock(&self, mer_id: &str, by_ms: i64) -> StoreResult<i64> {
+                let mer_id = mer_id.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let row = sqlx::query("INSERT INTO gateway_sandbox_settings (mer_id, clock_offset_ms) VALUES ($1, $2) ON CONFLICT (mer_id) DO UPDATE SET clock_offset_ms = gateway_sandbox_settings.clock_offset_ms + excluded.clock_offset_ms RETURNING clock_offset_ms")
+                            .bind(&mer_id).bind(by_ms)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        Ok(row.try_get("clock_offset_ms")?)
+                    })
+                })
+                .await
+            }
+
+            async fn sandbox_clocks(&self) -> StoreResult<Vec<(String, i64)>> {
+                let rows = sqlx::query("SELECT mer_id, clock_offset_ms FROM gateway_sandbox_settings WHERE clock_offset_ms <> 0 ORDER BY mer_id")
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get("mer_id")?, row.try_get("clock_offset_ms")?)))
+                    .collect()
+            }
+
+            async fn set_failed_notification_sends(&self, mer_id: &str, sends: i64) -> StoreResult<()> {
+                let mer_id = mer_id.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO gateway_sandbox_settings (mer_id, failed_notification_sends) VALUES ($1, $2) ON CONFLICT (mer_id) DO UPDATE SET failed_notification_sends = excluded.failed_notification_sends")
+                            .bind(&mer_id).bind(sends)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn failed_notification_sends(&self, mer_id: &str) -> StoreResult<i64> {
+                let row = sqlx::query("SELECT failed_notification_sends FROM gateway_sandbox_settings WHERE mer_id = $1")
+                    .bind(mer_id.to_owned())
+                    .fetch_optional(self.reader())
+                    .await?;
+                match row {
+                    Some(row) => Ok(row.try_get("failed_notification_sends")?),
+                    None => Ok(0),
+                }
+            }
+
+            async fn record_certification(&self, mer_id: &str, case_name: &str, at: i64) -> StoreResult<bool> {
+                let (mer_id, case_name) = (mer_id.to_owned(), case_name.to_owned());
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query("INSERT INTO gateway_certification (mer_id, case_name, passed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                            .bind(&mer_id).bind(&case_name).bind(at)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                })
+                .await
+            }
+
+            async fn certification_of(&self, mer_id: &str) -> StoreResult<Vec<(String, i64)>> {
+                let rows = sqlx::query("SELECT case_name, passed_at FROM gateway_certification WHERE mer_id = $1 ORDER BY case_name")
+                    .bind(mer_id.to_owned())
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get("case_name")?, row.try_get("passed_at")?)))
+                    .collect()
+            }
+
+            async fn insert_merchant(&self, merchant: &MerchantRow) -> StoreResult<bool> {
+                let m = merchant.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query("INSERT INTO gateway_merchants (mer_id, name, certificate_pem, permissions, secure_key_sealed, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
+                            .bind(&m.mer_id).bind(&m.name).bind(&m.certificate_pem)
+                            .bind(&m.permissions).bind(&m.secure_key_sealed)
+                            .bind(m.created_at).bind(m.updated_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                })
+                .await
+            }
+
+            async fn update_merchant(&self, merchant: &MerchantRow) -> StoreResult<bool> {
+                let m = merchant.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query("UPDATE gateway_merchants SET name = $2, certificate_pem = $3, permissions = $4, secure_key_sealed = $5, updated_at = $6 WHERE mer_id = $1")
+                            .bind(&m.mer_id).bind(&m.name).bind(&m.certificate_pem)
+                            .bind(&m.permissions).bind(&m.secure_key_sealed)
+                            .bind(m.updated_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                })
+                .await
+            }
+
+            async fn merchant(&self, mer_id: &str) -> StoreResult<Option<MerchantRow>> {
+                sqlx::query("SELECT mer_id, name, certificate_pem, permissions, secure_key_sealed, created_at, updated_at FROM gateway_merchants WHERE mer_id = $1")
+                    .bind(mer_id.to_owned())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|row| Self::merchant_from(&row))
+                    .transpose()
+            }
+
+            async fn merchants(&self) -> StoreResult<Vec<MerchantRow>> {
+                sqlx::query("SELECT mer_id, name, certificate_pem, permissions, secure_key_sealed, created_at, updated_at FROM gateway_merchants ORDER BY mer_id LIMIT $1")
+                    .bind(MERCHANTS_LISTED_MAX)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::merchant_from)
+                    .collect()
+            }
+
             async fn succeeded_between(&self, mer_id: &str, from: i64, to: i64) -> StoreResult<Vec<OrderRow>> {
                 sqlx::query(concat!("SELECT ", order_columns!(), " FROM gateway_orders WHERE mer_id = $1 AND paid_at >= $2 AND paid_at < $3 ORDER BY paid_at, tn"))
                     .bind(mer_id.to_owned())
                     .bind(from)
                     .bind(to)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::order_from)
+                    .collect()
+            }
+
+            async fn paying_since(&self, before: i64, limit: i64) -> StoreResult<Vec<OrderRow>> {
+                sqlx::query(concat!("SELECT ", order_columns!(), " FROM gateway_orders WHERE status = 'paying' AND updated_at < $1 ORDER BY updated_at LIMIT $2"))
+                    .bind(before)
+                    .bind(limit)
                     .fetch_all(self.reader())
                     .await?
                     .iter()
@@ -291,7 +516,7 @@ macro_rules! gateway_backend {
                         Box::pin(async move {
                             let o: &OrderRow = &order;
                             let row = sqlx::query(concat!(
-                                "INSERT INTO gateway_orders (", order_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27) ON CONFLICT DO NOTHING RETURNING tn"
+                                "INSERT INTO gateway_orders (", order_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) ON CONFLICT DO NOTHING RETURNING tn"
                             ))
                             .bind(&o.tn).bind(&o.mer_id).bind(&o.order_id).bind(&o.txn_time)
                             .bind(o.amount).bind(o.currency).bind(&o.channel).bind(&o.back_url)
@@ -302,6 +527,7 @@ macro_rules! gateway_backend {
                             .bind(&o.pay_card_type).bind(&o.auth_stan)
                             .bind(&o.auth_transmission_time).bind(o.created_at)
                             .bind(o.updated_at).bind(o.version).bind(&o.kind).bind(&o.original_tn)
+                            .bind(&o.request_echo)
                             .fetch_optional(&mut *conn)
                             .await?;
                             Ok(row.is_some())
@@ -430,6 +656,13 @@ impl GatewayStore for AnyStore {
         }
     }
 
+    async fn paying_since(&self, before: i64, limit: i64) -> StoreResult<Vec<OrderRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.paying_since(before, limit).await,
+            AnyStore::Postgres(store) => store.paying_since(before, limit).await,
+        }
+    }
+
     async fn unpaid_past_timeout(&self, now: i64, limit: i64) -> StoreResult<Vec<OrderRow>> {
         match self {
             AnyStore::Sqlite(store) => store.unpaid_past_timeout(now, limit).await,
@@ -455,6 +688,81 @@ impl GatewayStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.notifications_of(tn).await,
             AnyStore::Postgres(store) => store.notifications_of(tn).await,
+        }
+    }
+
+    async fn insert_merchant(&self, merchant: &MerchantRow) -> StoreResult<bool> {
+        match self {
+            AnyStore::Sqlite(store) => store.insert_merchant(merchant).await,
+            AnyStore::Postgres(store) => store.insert_merchant(merchant).await,
+        }
+    }
+
+    async fn update_merchant(&self, merchant: &MerchantRow) -> StoreResult<bool> {
+        match self {
+            AnyStore::Sqlite(store) => store.update_merchant(merchant).await,
+            AnyStore::Postgres(store) => store.update_merchant(merchant).await,
+        }
+    }
+
+    async fn merchant(&self, mer_id: &str) -> StoreResult<Option<MerchantRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.merchant(mer_id).await,
+            AnyStore::Postgres(store) => store.merchant(mer_id).await,
+        }
+    }
+
+    async fn advance_sandbox_clock(&self, mer_id: &str, by_ms: i64) -> StoreResult<i64> {
+        match self {
+            AnyStore::Sqlite(store) => store.advance_sandbox_clock(mer_id, by_ms).await,
+            AnyStore::Postgres(store) => store.advance_sandbox_clock(mer_id, by_ms).await,
+        }
+    }
+
+    async fn sandbox_clocks(&self) -> StoreResult<Vec<(String, i64)>> {
+        match self {
+            AnyStore::Sqlite(store) => store.sandbox_clocks().await,
+            AnyStore::Postgres(store) => store.sandbox_clocks().await,
+        }
+    }
+
+    async fn set_failed_notification_sends(&self, mer_id: &str, sends: i64) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(store) => store.set_failed_notification_sends(mer_id, sends).await,
+            AnyStore::Postgres(store) => store.set_failed_notification_sends(mer_id, sends).await,
+        }
+    }
+
+    async fn failed_notification_sends(&self, mer_id: &str) -> StoreResult<i64> {
+        match self {
+            AnyStore::Sqlite(store) => store.failed_notification_sends(mer_id).await,
+            AnyStore::Postgres(store) => store.failed_notification_sends(mer_id).await,
+        }
+    }
+
+    async fn record_certification(
+        &self,
+        mer_id: &str,
+        case_name: &str,
+        at: i64,
+    ) -> StoreResult<bool> {
+        match self {
+            AnyStore::Sqlite(store) => store.record_certification(mer_id, case_name, at).await,
+            AnyStore::Postgres(store) => store.record_certification(mer_id, case_name, at).await,
+        }
+    }
+
+    async fn certification_of(&self, mer_id: &str) -> StoreResult<Vec<(String, i64)>> {
+        match self {
+            AnyStore::Sqlite(store) => store.certification_of(mer_id).await,
+            AnyStore::Postgres(store) => store.certification_of(mer_id).await,
+        }
+    }
+
+    async fn merchants(&self) -> StoreResult<Vec<MerchantRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.merchants().await,
+            AnyStore::Postgres(store) => store.merchants().await,
         }
     }
 }

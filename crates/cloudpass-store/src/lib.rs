@@ -20,7 +20,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use error::{Duplicate, StoreError};
-pub use gateway::{GatewayStore, NotificationRow, OrderInsert, OrderRow};
+pub use gateway::{
+    GatewayStore, MERCHANTS_LISTED_MAX, MerchantRow, NotificationRow, OrderInsert, OrderRow,
+};
 pub use rows::*;
 pub use sql::{PgStore, SqliteStore};
 

@@ -58,6 +58,7 @@ contract!(
     atcs_are_accepted_once_and_only_upwards,
     push_receipts_spend_once_and_declines_are_counted,
     gateway_orders_are_unique_and_written_by_version,
+    gateway_merchants_are_registered_once_and_updated,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1297,7 +1298,147 @@ fn order(tn: &str, order_id: &str) -> OrderRow {
         version: 1,
         kind: "consume".into(),
         original_tn: None,
+        request_echo: "bizType=000201&accessType=2&subMerId=SUB001".into(),
     }
+}
+
+async fn gateway_merchants_are_registered_once_and_updated(store: AnyStore) {
+    use cloudpass_store::MerchantRow;
+    let merchant = MerchantRow {
+        mer_id: "898310048990011".into(),
+        name: "Shop".into(),
+        certificate_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+        permissions: "app_consume,query".into(),
+        secure_key_sealed: None,
+        created_at: 5,
+        updated_at: 5,
+    };
+    assert!(store.insert_merchant(&merchant).await.unwrap());
+    let other = MerchantRow {
+        name: "Another shop".into(),
+        ..merchant.clone()
+    };
+    assert!(
+        !store.insert_merchant(&other).await.unwrap(),
+        "a merId is registered once"
+    );
+    assert_eq!(
+        store.merchant("898310048990011").await.unwrap(),
+        Some(merchant.clone())
+    );
+    let granted = MerchantRow {
+        permissions: "app_consume,query,refund".into(),
+        secure_key_sealed: Some(vec![1, 2, 3, 0, 255]),
+        updated_at: 9,
+        ..merchant.clone()
+    };
+    assert!(store.update_merchant(&granted).await.unwrap());
+    let missing = MerchantRow {
+        mer_id: "898310048990012".into(),
+        ..merchant.clone()
+    };
+    assert!(!store.update_merchant(&missing).await.unwrap());
+    assert_eq!(store.merchants().await.unwrap(), vec![granted]);
+    assert_eq!(store.merchant("898310048990012").await.unwrap(), None);
+
+    // Sandbox settings: none until set, then the last value set.
+    assert_eq!(
+        store
+            .failed_notification_sends("777290058110048")
+            .await
+            .unwrap(),
+        0
+    );
+    store
+        .set_failed_notification_sends("777290058110048", 2)
+        .await
+        .unwrap();
+    store
+        .set_failed_notification_sends("777290058110048", 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .failed_notification_sends("777290058110048")
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .failed_notification_sends("898310048990011")
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Sandbox clocks: advanced by steps, listed only when not at zero; the drill stays.
+    assert!(store.sandbox_clocks().await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .advance_sandbox_clock("777290058110048", 60_000)
+            .await
+            .unwrap(),
+        60_000
+    );
+    assert_eq!(
+        store
+            .advance_sandbox_clock("777290058110048", 900_000)
+            .await
+            .unwrap(),
+        960_000
+    );
+    assert_eq!(
+        store
+            .advance_sandbox_clock("898310048990011", 1_000)
+            .await
+            .unwrap(),
+        1_000
+    );
+    assert_eq!(
+        store.sandbox_clocks().await.unwrap(),
+        vec![
+            ("777290058110048".to_owned(), 960_000),
+            ("898310048990011".to_owned(), 1_000)
+        ]
+    );
+    assert_eq!(
+        store
+            .failed_notification_sends("777290058110048")
+            .await
+            .unwrap(),
+        3
+    );
+
+    // Certification cases: recorded once, at the first time they passed.
+    assert!(
+        store
+            .record_certification("898310048990011", "undo", 20)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_certification("898310048990011", "undo", 30)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_certification("898310048990011", "consume_success", 25)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_certification("898310048990012", "undo", 40)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.certification_of("898310048990011").await.unwrap(),
+        vec![("consume_success".to_owned(), 25), ("undo".to_owned(), 20)]
+    );
 }
 
 async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {
@@ -1342,13 +1483,31 @@ async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {
         Some(first.clone())
     );
 
+    // In flight: found as unanswered once its last change is old enough.
+    let mut paying = first.clone();
+    paying.status = "paying".into();
+    paying.auth_stan = Some("000123".into());
+    paying.updated_at = 7;
+    paying.version = 2;
+    store.update_order(&paying, None).await.unwrap();
+    assert!(store.paying_since(7, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.paying_since(8, 10).await.unwrap(),
+        vec![paying.clone()]
+    );
+    let mut first = first.clone();
+    first.version = 3;
+    first.updated_at = 8;
+    store.update_order(&first, None).await.unwrap();
+    assert!(store.paying_since(1_000, 10).await.unwrap().is_empty());
+
     // Paid, by version; a writer that read the old version conflicts and writes nothing.
     let mut paid = first.clone();
     paid.status = "paid".into();
     paid.query_id = Some("102612021200001234567".into());
     paid.pay_card_masked = Some("622638******0095".into());
     paid.paid_at = Some(5);
-    paid.version = 2;
+    paid.version = 4;
     let notification = NotificationRow {
         id: 0,
         tn: first.tn.clone(),
@@ -1368,7 +1527,7 @@ async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {
         .unwrap();
     let mut stale = first.clone();
     stale.status = "closed".into();
-    stale.version = 2;
+    stale.version = 4;
     assert!(matches!(
         store.update_order(&stale, Some(&notification)).await,
         Err(StoreError::Conflict)

@@ -268,8 +268,9 @@ async fn openapi() -> Json<Value> {
     Json(crate::openapi::document())
 }
 
-#[derive(Deserialize)]
-struct NewUser {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct NewUser {
+    /// The wallet's own id of the account, 1 to 64 printable characters.
     account_id: String,
 }
 
@@ -294,13 +295,16 @@ async fn create_user(State(tsp): State<Arc<Tsp>>, headers: HeaderMap, body: Byte
     .await
 }
 
-#[derive(Deserialize)]
-struct NewDevice {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct NewDevice {
     device_id: String,
+    #[schemars(schema_with = "crate::schema::device_kind")]
     kind: String,
     brand: String,
     account_id: Option<String>,
+    /// A passcode or fingerprint is set on the device.
     unlock_set: bool,
+    /// X25519 public key, 64 hex digits.
     public_key: String,
 }
 
@@ -358,12 +362,39 @@ async fn device_tokens(
     let tokens = tsp
         .device_tokens(&requestor, &device_id, query.include_deleted)
         .await?;
-    Ok(Json(json!({"tokens": tokens})).into_response())
+    Ok(Json(TokenList { tokens }).into_response())
 }
 
-#[derive(Deserialize)]
-struct DeviceEventBody {
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TokenList {
+    tokens: Vec<crate::model::TokenView>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct HistoryList {
+    history: Vec<crate::model::HistoryView>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct NotificationList {
+    notifications: Vec<crate::model::NotificationView>,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct StepUpOnly {
+    step_up: crate::service::StepUp,
+}
+
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CardProfile {
+    card_profile: crate::service::EnvelopeView,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct DeviceEventBody {
+    #[schemars(schema_with = "crate::schema::device_event")]
     event: String,
+    /// For `signed_in`: the account now signed in.
     account_id: Option<String>,
 }
 
@@ -386,20 +417,26 @@ async fn device_event(
     .await
 }
 
-#[derive(Deserialize)]
-struct CardBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct CardBody {
     number: String,
+    #[schemars(schema_with = "crate::schema::expiry")]
     expiry: String,
     cvn2: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ProvisionBody {
+/// The card's data, or a push receipt from the bank's app.
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct ProvisionBody {
     device_id: String,
     account_id: String,
     card: Option<CardBody>,
     push_receipt: Option<String>,
+    /// Where the token may pay (default: both).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::schema::domains")]
     domains: Option<Vec<String>>,
+    /// Open a UPCash (e-cash) account on the token.
     #[serde(default)]
     ecash: bool,
 }
@@ -459,7 +496,8 @@ async fn token_history(
     Path(token_id): Path<String>,
 ) -> ApiResult {
     let who = principal(&tsp, &headers).await?;
-    Ok(Json(json!({"history": tsp.history(&who, &token_id).await?})).into_response())
+    let history = tsp.history(&who, &token_id).await?;
+    Ok(Json(HistoryList { history }).into_response())
 }
 
 async fn token_notifications(
@@ -468,11 +506,13 @@ async fn token_notifications(
     Path(token_id): Path<String>,
 ) -> ApiResult {
     let who = principal(&tsp, &headers).await?;
-    Ok(Json(json!({"notifications": tsp.notifications(&who, &token_id).await?})).into_response())
+    let notifications = tsp.notifications(&who, &token_id).await?;
+    Ok(Json(NotificationList { notifications }).into_response())
 }
 
-#[derive(Deserialize)]
-struct OtpBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct OtpBody {
+    /// The one-time code the bank sent.
     otp: String,
 }
 
@@ -522,27 +562,50 @@ async fn resend_otp(
         || async {
             ok(
                 StatusCode::OK,
-                json!({"step_up": tsp.resend_otp(&requestor, &token_id).await?}),
+                StepUpOnly {
+                    step_up: tsp.resend_otp(&requestor, &token_id).await?,
+                },
             )
         },
     )
     .await
 }
 
-#[derive(Deserialize)]
-struct ReasonBody {
-    reason: Option<String>,
+/// The body of suspend, resume and delete: an optional reason from the operation's list.
+trait ReasonBody: DeserializeOwned {
+    fn into_reason(self) -> Option<String>;
 }
 
-fn reason<T: Copy>(
+macro_rules! reason_body {
+    ($name:ident, $schema:literal) => {
+        #[derive(Deserialize, schemars::JsonSchema)]
+        pub(crate) struct $name {
+            #[serde(default)]
+            #[schemars(schema_with = $schema)]
+            reason: Option<String>,
+        }
+
+        impl ReasonBody for $name {
+            fn into_reason(self) -> Option<String> {
+                self.reason
+            }
+        }
+    };
+}
+
+reason_body!(SuspendBody, "crate::schema::suspend_reason");
+reason_body!(ResumeBody, "crate::schema::resume_reason");
+reason_body!(DeleteBody, "crate::schema::delete_reason");
+
+fn reason<B: ReasonBody, T: Copy>(
     body: &Bytes,
     parse_reason: fn(&str) -> Option<T>,
     all: &[T],
     default: T,
     name: fn(T) -> &'static str,
 ) -> TspResult<T> {
-    let request: ReasonBody = parse(body)?;
-    match request.reason {
+    let request: B = parse(body)?;
+    match request.into_reason() {
         None => Ok(default),
         Some(text) => parse_reason(&text).ok_or_else(|| {
             TspError::InvalidRequest(format!(
@@ -571,14 +634,14 @@ async fn token_event(
         &body,
         || async {
             let event = match action {
-                "suspend" => LifecycleEvent::Suspend(reason(
+                "suspend" => LifecycleEvent::Suspend(reason::<SuspendBody, _>(
                     &body,
                     SuspendReason::parse,
                     SuspendReason::ALL,
                     SuspendReason::Other,
                     SuspendReason::as_str,
                 )?),
-                "resume" => LifecycleEvent::Resume(reason(
+                "resume" => LifecycleEvent::Resume(reason::<ResumeBody, _>(
                     &body,
                     ResumeReason::parse,
                     ResumeReason::ALL,
@@ -591,7 +654,7 @@ async fn token_event(
                     } else {
                         DeleteReason::Other
                     };
-                    LifecycleEvent::Delete(reason(
+                    LifecycleEvent::Delete(reason::<DeleteBody, _>(
                         &body,
                         DeleteReason::parse,
                         DeleteReason::ALL,
@@ -662,8 +725,9 @@ async fn set_default(
     .await
 }
 
-#[derive(Deserialize)]
-struct MetadataBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct MetadataBody {
+    /// A JSON object the bank keeps on the token (limits, art, terms).
     metadata: Value,
 }
 
@@ -711,10 +775,10 @@ async fn card_profile(
     Path(token_id): Path<String>,
 ) -> ApiResult {
     let requestor = wallet(&tsp, &headers).await?;
-    Ok(
-        Json(json!({"card_profile": tsp.card_profile(&requestor, &token_id).await?}))
-            .into_response(),
-    )
+    Ok(Json(CardProfile {
+        card_profile: tsp.card_profile(&requestor, &token_id).await?,
+    })
+    .into_response())
 }
 
 async fn replenish_keys(
@@ -736,15 +800,17 @@ async fn replenish_keys(
         || async {
             ok(
                 StatusCode::OK,
-                json!({"card_profile": tsp.replenish_keys(&requestor, &token_id).await?}),
+                CardProfile {
+                    card_profile: tsp.replenish_keys(&requestor, &token_id).await?,
+                },
             )
         },
     )
     .await
 }
 
-#[derive(Deserialize)]
-struct CardNumberBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct CardNumberBody {
     card_number: String,
 }
 
@@ -754,9 +820,10 @@ async fn card_tokens(State(tsp): State<Arc<Tsp>>, headers: HeaderMap, body: Byte
     Ok(Json(tsp.card_tokens(&bank, &request.card_number).await?).into_response())
 }
 
-#[derive(Deserialize)]
-struct CardEventBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct CardEventBody {
     card_number: String,
+    #[schemars(schema_with = "crate::schema::card_event")]
     event: String,
 }
 
@@ -792,10 +859,12 @@ async fn card_event(State(tsp): State<Arc<Tsp>>, headers: HeaderMap, body: Bytes
     .await
 }
 
-#[derive(Deserialize)]
-struct ReissueBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct ReissueBody {
     card_number: String,
+    /// The new card's number, when it changes.
     new_card_number: Option<String>,
+    #[schemars(schema_with = "crate::schema::expiry")]
     new_expiry: String,
 }
 
@@ -826,8 +895,9 @@ async fn reissue(State(tsp): State<Arc<Tsp>>, headers: HeaderMap, body: Bytes) -
     .await
 }
 
-#[derive(Deserialize)]
-struct CvmLimitsBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct CvmLimitsBody {
+    /// Decimal amount, e.g. `1000.00`.
     contactless_no_pin_limit: String,
     online_no_pin_limit: String,
 }
@@ -857,9 +927,10 @@ async fn cvm_limits(
     .await
 }
 
-#[derive(Deserialize)]
-struct PushReceiptBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct PushReceiptBody {
     card_number: String,
+    #[schemars(schema_with = "crate::schema::expiry")]
     expiry: String,
     /// The wallet the receipt is for, and its device: the receipt provisions there, once.
     token_requestor_id: String,

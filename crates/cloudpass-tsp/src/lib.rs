@@ -17,6 +17,7 @@ pub mod model;
 pub mod notify;
 pub mod openapi;
 pub mod plan;
+pub mod schema;
 pub mod secret;
 pub mod service;
 pub mod throttle;

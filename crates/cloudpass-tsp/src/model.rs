@@ -71,21 +71,28 @@ pub fn last4(number: &str) -> &str {
     number.get(number.len().saturating_sub(4)..).unwrap_or("")
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Token")]
 pub struct TokenView {
     pub token_id: String,
     pub token_last4: String,
+    /// YYMM.
     pub token_expiry: String,
+    #[schemars(schema_with = "crate::schema::token_status")]
     pub status: String,
     pub status_reason: Option<String>,
+    /// Who made the last change.
+    #[schemars(schema_with = "crate::schema::channel")]
     pub status_channel: String,
     /// Why it is suspended, when it is.
+    #[schemars(schema_with = "crate::schema::holds")]
     pub holds: Vec<&'static str>,
     pub is_default: bool,
     pub device_id: String,
     pub card_id: String,
     pub card_last4: String,
     pub par: String,
+    #[schemars(schema_with = "crate::schema::domains")]
     pub domains: Vec<&'static str>,
     pub ecash: Option<EcashView>,
     pub metadata: serde_json::Value,
@@ -93,7 +100,8 @@ pub struct TokenView {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Ecash")]
 pub struct EcashView {
     pub balance: i64,
 }
@@ -133,9 +141,11 @@ pub fn token_view(token: &TokenRow, card: &CardRow, device: &DeviceRow) -> Token
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Device")]
 pub struct DeviceView {
     pub device_id: String,
+    #[schemars(schema_with = "crate::schema::device_kind")]
     pub kind: String,
     pub brand: String,
     pub state: String,
@@ -156,7 +166,8 @@ pub fn device_view(device: &DeviceRow, account_id: Option<String>) -> DeviceView
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Card")]
 pub struct CardView {
     pub card_id: String,
     pub bin: String,
@@ -181,7 +192,8 @@ pub fn card_view(card: &CardRow) -> CardView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "HistoryEntry")]
 pub struct HistoryView {
     pub at: i64,
     pub event: String,
@@ -204,7 +216,8 @@ pub fn history_view(row: &HistoryRow) -> HistoryView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Notification")]
 pub struct NotificationView {
     pub event_id: String,
     pub event_type: String,

@@ -119,7 +119,7 @@ pub struct ProvisionRequest {
     pub ecash: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepUp {
     pub method: &'static str,
     pub destination: String,
@@ -130,7 +130,9 @@ pub struct StepUp {
     pub sent: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A card profile sealed to the device's key (X25519 + AES-256-GCM), hex.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "Envelope")]
 pub struct EnvelopeView {
     pub ephemeral_public_key: String,
     pub nonce: String,
@@ -147,9 +149,10 @@ impl From<DeviceEnvelope> for EnvelopeView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ProvisionOutcome {
     /// `green` (active now) or `yellow` (pending step-up).
+    #[schemars(schema_with = "crate::schema::decision")]
     pub decision: &'static str,
     pub token: TokenView,
     pub step_up: Option<StepUp>,
@@ -157,22 +160,57 @@ pub struct ProvisionOutcome {
     pub card_profile: Option<EnvelopeView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ActivationOutcome {
     pub token: TokenView,
     pub card_profile: EnvelopeView,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeviceEventOutcome {
     pub device: DeviceView,
     pub tokens: Vec<TokenView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CardTokens {
     pub card: CardView,
     pub tokens: Vec<TokenView>,
+}
+
+/// A wallet account, as registered.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct UserView {
+    pub user_id: String,
+    pub account_id: String,
+}
+
+/// A push-provisioning receipt for one wallet's device.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct PushReceiptView {
+    /// Sealed, single-use; the wallet presents it instead of the card's data.
+    pub push_receipt: String,
+    pub token_requestor_id: String,
+    pub device_id: String,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// A card's declined provisioning attempts in the window.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DeclinesView {
+    pub window_ms: i64,
+    pub declines: Vec<DeclineView>,
+}
+
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct DeclineView {
+    pub token_requestor_id: String,
+    pub user_id: String,
+    /// The issuer's reason (`CVN2_MISMATCH`, …) or `TOO_MANY_DECLINES`.
+    pub reason: String,
+    /// Unix milliseconds.
+    pub declined_at: i64,
 }
 
 /// Card events a bank reports.
@@ -185,18 +223,31 @@ pub enum CardEvent {
 }
 
 impl CardEvent {
-    pub fn parse(text: &str) -> Option<CardEvent> {
-        match text {
-            "lost" => Some(CardEvent::Lost),
-            "stolen" => Some(CardEvent::Stolen),
-            "found" => Some(CardEvent::Found),
-            "closed" => Some(CardEvent::Closed),
-            _ => None,
+    pub const ALL: [CardEvent; 4] = [
+        CardEvent::Lost,
+        CardEvent::Stolen,
+        CardEvent::Found,
+        CardEvent::Closed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CardEvent::Lost => "lost",
+            CardEvent::Stolen => "stolen",
+            CardEvent::Found => "found",
+            CardEvent::Closed => "closed",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<CardEvent> {
+        CardEvent::ALL
+            .into_iter()
+            .find(|event| event.as_str() == text)
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "CvmLimits")]
 pub struct CvmLimitsView {
     pub product: String,
     pub currency: String,
@@ -645,7 +696,7 @@ impl Tsp {
         &self,
         tr: &TokenRequestorRow,
         account_id: &str,
-    ) -> TspResult<Value> {
+    ) -> TspResult<UserView> {
         if !identifier(account_id) {
             return Err(TspError::InvalidRequest(
                 "account_id must be 1 to 64 printable characters".into(),
@@ -658,7 +709,10 @@ impl Tsp {
             created_at: self.now(),
         };
         match self.store.insert_user(&user).await {
-            Ok(()) => Ok(json!({"user_id": user.id, "account_id": user.account_id})),
+            Ok(()) => Ok(UserView {
+                user_id: user.id,
+                account_id: user.account_id,
+            }),
             Err(StoreError::Duplicate(Duplicate::User)) => Err(TspError::AlreadyExists("user")),
             Err(error) => Err(error.into()),
         }
@@ -1235,7 +1289,7 @@ impl Tsp {
         expiry: &str,
         token_requestor_id: &str,
         device_id: &str,
-    ) -> TspResult<Value> {
+    ) -> TspResult<PushReceiptView> {
         let pan = Pan::parse(card_number).map_err(TspError::InvalidCardNumber)?;
         let expiry: Expiry = expiry.parse().map_err(|_| TspError::InvalidExpiry)?;
         match self.bin_range("card", pan.expose()) {
@@ -1269,12 +1323,12 @@ impl Tsp {
         let sealed = self
             .hsm
             .encrypt(self.keys.data, body.as_bytes(), RECEIPT_AAD)?;
-        Ok(json!({
-            "push_receipt": hex::encode(&sealed),
-            "token_requestor_id": wallet.id,
-            "device_id": device.external_id,
-            "expires_at": expires_at,
-        }))
+        Ok(PushReceiptView {
+            push_receipt: hex::encode(&sealed),
+            token_requestor_id: wallet.id,
+            device_id: device.external_id,
+            expires_at,
+        })
     }
 
     /// Opens a receipt presented by `tr` for `device_id`: it must be this wallet's, for this
@@ -1357,7 +1411,11 @@ impl Tsp {
     }
 
     /// The card's recent declined provisioning attempts, for its bank.
-    pub async fn card_declines(&self, issuer: &IssuerRow, card_number: &str) -> TspResult<Value> {
+    pub async fn card_declines(
+        &self,
+        issuer: &IssuerRow,
+        card_number: &str,
+    ) -> TspResult<DeclinesView> {
         let pan = Pan::parse(card_number).map_err(TspError::InvalidCardNumber)?;
         match self.bin_range("card", pan.expose()) {
             Some(range) if range.issuer_id == issuer.id => {}
@@ -1368,15 +1426,18 @@ impl Tsp {
             .store
             .provisioning_declines_of_card(&self.fingerprint(&pan)?, since, 100)
             .await?;
-        Ok(json!({
-            "window_ms": self.config.decline_window_ms,
-            "declines": declines.iter().map(|d| json!({
-                "token_requestor_id": d.token_requestor_id,
-                "user_id": d.user_id,
-                "reason": d.reason,
-                "declined_at": d.declined_at,
-            })).collect::<Vec<_>>(),
-        }))
+        Ok(DeclinesView {
+            window_ms: self.config.decline_window_ms,
+            declines: declines
+                .into_iter()
+                .map(|d| DeclineView {
+                    token_requestor_id: d.token_requestor_id,
+                    user_id: d.user_id,
+                    reason: d.reason,
+                    declined_at: d.declined_at,
+                })
+                .collect(),
+        })
     }
 
     /// Loads a card onto a device (空中发卡): green → active token and card profile now;

@@ -117,6 +117,11 @@ impl Certificate {
         .flatten()
     }
 
+    /// The public key as DER `SubjectPublicKeyInfo`, the form encryption takes.
+    pub fn public_key_info_der(&self) -> Option<Vec<u8>> {
+        self.with(|c| c.public_key().raw.to_vec())
+    }
+
     /// Whether `issuer`'s key signed this certificate.
     pub fn is_signed_by(&self, issuer: &Certificate) -> bool {
         let Ok((_, subject)) = X509Certificate::from_der(&self.der) else {

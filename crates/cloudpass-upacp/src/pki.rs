@@ -287,6 +287,42 @@ mod tests {
     }
 
     #[test]
+    fn what_is_encrypted_to_the_encryption_certificate_its_key_opens() {
+        use cloudpass_crypto::upacp::{RsaDecryptingKey, UpacpEncryptionError, encrypt_base64};
+        // What a merchant encrypts: an accNo, here a made-up one.
+        const PLAINTEXT: &[u8] = b"accNo 1234567890";
+        let random = SeededRandom::new(11);
+        let request = PkiRequest {
+            signer_name: TEST_SIGNER_NAME,
+            now: NOW,
+            random: &random,
+        };
+        let pki = PlatformPki::generate(&request).unwrap();
+        let public = pki.encryption.certificate.public_key_info_der().unwrap();
+        let sealed = encrypt_base64(&public, PLAINTEXT).unwrap();
+        assert!(
+            !sealed
+                .as_bytes()
+                .windows(PLAINTEXT.len())
+                .any(|w| w == PLAINTEXT)
+        );
+        let key = RsaDecryptingKey::from_pkcs8_der(&pki.encryption.key_pkcs8).unwrap();
+        assert_eq!(key.decrypt_base64(&sealed).unwrap().as_slice(), PLAINTEXT);
+        // Encrypted to another key (the signing certificate's), or not encrypted at all.
+        let signing_public = pki.signing.certificate.public_key_info_der().unwrap();
+        let elsewhere = encrypt_base64(&signing_public, PLAINTEXT).unwrap();
+        assert_eq!(
+            key.decrypt_base64(&elsewhere),
+            Err(UpacpEncryptionError::Undecryptable)
+        );
+        assert_eq!(
+            key.decrypt_base64("not base64!"),
+            Err(UpacpEncryptionError::NotBase64)
+        );
+        assert!(!format!("{key:?}").contains("BEGIN"));
+    }
+
+    #[test]
     fn merchant_certificates_chain_to_the_platform() {
         let random = SeededRandom::new(8);
         let request = PkiRequest {

@@ -17,7 +17,8 @@ pub struct Refusal {
     pub detail: String,
 }
 
-fn refuse(code: RespCode, detail: impl Into<String>) -> Refusal {
+/// A refusal with `code` and what exactly is wrong (never the value refused).
+pub fn refuse(code: RespCode, detail: impl Into<String>) -> Refusal {
     Refusal {
         code,
         detail: detail.into(),
@@ -33,6 +34,8 @@ pub enum TxnType {
     Undo,
     FileTransfer,
     EncryptCertificate,
+    /// 77: an SMS code sent to the card's phone, for a back consume to come.
+    SmsCode,
 }
 
 impl TxnType {
@@ -44,6 +47,7 @@ impl TxnType {
             "31" => TxnType::Undo,
             "76" => TxnType::FileTransfer,
             "95" => TxnType::EncryptCertificate,
+            "77" => TxnType::SmsCode,
             _ => return None,
         })
     }
@@ -56,6 +60,7 @@ impl TxnType {
             TxnType::Undo => "31",
             TxnType::FileTransfer => "76",
             TxnType::EncryptCertificate => "95",
+            TxnType::SmsCode => "77",
         }
     }
 }
@@ -106,6 +111,44 @@ pub struct Header {
     pub reserved: Option<String>,
 }
 
+impl Header {
+    /// What a notification about this request's trade repeats of it: `bizType`,
+    /// `accessType` and the merchant fields its access type carries (an acquirer's
+    /// `acqInsCode`, `merCatCode`, `merName`, `merAbbr`; a platform's `subMerId`,
+    /// `subMerName`, `subMerAbbr`), so the merchant can route it as it routed the request.
+    pub fn echo(&self) -> Form {
+        let mut form = Form::new().with("bizType", self.biz_type.clone());
+        match &self.access {
+            Access::Merchant => {
+                form.set("accessType", "0");
+            }
+            Access::Acquirer {
+                acq_ins_code,
+                mer_cat_code,
+                mer_name,
+                mer_abbr,
+            } => {
+                form.set("accessType", "1")
+                    .set("acqInsCode", acq_ins_code.clone())
+                    .set("merCatCode", mer_cat_code.clone())
+                    .set("merName", mer_name.clone())
+                    .set("merAbbr", mer_abbr.clone());
+            }
+            Access::Platform {
+                sub_mer_id,
+                sub_mer_name,
+                sub_mer_abbr,
+            } => {
+                form.set("accessType", "2")
+                    .set("subMerId", sub_mer_id.clone())
+                    .set("subMerName", sub_mer_name.clone())
+                    .set("subMerAbbr", sub_mer_abbr.clone());
+            }
+        }
+        form
+    }
+}
+
 /// A consume (txnType 01): the order a TN will stand for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Consume {
@@ -119,6 +162,115 @@ pub struct Consume {
     /// `payTimeout` as unix seconds, when given.
     pub pay_timeout: Option<i64>,
     pub order_desc: Option<String>,
+}
+
+/// A consume paid at once from the merchant's server (`backTransReq.do`, txnType 01, the
+/// "no redirect" payment): the order as a [`Consume`], the card number (`accNo`) and the
+/// payer's checks (`customerInfo`) as the merchant sent them. The encrypted values stay
+/// sealed here; the gateway holds the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackConsume {
+    pub consume: Consume,
+    /// `accNo`: base64 RSA to the platform's encryption certificate.
+    pub acc_no: String,
+    pub customer_info: CustomerInfo,
+    /// `encryptCertId`: the decimal serial of the certificate the fields are encrypted to.
+    pub encrypt_cert_id: String,
+}
+
+/// `customerInfo`: base64 of `{key=value&…}` with `smsCode`, and `pin` (base64 RSA of the
+/// ISO 9564 format 0 PIN block) or `encryptedInfo` (base64 RSA of `cvn2=…&expired=YYMM…`);
+/// `cvn2` and `expired` may also come in clear. Its Debug output shows the keys only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CustomerInfo {
+    fields: Form,
+}
+
+impl std::fmt::Debug for CustomerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<&str> = self.fields.iter().map(|(key, _)| key).collect();
+        f.debug_struct("CustomerInfo").field("keys", &keys).finish()
+    }
+}
+
+/// At most this many bytes of `customerInfo`.
+const MAX_CUSTOMER_INFO: usize = 4_096;
+
+impl CustomerInfo {
+    pub fn parse(text: &str) -> Result<CustomerInfo, Refusal> {
+        use base64::Engine;
+        let malformed = || {
+            refuse(
+                RespCode::FormatError,
+                "customerInfo must be base64 of {key=value&…}",
+            )
+        };
+        if text.len() > MAX_CUSTOMER_INFO {
+            return Err(malformed());
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| malformed())?;
+        let text = String::from_utf8(bytes).map_err(|_| malformed())?;
+        let inner = text
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_suffix('}'))
+            .ok_or_else(malformed)?;
+        let fields = Form::parse_raw(inner).map_err(|_| malformed())?;
+        Ok(CustomerInfo { fields })
+    }
+
+    /// A field, when given and not blank.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.fields.non_blank(key)
+    }
+}
+
+impl BackConsume {
+    pub fn parse(form: &Form) -> Result<BackConsume, Refusal> {
+        let consume = Consume::parse(form)?;
+        Ok(BackConsume {
+            acc_no: required(form, "accNo")?.to_owned(),
+            customer_info: CustomerInfo::parse(required(form, "customerInfo")?)?,
+            encrypt_cert_id: digits(form, "encryptCertId", 1..=40)?,
+            consume,
+        })
+    }
+}
+
+/// A consume's SMS code (`backTransReq.do`, txnType 77, txnSubType 02): sent to the phone of
+/// the card (`accNo`, encrypted as a back consume's) for the order the back consume will
+/// make (`orderId`, `txnTime`, `txnAmt`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumeSms {
+    pub header: Header,
+    pub order_id: String,
+    /// `txnAmt`, fen.
+    pub amount: u64,
+    /// `accNo`: base64 RSA to the platform's encryption certificate.
+    pub acc_no: String,
+    pub encrypt_cert_id: String,
+}
+
+impl ConsumeSms {
+    pub fn parse(form: &Form) -> Result<ConsumeSms, Refusal> {
+        let header = header(form)?;
+        expect_type(&header, &[TxnType::SmsCode])?;
+        if header.txn_sub_type != "02" {
+            return Err(refuse(
+                RespCode::FormatError,
+                "txnSubType must be 02 (the SMS code of a consume)",
+            ));
+        }
+        currency(form)?;
+        Ok(ConsumeSms {
+            order_id: alphanumeric(form, "orderId", 8..=40)?,
+            amount: amount(form)?,
+            acc_no: required(form, "accNo")?.to_owned(),
+            encrypt_cert_id: digits(form, "encryptCertId", 1..=40)?,
+            header,
+        })
+    }
 }
 
 /// An undo (31) or refund (04) of a paid consume named by its `queryId`.

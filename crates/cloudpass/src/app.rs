@@ -346,7 +346,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     // merchant from the data directory (a production gateway needs merchants registered, not
     // built yet).
     let gateway = match &sandbox {
-        Some(_) => {
+        Some(parts) => {
             let now = clock.now_millis().div_euclid(1_000);
             let (signer, merchants) = crate::sandbox_upacp::load_or_create(&config.data_dir, now)?;
             Some(Arc::new(cloudpass_gateway::Gateway::new(
@@ -354,7 +354,10 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
                     store: tsp.store().clone(),
                     merchants,
                     signer,
-                    payer: Arc::new(crate::sandbox_upacp::SandboxPayer::new()),
+                    payer: Arc::new(crate::sandbox_upacp::SandboxPayer::new(Arc::clone(
+                        &parts.issuer_host,
+                    ))),
+                    secrets: Arc::new(crate::sandbox_upacp::SealedBy(Arc::clone(&tsp))),
                     clock: Arc::clone(&clock),
                     random: Arc::clone(&random),
                     config: config.gateway.clone(),

@@ -47,6 +47,10 @@ enum Command {
     /// UPACP (UnionPay 全渠道) tools: sign a form, verify a form and say exactly what fails.
     #[command(subcommand)]
     Upacp(cli::upacp::UpacpCommand),
+    /// The institution gateway's merchants: register one with its certificate, list, show,
+    /// grant and revoke permissions.
+    #[command(subcommand)]
+    Merchant(cli::merchant::MerchantCommand),
     /// The software HSM: master key check value, new master keys.
     #[command(subcommand)]
     Hsm(cli::hsm::HsmCommand),
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Sandbox(command) => cli::sandbox::run(command),
         Command::Iso8583(command) => cli::iso8583::run(command),
         Command::Hsm(command) => cli::hsm::run(command),
+        Command::Merchant(command) => cli::merchant::run(command),
         Command::Upacp(command) => cli::upacp::run(command),
         Command::Bench(command) => bench::run(command),
     };

@@ -162,9 +162,20 @@ pub const CARD_BINS: &[(&str, &str)] = &[
 /// Token BIN ranges: device cards are numbered from these.
 const TOKEN_BINS: &[(&str, &str)] = &[("623118", "debit"), ("623128", "credit")];
 
+/// Trigger cards: cards of the sandbox bank (not UnionPay's) that make the issuer decline on
+/// demand, so an integrator can reach every failure case (docs/upacp.md §0).
+pub const INSUFFICIENT_FUNDS_CARD: &str = "6226090000000113";
+pub const EXPIRED_CARD: &str = "6226388000000103";
+/// Trigger: a debit card whose payments the sandbox holds [`PENDING_SECONDS`] before sending,
+/// so the trade is seen pending (UPACP 05) and then paid.
+pub const PENDING_CARD: &str = "6226090000000121";
+/// How long a payment with [`PENDING_CARD`] is held, on the merchant's clock.
+pub const PENDING_SECONDS: i64 = 30;
+
 /// UnionPay's published test cards. Where the published expiry has passed (1225, 1125) the
 /// sandbox card expires in 2029 instead, so the cards stay usable; 6221558812340000 is left
-/// out because it fails the Luhn check every card number here must pass.
+/// out because it fails the Luhn check every card number here must pass. Then the trigger
+/// cards.
 pub fn cards() -> Vec<SimCard> {
     struct Card {
         number: &'static str,
@@ -226,6 +237,43 @@ pub fn cards() -> Vec<SimCard> {
             provisioning: "green",
             pin: "111111",
             money: 2_000_000,
+        },
+        // Trigger: a debit card holding 1.00 CNY, so a larger payment is declined 51
+        // (UPACP 64, insufficient funds).
+        Card {
+            number: INSUFFICIENT_FUNDS_CARD,
+            expiry: "2912",
+            cvn2: None,
+            phone: "18100000000",
+            holder: "余额不足",
+            funding: "debit",
+            provisioning: "green",
+            pin: "111101",
+            money: 100,
+        },
+        // Trigger: a debit card whose payments stay pending for a while (docs/upacp.md §0).
+        Card {
+            number: PENDING_CARD,
+            expiry: "2912",
+            cvn2: None,
+            phone: "18100000000",
+            holder: "处理中",
+            funding: "debit",
+            provisioning: "green",
+            pin: "111101",
+            money: 1_000_000,
+        },
+        // Trigger: a credit card that expired in January 2020, declined 54 (UPACP 65).
+        Card {
+            number: EXPIRED_CARD,
+            expiry: "2001",
+            cvn2: Some("248"),
+            phone: "18100000000",
+            holder: "已过期",
+            funding: "credit",
+            provisioning: "green",
+            pin: "111111",
+            money: 5_000_000,
         },
     ];
     cards

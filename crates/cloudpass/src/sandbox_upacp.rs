@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use cloudpass_crypto::OsRandom;
-use cloudpass_crypto::upacp::RsaSigningKey;
+use cloudpass_crypto::upacp::{RsaDecryptingKey, RsaSigningKey};
 use cloudpass_gateway::{Merchant, Merchants, Permissions, PlatformSigner};
 use cloudpass_upacp::Certificate;
 use cloudpass_upacp::pki::{self, PkiRequest, PlatformPki, TEST_SIGNER_NAME};
@@ -50,20 +50,15 @@ pub fn load_or_create(data_dir: &Path, now: i64) -> Result<(PlatformSigner, Merc
     }
     let merchant_name = format!("merchant-{SANDBOX_MER_ID}");
     if !dir.join(format!("{merchant_name}.pem")).exists() {
-        let middle = pki::Issued {
-            certificate: read_certificate(&dir.join("middle.pem"))?,
-            pem: read_text(&dir.join("middle.pem"))?,
-            key_pkcs8: read_key(&dir.join("middle.key"))?,
-        };
-        let merchant =
-            pki::issue_merchant(&middle, SANDBOX_MER_ID, &request).map_err(|e| e.to_string())?;
-        write_issued(&dir, &merchant_name, &merchant, true)?;
+        issue_merchant(data_dir, SANDBOX_MER_ID, &dir, now)?;
     }
     let signer = PlatformSigner {
         key: RsaSigningKey::from_pkcs8_der(&read_key(&dir.join("sign.key"))?)
             .map_err(|e| e.to_string())?,
         certificate: read_certificate(&dir.join("sign.pem"))?,
         encryption_certificate: read_certificate(&dir.join("encrypt.pem"))?,
+        decryption_key: RsaDecryptingKey::from_pkcs8_der(&read_key(&dir.join("encrypt.key"))?)
+            .map_err(|e| e.to_string())?,
     };
     let mut merchants = Merchants::default();
     merchants.add(Merchant {
@@ -74,6 +69,39 @@ pub fn load_or_create(data_dir: &Path, now: i64) -> Result<(PlatformSigner, Merc
         permissions: Permissions::ALL,
     });
     Ok((signer, merchants))
+}
+
+/// Issues a merchant signing certificate under the platform's middle CA (as UnionPay's test
+/// environment hands merchants theirs) and writes `merchant-<merId>.pem` and `.key` (0600)
+/// into `out_dir`. The platform's PKI must exist (`serve` makes it on first start).
+pub fn issue_merchant(
+    data_dir: &Path,
+    mer_id: &str,
+    out_dir: &Path,
+    now: i64,
+) -> Result<(PathBuf, Certificate), String> {
+    let dir = dir(data_dir);
+    if !dir.join("middle.key").exists() {
+        return Err(format!(
+            "no platform PKI in {} (start `cloudpass serve` once to make it)",
+            dir.display()
+        ));
+    }
+    let middle = pki::Issued {
+        certificate: read_certificate(&dir.join("middle.pem"))?,
+        pem: read_text(&dir.join("middle.pem"))?,
+        key_pkcs8: read_key(&dir.join("middle.key"))?,
+    };
+    let random = OsRandom;
+    let request = PkiRequest {
+        signer_name: TEST_SIGNER_NAME,
+        now,
+        random: &random,
+    };
+    let issued = pki::issue_merchant(&middle, mer_id, &request).map_err(|e| e.to_string())?;
+    let name = format!("merchant-{mer_id}");
+    write_issued(out_dir, &name, &issued, true)?;
+    Ok((out_dir.join(format!("{name}.pem")), issued.certificate))
 }
 
 fn write_issued(
@@ -107,31 +135,32 @@ fn read_key(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
 }
 
 /// The payment control's checks in the sandbox: a card's kind from the sandbox bank's BIN
-/// ranges, and the SMS codes UnionPay publishes for its test cards (111111 on PC, 123456 on
-/// phones; either is taken) for the published cards the sandbox bank holds.
+/// ranges; the SMS codes UnionPay publishes for its test cards (111111 on PC, 123456 on
+/// phones; either is taken) for the published cards the sandbox bank holds; and, for every
+/// other card, codes texted through the sandbox bank to the phone it holds (its SMS inbox).
 pub struct SandboxPayer {
-    published: Vec<String>,
+    published: Vec<cloudpass_sim::issuer_host::SimCard>,
+    bank: std::sync::Arc<cloudpass_sim::issuer_host::IssuerHost>,
 }
 
 impl SandboxPayer {
-    pub fn new() -> SandboxPayer {
+    pub fn new(bank: std::sync::Arc<cloudpass_sim::issuer_host::IssuerHost>) -> SandboxPayer {
         SandboxPayer {
-            published: crate::sandbox::cards()
-                .into_iter()
-                .map(|card| card.number)
-                .collect(),
+            published: crate::sandbox::cards(),
+            bank,
         }
-    }
-}
-
-impl Default for SandboxPayer {
-    fn default() -> Self {
-        SandboxPayer::new()
     }
 }
 
 /// UnionPay's published SMS codes for its test cards.
 pub const PUBLISHED_SMS_CODES: &[&str] = &["111111", "123456"];
+
+/// The ID numbers UnionPay publishes for its test cards' holders (certifTp 01).
+const PUBLISHED_ID_NUMBERS: &[(&str, &str)] = &[
+    ("6226090000000048", "510265790128303"),
+    ("6226388000000095", "510265790128303"),
+    ("6216261000000000018", "341126197709218366"),
+];
 
 impl cloudpass_gateway::PayerChecks for SandboxPayer {
     fn card_kind(&self, pan: &cloudpass_core::Pan) -> Option<cloudpass_gateway::CardKind> {
@@ -145,16 +174,97 @@ impl cloudpass_gateway::PayerChecks for SandboxPayer {
             })
     }
 
-    fn sms_code(&self, pan: &cloudpass_core::Pan, code: &str) -> cloudpass_gateway::SmsCheck {
+    fn published_sms_codes(&self, pan: &cloudpass_core::Pan) -> Vec<String> {
         use cloudpass_core::AccountNumber;
-        if !self.published.iter().any(|number| number == pan.expose()) {
-            return cloudpass_gateway::SmsCheck::Unavailable;
-        }
-        if PUBLISHED_SMS_CODES.contains(&code) {
-            cloudpass_gateway::SmsCheck::Correct
+        if self
+            .published
+            .iter()
+            .any(|card| card.number == pan.expose())
+        {
+            PUBLISHED_SMS_CODES
+                .iter()
+                .map(|code| (*code).to_owned())
+                .collect()
         } else {
-            cloudpass_gateway::SmsCheck::Wrong
+            Vec::new()
         }
+    }
+
+    fn holder(&self, pan: &cloudpass_core::Pan) -> Option<cloudpass_gateway::identity::Holder> {
+        use cloudpass_core::AccountNumber;
+        let card = self
+            .published
+            .iter()
+            .find(|card| card.number == pan.expose())?;
+        Some(cloudpass_gateway::identity::Holder {
+            name: card.holder_name.clone(),
+            phone: card.phone.clone(),
+            id_number: PUBLISHED_ID_NUMBERS
+                .iter()
+                .find(|(number, _)| *number == card.number)
+                .map(|(_, id)| (*id).to_owned()),
+        })
+    }
+
+    fn pending_seconds(&self, pan: &cloudpass_core::Pan) -> Option<i64> {
+        use cloudpass_core::AccountNumber;
+        (pan.expose() == crate::sandbox::PENDING_CARD).then_some(crate::sandbox::PENDING_SECONDS)
+    }
+
+    fn send_text<'a>(
+        &'a self,
+        pan: &'a cloudpass_core::Pan,
+        text: &'a str,
+    ) -> cloudpass_gateway::BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            match self.bank.send_text(pan, text).await {
+                Ok(sent_to) => sent_to,
+                Err(error) => {
+                    tracing::error!(error = %error, "sandbox bank: a text message could not be sent");
+                    None
+                }
+            }
+        })
+    }
+
+    fn test_cards(&self) -> Vec<cloudpass_gateway::TestCard> {
+        self.published
+            .iter()
+            .map(|card| {
+                let credit = card.funding == "credit";
+                cloudpass_gateway::TestCard {
+                    number: card.number.clone(),
+                    kind: if credit {
+                        cloudpass_gateway::CardKind::Credit
+                    } else {
+                        cloudpass_gateway::CardKind::Debit
+                    },
+                    sms_code: PUBLISHED_SMS_CODES[0].to_owned(),
+                    then: {
+                        let then = match (credit, &card.cvn2, &card.pin) {
+                            (true, Some(cvn2), _) => {
+                                format!("CVN2 {cvn2}, expiry {}", card.expiry)
+                            }
+                            (_, _, Some(pin)) => format!("PIN {pin}"),
+                            _ => String::new(),
+                        };
+                        match card.number.as_str() {
+                            crate::sandbox::INSUFFICIENT_FUNDS_CARD => {
+                                format!("{then} — declined: holds 1.00 CNY (64)")
+                            }
+                            crate::sandbox::EXPIRED_CARD => {
+                                format!("{then} — declined: expired (65)")
+                            }
+                            crate::sandbox::PENDING_CARD => format!(
+                                "{then} — pending (05) for {} s, then paid",
+                                crate::sandbox::PENDING_SECONDS
+                            ),
+                            _ => then,
+                        }
+                    },
+                }
+            })
+            .collect()
     }
 }
 
@@ -190,4 +300,17 @@ pub async fn gateway_terminal(
         .await
         .map_err(|e| format!("the gateway's terminal cannot sign on: {e}"))?;
     Ok(std::sync::Arc::new(terminal))
+}
+
+/// Registered merchants' secure keys, sealed and opened with the token service's data key
+/// (the same sealing as the participants' shared secrets), bound to the merchant.
+pub struct SealedBy(pub std::sync::Arc<cloudpass_tsp::Tsp>);
+
+impl cloudpass_gateway::MerchantSecrets for SealedBy {
+    fn open(&self, mer_id: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.0
+            .open_secret(&cloudpass_gateway::secret_owner(mer_id), sealed)
+            .ok()
+            .map(|secret| Zeroizing::new(secret.expose().to_vec()))
+    }
 }

@@ -11,7 +11,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::app::*;
-use support::network::balance;
+use support::network::{balance, reissued_card};
 
 on_both_backends!(
     a_merchant_issues_a_tn_it_is_paid_and_the_query_says_so,
@@ -21,6 +21,16 @@ on_both_backends!(
     unpaid_orders_close_at_their_pay_timeout,
     the_reconciliation_file_agrees_with_the_ledger,
     the_payment_control_refuses_clearly_and_counts_tries,
+    trigger_cards_decline_on_demand,
+    a_payment_whose_answer_was_lost_is_reversed_and_fails,
+    a_refund_whose_answer_was_lost_is_sent_again,
+    a_notification_drill_counts_the_first_sends_as_failed,
+    a_merchants_sandbox_clock_moves_its_orders_time,
+    a_back_consume_pays_with_the_card_data_encrypted,
+    a_card_without_a_published_code_is_texted_one,
+    the_pending_trigger_card_leaves_a_trade_pending_then_paid,
+    notifications_repeat_the_access_of_the_request,
+    a_back_consume_of_a_card_without_a_published_code_sends_one_first,
 );
 
 fn merchant(app: &TestApp, scenario: &str) -> Value {
@@ -187,6 +197,34 @@ async fn malformed_and_foreign_requests_get_their_resp_codes(backend: Backend) {
     app.stop().await;
 }
 
+/// A query form of the sandbox merchant for the order `order_id` of `txn_time`.
+fn query_form(order_id: &str, txn_time: &str) -> cloudpass_upacp::Form {
+    cloudpass_upacp::Form::new()
+        .with("version", "5.1.0")
+        .with("encoding", "UTF-8")
+        .with("txnType", "00")
+        .with("txnSubType", "00")
+        .with("bizType", "000000")
+        .with("accessType", "0")
+        .with("merId", "777290058110048")
+        .with("orderId", order_id)
+        .with("txnTime", txn_time)
+}
+
+/// An undo (31) or refund (04) form of the sandbox merchant for the consume `orig_qry_id`.
+fn back_form(
+    txn_type: &str,
+    order_id: &str,
+    amount: &str,
+    orig_qry_id: &str,
+) -> cloudpass_upacp::Form {
+    let mut form = consume_form(order_id, amount);
+    form.set("txnType", txn_type)
+        .set("txnSubType", "00")
+        .set("origQryId", orig_qry_id);
+    form
+}
+
 /// A consume form of the sandbox merchant, for now.
 fn consume_form(order_id: &str, amount: &str) -> cloudpass_upacp::Form {
     let txn_time = cloudpass_upacp::time::format_beijing(
@@ -267,6 +305,45 @@ async fn pay(app: &TestApp, tn: &str, body: Value) -> (u16, Value) {
         .await
         .unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Moves the sandbox merchant's clock forward: the answer's status and body.
+async fn advance_sandbox_clock(app: &TestApp, seconds: i64) -> (u16, Value) {
+    let response = app
+        .http
+        .post(format!(
+            "{}/gateway/merchants/777290058110048/clock",
+            app.base
+        ))
+        .json(&json!({"advance_seconds": seconds}))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json::<Value>().await.unwrap(),
+    )
+}
+
+/// The order of `tn` once it is no longer `paying` (waiting up to 10 s for the gateway's
+/// sweeps), or `None`.
+async fn settled(app: &TestApp, tn: &str) -> Option<cloudpass_store::OrderRow> {
+    use cloudpass_store::GatewayStore;
+    for _ in 0..200 {
+        let order = app
+            .running
+            .tsp
+            .store()
+            .order_by_tn(tn)
+            .await
+            .unwrap()
+            .unwrap();
+        if order.status != "paying" {
+            return Some(order);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    None
 }
 
 async fn the_payment_control_refuses_clearly_and_counts_tries(backend: Backend) {
@@ -351,9 +428,27 @@ async fn the_payment_control_refuses_clearly_and_counts_tries(backend: Backend) 
     );
     assert_eq!(balance(&app, CMB_DEBIT).await, debit_start);
 
-    // The right PIN pays; a second payment of the same TN is refused.
+    // Identity fields given must be the holder's (the published test data): 422, a try.
     let tn = issue(&app, "RUST000000003", "300").await;
-    let (_, body) = pay(&app, &tn, card(json!({"pin": "111101"}))).await;
+    let (status, body) = pay(
+        &app,
+        &tn,
+        card(json!({"pin": "111101", "phone": "18100000001", "holder_name": "张三"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("identity_mismatch")),
+        "{body}"
+    );
+    assert!(!body.to_string().contains("18100000001"));
+    // The right PIN and the holder's own identity pay; a second payment of the TN is refused.
+    let (_, body) = pay(
+        &app,
+        &tn,
+        card(json!({"pin": "111101", "phone": "18100000000", "holder_name": "张三", "id_number": "510265790128303"})),
+    )
+    .await;
     assert_eq!(body["status"], "paid", "{body}");
     assert_eq!(body["pay_card_type"], "01");
     assert_eq!(balance(&app, CMB_DEBIT).await, debit_start - 300);
@@ -458,6 +553,22 @@ async fn notifications_are_signed_and_resent_until_acknowledged(backend: Backend
     assert_eq!(form.get("orderId"), Some("NOTIFY0000001"));
     assert_eq!(form.get("accNo"), Some("622609******0048"));
     assert_eq!(form.get("tn"), Some(tn.as_str()));
+    // Certification saw the notification acknowledged after failed sends.
+    let (status, report) = app
+        .get("", "/gateway/merchants/777290058110048/certification")
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let passed = |name: &str| {
+        report["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|case| case["case"] == name && case["passed"] == true)
+    };
+    assert!(
+        passed("notification_acknowledged") && passed("notification_retried"),
+        "{report}"
+    );
     app.stop().await;
 }
 
@@ -538,4 +649,889 @@ async fn the_reconciliation_file_agrees_with_the_ledger(backend: Backend) {
         "card numbers masked"
     );
     app.stop().await;
+}
+
+/// The sandbox's trigger cards make the issuer decline on demand (docs/upacp.md §0), and the
+/// certification checklist counts the failure.
+async fn trigger_cards_decline_on_demand(backend: Backend) {
+    use cloudpass::sandbox::{EXPIRED_CARD, INSUFFICIENT_FUNDS_CARD};
+    let app = TestApp::start(backend).await;
+    for (order_id, card, resp_code) in [
+        (
+            "TRIGGER000001",
+            json!({"card_number": INSUFFICIENT_FUNDS_CARD, "sms_code": "111111", "pin": "111101"}),
+            "64",
+        ),
+        (
+            "TRIGGER000002",
+            json!({"card_number": EXPIRED_CARD, "sms_code": "111111", "cvn2": "248", "expiry": "2001"}),
+            "65",
+        ),
+    ] {
+        let answer = post_signed(
+            &app,
+            "/gateway/api/appTransReq.do",
+            consume_form(order_id, "500"),
+        )
+        .await;
+        let tn = answer.get("tn").unwrap().to_owned();
+        let (status, paid) = pay(&app, &tn, card).await;
+        assert_eq!(status, 200, "{paid}");
+        assert_eq!(
+            (paid["status"].as_str(), paid["resp_code"].as_str()),
+            (Some("failed"), Some(resp_code)),
+            "{paid}"
+        );
+    }
+    let (_, report) = app
+        .get("", "/gateway/merchants/777290058110048/certification")
+        .await;
+    assert!(
+        report["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|case| case["case"] == "consume_failure" && case["passed"] == true),
+        "{report}"
+    );
+    app.stop().await;
+}
+
+/// A payment whose answer was lost — here, as the gateway leaves it when it dies with the
+/// authorization in flight: `paying`, with the STAN and time it recorded before sending —
+/// is reversed by the sweep and fails; the issuer's posting is undone. The authorization
+/// itself reached the issuer: another terminal of the gateway's acquirer sent it with that
+/// STAN. A payment the switch never saw is settled the same way, and nothing moves.
+async fn a_payment_whose_answer_was_lost_is_reversed_and_fails(backend: Backend) {
+    use std::time::Duration;
+
+    use cloudpass_store::GatewayStore;
+    use support::network::Shop;
+
+    let app = TestApp::start_with(backend, |config| {
+        // The stuck rows this test writes were last touched at the epoch; an hour is
+        // long enough that no payment the test makes itself is swept while in flight.
+        config.gateway.unanswered_after_seconds = 3_600;
+        config.gateway.notify.poll = Duration::from_millis(50);
+    })
+    .await;
+    let store = app.running.tsp.store().clone();
+    let start = balance(&app, CMB_DEBIT).await;
+    let shop = Shop::open_ecommerce(&app, "CPWEB002", Duration::from_secs(5)).await;
+    let mut lost = Vec::new();
+    for (order_id, reached_the_issuer) in [("LOSTANSWER01", true), ("LOSTANSWER02", false)] {
+        let form = consume_form(order_id, "4200");
+        let txn_time = form.get("txnTime").unwrap().to_owned();
+        let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
+        let tn = answer.get("tn").unwrap().to_owned();
+        let (stan, time) = if reached_the_issuer {
+            let sent = shop
+                .card_not_present(CMB_DEBIT, None, "42.00", None, Some("111101"))
+                .await;
+            assert_eq!(sent.response_code.as_deref(), Some("00"), "{sent:?}");
+            (sent.stan, sent.transmission_time)
+        } else {
+            ("999999".to_owned(), "1202120000".to_owned())
+        };
+        let mut order = store.order_by_tn(&tn).await.unwrap().unwrap();
+        order.status = "paying".into();
+        order.auth_stan = Some(stan);
+        order.auth_transmission_time = Some(time);
+        order.updated_at = 0;
+        order.version += 1;
+        store.update_order(&order, None).await.unwrap();
+        lost.push((order_id, txn_time, tn));
+    }
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 4200);
+
+    for (order_id, txn_time, tn) in &lost {
+        let settled = settled(&app, tn)
+            .await
+            .expect("the sweep settles the payment");
+        assert_eq!(settled.status, "failed");
+        assert_eq!(settled.pay_response_code.as_deref(), Some("68"));
+        let query = post_signed(
+            &app,
+            "/gateway/api/queryTrans.do",
+            query_form(order_id, txn_time),
+        )
+        .await;
+        assert_eq!(
+            (query.get("respCode"), query.get("origRespCode")),
+            (Some("00"), Some("60")),
+            "{query:?}"
+        );
+    }
+    // The issuer hears of the reversal through the switch's store and forward.
+    let mut restored = false;
+    for _ in 0..200 {
+        if balance(&app, CMB_DEBIT).await == start {
+            restored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(restored, "the posting was reversed at the issuer");
+    app.stop().await;
+}
+
+/// A refund whose answer was lost — as the gateway leaves it when it dies with the refund in
+/// flight: the refund's order `paying` with the STAN and time it recorded before sending,
+/// its amount reserved on the consume — is sent again by the sweep, the same message; the
+/// issuer posts it once, the consume is refunded by that amount, and the merchant is told.
+async fn a_refund_whose_answer_was_lost_is_sent_again(backend: Backend) {
+    use std::time::Duration;
+
+    use cloudpass_store::GatewayStore;
+
+    let app = TestApp::start_with(backend, |config| {
+        // The stuck rows this test writes were last touched at the epoch; an hour is
+        // long enough that no payment the test makes itself is swept while in flight.
+        config.gateway.unanswered_after_seconds = 3_600;
+        config.gateway.notify.poll = Duration::from_millis(50);
+    })
+    .await;
+    let store = app.running.tsp.store().clone();
+    let start = balance(&app, CMB_DEBIT).await;
+    let answer = post_signed(
+        &app,
+        "/gateway/api/appTransReq.do",
+        consume_form("LOSTREFUND00", "3000"),
+    )
+    .await;
+    let tn = answer.get("tn").unwrap().to_owned();
+    let (_, paid) = pay(
+        &app,
+        &tn,
+        json!({"card_number": CMB_DEBIT, "sms_code": "111111", "pin": "111101"}),
+    )
+    .await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 3000);
+
+    // The state a crash in flight leaves: 1000 reserved on the consume, the refund's order
+    // paying with its STAN and time.
+    let mut consume = store.order_by_tn(&tn).await.unwrap().unwrap();
+    consume.refund_reserved = 1000;
+    consume.version += 1;
+    store.update_order(&consume, None).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let beijing = cloudpass_upacp::time::format_beijing(now);
+    let refund = cloudpass_store::OrderRow {
+        tn: "900000000000000000001".into(),
+        order_id: "LOSTREFUND01".into(),
+        txn_time: beijing.clone(),
+        amount: 1000,
+        status: "paying".into(),
+        refunded: 0,
+        refund_reserved: 0,
+        paid_at: None,
+        query_id: None,
+        pay_response_code: None,
+        auth_stan: Some("888888".into()),
+        // MMDDhhmmss.
+        auth_transmission_time: Some(beijing[4..14].to_owned()),
+        request_digest: "lost".into(),
+        created_at: 0,
+        updated_at: 0,
+        version: 1,
+        kind: "refund".into(),
+        original_tn: Some(tn.clone()),
+        ..consume.clone()
+    };
+    assert_eq!(
+        store.insert_order(&refund).await.unwrap(),
+        cloudpass_store::OrderInsert::Inserted
+    );
+
+    let settled = settled(&app, &refund.tn)
+        .await
+        .expect("the sweep sends the refund again");
+    assert_eq!(settled.status, "paid", "{settled:?}");
+    assert_eq!(settled.pay_response_code.as_deref(), Some("00"));
+    let consume = store.order_by_tn(&tn).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            consume.status.as_str(),
+            consume.refunded,
+            consume.refund_reserved
+        ),
+        ("partly_refunded", 1000, 0)
+    );
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 2000);
+    assert_eq!(store.notifications_of(&refund.tn).await.unwrap().len(), 1);
+    app.stop().await;
+}
+
+/// A merchant's notification drill (`cloudpass merchant set --failed-notification-sends 2`):
+/// the merchant answers 200 every time, yet the first two sends count as failed, so it
+/// receives the same notification three times on the schedule, then no more.
+async fn a_notification_drill_counts_the_first_sends_as_failed(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use cloudpass_store::GatewayStore;
+
+    let app = TestApp::start_with(backend, |config| {
+        config.gateway.notify.retry_delays = vec![Duration::from_millis(200); 4];
+        config.gateway.notify.poll = Duration::from_millis(50);
+    })
+    .await;
+    let store = app.running.tsp.store().clone();
+    store
+        .set_failed_notification_sends("777290058110048", 2)
+        .await
+        .unwrap();
+    let merchant = receiver().await;
+    merchant.status.store(200, Ordering::SeqCst);
+    let form = consume_form("DRILL0000001", "700").with("backUrl", merchant.url.clone());
+    let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
+    let tn = answer.get("tn").unwrap().to_owned();
+    let (_, paid) = pay(
+        &app,
+        &tn,
+        json!({"card_number": CMB_DEBIT, "sms_code": "111111", "pin": "111101"}),
+    )
+    .await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    let mut delivered = None;
+    for _ in 0..100 {
+        let sent = store.notifications_of(&tn).await.unwrap();
+        if sent.first().is_some_and(|n| n.delivered_at.is_some()) {
+            delivered = sent.into_iter().next();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivered = delivered.expect("acknowledged after the drill");
+    assert_eq!(delivered.attempts, 3);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let received = merchant.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 3, "three sends, then no more");
+    assert!(received.iter().all(|body| body == &received[0]));
+    app.stop().await;
+}
+
+/// A merchant's sandbox clock moves the time its orders live by, and only theirs: advanced
+/// 16 minutes, an unpaid order closes at its payTimeout and a failed notification is sent
+/// again after the schedule's minute; advanced a day, an undo of yesterday's payment is
+/// refused while a refund is taken. Real time passes meanwhile by a second or two.
+async fn a_merchants_sandbox_clock_moves_its_orders_time(backend: Backend) {
+    use std::time::Duration;
+
+    use cloudpass_store::GatewayStore;
+
+    let app = TestApp::start_with(backend, |config| {
+        config.gateway.notify.poll = Duration::from_millis(50);
+    })
+    .await;
+    let store = app.running.tsp.store().clone();
+    let clock_url = format!("{}/gateway/merchants/777290058110048/clock", app.base);
+    let advance = |seconds: i64| advance_sandbox_clock(&app, seconds);
+    let merchant = receiver().await;
+    let unpaid = post_signed(
+        &app,
+        "/gateway/api/appTransReq.do",
+        consume_form("CLOCKUNPAID1", "100"),
+    )
+    .await;
+    let unpaid_tn = unpaid.get("tn").unwrap().to_owned();
+    let form = consume_form("CLOCKPAID001", "900").with("backUrl", merchant.url.clone());
+    let issued = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
+    let tn = issued.get("tn").unwrap().to_owned();
+    let (_, paid) = pay(
+        &app,
+        &tn,
+        json!({"card_number": CMB_DEBIT, "sms_code": "111111", "pin": "111101"}),
+    )
+    .await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    let query_id = paid["query_id"].as_str().unwrap().to_owned();
+    let sends = |count: usize| {
+        let received = std::sync::Arc::clone(&merchant.received);
+        async move {
+            for _ in 0..100 {
+                if received.lock().unwrap().len() >= count {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert!(sends(1).await, "the first send (answered 500)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        merchant.received.lock().unwrap().len(),
+        1,
+        "the retry waits a minute"
+    );
+
+    let (status, clock) = advance(16 * 60).await;
+    assert_eq!(
+        (status, clock["offset_seconds"].as_i64()),
+        (200, Some(960)),
+        "{clock}"
+    );
+    assert!(
+        sends(2).await,
+        "the minute passed on the merchant's clock: sent again"
+    );
+    let mut closed = false;
+    for _ in 0..100 {
+        if store.order_by_tn(&unpaid_tn).await.unwrap().unwrap().status == "closed" {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closed, "the unpaid order closed at its payTimeout");
+
+    // A day later on the merchant's clock: no undo, but a refund.
+    let (status, _) = advance(86_400).await;
+    assert_eq!(status, 200);
+    let undo = post_signed(
+        &app,
+        "/gateway/api/backTransReq.do",
+        back_form("31", "CLOCKUNDO001", "900", &query_id),
+    )
+    .await;
+    assert_eq!(undo.get("respCode"), Some("35"), "{undo:?}");
+    let refund = post_signed(
+        &app,
+        "/gateway/api/backTransReq.do",
+        back_form("04", "CLOCKREFUND1", "300", &query_id),
+    )
+    .await;
+    assert_eq!(refund.get("respCode"), Some("00"), "{refund:?}");
+
+    // Bad advances are refused plainly; other merchants keep real time.
+    let (status, body) = advance(0).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("input_invalid")),
+        "{body}"
+    );
+    let response = app
+        .http
+        .get(format!(
+            "{}/gateway/merchants/898310048990099/clock",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    let clock: Value = app
+        .http
+        .get(&clock_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(clock["offset_seconds"], 960 + 86_400);
+    app.stop().await;
+}
+
+/// The "no redirect" consume at backTransReq.do (txnType 01): the card number and the
+/// payer's checks encrypted to the platform's encryption certificate as UnionPay's SDKs do
+/// (RSA PKCS#1 v1.5, the PIN as a format 0 block), paid at once through the switch; the
+/// ledger moves; nothing in clear is echoed; what cannot be opened is refused 10.
+async fn a_back_consume_pays_with_the_card_data_encrypted(backend: Backend) {
+    use base64::Engine;
+    use cloudpass_crypto::upacp::encrypt_base64;
+
+    let app = TestApp::start(backend).await;
+    let certificate = cloudpass_upacp::Certificate::from_pem(
+        &std::fs::read_to_string(app.data_dir.join("upacp").join("encrypt.pem")).unwrap(),
+    )
+    .unwrap();
+    let public = certificate.public_key_info_der().unwrap();
+    let seal = |text: &[u8]| encrypt_base64(&public, text).unwrap();
+    let customer_info =
+        |inner: String| base64::engine::general_purpose::STANDARD.encode(format!("{{{inner}}}"));
+    let back_consume = |order_id: &str, amount: &str, acc_no: String, info: String| {
+        let mut form = consume_form(order_id, amount);
+        form.set("bizType", "000301")
+            .set("accNo", acc_no)
+            .set("customerInfo", info)
+            .set("encryptCertId", certificate.cert_id());
+        form
+    };
+    let debit_start = balance(&app, CMB_DEBIT).await;
+    let credit_start = balance(&app, HUAXIA_CREDIT).await;
+
+    // A debit card with its PIN block.
+    let pin = cloudpass_crypto::Pin::parse("111101").unwrap();
+    let block = cloudpass_crypto::pin::format0_encode(&pin, CMB_DEBIT).unwrap();
+    let info = customer_info(format!("smsCode=111111&pin={}", seal(block.as_slice())));
+    let form = back_consume("BACKPAY00001", "1500", seal(CMB_DEBIT.as_bytes()), info);
+    let answer = post_signed(&app, "/gateway/api/backTransReq.do", form).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    assert_eq!(answer.get("queryId").map(str::len), Some(21));
+    assert!(!answer.to_raw().contains(CMB_DEBIT) && answer.get("accNo").is_none());
+    assert_eq!(balance(&app, CMB_DEBIT).await, debit_start - 1500);
+
+    // A credit card with its CVN2 and expiry in encryptedInfo.
+    let sealed = seal(b"phoneNo=18100000000&cvn2=248&expired=2912");
+    let info = customer_info(format!("smsCode=111111&encryptedInfo={sealed}"));
+    let form = back_consume("BACKPAY00002", "2500", seal(HUAXIA_CREDIT.as_bytes()), info);
+    let answer = post_signed(&app, "/gateway/api/backTransReq.do", form).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, credit_start - 2500);
+
+    // The holder's phone in encryptedInfo and name and ID in customerInfo, not the card's:
+    // 66, nothing moves.
+    let wrong_phone = seal(b"phoneNo=18100000001&cvn2=248&expired=2912");
+    for (order_id, info) in [
+        (
+            "BACKPAY00006",
+            format!("smsCode=111111&encryptedInfo={wrong_phone}"),
+        ),
+        (
+            "BACKPAY00007",
+            format!(
+                "smsCode=111111&customerNm=李四&certifTp=01&certifId=510265790128303&encryptedInfo={sealed}"
+            ),
+        ),
+        (
+            "BACKPAY00008",
+            format!(
+                "smsCode=111111&customerNm=张三&certifTp=01&certifId=110101199003071234&encryptedInfo={sealed}"
+            ),
+        ),
+    ] {
+        let form = back_consume(
+            order_id,
+            "700",
+            seal(HUAXIA_CREDIT.as_bytes()),
+            customer_info(info),
+        );
+        let answer = post_signed(&app, "/gateway/api/backTransReq.do", form).await;
+        assert_eq!(answer.get("respCode"), Some("66"), "{order_id}: {answer:?}");
+    }
+    let info = customer_info(format!(
+        "smsCode=111111&customerNm=张三&certifTp=01&certifId=510265790128303&encryptedInfo={sealed}"
+    ));
+    let form = back_consume("BACKPAY00009", "300", seal(HUAXIA_CREDIT.as_bytes()), info);
+    let answer = post_signed(&app, "/gateway/api/backTransReq.do", form).await;
+    assert_eq!(
+        answer.get("respCode"),
+        Some("00"),
+        "the holder's own: {answer:?}"
+    );
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, credit_start - 2800);
+
+    // A wrong SMS code: 71, nothing moves.
+    let info = customer_info(format!("smsCode=999999&encryptedInfo={sealed}"));
+    let unpaid = back_consume("BACKPAY00003", "700", seal(HUAXIA_CREDIT.as_bytes()), info);
+    let answer = post_signed(&app, "/gateway/api/backTransReq.do", unpaid.clone()).await;
+    assert_eq!(answer.get("respCode"), Some("71"), "{answer:?}");
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, credit_start - 2800);
+
+    // The card number in clear, or the wrong certificate: 10, and not repeated.
+    let info = customer_info(format!("smsCode=111111&encryptedInfo={sealed}"));
+    let form = back_consume(
+        "BACKPAY00004",
+        "700",
+        HUAXIA_CREDIT.to_owned(),
+        info.clone(),
+    );
+    let answer = post_signed(&app, "/gateway/api/backTransReq.do", form).await;
+    assert_eq!(answer.get("respCode"), Some("10"), "{answer:?}");
+    assert!(!answer.to_raw().contains(HUAXIA_CREDIT));
+    let mut form = back_consume("BACKPAY00005", "700", seal(HUAXIA_CREDIT.as_bytes()), info);
+    form.set("encryptCertId", "12345");
+    let answer = post_signed(&app, "/gateway/api/backTransReq.do", form).await;
+    assert_eq!(answer.get("respCode"), Some("10"), "{answer:?}");
+
+    // The independent Python merchant, from docs/upacp.md: the certificate from txnType 95,
+    // its own PIN block and encryption.
+    let debit_before = balance(&app, CMB_DEBIT).await;
+    let credit_before = balance(&app, HUAXIA_CREDIT).await;
+    let result = merchant(&app, "backpay");
+    for (name, origin) in [("debit", "00"), ("credit", "00")] {
+        let answer = &result[name]["answer"];
+        assert_eq!(answer["respCode"], "00", "{name}: {answer}");
+        let query = &result[name]["query"];
+        assert_eq!(
+            (query["respCode"].as_str(), query["origRespCode"].as_str()),
+            (Some("00"), Some(origin)),
+            "{name}: {query}"
+        );
+        assert_eq!(query["queryId"], answer["queryId"]);
+    }
+    assert_eq!(result["wrong_sms"]["answer"]["respCode"], "71");
+    assert_eq!(result["wrong_sms"]["query"]["respCode"], "34");
+    assert_eq!(balance(&app, CMB_DEBIT).await, debit_before - 600);
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, credit_before - 601);
+
+    // Past its payTimeout the unpaid order is over: the same request again is answered 35.
+    let (status, _) = advance_sandbox_clock(&app, 16 * 60).await;
+    assert_eq!(status, 200);
+    let again = post_signed(&app, "/gateway/api/backTransReq.do", unpaid).await;
+    assert_eq!(again.get("respCode"), Some("35"), "{again:?}");
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, credit_before - 601);
+    app.stop().await;
+}
+
+/// A card the bank reissued has no published SMS code: the payer asks for one, the bank texts
+/// it to the phone it holds (its SMS inbox), and the payment takes it once; a code is good for
+/// five minutes on the merchant's clock, another may be asked for after a minute, and the
+/// hosted page sends one when the card is entered.
+async fn a_card_without_a_published_code_is_texted_one(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (reissued, phone) = reissued_card(&app).await;
+    let start = balance(&app, reissued).await;
+    let tn = issue(&app, "SMSCODE00001", "880").await;
+    let ask = |tn: &str| {
+        let (http, url) = (
+            app.http.clone(),
+            format!("{}/gateway/pay/{tn}/sms", app.base),
+        );
+        async move {
+            let response = http
+                .post(url)
+                .json(&json!({"card_number": reissued}))
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let shared = &app;
+    let advance = |seconds: i64| async move {
+        let (status, body) = advance_sandbox_clock(shared, seconds).await;
+        assert_eq!(status, 200, "{body}");
+    };
+    let with_code =
+        |code: &str| json!({"card_number": reissued, "sms_code": code, "pin": "123456"});
+
+    let (status, body) = pay(&app, &tn, with_code("111111")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("sms_code_not_sent")),
+        "{body}"
+    );
+
+    let (status, sent) = ask(&tn).await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(
+        (
+            sent["status"].as_str(),
+            sent["sent_to"].as_str(),
+            sent["valid_seconds"].as_i64()
+        ),
+        (Some("sent"), Some("135****5506"), Some(300))
+    );
+    let (status, inbox) = app
+        .get(
+            app.operator_key(),
+            &format!("/sim/issuer/v1/sms?phone={phone}"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let text = inbox["messages"][0]["text"].as_str().unwrap();
+    assert!(text.contains("8.80") && text.contains("0026"), "{text}");
+    assert!(
+        !text.contains(reissued),
+        "the text never holds the card number"
+    );
+    let first = app.latest_otp(phone).await;
+
+    let (status, body) = ask(&tn).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("sms_too_soon")),
+        "{body}"
+    );
+    let wrong = if first == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    let (status, body) = pay(&app, &tn, with_code(wrong)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("sms_code_wrong")),
+        "{body}"
+    );
+
+    // Past its five minutes the code is refused; a new one is sent and pays.
+    advance(301).await;
+    let (status, body) = pay(&app, &tn, with_code(&first)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("sms_code_expired")),
+        "{body}"
+    );
+    let (status, sent) = ask(&tn).await;
+    assert_eq!(status, 200, "{sent}");
+    let second = app.latest_otp(phone).await;
+    let (status, paid) = pay(&app, &tn, with_code(&second)).await;
+    assert_eq!(
+        (status, paid["status"].as_str()),
+        (200, Some("paid")),
+        "{paid}"
+    );
+    assert_eq!(balance(&app, reissued).await, start - 880);
+    let (status, body) = ask(&tn).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("order_not_payable")),
+        "{body}"
+    );
+
+    // Five codes per TN, a minute apart at the least; the sixth is refused.
+    let limited = issue(&app, "SMSCODE00003", "130").await;
+    for send in 1..=5 {
+        let (status, body) = ask(&limited).await;
+        assert_eq!(status, 200, "send {send}: {body}");
+        advance(61).await;
+    }
+    let (status, body) = ask(&limited).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too_many_sms_codes")),
+        "{body}"
+    );
+
+    // A published test card is not texted: its fixed code stands.
+    let other = issue(&app, "SMSCODE00002", "120").await;
+    let response = app
+        .http
+        .post(format!("{}/gateway/pay/{other}/sms", app.base))
+        .json(&json!({"card_number": CMB_DEBIT}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "published", "{body}");
+
+    // The hosted page texts a code when the card is entered, and offers another.
+    let page = app
+        .http
+        .post(format!("{}/gateway/pay/{other}/card", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("card_number={reissued}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("135****5506") && html.contains("id=\"resend\""),
+        "{html}"
+    );
+    let code = app.latest_otp(phone).await;
+    let confirmed = app
+        .http
+        .post(format!("{}/gateway/pay/{other}/confirm", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("card_number={reissued}&sms_code={code}&pin=123456"))
+        .send()
+        .await
+        .unwrap();
+    let html = confirmed.text().await.unwrap();
+    assert!(html.contains("Payment successful"), "{html}");
+    assert_eq!(balance(&app, reissued).await, start - 1000);
+    app.stop().await;
+}
+
+/// The pending trigger card: its payment is held before it is sent, so the payer hears
+/// `unknown` and a query answers `origRespCode=05`; once the hold is over (here the merchant's
+/// sandbox clock is moved past it) the payment is sent, the order is paid, the bank's ledger
+/// moves and the merchant is notified.
+async fn the_pending_trigger_card_leaves_a_trade_pending_then_paid(backend: Backend) {
+    use std::time::Duration;
+
+    use cloudpass::sandbox::{PENDING_CARD, PENDING_SECONDS};
+    use cloudpass_store::GatewayStore;
+
+    let app = TestApp::start_with(backend, |config| {
+        config.gateway.notify.poll = Duration::from_millis(50);
+    })
+    .await;
+    let store = app.running.tsp.store().clone();
+    let start = balance(&app, PENDING_CARD).await;
+    let form = consume_form("PENDING00001", "4321");
+    let txn_time = form.get("txnTime").unwrap().to_owned();
+    let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
+    let tn = answer.get("tn").unwrap().to_owned();
+    let (status, paid) = pay(
+        &app,
+        &tn,
+        json!({"card_number": PENDING_CARD, "sms_code": "111111", "pin": "111101"}),
+    )
+    .await;
+    assert_eq!(
+        (status, paid["status"].as_str(), paid["resp_code"].as_str()),
+        (200, Some("unknown"), Some("05")),
+        "{paid}"
+    );
+    let query_pending = || {
+        post_signed(
+            &app,
+            "/gateway/api/queryTrans.do",
+            query_form("PENDING00001", &txn_time),
+        )
+    };
+    let pending = query_pending().await;
+    assert_eq!(
+        (pending.get("respCode"), pending.get("origRespCode")),
+        (Some("00"), Some("05")),
+        "{pending:?}"
+    );
+    assert_eq!(balance(&app, PENDING_CARD).await, start, "nothing sent yet");
+
+    let (status, body) = advance_sandbox_clock(&app, PENDING_SECONDS + 1).await;
+    assert_eq!(status, 200, "{body}");
+    let settled = settled(&app, &tn)
+        .await
+        .expect("the held payment is sent once its time comes");
+    assert_eq!(settled.status, "paid", "{settled:?}");
+    let done = query_pending().await;
+    assert_eq!(
+        (done.get("respCode"), done.get("origRespCode")),
+        (Some("00"), Some("00")),
+        "{done:?}"
+    );
+    assert_eq!(balance(&app, PENDING_CARD).await, start - 4321);
+    assert_eq!(store.notifications_of(&tn).await.unwrap().len(), 1);
+    app.stop().await;
+}
+
+/// A platform's request for a sub-merchant (accessType 2) and an acquirer's for its merchant
+/// (accessType 1): the notifications of their trades say the same accessType, bizType and
+/// merchant fields, so the merchant can route them as it routed the request.
+async fn notifications_repeat_the_access_of_the_request(backend: Backend) {
+    use cloudpass_store::GatewayStore;
+
+    let app = TestApp::start(backend).await;
+    let store = app.running.tsp.store().clone();
+    let platform = [
+        ("accessType", "2"),
+        ("subMerId", "SUBSHOP0001"),
+        ("subMerName", "小店 & Co"),
+        ("subMerAbbr", "小店"),
+    ];
+    let acquirer = [
+        ("accessType", "1"),
+        ("acqInsCode", "48022000"),
+        ("merCatCode", "5812"),
+        ("merName", "茶餐厅"),
+        ("merAbbr", "茶"),
+    ];
+    for (order_id, fields, biz_type) in [
+        ("ACCESS000002", &platform[..], "000201"),
+        ("ACCESS000001", &acquirer[..], "000202"),
+    ] {
+        let mut form = consume_form(order_id, "150");
+        form.set("bizType", biz_type);
+        for (key, value) in fields {
+            form.set(key, *value);
+        }
+        let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
+        assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+        let tn = answer.get("tn").unwrap().to_owned();
+        let (_, paid) = pay(
+            &app,
+            &tn,
+            json!({"card_number": CMB_DEBIT, "sms_code": "111111", "pin": "111101"}),
+        )
+        .await;
+        assert_eq!(paid["status"], "paid", "{paid}");
+        let notifications = store.notifications_of(&tn).await.unwrap();
+        assert_eq!(notifications.len(), 1);
+        let sent =
+            cloudpass_upacp::Form::parse_urlencoded(notifications[0].body.as_bytes()).unwrap();
+        assert_eq!(sent.get("bizType"), Some(biz_type));
+        for (key, value) in fields {
+            assert_eq!(sent.get(key), Some(*value), "{key}");
+        }
+        support::upacp::verify_from_platform(&app.data_dir, &sent);
+    }
+    app.stop().await;
+}
+
+/// The back consume of a card without a published SMS code: txnType 77 texts a code for the
+/// order to come (its orderId and txnTime), and the consume of that order takes it. Without
+/// it the consume is refused 71; asked again at once, 77 is refused 38.
+async fn a_back_consume_of_a_card_without_a_published_code_sends_one_first(backend: Backend) {
+    use base64::Engine;
+    use cloudpass_crypto::upacp::encrypt_base64;
+
+    let app = TestApp::start(backend).await;
+    let (reissued, phone) = reissued_card(&app).await;
+    let start = balance(&app, reissued).await;
+    let certificate = cloudpass_upacp::Certificate::from_pem(
+        &std::fs::read_to_string(app.data_dir.join("upacp").join("encrypt.pem")).unwrap(),
+    )
+    .unwrap();
+    let public = certificate.public_key_info_der().unwrap();
+    let seal = |text: &[u8]| encrypt_base64(&public, text).unwrap();
+    let pin = cloudpass_crypto::Pin::parse("123456").unwrap();
+    let pin_block = seal(
+        cloudpass_crypto::pin::format0_encode(&pin, reissued)
+            .unwrap()
+            .as_slice(),
+    );
+    let customer_info = |code: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{{smsCode={code}&pin={pin_block}}}"))
+    };
+    let card_data = |mut form: cloudpass_upacp::Form| {
+        form.set("bizType", "000301")
+            .set("accNo", seal(reissued.as_bytes()))
+            .set("encryptCertId", certificate.cert_id());
+        form
+    };
+    let as_sms_request = |consume: &cloudpass_upacp::Form| {
+        let mut form = consume.clone();
+        form.set("txnType", "77").set("txnSubType", "02");
+        form
+    };
+    let back = "/gateway/api/backTransReq.do";
+
+    // No code asked for: 71.
+    let mut consume = card_data(consume_form("BACKSMS00001", "990"));
+    consume.set("customerInfo", customer_info("111111"));
+    let answer = post_signed(&app, back, consume).await;
+    assert_eq!(answer.get("respCode"), Some("71"), "{answer:?}");
+
+    // 77 for the order, then its consume with the code from the card's phone.
+    let consume = card_data(consume_form("BACKSMS00002", "990"));
+    let answer = post_signed(&app, back, as_sms_request(&consume)).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    assert_eq!(answer.get("txnType"), Some("77"));
+    let code = app.latest_otp(phone).await;
+    let again = post_signed(&app, back, as_sms_request(&consume)).await;
+    assert_eq!(again.get("respCode"), Some("38"), "{again:?}");
+    let mut consume = consume;
+    consume.set("customerInfo", customer_info(&code));
+    let answer = post_signed(&app, back, consume).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    assert_eq!(balance(&app, reissued).await, start - 990);
+
+    // The independent Python merchant, from docs/upacp.md: the JSON API's SMS step, then 77
+    // and the back consume, each code read from the sandbox SMS inbox.
+    let result = merchant(&app, "sms");
+    assert_eq!(result["sent"]["sent_to"], phone_masked(phone), "{result}");
+    assert_eq!(result["paid"]["status"], "paid", "{result}");
+    assert_eq!(result["sms_77"]["respCode"], "00", "{result}");
+    assert_eq!(result["back_consume"]["respCode"], "00", "{result}");
+    assert_eq!(balance(&app, reissued).await, start - 990 - 321 - 654);
+    app.stop().await;
+}
+
+fn phone_masked(phone: &str) -> String {
+    format!("{}****{}", &phone[..3], &phone[phone.len() - 4..])
 }

@@ -73,9 +73,11 @@ impl Switch {
                 return (ResponseCode::SystemMalfunction, None);
             }
         };
-        if entry.token_masked != mask_digits(text(request, 2))
-            || entry.amount != text(request, 4).parse::<i64>().unwrap_or(-1)
-        {
+        // Field 90 names the original; field 2, when the acquirer still has it (a reversal
+        // after a restart may not), and the amount must agree with it.
+        let account_differs =
+            request.get(2).is_some() && entry.token_masked != mask_digits(text(request, 2));
+        if account_differs || entry.amount != text(request, 4).parse::<i64>().unwrap_or(-1) {
             return (ResponseCode::OriginalNotFound, None);
         }
         let undo = match (
@@ -96,7 +98,6 @@ impl Switch {
         };
         let mut original_request = Message::new(original_mti);
         for (field, value) in [
-            (2, text(request, 2)),
             (4, text(request, 4)),
             (7, original.transmission_time.as_str()),
             (11, original.stan.as_str()),

@@ -3,6 +3,7 @@
 pub mod device;
 pub mod hsm;
 pub mod iso8583;
+pub mod merchant;
 pub mod parties;
 pub mod pos;
 pub mod sandbox;

@@ -96,7 +96,7 @@ pub fn run(args: ServeArgs) -> CliResult {
         println!("  switch (ISO 8583, acquirers): {}   issuer host (ISO 8583): {}", running.switch_addr, running.sandbox.as_ref().map(|s| s.issuer_iso_addr.to_string()).unwrap_or_default());
         println!("  sandbox terminals {}..{} (acquirer {}, merchant {}); try: cloudpass pos tap --amount 12.50", sandbox::TERMINALS[0], sandbox::TERMINALS[sandbox::TERMINALS.len() - 1], sandbox::ACQUIRER_ID, sandbox::MERCHANT_ID);
         println!("  sandbox API keys: issuer {}; wallets {}", sandbox::ISSUER_API_KEY, sandbox::WALLETS.iter().map(|w| format!("{} ({})", w.api_key, w.name)).collect::<Vec<_>>().join(", "));
-        println!("  institution gateway (UPACP 5.1.0): {base}/gateway/api/appTransReq.do, backTransReq.do, queryTrans.do; fileTransUrl {base}/gateway/file/; pay a TN: POST {base}/gateway/pay/{{tn}}");
+        println!("  institution gateway (UPACP 5.1.0): {base}/gateway/api/appTransReq.do, frontTransReq.do, backTransReq.do, queryTrans.do; fileTransUrl {base}/gateway/file/; pay a TN: {base}/gateway/pay/{{tn}} (page, or POST JSON)");
         println!("    merchant {} with its key and certificate, and the platform's root and middle CA, in {}  (docs/upacp.md)", cloudpass::sandbox_upacp::SANDBOX_MER_ID, cloudpass::sandbox_upacp::dir(&running_data_dir).display());
         println!("  walkthrough: docs/tsp-api.md");
         tracing::info!(address = %base, "serving");

@@ -28,7 +28,8 @@ pub enum TokensCommand {
     },
 }
 
-async fn open(data_dir: &std::path::Path) -> Result<AnyStore, String> {
+/// The platform's store: `DATABASE_URL`, or the SQLite file `serve` made in `data_dir`.
+pub(crate) async fn open(data_dir: &std::path::Path) -> Result<AnyStore, String> {
     let store = match std::env::var("DATABASE_URL")
         .ok()
         .filter(|url| !url.is_empty())

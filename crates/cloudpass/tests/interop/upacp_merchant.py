@@ -13,6 +13,12 @@ Scenarios:
              what remains, an undo after refunds; an undo of the other; a refund after it
   recon      two paid consumes and a refund, then the day's reconciliation file (76),
              inflated and split into its lines
+  backpay    the encryption certificate (95), then a consume paid at once from the server
+             (backTransReq.do, txnType 01) with accNo, the PIN block and the CVN2/expiry
+             encrypted to it; a query of each
+  sms        a card without a published SMS code (the bank's back office reissues one): a
+             TN paid with the code the JSON API had texted to the card's phone (read from the
+             sandbox SMS inbox), and a back consume preceded by txnType 77
   refusals   a tampered request (11), a reused orderId (12), a missing field (13), an unknown
              merchant (31), a query of an unknown order (34), a byte-identical retry (same tn)
 """
@@ -65,6 +71,7 @@ def parse_raw(text):
 class Merchant:
     def __init__(self, base_url, upacp_dir):
         self.base = base_url.rstrip("/")
+        self.upacp_dir = upacp_dir
         d = Path(upacp_dir)
         self.key = serialization.load_pem_private_key((d / f"merchant-{MER_ID}.key").read_bytes(), None)
         self.cert = x509.load_pem_x509_certificate((d / f"merchant-{MER_ID}.pem").read_bytes())
@@ -198,6 +205,89 @@ def recon_scenario(m):
     }
 
 
+def pin_block(pin, pan):
+    """ISO 9564 format 0: the PIN field XOR the 12 card digits before the check digit."""
+    field = bytes.fromhex(f"{len(pin):02d}{pin}".ljust(16, "F"))
+    account = bytes.fromhex("0000" + pan[-13:-1])
+    return bytes(a ^ b for a, b in zip(field, account))
+
+
+def backpay_scenario(m):
+    answer = m.post("/gateway/api/backTransReq.do", {
+        "version": "5.1.0", "encoding": "UTF-8", "txnType": "95", "txnSubType": "00",
+        "bizType": "000000", "accessType": "0", "merId": MER_ID, "certType": "01",
+        "orderId": "PY" + beijing_now() + "40", "txnTime": beijing_now(),
+    })
+    cert = x509.load_pem_x509_certificate(answer["encryptPubKeyCert"].encode())
+    cert.verify_directly_issued_by(m.middle)
+    key = cert.public_key()
+
+    def seal(data):
+        return base64.b64encode(key.encrypt(data, padding.PKCS1v15())).decode()
+
+    def customer_info(inner):
+        return base64.b64encode(("{" + inner + "}").encode()).decode()
+
+    out = {}
+    cards = {
+        "debit": ("6226090000000048", "smsCode=111111&pin=" + seal(pin_block("111101", "6226090000000048"))),
+        "credit": ("6226388000000095", "smsCode=111111&encryptedInfo=" + seal(b"phoneNo=18100000000&cvn2=248&expired=2912")),
+        "wrong_sms": ("6226388000000095", "smsCode=000001&encryptedInfo=" + seal(b"cvn2=248&expired=2912")),
+    }
+    for n, (name, (pan, info)) in enumerate(cards.items()):
+        txn_time = beijing_now()
+        order_id = "PY" + txn_time + f"4{n + 1}"
+        fields = m.consume(order_id, 600 + n, txn_time, bizType="000301", accNo=seal(pan.encode()),
+                           customerInfo=customer_info(info), encryptCertId=str(cert.serial_number))
+        paid = m.post("/gateway/api/backTransReq.do", fields)
+        out[name] = {"answer": paid, "query": m.query(order_id, txn_time)}
+    return out
+
+
+def latest_code(m, phone):
+    """The six digits of the newest text to `phone` in the sandbox SMS inbox."""
+    key = (Path(m.upacp_dir).parent / "sandbox-operator.key").read_text().strip()
+    inbox = requests.get(f"{m.base}/sim/issuer/v1/sms", params={"phone": phone},
+                         headers={"Authorization": f"Bearer {key}"}, timeout=30).json()
+    text = inbox["messages"][0]["text"]
+    return next(word for word in text.split() if len(word) == 6 and word.isdigit())
+
+
+def sms_scenario(m):
+    card, phone, pin = "6216261000000000026", "13552535506", "123456"
+    requests.post(f"{m.base}/sim/issuer/v1/cards/reissue",
+                  headers={"Authorization": "Bearer sk_sandbox_issuer"},
+                  json={"card_number": "6216261000000000018", "new_card_number": card,
+                        "new_expiry": "3112"}, timeout=30)
+    out = {}
+    txn_time = beijing_now()
+    issued = m.post("/gateway/api/appTransReq.do", m.consume("PY" + txn_time + "50", 321, txn_time))
+    tn = issued["tn"]
+    out["sent"] = requests.post(f"{m.base}/gateway/pay/{tn}/sms", json={"card_number": card},
+                                timeout=30).json()
+    out["paid"] = requests.post(f"{m.base}/gateway/pay/{tn}", json={
+        "card_number": card, "sms_code": latest_code(m, phone), "pin": pin}, timeout=30).json()
+
+    answer = m.post("/gateway/api/backTransReq.do", {
+        "version": "5.1.0", "encoding": "UTF-8", "txnType": "95", "txnSubType": "00",
+        "bizType": "000000", "accessType": "0", "merId": MER_ID, "certType": "01",
+        "txnTime": beijing_now(),
+    })
+    cert = x509.load_pem_x509_certificate(answer["encryptPubKeyCert"].encode())
+
+    def seal(data):
+        return base64.b64encode(cert.public_key().encrypt(data, padding.PKCS1v15())).decode()
+
+    txn_time = beijing_now()
+    order = m.consume("PY" + txn_time + "51", 654, txn_time, bizType="000301",
+                      accNo=seal(card.encode()), encryptCertId=str(cert.serial_number))
+    out["sms_77"] = m.post("/gateway/api/backTransReq.do", dict(order, txnType="77", txnSubType="02"))
+    info = "{smsCode=" + latest_code(m, phone) + "&pin=" + seal(pin_block(pin, card)) + "}"
+    out["back_consume"] = m.post("/gateway/api/backTransReq.do",
+                                 dict(order, customerInfo=base64.b64encode(info.encode()).decode()))
+    return out
+
+
 def refusals_scenario(m):
     txn_time = beijing_now()
     order_id = "PY" + txn_time + "02"
@@ -223,7 +313,7 @@ def main():
     merchant = Merchant(base, upacp_dir)
     scenarios = {
         "pay": pay_scenario, "returns": returns_scenario, "recon": recon_scenario,
-        "refusals": refusals_scenario,
+        "refusals": refusals_scenario, "backpay": backpay_scenario, "sms": sms_scenario,
     }
     result = scenarios[scenario](merchant)
     print(json.dumps(result, ensure_ascii=False))

@@ -30,6 +30,11 @@ pub struct TestApp {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// A suffix no other test of this process uses (for directories, profiles).
+pub fn unique_suffix() -> String {
+    unique()
+}
+
 fn unique() -> String {
     format!(
         "{}-{}",

@@ -8,8 +8,10 @@
 )]
 
 pub mod app;
+pub mod browser;
 pub mod network;
 pub mod pki;
+pub mod upacp;
 
 /// Instantiates each `async fn name(backend: Backend)` of the file as a test on SQLite and
 /// one on PostgreSQL (`sqlite::name`, `postgres::name`).

@@ -218,6 +218,30 @@ pub async fn phone(app: &TestApp, wallet: &str, device_id: &str, kind: &str, car
     .expect("the phone opens its card profile")
 }
 
+/// A card of the sandbox bank without a published SMS code: the bank's back office reissues
+/// Ping An debit 6216261000000000018 (PIN 123456) as this number. Its number and the phone
+/// the bank holds for it.
+pub async fn reissued_card(app: &TestApp) -> (&'static str, &'static str) {
+    let (reissued, phone) = ("6216261000000000026", "13552535506");
+    let response = app
+        .http
+        .post(format!("{}/sim/issuer/v1/cards/reissue", app.base))
+        .bearer_auth(sandbox::ISSUER_API_KEY)
+        .json(&serde_json::json!({"card_number": "6216261000000000018", "new_card_number": reissued, "new_expiry": "3112"}))
+        .send()
+        .await
+        .unwrap();
+    // The bank's books change; the token service, which holds no token of the card, answers
+    // 404 to the bank's news of it.
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        status == 200 || body["code"] == "CARD_NOT_FOUND",
+        "{status} {body}"
+    );
+    (reissued, phone)
+}
+
 /// The card's balance at the issuer (minor units), and the books' balance check.
 pub async fn balance(app: &TestApp, card: &str) -> i64 {
     let (debits, credits) = app.bank().ledger_totals().await.unwrap();
