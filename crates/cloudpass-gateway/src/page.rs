@@ -1,7 +1,8 @@
 //! The hosted payment page: what a payer's browser sees after a merchant's `frontTransReq.do`
 //! (or after opening `/gateway/pay/{tn}` for an app's TN). Three steps, each a plain HTML
 //! form that works without script: the card number; then the SMS code with the PIN (debit)
-//! or the CVN2 and expiry (credit); then the result. A paid order's result page carries the
+//! or the CVN2 and expiry (credit), and the holder's name, phone and ID number where the
+//! card's test data names its holder; then the result. A paid order's result page carries the
 //! signed front notification, which the payer's "return to the merchant" button posts to
 //! `frontUrl`.
 //!
@@ -53,6 +54,7 @@ struct TestCardRow {
     kind: &'static str,
     sms_code: String,
     then: String,
+    holder: String,
 }
 
 #[derive(Template)]
@@ -70,6 +72,10 @@ struct DetailsPage<'a> {
     sms_hint: Option<String>,
     /// The card gets sent codes: the page offers to send a new one (the card step again).
     resend_path: Option<String>,
+    /// The card's test data names its holder: the page asks the name and phone (and the ID
+    /// number when the data has one), as UnionPay's test payment page does.
+    asks_identity: bool,
+    asks_id_number: bool,
 }
 
 #[derive(Template)]
@@ -100,6 +106,11 @@ struct RefusedPage<'a> {
 }
 
 /// The path of the page of `tn`, and of its two form posts.
+/// The page's answer when a card whose holder the bank names is paid without the identity
+/// fields the page asked (the JSON API leaves them to the payer; the page asks them).
+const IDENTITY_NEEDED: &str =
+    "Enter the cardholder's name, phone number and ID number as the card's bank holds them.";
+
 pub fn page_path(tn: &str) -> String {
     format!("/gateway/pay/{tn}")
 }
@@ -210,11 +221,19 @@ impl Gateway {
             pin: form.non_blank("pin").map(str::to_owned),
             cvn2: form.non_blank("cvn2").map(str::to_owned),
             expiry: form.non_blank("expiry").map(str::to_owned),
-            holder_name: None,
-            phone: None,
-            id_number: None,
+            holder_name: form.non_blank("holder_name").map(str::to_owned),
+            phone: form.non_blank("phone").map(str::to_owned),
+            id_number: form.non_blank("id_number").map(str::to_owned),
         };
         let view = self.view(&order).await;
+        if let Some((pan, kind)) = self.card_kind_of(&request.card_number)
+            && let Some(holder) = self.payer.holder(&pan)
+            && (request.holder_name.is_none()
+                || request.phone.is_none()
+                || (holder.id_number.is_some() && request.id_number.is_none()))
+        {
+            return self.details_page(&view, &pan, kind, Some(IDENTITY_NEEDED), None);
+        }
         match self.pay(tn, &request).await {
             Ok(_) => match self.page_order(tn).await {
                 Ok(order) => self.page_for(&order, None).await,
@@ -225,7 +244,8 @@ impl Gateway {
                 | PayError::MissingInput(_)
                 | PayError::BadInput(_)
                 | PayError::SmsNotSent
-                | PayError::SmsExpired),
+                | PayError::SmsExpired
+                | PayError::IdentityMismatch),
             ) => match self.card_kind_of(&request.card_number) {
                 Some((pan, kind)) => {
                     self.details_page(&view, &pan, kind, Some(&error.to_string()), None)
@@ -313,6 +333,7 @@ impl Gateway {
                 },
                 sms_code: card.sms_code,
                 then: card.then,
+                holder: card.holder,
             })
             .collect();
         render(
@@ -336,6 +357,7 @@ impl Gateway {
         sent: Option<String>,
     ) -> Page {
         let published = self.payer.published_sms_codes(pan);
+        let holder = self.payer.holder(pan);
         let sms_hint = match published.first() {
             Some(code) => Some(format!("Sandbox: this test card's SMS code is {code}")),
             None => Some(sent.unwrap_or_else(|| {
@@ -355,6 +377,8 @@ impl Gateway {
                 error,
                 sms_hint,
                 resend_path: published.is_empty().then(|| card_path(&order.tn)),
+                asks_identity: holder.is_some(),
+                asks_id_number: holder.is_some_and(|holder| holder.id_number.is_some()),
             },
         )
     }

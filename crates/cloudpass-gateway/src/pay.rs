@@ -89,6 +89,9 @@ pub struct TestCard {
     pub sms_code: String,
     /// What the card asks after the SMS code, e.g. `PIN 111101` or `CVN2 248, expiry 2912`.
     pub then: String,
+    /// The holder's name, phone and ID number the page asks for, as the card's data has
+    /// them; empty when it names no holder.
+    pub holder: String,
 }
 
 /// The payer's input (JSON).

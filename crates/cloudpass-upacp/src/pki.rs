@@ -35,6 +35,8 @@ pub enum PkiError {
     Certificate,
     #[error(transparent)]
     Read(#[from] CertificateError),
+    #[error("the PKCS#12 file could not be made")]
+    Pkcs12,
 }
 
 impl From<rcgen::Error> for PkiError {
@@ -73,6 +75,33 @@ impl Issued {
         }
         pem.push_str("-----END PRIVATE KEY-----\n");
         Zeroizing::new(pem)
+    }
+
+    /// The key with its certificate and `chain` (the middle CA, then the root) as a PKCS#12
+    /// file: what UnionPay's SDKs load as the signing certificate (`acpsdk.signCert.path`
+    /// and `.pwd`). Encrypted with PBES2 (AES-256-CBC, PBKDF2-HMAC-SHA256) and sealed with an
+    /// HMAC-SHA256 MAC, both keyed by `password`; the alias is the certificate's CN.
+    pub fn to_pkcs12(&self, chain: &[&Certificate], password: &str) -> Result<Vec<u8>, PkiError> {
+        use p12_keystore::{KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+        let pkcs12_certificate = |certificate: &Certificate| {
+            p12_keystore::Certificate::from_der(certificate.der()).map_err(|_| PkiError::Pkcs12)
+        };
+        let mut certificates = vec![pkcs12_certificate(&self.certificate)?];
+        for certificate in chain {
+            certificates.push(pkcs12_certificate(certificate)?);
+        }
+        let key = PrivateKey::from_der(&self.key_pkcs8).map_err(|_| PkiError::Pkcs12)?;
+        let local_key_id = self.certificate.cert_id();
+        let mut store = KeyStore::new();
+        store.add_entry(
+            &self.certificate.common_name(),
+            KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(
+                local_key_id.as_str(),
+                key,
+                certificates,
+            )),
+        );
+        store.writer(password).write().map_err(|_| PkiError::Pkcs12)
     }
 }
 
@@ -349,5 +378,36 @@ mod tests {
                 .starts_with("-----BEGIN PRIVATE KEY-----\n")
         );
         assert!(!format!("{merchant:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn a_merchant_pfx_holds_its_key_and_chain_under_the_password() {
+        use p12_keystore::{KeyStore, Pkcs12ImportPolicy};
+        let random = SeededRandom::new(9);
+        let request = PkiRequest {
+            signer_name: TEST_SIGNER_NAME,
+            now: NOW,
+            random: &random,
+        };
+        let pki = PlatformPki::generate(&request).unwrap();
+        let merchant = issue_merchant(&pki.middle, "777290058110048", &request).unwrap();
+        let pfx = merchant
+            .to_pkcs12(&[&pki.middle.certificate, &pki.root.certificate], "000000")
+            .unwrap();
+
+        let store = KeyStore::from_pkcs12(&pfx, "000000", Pkcs12ImportPolicy::Strict).unwrap();
+        let (alias, chain) = store.private_key_chain().unwrap();
+        assert_eq!(alias, merchant.certificate.common_name());
+        assert_eq!(chain.key().as_der(), merchant.key_pkcs8.as_slice());
+        let ders: Vec<&[u8]> = chain.certs().iter().map(|c| c.as_der()).collect();
+        assert_eq!(
+            ders,
+            [
+                merchant.certificate.der(),
+                pki.middle.certificate.der(),
+                pki.root.certificate.der()
+            ]
+        );
+        assert!(KeyStore::from_pkcs12(&pfx, "000001", Pkcs12ImportPolicy::Strict).is_err());
     }
 }

@@ -1,8 +1,9 @@
 //! The sandbox's side of the institution gateway, kept in the data directory under `upacp/`
 //! and made on first start: the platform's PKI in UnionPay's shape (`root.pem`,
 //! `middle.pem`, `sign.pem` and the 0600 keys) and the sandbox merchant 777290058110048 with
-//! its own key and certificate (`merchant-777290058110048.pem`, `.key`) and the secure key
-//! of UnionPay's own demos, `88888888`. docs/upacp.md tells integrators where to find them.
+//! its own key and certificate (`merchant-777290058110048.pem`, `.key`, and both with the
+//! chain as `.pfx` under UnionPay's test password `000000`) and the secure key of UnionPay's
+//! own demos, `88888888`. docs/upacp.md tells integrators where to find them.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,12 @@ pub const SANDBOX_MER_ID: &str = "777290058110048";
 pub const SANDBOX_MERCHANT_NAME: &str = "cloudpass sandbox merchant";
 /// The secure key (signMethod 11/12) of UnionPay's demos; a sandbox fixture only.
 pub const SANDBOX_SECURE_KEY: &str = "88888888";
+/// The sandbox merchant's PFX password: that of UnionPay's test PFX, so SDK configurations
+/// (`acpsdk.signCert.pwd=000000`) stay as they are; a sandbox fixture only.
+pub const SANDBOX_PFX_PASSWORD: &str = "000000";
+/// Characters of a generated PFX password: letters and digits that cannot be misread.
+const PASSWORD_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ";
+const PASSWORD_LENGTH: usize = 20;
 
 /// The directory of the gateway's sandbox files.
 pub fn dir(data_dir: &Path) -> PathBuf {
@@ -50,7 +57,15 @@ pub fn load_or_create(data_dir: &Path, now: i64) -> Result<(PlatformSigner, Merc
     }
     let merchant_name = format!("merchant-{SANDBOX_MER_ID}");
     if !dir.join(format!("{merchant_name}.pem")).exists() {
-        issue_merchant(data_dir, SANDBOX_MER_ID, &dir, now)?;
+        issue_merchant(data_dir, SANDBOX_MER_ID, &dir, now, SANDBOX_PFX_PASSWORD)?;
+    } else if !dir.join(format!("{merchant_name}.pfx")).exists() {
+        // A data directory made before merchants got a PFX.
+        let merchant = pki::Issued {
+            certificate: read_certificate(&dir.join(format!("{merchant_name}.pem")))?,
+            pem: read_text(&dir.join(format!("{merchant_name}.pem")))?,
+            key_pkcs8: read_key(&dir.join(format!("{merchant_name}.key")))?,
+        };
+        write_pfx(&dir, &dir, &merchant_name, &merchant, SANDBOX_PFX_PASSWORD)?;
     }
     let signer = PlatformSigner {
         key: RsaSigningKey::from_pkcs8_der(&read_key(&dir.join("sign.key"))?)
@@ -72,13 +87,15 @@ pub fn load_or_create(data_dir: &Path, now: i64) -> Result<(PlatformSigner, Merc
 }
 
 /// Issues a merchant signing certificate under the platform's middle CA (as UnionPay's test
-/// environment hands merchants theirs) and writes `merchant-<merId>.pem` and `.key` (0600)
-/// into `out_dir`. The platform's PKI must exist (`serve` makes it on first start).
+/// environment hands merchants theirs) and writes `merchant-<merId>.pem`, `.key` and `.pfx`
+/// (the key, the certificate and the platform's chain under `pfx_password`), all 0600, into
+/// `out_dir`. The platform's PKI must exist (`serve` makes it on first start).
 pub fn issue_merchant(
     data_dir: &Path,
     mer_id: &str,
     out_dir: &Path,
     now: i64,
+    pfx_password: &str,
 ) -> Result<(PathBuf, Certificate), String> {
     let dir = dir(data_dir);
     if !dir.join("middle.key").exists() {
@@ -101,7 +118,36 @@ pub fn issue_merchant(
     let issued = pki::issue_merchant(&middle, mer_id, &request).map_err(|e| e.to_string())?;
     let name = format!("merchant-{mer_id}");
     write_issued(out_dir, &name, &issued, true)?;
+    write_pfx(&dir, out_dir, &name, &issued, pfx_password)?;
     Ok((out_dir.join(format!("{name}.pem")), issued.certificate))
+}
+
+/// Writes `<name>.pfx`: the merchant's key and certificate with the platform's middle and
+/// root CA (from `pki_dir`), under `password`.
+fn write_pfx(
+    pki_dir: &Path,
+    out_dir: &Path,
+    name: &str,
+    merchant: &pki::Issued,
+    password: &str,
+) -> Result<(), String> {
+    let middle = read_certificate(&pki_dir.join("middle.pem"))?;
+    let root = read_certificate(&pki_dir.join("root.pem"))?;
+    let pfx = merchant
+        .to_pkcs12(&[&middle, &root], password)
+        .map_err(|e| e.to_string())?;
+    data_dir::write_private(&out_dir.join(format!("{name}.pfx")), &pfx)
+}
+
+/// A fresh PFX password for a merchant the platform issues a certificate to.
+pub fn new_pfx_password() -> Zeroizing<String> {
+    use cloudpass_core::Random;
+    let random = OsRandom;
+    let alphabet_size = PASSWORD_ALPHABET.len() as u64;
+    let password: String = (0..PASSWORD_LENGTH)
+        .map(|_| char::from(PASSWORD_ALPHABET[random.below(alphabet_size) as usize]))
+        .collect();
+    Zeroizing::new(password)
 }
 
 fn write_issued(
@@ -162,6 +208,13 @@ const PUBLISHED_ID_NUMBERS: &[(&str, &str)] = &[
     ("6216261000000000018", "341126197709218366"),
 ];
 
+fn published_id_number(card_number: &str) -> Option<&'static str> {
+    PUBLISHED_ID_NUMBERS
+        .iter()
+        .find(|(number, _)| *number == card_number)
+        .map(|(_, id)| *id)
+}
+
 impl cloudpass_gateway::PayerChecks for SandboxPayer {
     fn card_kind(&self, pan: &cloudpass_core::Pan) -> Option<cloudpass_gateway::CardKind> {
         use cloudpass_core::AccountNumber;
@@ -199,10 +252,7 @@ impl cloudpass_gateway::PayerChecks for SandboxPayer {
         Some(cloudpass_gateway::identity::Holder {
             name: card.holder_name.clone(),
             phone: card.phone.clone(),
-            id_number: PUBLISHED_ID_NUMBERS
-                .iter()
-                .find(|(number, _)| *number == card.number)
-                .map(|(_, id)| (*id).to_owned()),
+            id_number: published_id_number(&card.number).map(str::to_owned),
         })
     }
 
@@ -261,6 +311,12 @@ impl cloudpass_gateway::PayerChecks for SandboxPayer {
                             ),
                             _ => then,
                         }
+                    },
+                    holder: {
+                        let id_number = published_id_number(&card.number)
+                            .map(|id| format!(", ID {id}"))
+                            .unwrap_or_default();
+                        format!("{}, {}{id_number}", card.holder_name, card.phone)
                     },
                 }
             })

@@ -68,11 +68,19 @@ async fn register(app: &TestApp, dir: &Path, permissions: &str) {
                 out.contains("registered") && out.contains("certId"),
                 "{out}"
             );
+            // The PFX beside the PEM files, under a fresh password of its own.
+            let password =
+                std::fs::read_to_string(dir.join(format!("merchant-{SHOP}.pfx-password"))).unwrap();
+            assert_eq!(password.len(), 20);
+            assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
+            assert!(dir.join(format!("merchant-{SHOP}.pfx")).exists());
+            assert!(!out.contains(&password), "{out}");
         }
         Backend::Postgres => {
             let now = support::upacp::now_seconds();
             let (pem_path, _) =
-                cloudpass::sandbox_upacp::issue_merchant(&app.data_dir, SHOP, dir, now).unwrap();
+                cloudpass::sandbox_upacp::issue_merchant(&app.data_dir, SHOP, dir, now, "000000")
+                    .unwrap();
             let row = MerchantRow {
                 mer_id: SHOP.into(),
                 name: "Test shop".into(),

@@ -201,6 +201,7 @@ async fn a_payer_pays_on_the_hosted_page_and_returns_to_the_merchant(backend: Ba
     browser::screenshot(&page, &format!("gateway-2-details-{backend:?}")).await;
 
     // A wrong SMS code: the step again, saying so, without the code typed.
+    fill_identity(&page, ZHANG_SAN_PHONE).await;
     browser::fill(&page, "#sms_code", "987654").await;
     browser::fill(&page, "#pin", "111101").await;
     let error = browser::click_to(&page, "#pay", "#error").await;
@@ -212,6 +213,16 @@ async fn a_payer_pays_on_the_hosted_page_and_returns_to_the_merchant(backend: Ba
     );
     assert_eq!(balance(&app, CMB_DEBIT).await, start, "nothing moved");
 
+    // A phone number the bank does not hold for the card: said, and not repeated.
+    fill_identity(&page, "18100000009").await;
+    browser::fill(&page, "#sms_code", "111111").await;
+    browser::fill(&page, "#pin", "111101").await;
+    let error = browser::click_to(&page, "#pay", "#error").await;
+    assert!(error.contains("does not match"), "{error}");
+    assert!(!page.content().await.unwrap().contains("18100000009"));
+    assert_eq!(balance(&app, CMB_DEBIT).await, start, "nothing moved");
+
+    fill_identity(&page, ZHANG_SAN_PHONE).await;
     browser::fill(&page, "#sms_code", "111111").await;
     browser::fill(&page, "#pin", "111101").await;
     let result = browser::click_to(&page, "#pay", "#result").await;
@@ -245,6 +256,16 @@ async fn a_payer_pays_on_the_hosted_page_and_returns_to_the_merchant(backend: Ba
     app.stop().await;
 }
 
+/// The phone UnionPay publishes for its 招商 and 华夏 test cards' holder, 张三.
+const ZHANG_SAN_PHONE: &str = "18100000000";
+
+/// Fills the identity fields the page asks for the published cards of 张三.
+async fn fill_identity(page: &chromiumoxide::Page, phone: &str) {
+    browser::fill(page, "#holder_name", "张三").await;
+    browser::fill(page, "#phone", phone).await;
+    browser::fill(page, "#id_number", "510265790128303").await;
+}
+
 async fn a_declined_card_is_explained_and_nothing_moves(backend: Backend) {
     let app = TestApp::start(backend).await;
     let shop = Shop::open(&app).await;
@@ -266,6 +287,7 @@ async fn a_declined_card_is_explained_and_nothing_moves(backend: Backend) {
         browser::text(&page, "#pin").await.is_none(),
         "a credit card asks for CVN2"
     );
+    fill_identity(&page, ZHANG_SAN_PHONE).await;
     browser::fill(&page, "#sms_code", "111111").await;
     browser::fill(&page, "#cvn2", "247").await;
     browser::fill(&page, "#expiry", "2912").await;
@@ -301,6 +323,10 @@ async fn a_card_without_a_published_code_is_texted_one_on_the_page(backend: Back
     browser::wait_for(&page, "#card_number").await;
     browser::fill(&page, "#card_number", reissued).await;
     browser::click_to(&page, "#next", "#sms_code").await;
+    assert!(
+        browser::text(&page, "#holder_name").await.is_none(),
+        "a card without a named holder is not asked for one"
+    );
     let hint = browser::text(&page, "#sms-hint").await.unwrap();
     assert!(hint.contains("135****5506"), "{hint}");
     assert!(browser::text(&page, "#resend").await.is_some());

@@ -35,7 +35,9 @@ pub enum MerchantCommand {
         )]
         certificate: Option<PathBuf>,
         /// Issue a certificate under the platform's middle CA and write
-        /// `merchant-<merId>.pem` and `.key` (0600) into this directory.
+        /// `merchant-<merId>.pem`, `.key`, `.pfx` (key, certificate and the platform's chain,
+        /// for SDKs that load a PFX) and `.pfx-password` (the PFX's fresh password), all 0600,
+        /// into this directory.
         #[arg(long)]
         issue_to: Option<PathBuf>,
         /// Comma-separated permissions, or `all`: app_consume, back_consume, pc_consume,
@@ -238,9 +240,22 @@ async fn add(
             }
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let (path, certificate) =
-                sandbox_upacp::issue_merchant(data_dir, mer_id, &dir, now_seconds())?;
-            println!("issued {} and {}", path.display(), key.display());
+            let password = sandbox_upacp::new_pfx_password();
+            let password_path = dir.join(format!("merchant-{mer_id}.pfx-password"));
+            cloudpass::data_dir::write_private(&password_path, password.as_bytes())?;
+            let issued =
+                sandbox_upacp::issue_merchant(data_dir, mer_id, &dir, now_seconds(), &password);
+            if issued.is_err() {
+                let _ = std::fs::remove_file(&password_path);
+            }
+            let (path, certificate) = issued?;
+            println!(
+                "issued {}, {} and {} (its password is in {})",
+                path.display(),
+                key.display(),
+                path.with_extension("pfx").display(),
+                password_path.display()
+            );
             let pem = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
             (pem, certificate)
         }

@@ -4,7 +4,8 @@ PyPI `cryptography` and `requests` (not from our Rust), run against a live `clou
   upacp_merchant.py BASE_URL UPACP_DIR SCENARIO
 
 UPACP_DIR holds what an integrator is given: root.pem and middle.pem (to verify our
-answers), merchant-777290058110048.pem and .key (to sign requests). Prints one JSON object
+answers) and merchant-777290058110048.pfx (the key and certificate to sign requests with,
+under UnionPay's test password 000000, as an SDK loads acp_test_sign.pfx). Prints one JSON object
 with what happened; exits non-zero when an answer does not verify.
 
 Scenarios:
@@ -33,8 +34,9 @@ from pathlib import Path
 
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 MER_ID = "777290058110048"
@@ -73,10 +75,13 @@ class Merchant:
         self.base = base_url.rstrip("/")
         self.upacp_dir = upacp_dir
         d = Path(upacp_dir)
-        self.key = serialization.load_pem_private_key((d / f"merchant-{MER_ID}.key").read_bytes(), None)
-        self.cert = x509.load_pem_x509_certificate((d / f"merchant-{MER_ID}.pem").read_bytes())
+        self.key, self.cert, chain = pkcs12.load_key_and_certificates(
+            (d / f"merchant-{MER_ID}.pfx").read_bytes(), b"000000")
         self.root = x509.load_pem_x509_certificate((d / "root.pem").read_bytes())
         self.middle = x509.load_pem_x509_certificate((d / "middle.pem").read_bytes())
+        # The PFX carries the chain a merchant is given: the middle CA, then the root.
+        assert chain == [self.middle, self.root], "the PFX's chain"
+        self.cert.verify_directly_issued_by(self.middle)
 
     def sign(self, fields):
         fields = {k: v for k, v in fields.items() if v != ""}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chromiumoxide::Page;
 use chromiumoxide::browser::{Browser as Chromium, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::page::ScreenshotParams;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
@@ -99,15 +100,18 @@ pub async fn wait_for(page: &Page, selector: &str) -> String {
 
 /// Types `text` into the input `selector`, as a person would.
 pub async fn fill(page: &Page, selector: &str, text: &str) {
-    page.find_element(selector)
+    let element = page
+        .find_element(selector)
         .await
-        .unwrap_or_else(|e| panic!("{selector}: {e}"))
-        .click()
-        .await
-        .unwrap()
-        .type_str(text)
-        .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{selector}: {e}"));
+    element.click().await.unwrap();
+    if text.is_ascii() {
+        element.type_str(text).await.unwrap();
+    } else {
+        // Keystrokes exist for a keyboard's characters only; the rest (a Chinese name) comes
+        // as an input method would send it.
+        page.execute(InsertTextParams::new(text)).await.unwrap();
+    }
 }
 
 /// Clicks `selector` (a submit button or a link) and waits for the page it leads to, which
