@@ -13,6 +13,7 @@ mod gateway;
 mod rows;
 mod sql;
 pub mod testing;
+mod wallet;
 
 use std::future::Future;
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use gateway::{
 };
 pub use rows::*;
 pub use sql::{PgStore, SqliteStore};
+pub use wallet::{AccountRow, WalletSessionRow, WalletStore};
 
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;

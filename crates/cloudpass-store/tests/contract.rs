@@ -59,6 +59,7 @@ contract!(
     push_receipts_spend_once_and_declines_are_counted,
     gateway_orders_are_unique_and_written_by_version,
     gateway_merchants_are_registered_once_and_updated,
+    wallet_accounts_are_unique_and_sessions_expire,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1580,5 +1581,100 @@ async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {
             .await
             .unwrap(),
         Some(paid)
+    );
+}
+
+async fn wallet_accounts_are_unique_and_sessions_expire(store: AnyStore) {
+    let user = AccountRow {
+        id: "u_1".into(),
+        phone: "13800000001".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        failed_logins: 0,
+        locked_until: 0,
+        created_at: NOW,
+    };
+    assert!(store.insert_account(&user).await.unwrap());
+    // One account per phone number, whatever the id.
+    let again = AccountRow {
+        id: "u_2".into(),
+        ..user.clone()
+    };
+    assert!(!store.insert_account(&again).await.unwrap());
+    assert_eq!(
+        store.account_by_phone("13800000001").await.unwrap(),
+        Some(user.clone())
+    );
+    assert_eq!(store.account_by_phone("13800000002").await.unwrap(), None);
+
+    store
+        .set_login_failures("u_1", 5, NOW + 900_000)
+        .await
+        .unwrap();
+    let locked = store
+        .account_by_phone("13800000001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (locked.failed_logins, locked.locked_until),
+        (5, NOW + 900_000)
+    );
+
+    let session = WalletSessionRow {
+        token_hash: "ab".repeat(32),
+        user_id: "u_1".into(),
+        created_at: NOW,
+        expires_at: NOW + 1_000,
+    };
+    store.insert_wallet_session(&session).await.unwrap();
+    let (found, owner) = store
+        .wallet_session(&session.token_hash, NOW)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, session);
+    assert_eq!(owner.id, "u_1");
+    // Expired at its expiry, and swept then.
+    assert_eq!(
+        store
+            .wallet_session(&session.token_hash, NOW + 1_000)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .delete_expired_wallet_sessions(NOW + 999)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .delete_expired_wallet_sessions(NOW + 1_000)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .wallet_session(&session.token_hash, NOW)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Signing out deletes the one session.
+    store.insert_wallet_session(&session).await.unwrap();
+    store
+        .delete_wallet_session(&session.token_hash)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .wallet_session(&session.token_hash, NOW)
+            .await
+            .unwrap(),
+        None
     );
 }

@@ -382,6 +382,15 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         .merge(match &gateway {
             Some(gateway) => cloudpass_gateway::http::router(Arc::clone(gateway)),
             None => Router::new(),
+        })
+        // The Cloud QuickPass app's pages, beside the sandbox bank its cards will come from.
+        .merge(match &sandbox {
+            Some(_) => cloudpass_wallet::http::router(Arc::new(cloudpass_wallet::Wallet::new(
+                tsp.store().clone(),
+                Arc::clone(&clock),
+                Arc::clone(&random),
+            ))),
+            None => Router::new(),
         });
     // Every error in JSON, including the framework's own (404, 405, 413, bad path values).
     let router = cloudpass_http::with_json_errors(router);

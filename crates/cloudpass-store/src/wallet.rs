@@ -1,0 +1,274 @@
+//! The Cloud QuickPass app's accounts and signed-in sessions, a store of their own
+//! ([`WalletStore`]) on both backends from one body of SQL. The store keeps what the wallet
+//! decided; the rules (password policy, lockout, session lifetime) are `cloudpass-wallet`'s.
+//! It never sees a password or a session token: only an Argon2id PHC string and a SHA-256.
+
+use std::future::Future;
+
+use sqlx::Row;
+
+use crate::{AnyStore, PgStore, SqliteStore, StoreResult};
+
+/// A wallet account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    /// Random, given by the wallet.
+    pub id: String,
+    /// The phone number the person signed up with (11 digits).
+    pub phone: String,
+    /// Argon2id, as a PHC string.
+    pub password_hash: String,
+    /// Wrong passwords since the last right one.
+    pub failed_logins: i64,
+    /// Unix milliseconds before which the account takes no login (0: not locked).
+    pub locked_until: i64,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for AccountRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountRow")
+            .field("id", &self.id)
+            .field("failed_logins", &self.failed_logins)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletSessionRow {
+    /// Lowercase hex SHA-256 of the cookie's token.
+    pub token_hash: String,
+    pub user_id: String,
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// What the wallet keeps of its users.
+pub trait WalletStore: Send + Sync {
+    /// Adds an account; false when the phone number has one already.
+    fn insert_account(&self, user: &AccountRow) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn account_by_phone(
+        &self,
+        phone: &str,
+    ) -> impl Future<Output = StoreResult<Option<AccountRow>>> + Send;
+    /// Records the outcome of a login: the wrong passwords in a row and any lock.
+    fn set_login_failures(
+        &self,
+        user_id: &str,
+        failed_logins: i64,
+        locked_until: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn insert_wallet_session(
+        &self,
+        session: &WalletSessionRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The session and its user, if the session exists and has not expired at `now`.
+    fn wallet_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<(WalletSessionRow, AccountRow)>>> + Send;
+    fn delete_wallet_session(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Removes sessions expired at `now`; how many.
+    fn delete_expired_wallet_sessions(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+macro_rules! account_columns {
+    () => {
+        "id, phone, password_hash, failed_logins, locked_until, created_at"
+    };
+}
+
+macro_rules! wallet_backend {
+    ($store:ident, $row:ty, $conn:ty) => {
+        impl $store {
+            fn account_from(row: &$row) -> StoreResult<AccountRow> {
+                Ok(AccountRow {
+                    id: row.try_get("id")?,
+                    phone: row.try_get("phone")?,
+                    password_hash: row.try_get("password_hash")?,
+                    failed_logins: row.try_get("failed_logins")?,
+                    locked_until: row.try_get("locked_until")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            }
+        }
+
+        impl WalletStore for $store {
+            async fn insert_account(&self, user: &AccountRow) -> StoreResult<bool> {
+                let u = user.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query(concat!("INSERT INTO wallet_users (", account_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"))
+                            .bind(&u.id).bind(&u.phone).bind(&u.password_hash)
+                            .bind(u.failed_logins).bind(u.locked_until).bind(u.created_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                })
+                .await
+            }
+
+            async fn account_by_phone(&self, phone: &str) -> StoreResult<Option<AccountRow>> {
+                sqlx::query(concat!("SELECT ", account_columns!(), " FROM wallet_users WHERE phone = $1"))
+                    .bind(phone.to_owned())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|row| Self::account_from(&row))
+                    .transpose()
+            }
+
+            async fn set_login_failures(&self, user_id: &str, failed_logins: i64, locked_until: i64) -> StoreResult<()> {
+                let user_id = user_id.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        sqlx::query("UPDATE wallet_users SET failed_logins = $2, locked_until = $3 WHERE id = $1")
+                            .bind(&user_id).bind(failed_logins).bind(locked_until)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn insert_wallet_session(&self, session: &WalletSessionRow) -> StoreResult<()> {
+                let s = session.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO wallet_sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                            .bind(&s.token_hash).bind(&s.user_id).bind(s.created_at).bind(s.expires_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn wallet_session(&self, token_hash: &str, now: i64) -> StoreResult<Option<(WalletSessionRow, AccountRow)>> {
+                let row = sqlx::query("SELECT s.token_hash, s.user_id, s.created_at AS session_created_at, s.expires_at, u.id, u.phone, u.password_hash, u.failed_logins, u.locked_until, u.created_at FROM wallet_sessions s JOIN wallet_users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2")
+                    .bind(token_hash.to_owned())
+                    .bind(now)
+                    .fetch_optional(self.reader())
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let session = WalletSessionRow {
+                    token_hash: row.try_get("token_hash")?,
+                    user_id: row.try_get("user_id")?,
+                    created_at: row.try_get("session_created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                };
+                Ok(Some((session, Self::account_from(&row)?)))
+            }
+
+            async fn delete_wallet_session(&self, token_hash: &str) -> StoreResult<()> {
+                let token_hash = token_hash.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        sqlx::query("DELETE FROM wallet_sessions WHERE token_hash = $1")
+                            .bind(&token_hash)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn delete_expired_wallet_sessions(&self, now: i64) -> StoreResult<u64> {
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query("DELETE FROM wallet_sessions WHERE expires_at <= $1")
+                            .bind(now)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected())
+                    })
+                })
+                .await
+            }
+        }
+    };
+}
+
+wallet_backend!(SqliteStore, sqlx::sqlite::SqliteRow, sqlx::SqliteConnection);
+wallet_backend!(PgStore, sqlx::postgres::PgRow, sqlx::PgConnection);
+
+impl WalletStore for AnyStore {
+    async fn insert_account(&self, user: &AccountRow) -> StoreResult<bool> {
+        match self {
+            AnyStore::Sqlite(store) => store.insert_account(user).await,
+            AnyStore::Postgres(store) => store.insert_account(user).await,
+        }
+    }
+
+    async fn account_by_phone(&self, phone: &str) -> StoreResult<Option<AccountRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.account_by_phone(phone).await,
+            AnyStore::Postgres(store) => store.account_by_phone(phone).await,
+        }
+    }
+
+    async fn set_login_failures(
+        &self,
+        user_id: &str,
+        failed_logins: i64,
+        locked_until: i64,
+    ) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(store) => {
+                store
+                    .set_login_failures(user_id, failed_logins, locked_until)
+                    .await
+            }
+            AnyStore::Postgres(store) => {
+                store
+                    .set_login_failures(user_id, failed_logins, locked_until)
+                    .await
+            }
+        }
+    }
+
+    async fn insert_wallet_session(&self, session: &WalletSessionRow) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(store) => store.insert_wallet_session(session).await,
+            AnyStore::Postgres(store) => store.insert_wallet_session(session).await,
+        }
+    }
+
+    async fn wallet_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<(WalletSessionRow, AccountRow)>> {
+        match self {
+            AnyStore::Sqlite(store) => store.wallet_session(token_hash, now).await,
+            AnyStore::Postgres(store) => store.wallet_session(token_hash, now).await,
+        }
+    }
+
+    async fn delete_wallet_session(&self, token_hash: &str) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(store) => store.delete_wallet_session(token_hash).await,
+            AnyStore::Postgres(store) => store.delete_wallet_session(token_hash).await,
+        }
+    }
+
+    async fn delete_expired_wallet_sessions(&self, now: i64) -> StoreResult<u64> {
+        match self {
+            AnyStore::Sqlite(store) => store.delete_expired_wallet_sessions(now).await,
+            AnyStore::Postgres(store) => store.delete_expired_wallet_sessions(now).await,
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! The wallet's pages: plain HTML forms that work without script, in Chinese or English.
+//! Every page is `no-store`, never framed, and may post only to itself; every form carries
+//! the CSRF token of the `cp_wallet_csrf` cookie (see `session`).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::Wallet;
+use crate::session::{self, CSRF_COOKIE, LANGUAGE_COOKIE, SESSION_COOKIE};
+use crate::texts::{self, Language, Texts};
+
+/// How long the CSRF and language cookies last.
+const COOKIE_SECONDS: i64 = 24 * 60 * 60;
+
+pub fn router(wallet: Arc<Wallet>) -> Router {
+    Router::new()
+        .route("/wallet", get(home))
+        .route("/wallet/signup", get(sign_up_page).post(sign_up))
+        .route("/wallet/login", get(log_in_page).post(log_in))
+        .route("/wallet/logout", axum::routing::post(log_out))
+        .route("/wallet/static/wallet.css", get(style))
+        .with_state(wallet)
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignUpPage<'a> {
+    t: &'a Texts,
+    csrf: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LogInPage<'a> {
+    t: &'a Texts,
+    csrf: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    t: &'a Texts,
+    csrf: &'a str,
+    phone_masked: String,
+}
+
+#[derive(Template)]
+#[template(path = "expired.html")]
+struct ExpiredPage<'a> {
+    t: &'a Texts,
+}
+
+/// What every request brings: the language, the CSRF token (made now if the browser had
+/// none) and the cookies to set on the answer.
+struct Visit {
+    language: Language,
+    csrf: String,
+    set_cookies: Vec<String>,
+}
+
+impl Visit {
+    fn read(wallet: &Wallet, headers: &HeaderMap, lang: Option<&str>) -> Visit {
+        let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
+        let mut set_cookies = Vec::new();
+        let language = match lang.and_then(Language::parse) {
+            Some(chosen) => {
+                set_cookies.push(session::set_cookie(
+                    LANGUAGE_COOKIE,
+                    chosen.code(),
+                    COOKIE_SECONDS,
+                ));
+                chosen
+            }
+            None => session::cookie(cookies, LANGUAGE_COOKIE)
+                .and_then(Language::parse)
+                .unwrap_or(Language::Chinese),
+        };
+        let csrf = match session::cookie(cookies, CSRF_COOKIE) {
+            Some(token) => token.to_owned(),
+            None => {
+                let token = session::new_token(wallet.random.as_ref()).to_string();
+                set_cookies.push(session::set_cookie(CSRF_COOKIE, &token, COOKIE_SECONDS));
+                token
+            }
+        };
+        Visit {
+            language,
+            csrf,
+            set_cookies,
+        }
+    }
+
+    fn texts(&self) -> &'static Texts {
+        self.language.texts()
+    }
+
+    fn page(self, status: StatusCode, template: &impl Template) -> Response {
+        let html = match template.render() {
+            Ok(html) => html,
+            Err(error) => {
+                tracing::error!(error = %error, "wallet: a page could not be rendered");
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "This page could not be shown.",
+                )
+                    .into_response();
+            }
+        };
+        let mut response = (status, html).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        secure(headers);
+        for cookie in self.set_cookies {
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                headers.append(SET_COOKIE, value);
+            }
+        }
+        response
+    }
+
+    fn redirect(mut self, to: &'static str, cookie: Option<String>) -> Response {
+        self.set_cookies.extend(cookie);
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        let headers = response.headers_mut();
+        headers.insert(LOCATION, HeaderValue::from_static(to));
+        secure(headers);
+        for cookie in self.set_cookies {
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                headers.append(SET_COOKIE, value);
+            }
+        }
+        response
+    }
+}
+
+/// The headers of every wallet answer.
+fn secure(headers: &mut HeaderMap) {
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+}
+
+/// The `?lang=` of a page address.
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    lang: Option<String>,
+}
+
+/// A posted form, read once.
+struct PostedForm {
+    fields: Vec<(String, String)>,
+}
+
+impl PostedForm {
+    fn parse(body: &[u8]) -> PostedForm {
+        PostedForm {
+            fields: form_urlencoded::parse(body).into_owned().collect(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn text(&self, key: &str) -> &str {
+        self.get(key).unwrap_or_default()
+    }
+}
+
+/// Whether a posted form carries the browser's CSRF token.
+fn csrf_ok(headers: &HeaderMap, form: &PostedForm) -> bool {
+    let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
+    session::csrf_matches(session::cookie(cookies, CSRF_COOKIE), form.get("csrf"))
+}
+
+fn expired(visit: Visit) -> Response {
+    let t = visit.texts();
+    visit.page(StatusCode::FORBIDDEN, &ExpiredPage { t })
+}
+
+async fn signed_in(wallet: &Wallet, headers: &HeaderMap) -> Option<(String, crate::SignedIn)> {
+    let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
+    let token = session::cookie(cookies, SESSION_COOKIE)?;
+    match wallet.accounts.signed_in(token).await {
+        Ok(Some(person)) => Some((token.to_owned(), person)),
+        _ => None,
+    }
+}
+
+async fn home(
+    State(wallet): State<Arc<Wallet>>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
+    match signed_in(&wallet, &headers).await {
+        Some((_, person)) => {
+            let t = visit.texts();
+            let csrf = visit.csrf.clone();
+            visit.page(
+                StatusCode::OK,
+                &HomePage {
+                    t,
+                    csrf: &csrf,
+                    phone_masked: person.phone.masked(),
+                },
+            )
+        }
+        None => visit.redirect("/wallet/login", None),
+    }
+}
+
+async fn sign_up_page(
+    State(wallet): State<Arc<Wallet>>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
+    let (t, csrf) = (visit.texts(), visit.csrf.clone());
+    visit.page(
+        StatusCode::OK,
+        &SignUpPage {
+            t,
+            csrf: &csrf,
+            error: None,
+        },
+    )
+}
+
+async fn log_in_page(
+    State(wallet): State<Arc<Wallet>>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
+    let (t, csrf) = (visit.texts(), visit.csrf.clone());
+    visit.page(
+        StatusCode::OK,
+        &LogInPage {
+            t,
+            csrf: &csrf,
+            error: None,
+        },
+    )
+}
+
+async fn sign_up(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: Bytes) -> Response {
+    let visit = Visit::read(&wallet, &headers, None);
+    let form = PostedForm::parse(&body);
+    if !csrf_ok(&headers, &form) {
+        return expired(visit);
+    }
+    let outcome = wallet
+        .accounts
+        .sign_up(
+            form.text("phone"),
+            form.text("password"),
+            form.text("password_again"),
+        )
+        .await;
+    match outcome {
+        Ok(new) => {
+            let cookie = session::set_cookie(SESSION_COOKIE, &new.token, new.max_age_seconds);
+            visit.redirect("/wallet", Some(cookie))
+        }
+        Err(error) => {
+            let (t, csrf) = (visit.texts(), visit.csrf.clone());
+            let error = Some(texts::account_error(visit.language, &error));
+            visit.page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &SignUpPage {
+                    t,
+                    csrf: &csrf,
+                    error,
+                },
+            )
+        }
+    }
+}
+
+async fn log_in(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: Bytes) -> Response {
+    let visit = Visit::read(&wallet, &headers, None);
+    let form = PostedForm::parse(&body);
+    if !csrf_ok(&headers, &form) {
+        return expired(visit);
+    }
+    match wallet
+        .accounts
+        .log_in(form.text("phone"), form.text("password"))
+        .await
+    {
+        Ok(new) => {
+            let cookie = session::set_cookie(SESSION_COOKIE, &new.token, new.max_age_seconds);
+            visit.redirect("/wallet", Some(cookie))
+        }
+        Err(error) => {
+            let status = match error {
+                crate::AccountError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
+                crate::AccountError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            let (t, csrf) = (visit.texts(), visit.csrf.clone());
+            let error = Some(texts::account_error(visit.language, &error));
+            visit.page(
+                status,
+                &LogInPage {
+                    t,
+                    csrf: &csrf,
+                    error,
+                },
+            )
+        }
+    }
+}
+
+async fn log_out(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: Bytes) -> Response {
+    let visit = Visit::read(&wallet, &headers, None);
+    let form = PostedForm::parse(&body);
+    if !csrf_ok(&headers, &form) {
+        return expired(visit);
+    }
+    if let Some((token, _)) = signed_in(&wallet, &headers).await
+        && let Err(error) = wallet.accounts.log_out(&token).await
+    {
+        tracing::warn!(error = %error, "wallet: a session could not be ended");
+    }
+    visit.redirect(
+        "/wallet/login",
+        Some(session::set_cookie(SESSION_COOKIE, "", 0)),
+    )
+}
+
+async fn style() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../static/wallet.css"),
+    )
+        .into_response()
+}

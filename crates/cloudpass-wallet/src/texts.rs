@@ -1,0 +1,149 @@
+//! The wallet's words in its two languages. Chinese is the default; a `?lang=en` or
+//! `?lang=zh` on any page switches and is remembered in a cookie. Error messages come from
+//! the account errors (English) with a Chinese line beside them in Chinese pages.
+
+use crate::account::AccountError;
+use crate::password::PasswordError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    Chinese,
+    English,
+}
+
+impl Language {
+    pub fn parse(code: &str) -> Option<Language> {
+        match code {
+            "zh" => Some(Language::Chinese),
+            "en" => Some(Language::English),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::Chinese => "zh",
+            Language::English => "en",
+        }
+    }
+
+    pub fn texts(self) -> &'static Texts {
+        match self {
+            Language::Chinese => &CHINESE,
+            Language::English => &ENGLISH,
+        }
+    }
+}
+
+/// Every fixed string of the wallet's pages.
+pub struct Texts {
+    pub html_lang: &'static str,
+    pub app_name: &'static str,
+    pub sandbox: &'static str,
+    pub other_language: &'static str,
+    pub other_language_code: &'static str,
+    pub sign_up_title: &'static str,
+    pub log_in_title: &'static str,
+    pub phone: &'static str,
+    pub password: &'static str,
+    pub password_rule: &'static str,
+    pub password_again: &'static str,
+    pub sign_up: &'static str,
+    pub log_in: &'static str,
+    pub have_account: &'static str,
+    pub no_account: &'static str,
+    pub home_title: &'static str,
+    pub signed_in_as: &'static str,
+    pub cards_title: &'static str,
+    pub cards_empty: &'static str,
+    pub log_out: &'static str,
+    pub form_expired_title: &'static str,
+    pub form_expired: &'static str,
+    pub back_to_log_in: &'static str,
+    pub footer: &'static str,
+}
+
+const CHINESE: Texts = Texts {
+    html_lang: "zh-CN",
+    app_name: "云闪付",
+    sandbox: "测试环境",
+    other_language: "English",
+    other_language_code: "en",
+    sign_up_title: "注册云闪付",
+    log_in_title: "登录云闪付",
+    phone: "手机号",
+    password: "登录密码",
+    password_rule: "8–64 位，至少含一个字母和一个数字",
+    password_again: "再次输入密码",
+    sign_up: "注册",
+    log_in: "登录",
+    have_account: "已有账号？去登录",
+    no_account: "还没有账号？去注册",
+    home_title: "我的",
+    signed_in_as: "已登录",
+    cards_title: "我的银行卡",
+    cards_empty: "还没有绑定银行卡。",
+    log_out: "退出登录",
+    form_expired_title: "页面已过期",
+    form_expired: "为保护您的账户，此表单已失效。请返回后重新提交。",
+    back_to_log_in: "返回登录",
+    footer: "cloudpass 测试环境 — 不会发生真实资金往来。",
+};
+
+const ENGLISH: Texts = Texts {
+    html_lang: "en",
+    app_name: "Cloud QuickPass",
+    sandbox: "sandbox",
+    other_language: "中文",
+    other_language_code: "zh",
+    sign_up_title: "Sign up for Cloud QuickPass",
+    log_in_title: "Log in to Cloud QuickPass",
+    phone: "Mobile number",
+    password: "Password",
+    password_rule: "8 to 64 characters, with at least one letter and one digit",
+    password_again: "Password again",
+    sign_up: "Sign up",
+    log_in: "Log in",
+    have_account: "Have an account? Log in",
+    no_account: "No account yet? Sign up",
+    home_title: "Me",
+    signed_in_as: "Signed in as",
+    cards_title: "My cards",
+    cards_empty: "No card is bound yet.",
+    log_out: "Log out",
+    form_expired_title: "This page has expired",
+    form_expired: "To protect your account this form no longer works. Go back and send it again.",
+    back_to_log_in: "Back to log in",
+    footer: "cloudpass sandbox — no real money moves.",
+};
+
+/// An account error in the page's language.
+pub fn account_error(language: Language, error: &AccountError) -> String {
+    match language {
+        Language::English => capitalized(&error.to_string()),
+        Language::Chinese => match error {
+            AccountError::PhoneInvalid => "请输入以 1 开头的 11 位手机号。".into(),
+            AccountError::Password(PasswordError::Length) => "密码为 8–64 位。".into(),
+            AccountError::Password(PasswordError::Weak) => {
+                "密码至少需要一个字母和一个数字。".into()
+            }
+            AccountError::Password(PasswordError::Hashing) | AccountError::Unavailable => {
+                "服务暂时不可用，请稍后再试。".into()
+            }
+            AccountError::PasswordsDiffer => "两次输入的密码不一致，请重新输入。".into(),
+            AccountError::PhoneTaken => "该手机号已注册，请直接登录。".into(),
+            AccountError::WrongCredentials => "手机号或密码错误。".into(),
+            AccountError::Locked(minutes) => {
+                format!("密码错误次数过多，账户已锁定，请 {minutes} 分钟后再试。")
+            }
+        },
+    }
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
