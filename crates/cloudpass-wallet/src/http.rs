@@ -13,9 +13,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::Wallet;
 use crate::session::{self, CSRF_COOKIE, LANGUAGE_COOKIE, SESSION_COOKIE};
 use crate::texts::{self, Language, Texts};
+use crate::{AccountError, Wallet};
 
 /// How long the CSRF and language cookies last.
 const COOKIE_SECONDS: i64 = 24 * 60 * 60;
@@ -30,19 +30,13 @@ pub fn router(wallet: Arc<Wallet>) -> Router {
         .with_state(wallet)
 }
 
+/// The sign-up or the log-in form.
 #[derive(Template)]
-#[template(path = "signup.html")]
-struct SignUpPage<'a> {
+#[template(path = "account.html")]
+struct AccountPage<'a> {
     t: &'a Texts,
     csrf: &'a str,
-    error: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "login.html")]
-struct LogInPage<'a> {
-    t: &'a Texts,
-    csrf: &'a str,
+    signing_up: bool,
     error: Option<String>,
 }
 
@@ -117,25 +111,37 @@ impl Visit {
             }
         };
         let mut response = (status, html).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
+        response.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
-        secure(headers);
-        for cookie in self.set_cookies {
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                headers.append(SET_COOKIE, value);
-            }
-        }
-        response
+        self.finish(response)
     }
 
     fn redirect(mut self, to: &'static str, cookie: Option<String>) -> Response {
         self.set_cookies.extend(cookie);
         let mut response = StatusCode::SEE_OTHER.into_response();
+        response
+            .headers_mut()
+            .insert(LOCATION, HeaderValue::from_static(to));
+        self.finish(response)
+    }
+
+    /// The sign-up (`signing_up`) or log-in form, with what went wrong.
+    fn account_page(self, status: StatusCode, signing_up: bool, error: Option<String>) -> Response {
+        let (t, csrf) = (self.texts(), self.csrf.clone());
+        let page = AccountPage {
+            t,
+            csrf: &csrf,
+            signing_up,
+            error,
+        };
+        self.page(status, &page)
+    }
+
+    /// Adds the cookies to set and the headers of every wallet answer.
+    fn finish(self, mut response: Response) -> Response {
         let headers = response.headers_mut();
-        headers.insert(LOCATION, HeaderValue::from_static(to));
         secure(headers);
         for cookie in self.set_cookies {
             if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -240,16 +246,7 @@ async fn sign_up_page(
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
-    let (t, csrf) = (visit.texts(), visit.csrf.clone());
-    visit.page(
-        StatusCode::OK,
-        &SignUpPage {
-            t,
-            csrf: &csrf,
-            error: None,
-        },
-    )
+    Visit::read(&wallet, &headers, query.lang.as_deref()).account_page(StatusCode::OK, true, None)
 }
 
 async fn log_in_page(
@@ -257,24 +254,53 @@ async fn log_in_page(
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
-    let (t, csrf) = (visit.texts(), visit.csrf.clone());
-    visit.page(
-        StatusCode::OK,
-        &LogInPage {
-            t,
-            csrf: &csrf,
-            error: None,
-        },
-    )
+    Visit::read(&wallet, &headers, query.lang.as_deref()).account_page(StatusCode::OK, false, None)
+}
+
+/// A posted form with its visit, or the page that refuses it for a missing CSRF token.
+fn posted(
+    wallet: &Wallet,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Visit, PostedForm), Response> {
+    let visit = Visit::read(wallet, headers, None);
+    let form = PostedForm::parse(body);
+    if csrf_ok(headers, &form) {
+        Ok((visit, form))
+    } else {
+        Err(expired(visit))
+    }
+}
+
+/// Where a sign-up or log-in leads: into the app with a session, or back to the form.
+fn signed_in_or_again(
+    visit: Visit,
+    signing_up: bool,
+    outcome: Result<crate::account::NewSession, AccountError>,
+) -> Response {
+    match outcome {
+        Ok(new) => {
+            let cookie = session::set_cookie(SESSION_COOKIE, &new.token, new.max_age_seconds);
+            visit.redirect("/wallet", Some(cookie))
+        }
+        Err(error) => {
+            let status = match error {
+                AccountError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
+                AccountError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                AccountError::WrongCredentials => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            let message = texts::account_error(visit.language, &error);
+            visit.account_page(status, signing_up, Some(message))
+        }
+    }
 }
 
 async fn sign_up(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: Bytes) -> Response {
-    let visit = Visit::read(&wallet, &headers, None);
-    let form = PostedForm::parse(&body);
-    if !csrf_ok(&headers, &form) {
-        return expired(visit);
-    }
+    let (visit, form) = match posted(&wallet, &headers, &body) {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
+    };
     let outcome = wallet
         .accounts
         .sign_up(
@@ -283,67 +309,26 @@ async fn sign_up(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: By
             form.text("password_again"),
         )
         .await;
-    match outcome {
-        Ok(new) => {
-            let cookie = session::set_cookie(SESSION_COOKIE, &new.token, new.max_age_seconds);
-            visit.redirect("/wallet", Some(cookie))
-        }
-        Err(error) => {
-            let (t, csrf) = (visit.texts(), visit.csrf.clone());
-            let error = Some(texts::account_error(visit.language, &error));
-            visit.page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &SignUpPage {
-                    t,
-                    csrf: &csrf,
-                    error,
-                },
-            )
-        }
-    }
+    signed_in_or_again(visit, true, outcome)
 }
 
 async fn log_in(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: Bytes) -> Response {
-    let visit = Visit::read(&wallet, &headers, None);
-    let form = PostedForm::parse(&body);
-    if !csrf_ok(&headers, &form) {
-        return expired(visit);
-    }
-    match wallet
+    let (visit, form) = match posted(&wallet, &headers, &body) {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
+    };
+    let outcome = wallet
         .accounts
         .log_in(form.text("phone"), form.text("password"))
-        .await
-    {
-        Ok(new) => {
-            let cookie = session::set_cookie(SESSION_COOKIE, &new.token, new.max_age_seconds);
-            visit.redirect("/wallet", Some(cookie))
-        }
-        Err(error) => {
-            let status = match error {
-                crate::AccountError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
-                crate::AccountError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            let (t, csrf) = (visit.texts(), visit.csrf.clone());
-            let error = Some(texts::account_error(visit.language, &error));
-            visit.page(
-                status,
-                &LogInPage {
-                    t,
-                    csrf: &csrf,
-                    error,
-                },
-            )
-        }
-    }
+        .await;
+    signed_in_or_again(visit, false, outcome)
 }
 
 async fn log_out(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: Bytes) -> Response {
-    let visit = Visit::read(&wallet, &headers, None);
-    let form = PostedForm::parse(&body);
-    if !csrf_ok(&headers, &form) {
-        return expired(visit);
-    }
+    let visit = match posted(&wallet, &headers, &body) {
+        Ok((visit, _)) => visit,
+        Err(refused) => return refused,
+    };
     if let Some((token, _)) = signed_in(&wallet, &headers).await
         && let Err(error) = wallet.accounts.log_out(&token).await
     {
