@@ -81,7 +81,9 @@ pub struct ApprovalResponse {
 }
 
 /// "Deliver this one-time passcode to the cardholder." The TSP makes the code; the bank
-/// sends it to the card's reserved phone.
+/// sends it to the card's reserved phone. `purpose` says what the code is for: absent (or
+/// `provision`) to add the card to a device as the token ending `token_last4`; `bind` to
+/// bind the card to the person's account in the wallet app (no token: `token_last4` empty).
 /// Not `Debug`: it carries a card number and a passcode.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct PasscodeRequest {
@@ -91,6 +93,8 @@ pub struct PasscodeRequest {
     pub otp: String,
     pub token_last4: String,
     pub wallet: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

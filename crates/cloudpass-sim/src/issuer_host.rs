@@ -514,10 +514,20 @@ impl IssuerHost {
                 reason: Some("UNSUPPORTED_METHOD".into()),
             });
         }
-        let text = format!(
-            "【{}】{} is your code to add the card ending {} to {} (device card ending {}). It expires in 10 minutes. Do not share it.",
-            self.config.bank_name, request.otp, card.pan_last4, request.wallet, request.token_last4
-        );
+        let text = match request.purpose.as_deref() {
+            Some("bind") => format!(
+                "【{}】{} is your code to bind the card ending {} to your {} account. It expires in 5 minutes. Do not share it.",
+                self.config.bank_name, request.otp, card.pan_last4, request.wallet
+            ),
+            _ => format!(
+                "【{}】{} is your code to add the card ending {} to {} (device card ending {}). It expires in 10 minutes. Do not share it.",
+                self.config.bank_name,
+                request.otp,
+                card.pan_last4,
+                request.wallet,
+                request.token_last4
+            ),
+        };
         self.text_phone(&card.phone, &text).await?;
         Ok(PasscodeResponse {
             sent: true,

@@ -46,6 +46,46 @@ pub struct WalletSessionRow {
     pub expires_at: i64,
 }
 
+/// A card bound (or being bound) to an account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WalletCardRow {
+    pub id: String,
+    pub user_id: String,
+    /// The card number's keyed fingerprint.
+    pub fingerprint: Vec<u8>,
+    /// The card number sealed under the platform's data key.
+    pub pan_sealed: Vec<u8>,
+    /// First 6 and last 4 digits.
+    pub pan_masked: String,
+    /// `debit` or `credit`.
+    pub funding: String,
+    pub product: Option<String>,
+    /// `pending` (a code is awaited) or `bound`.
+    pub status: String,
+    /// The keyed digest of the code sent, while pending.
+    pub code_digest: Option<Vec<u8>>,
+    pub code_attempts: i64,
+    /// Unix milliseconds.
+    pub code_expires_at: i64,
+    pub created_at: i64,
+    pub bound_at: Option<i64>,
+}
+
+impl std::fmt::Debug for WalletCardRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalletCardRow")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("pan_masked", &self.pan_masked)
+            .field("funding", &self.funding)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most cards one account may have bound.
+pub const WALLET_CARDS_MAX: i64 = 20;
+
 /// What the wallet keeps of its users.
 pub trait WalletStore: Send + Sync {
     /// Adds an account; false when the phone number has one already.
@@ -80,6 +120,33 @@ pub trait WalletStore: Send + Sync {
         &self,
         now: i64,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// Starts a binding: the account's earlier pending bindings go, this one is added.
+    fn start_wallet_binding(
+        &self,
+        card: &WalletCardRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn wallet_card(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<WalletCardRow>>> + Send;
+    /// Records a wrong code.
+    fn set_wallet_code_attempts(
+        &self,
+        id: &str,
+        attempts: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Binds a pending card; false when it is not pending or the account has it bound.
+    fn bind_wallet_card(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// The account's bound cards, oldest first, at most [`WALLET_CARDS_MAX`].
+    fn bound_wallet_cards(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<WalletCardRow>>> + Send;
 }
 
 macro_rules! account_columns {
@@ -88,9 +155,33 @@ macro_rules! account_columns {
     };
 }
 
+macro_rules! wallet_card_columns {
+    () => {
+        "id, user_id, fingerprint, pan_sealed, pan_masked, funding, product, status, code_digest, code_attempts, code_expires_at, created_at, bound_at"
+    };
+}
+
 macro_rules! wallet_backend {
     ($store:ident, $row:ty, $conn:ty) => {
         impl $store {
+            fn wallet_card_from(row: &$row) -> StoreResult<WalletCardRow> {
+                Ok(WalletCardRow {
+                    id: row.try_get("id")?,
+                    user_id: row.try_get("user_id")?,
+                    fingerprint: row.try_get("fingerprint")?,
+                    pan_sealed: row.try_get("pan_sealed")?,
+                    pan_masked: row.try_get("pan_masked")?,
+                    funding: row.try_get("funding")?,
+                    product: row.try_get("product")?,
+                    status: row.try_get("status")?,
+                    code_digest: row.try_get("code_digest")?,
+                    code_attempts: row.try_get("code_attempts")?,
+                    code_expires_at: row.try_get("code_expires_at")?,
+                    created_at: row.try_get("created_at")?,
+                    bound_at: row.try_get("bound_at")?,
+                })
+            }
+
             fn account_from(row: &$row) -> StoreResult<AccountRow> {
                 Ok(AccountRow {
                     id: row.try_get("id")?,
@@ -198,6 +289,76 @@ macro_rules! wallet_backend {
                 })
                 .await
             }
+
+            async fn start_wallet_binding(&self, card: &WalletCardRow) -> StoreResult<()> {
+                let c = card.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        sqlx::query("DELETE FROM wallet_cards WHERE user_id = $1 AND status = 'pending'")
+                            .bind(&c.user_id)
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query(concat!("INSERT INTO wallet_cards (", wallet_card_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
+                            .bind(&c.id).bind(&c.user_id).bind(&c.fingerprint).bind(&c.pan_sealed)
+                            .bind(&c.pan_masked).bind(&c.funding).bind(&c.product).bind(&c.status)
+                            .bind(&c.code_digest).bind(c.code_attempts).bind(c.code_expires_at)
+                            .bind(c.created_at).bind(c.bound_at)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn wallet_card(&self, user_id: &str, id: &str) -> StoreResult<Option<WalletCardRow>> {
+                sqlx::query(concat!("SELECT ", wallet_card_columns!(), " FROM wallet_cards WHERE user_id = $1 AND id = $2"))
+                    .bind(user_id.to_owned())
+                    .bind(id.to_owned())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|row| Self::wallet_card_from(&row))
+                    .transpose()
+            }
+
+            async fn set_wallet_code_attempts(&self, id: &str, attempts: i64) -> StoreResult<()> {
+                let id = id.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        sqlx::query("UPDATE wallet_cards SET code_attempts = $2 WHERE id = $1")
+                            .bind(&id).bind(attempts)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .await
+            }
+
+            async fn bind_wallet_card(&self, id: &str, now: i64) -> StoreResult<bool> {
+                let id = id.to_owned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query("UPDATE wallet_cards SET status = 'bound', code_digest = NULL, bound_at = $2 WHERE id = $1 AND status = 'pending' AND NOT EXISTS (SELECT 1 FROM wallet_cards b WHERE b.user_id = wallet_cards.user_id AND b.fingerprint = wallet_cards.fingerprint AND b.status = 'bound')")
+                            .bind(&id).bind(now)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                })
+                .await
+            }
+
+            async fn bound_wallet_cards(&self, user_id: &str) -> StoreResult<Vec<WalletCardRow>> {
+                sqlx::query(concat!("SELECT ", wallet_card_columns!(), " FROM wallet_cards WHERE user_id = $1 AND status = 'bound' ORDER BY bound_at, id LIMIT $2"))
+                    .bind(user_id.to_owned())
+                    .bind(WALLET_CARDS_MAX)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::wallet_card_from)
+                    .collect()
+            }
         }
     };
 }
@@ -269,6 +430,41 @@ impl WalletStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.delete_expired_wallet_sessions(now).await,
             AnyStore::Postgres(store) => store.delete_expired_wallet_sessions(now).await,
+        }
+    }
+
+    async fn start_wallet_binding(&self, card: &WalletCardRow) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(store) => store.start_wallet_binding(card).await,
+            AnyStore::Postgres(store) => store.start_wallet_binding(card).await,
+        }
+    }
+
+    async fn wallet_card(&self, user_id: &str, id: &str) -> StoreResult<Option<WalletCardRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.wallet_card(user_id, id).await,
+            AnyStore::Postgres(store) => store.wallet_card(user_id, id).await,
+        }
+    }
+
+    async fn set_wallet_code_attempts(&self, id: &str, attempts: i64) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(store) => store.set_wallet_code_attempts(id, attempts).await,
+            AnyStore::Postgres(store) => store.set_wallet_code_attempts(id, attempts).await,
+        }
+    }
+
+    async fn bind_wallet_card(&self, id: &str, now: i64) -> StoreResult<bool> {
+        match self {
+            AnyStore::Sqlite(store) => store.bind_wallet_card(id, now).await,
+            AnyStore::Postgres(store) => store.bind_wallet_card(id, now).await,
+        }
+    }
+
+    async fn bound_wallet_cards(&self, user_id: &str) -> StoreResult<Vec<WalletCardRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.bound_wallet_cards(user_id).await,
+            AnyStore::Postgres(store) => store.bound_wallet_cards(user_id).await,
         }
     }
 }

@@ -60,6 +60,7 @@ contract!(
     gateway_orders_are_unique_and_written_by_version,
     gateway_merchants_are_registered_once_and_updated,
     wallet_accounts_are_unique_and_sessions_expire,
+    wallet_cards_are_bound_once_per_account,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1677,4 +1678,87 @@ async fn wallet_accounts_are_unique_and_sessions_expire(store: AnyStore) {
             .unwrap(),
         None
     );
+}
+
+async fn wallet_cards_are_bound_once_per_account(store: AnyStore) {
+    let account = |id: &str, phone: &str| AccountRow {
+        id: id.into(),
+        phone: phone.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        failed_logins: 0,
+        locked_until: 0,
+        created_at: NOW,
+    };
+    assert!(
+        store
+            .insert_account(&account("u_1", "13800000011"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_account(&account("u_2", "13800000012"))
+            .await
+            .unwrap()
+    );
+    let pending = |id: &str, user: &str| WalletCardRow {
+        id: id.into(),
+        user_id: user.into(),
+        fingerprint: vec![7; 32],
+        pan_sealed: vec![1, 2, 3],
+        pan_masked: "622609******0048".into(),
+        funding: "debit".into(),
+        product: Some("CMB_DEBIT".into()),
+        status: "pending".into(),
+        code_digest: Some(vec![9; 32]),
+        code_attempts: 0,
+        code_expires_at: NOW + 300_000,
+        created_at: NOW,
+        bound_at: None,
+    };
+    // A new binding replaces the account's pending one.
+    store
+        .start_wallet_binding(&pending("c_1", "u_1"))
+        .await
+        .unwrap();
+    store
+        .start_wallet_binding(&pending("c_2", "u_1"))
+        .await
+        .unwrap();
+    assert_eq!(store.wallet_card("u_1", "c_1").await.unwrap(), None);
+    store.set_wallet_code_attempts("c_2", 2).await.unwrap();
+    let found = store.wallet_card("u_1", "c_2").await.unwrap().unwrap();
+    assert_eq!(found.code_attempts, 2);
+    // Another account cannot see it.
+    assert_eq!(store.wallet_card("u_2", "c_2").await.unwrap(), None);
+
+    assert!(store.bind_wallet_card("c_2", NOW + 1).await.unwrap());
+    assert!(
+        !store.bind_wallet_card("c_2", NOW + 2).await.unwrap(),
+        "bound once"
+    );
+    let bound = store.bound_wallet_cards("u_1").await.unwrap();
+    assert_eq!(bound.len(), 1);
+    assert_eq!(
+        (bound[0].status.as_str(), bound[0].bound_at),
+        ("bound", Some(NOW + 1))
+    );
+    assert_eq!(
+        bound[0].code_digest, None,
+        "the code's digest goes once bound"
+    );
+
+    // The same card again for the same account: not bound twice; another account may.
+    store
+        .start_wallet_binding(&pending("c_3", "u_1"))
+        .await
+        .unwrap();
+    assert!(!store.bind_wallet_card("c_3", NOW + 3).await.unwrap());
+    store
+        .start_wallet_binding(&pending("c_4", "u_2"))
+        .await
+        .unwrap();
+    assert!(store.bind_wallet_card("c_4", NOW + 4).await.unwrap());
+    assert_eq!(store.bound_wallet_cards("u_1").await.unwrap().len(), 1);
+    assert_eq!(store.bound_wallet_cards("u_2").await.unwrap().len(), 1);
 }

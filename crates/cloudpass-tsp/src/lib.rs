@@ -9,6 +9,7 @@
 //! - [`notify`]: the outbox's delivery worker (signed webhooks, ordered per token, retried).
 //! - [`http`]: the `/tsp/v1` API.
 
+pub mod binding;
 pub mod error;
 pub mod http;
 pub mod issuer_client;

@@ -400,7 +400,7 @@ impl Tsp {
         Ok(fingerprint?.to_vec())
     }
 
-    fn id(&self, prefix: &str) -> String {
+    pub(crate) fn id(&self, prefix: &str) -> String {
         new_id(prefix, self.random.as_ref())
     }
 
@@ -445,7 +445,7 @@ impl Tsp {
     }
 
     /// The longest matching BIN range of `kind` for a number.
-    fn bin_range(&self, kind: &str, number: &str) -> Option<BinRangeRow> {
+    pub(crate) fn bin_range(&self, kind: &str, number: &str) -> Option<BinRangeRow> {
         self.bins
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -474,7 +474,7 @@ impl Tsp {
         }
     }
 
-    fn fingerprint(&self, pan: &Pan) -> TspResult<Vec<u8>> {
+    pub(crate) fn fingerprint(&self, pan: &Pan) -> TspResult<Vec<u8>> {
         Ok(self
             .hsm
             .fingerprint(self.keys.fingerprint, pan.expose().as_bytes())?
@@ -491,7 +491,7 @@ impl Tsp {
         Pan::parse(text).map_err(|_| TspError::Internal("stored card number is invalid".into()))
     }
 
-    async fn endpoint(&self, issuer: &IssuerRow) -> TspResult<IssuerEndpoint> {
+    pub(crate) async fn endpoint(&self, issuer: &IssuerRow) -> TspResult<IssuerEndpoint> {
         let secret = match &issuer.webhook_secret {
             Some(sealed) => self
                 .hsm
@@ -1710,6 +1710,7 @@ impl Tsp {
                         otp,
                         token_last4: last4(&token.token_number).to_owned(),
                         wallet: tr.name.clone(),
+                        purpose: None,
                     },
                 )
                 .await
@@ -1966,7 +1967,7 @@ impl Tsp {
         par
     }
 
-    fn otp_hash(&self, token_id: &str, otp: &str) -> TspResult<Vec<u8>> {
+    pub(crate) fn otp_hash(&self, token_id: &str, otp: &str) -> TspResult<Vec<u8>> {
         Ok(self
             .hsm
             .fingerprint(self.keys.otp, format!("{token_id}:{otp}").as_bytes())?
@@ -2098,6 +2099,7 @@ impl Tsp {
                     otp,
                     token_last4: last4(&token.token_number).to_owned(),
                     wallet: tr.name.clone(),
+                    purpose: None,
                 },
             )
             .await

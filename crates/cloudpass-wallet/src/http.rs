@@ -13,9 +13,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::cards::{Binding, BoundCard};
 use crate::session::{self, CSRF_COOKIE, LANGUAGE_COOKIE, SESSION_COOKIE};
 use crate::texts::{self, Language, Texts};
-use crate::{AccountError, Wallet};
+use crate::{AccountError, CardError, SignedIn, Wallet};
 
 /// How long the CSRF and language cookies last.
 const COOKIE_SECONDS: i64 = 24 * 60 * 60;
@@ -26,6 +27,12 @@ pub fn router(wallet: Arc<Wallet>) -> Router {
         .route("/wallet/signup", get(sign_up_page).post(sign_up))
         .route("/wallet/login", get(log_in_page).post(log_in))
         .route("/wallet/logout", axum::routing::post(log_out))
+        .route("/wallet/cards/new", get(new_card_page))
+        .route("/wallet/cards", axum::routing::post(start_binding))
+        .route(
+            "/wallet/cards/confirm",
+            axum::routing::post(confirm_binding),
+        )
         .route("/wallet/static/wallet.css", get(style))
         .with_state(wallet)
 }
@@ -46,6 +53,18 @@ struct HomePage<'a> {
     t: &'a Texts,
     csrf: &'a str,
     phone_masked: String,
+    cards: Vec<BoundCard>,
+    notice: Option<&'a str>,
+}
+
+/// Binding a card: the card's data, or (with `binding`) the code the bank texted.
+#[derive(Template)]
+#[template(path = "bind.html")]
+struct BindPage<'a> {
+    t: &'a Texts,
+    csrf: &'a str,
+    binding: Option<Binding>,
+    error: Option<String>,
 }
 
 #[derive(Template)]
@@ -139,6 +158,24 @@ impl Visit {
         self.page(status, &page)
     }
 
+    /// The card step (`binding` None) or the code step, with what went wrong.
+    fn bind_page(
+        self,
+        status: StatusCode,
+        binding: Option<Binding>,
+        error: Option<&CardError>,
+    ) -> Response {
+        let (t, csrf) = (self.texts(), self.csrf.clone());
+        let error = error.map(|error| texts::card_error(self.language, error));
+        let page = BindPage {
+            t,
+            csrf: &csrf,
+            binding,
+            error,
+        };
+        self.page(status, &page)
+    }
+
     /// Adds the cookies to set and the headers of every wallet answer.
     fn finish(self, mut response: Response) -> Response {
         let headers = response.headers_mut();
@@ -168,10 +205,11 @@ fn secure(headers: &mut HeaderMap) {
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
 }
 
-/// The `?lang=` of a page address.
+/// The `?lang=` of a page address, and `bound=1` after a card was bound.
 #[derive(serde::Deserialize)]
 struct PageQuery {
     lang: Option<String>,
+    bound: Option<String>,
 }
 
 /// A posted form, read once.
@@ -224,20 +262,109 @@ async fn home(
     headers: HeaderMap,
 ) -> Response {
     let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
-    match signed_in(&wallet, &headers).await {
-        Some((_, person)) => {
-            let t = visit.texts();
-            let csrf = visit.csrf.clone();
-            visit.page(
-                StatusCode::OK,
-                &HomePage {
-                    t,
-                    csrf: &csrf,
-                    phone_masked: person.phone.masked(),
-                },
-            )
+    let Some((_, person)) = signed_in(&wallet, &headers).await else {
+        return visit.redirect("/wallet/login", None);
+    };
+    let cards = match wallet.cards.list(&person).await {
+        Ok(cards) => cards,
+        Err(error) => return visit.bind_page(StatusCode::SERVICE_UNAVAILABLE, None, Some(&error)),
+    };
+    let t = visit.texts();
+    let csrf = visit.csrf.clone();
+    let page = HomePage {
+        t,
+        csrf: &csrf,
+        phone_masked: person.phone.masked(),
+        cards,
+        notice: query.bound.is_some().then_some(t.card_bound),
+    };
+    visit.page(StatusCode::OK, &page)
+}
+
+async fn new_card_page(
+    State(wallet): State<Arc<Wallet>>,
+    Query(query): Query<PageQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
+    if signed_in(&wallet, &headers).await.is_none() {
+        return visit.redirect("/wallet/login", None);
+    }
+    visit.bind_page(StatusCode::OK, None, None)
+}
+
+/// A posted form of a signed-in person, or the answer that stops it.
+async fn posted_by_person(
+    wallet: &Wallet,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Visit, PostedForm, SignedIn), Response> {
+    let (visit, form) = posted(wallet, headers, body)?;
+    match signed_in(wallet, headers).await {
+        Some((_, person)) => Ok((visit, form, person)),
+        None => Err(visit.redirect("/wallet/login", None)),
+    }
+}
+
+async fn start_binding(
+    State(wallet): State<Arc<Wallet>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (visit, form, person) = match posted_by_person(&wallet, &headers, &body).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
+    };
+    let started = wallet
+        .cards
+        .start(
+            &person,
+            form.text("card_number"),
+            form.text("expiry"),
+            form.get("cvn2"),
+        )
+        .await;
+    match started {
+        Ok(binding) => visit.bind_page(StatusCode::OK, Some(binding), None),
+        Err(error) => visit.bind_page(card_status(&error), None, Some(&error)),
+    }
+}
+
+async fn confirm_binding(
+    State(wallet): State<Arc<Wallet>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (visit, form, person) = match posted_by_person(&wallet, &headers, &body).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
+    };
+    let binding_id = form.text("binding");
+    match wallet
+        .cards
+        .confirm(&person, binding_id, form.text("code"))
+        .await
+    {
+        Ok(_) => visit.redirect("/wallet?bound=1", None),
+        Err(error @ CardError::WrongCode(_)) => {
+            let binding = wallet
+                .cards
+                .pending(&person, binding_id)
+                .await
+                .ok()
+                .flatten();
+            visit.bind_page(StatusCode::UNPROCESSABLE_ENTITY, binding, Some(&error))
         }
-        None => visit.redirect("/wallet/login", None),
+        Err(error) => visit.bind_page(card_status(&error), None, Some(&error)),
+    }
+}
+
+fn card_status(error: &CardError) -> StatusCode {
+    match error {
+        CardError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        CardError::AlreadyBound => StatusCode::CONFLICT,
+        CardError::TooManyStarts => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

@@ -1,11 +1,13 @@
 //! The Cloud QuickPass app's back end and its web pages (`/wallet`): accounts a person signs
-//! up for with a phone number and a password, and the sessions of their browsers.
+//! up for with a phone number and a password, the sessions of their browsers, and the bank
+//! cards they bind to their account (through the token service, which asks the banks).
 //!
 //! What it must never do: keep or log a password or a session token (only an Argon2id hash
 //! and a SHA-256), take a form another site made a browser post (every form carries a CSRF
 //! token), or say whether a phone number has an account when a login fails.
 
 pub mod account;
+pub mod cards;
 pub mod http;
 pub mod password;
 pub mod session;
@@ -14,20 +16,23 @@ pub mod texts;
 use std::sync::Arc;
 
 use cloudpass_core::{Clock, Random};
-use cloudpass_store::AnyStore;
+use cloudpass_tsp::service::Tsp;
 
 pub use account::{AccountError, Accounts, Phone, SignedIn};
+pub use cards::{CardError, Cards};
 
 /// The wallet's back end.
 pub struct Wallet {
     pub accounts: Accounts,
+    pub cards: Cards,
     random: Arc<dyn Random>,
 }
 
 impl Wallet {
-    pub fn new(store: AnyStore, clock: Arc<dyn Clock>, random: Arc<dyn Random>) -> Wallet {
+    pub fn new(tsp: Arc<Tsp>, clock: Arc<dyn Clock>, random: Arc<dyn Random>) -> Wallet {
         Wallet {
-            accounts: Accounts::new(store, clock, Arc::clone(&random)),
+            accounts: Accounts::new(tsp.store().clone(), Arc::clone(&clock), Arc::clone(&random)),
+            cards: Cards::new(tsp, clock, Arc::clone(&random)),
             random,
         }
     }

@@ -3,6 +3,7 @@
 //! the account errors (English) with a Chinese line beside them in Chinese pages.
 
 use crate::account::AccountError;
+use crate::cards::CardError;
 use crate::password::PasswordError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +62,19 @@ pub struct Texts {
     pub form_expired: &'static str,
     pub back_to_log_in: &'static str,
     pub footer: &'static str,
+    pub bind_card: &'static str,
+    pub card_number: &'static str,
+    pub expiry: &'static str,
+    pub cvn2: &'static str,
+    pub next: &'static str,
+    pub sms_code: &'static str,
+    pub code_sent_to: &'static str,
+    pub confirm_binding: &'static str,
+    pub start_again: &'static str,
+    pub back_home: &'static str,
+    pub debit: &'static str,
+    pub credit: &'static str,
+    pub card_bound: &'static str,
 }
 
 const CHINESE: Texts = Texts {
@@ -88,6 +102,19 @@ const CHINESE: Texts = Texts {
     form_expired: "为保护您的账户，此表单已失效。请返回后重新提交。",
     back_to_log_in: "返回登录",
     footer: "cloudpass 测试环境 — 不会发生真实资金往来。",
+    bind_card: "添加银行卡",
+    card_number: "卡号",
+    expiry: "有效期（YYMM）",
+    cvn2: "安全码 CVN2（信用卡填写）",
+    next: "下一步",
+    sms_code: "短信验证码",
+    code_sent_to: "验证码已发送至银行预留手机",
+    confirm_binding: "确认绑定",
+    start_again: "重新输入卡号",
+    back_home: "返回我的",
+    debit: "借记卡",
+    credit: "信用卡",
+    card_bound: "银行卡已绑定。",
 };
 
 const ENGLISH: Texts = Texts {
@@ -115,6 +142,19 @@ const ENGLISH: Texts = Texts {
     form_expired: "To protect your account this form no longer works. Go back and send it again.",
     back_to_log_in: "Back to log in",
     footer: "cloudpass sandbox — no real money moves.",
+    bind_card: "Add a bank card",
+    card_number: "Card number",
+    expiry: "Expiry (YYMM)",
+    cvn2: "CVN2 (credit cards)",
+    next: "Next",
+    sms_code: "SMS code",
+    code_sent_to: "The bank texted a code to the card's phone",
+    confirm_binding: "Bind the card",
+    start_again: "Enter the card again",
+    back_home: "Back to my page",
+    debit: "debit",
+    credit: "credit",
+    card_bound: "The card is bound.",
 };
 
 /// An account error in the page's language.
@@ -136,6 +176,31 @@ pub fn account_error(language: Language, error: &AccountError) -> String {
             AccountError::Locked(minutes) => {
                 format!("密码错误次数过多，账户已锁定，请 {minutes} 分钟后再试。")
             }
+        },
+    }
+}
+
+/// A card error in the page's language.
+pub fn card_error(language: Language, error: &CardError) -> String {
+    match language {
+        Language::English => capitalized(&error.to_string()),
+        Language::Chinese => match error {
+            CardError::BadNumber => "卡号有误，请核对。".into(),
+            CardError::BadExpiry => "请按卡面输入有效期，4 位 YYMM。".into(),
+            CardError::BadCvn2 => "安全码为卡背面的 3 位数字。".into(),
+            CardError::NoIssuer => "本网络没有发行此卡的银行。".into(),
+            CardError::Declined => {
+                "银行未通过此卡，请核对卡号、有效期和安全码，或咨询银行。".into()
+            }
+            CardError::TooManyCards => "每个账户最多绑定 20 张卡，请先删除一张。".into(),
+            CardError::TooManyStarts => "此账户尝试的卡片过多，请 10 分钟后再试。".into(),
+            CardError::NotSent => "银行未能发送验证码，请联系银行核对预留手机号。".into(),
+            CardError::NoBinding => "此次绑定已结束，请重新输入卡号。".into(),
+            CardError::WrongCode(left) => format!("验证码错误，还可尝试 {left} 次。"),
+            CardError::CodeExpired => "验证码已过期，请重新输入卡号。".into(),
+            CardError::TooManyCodes => "验证码错误次数过多，请重新输入卡号。".into(),
+            CardError::AlreadyBound => "此卡已绑定到您的账户。".into(),
+            CardError::Unavailable => "服务暂时不可用，请稍后再试。".into(),
         },
     }
 }

@@ -386,7 +386,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         // The Cloud QuickPass app's pages, beside the sandbox bank its cards will come from.
         .merge(match &sandbox {
             Some(_) => cloudpass_wallet::http::router(Arc::new(cloudpass_wallet::Wallet::new(
-                tsp.store().clone(),
+                Arc::clone(&tsp),
                 Arc::clone(&clock),
                 Arc::clone(&random),
             ))),

@@ -2,7 +2,9 @@
 //! Chromium (sign up, the language switch, log out, a wrong password, log in), and as an
 //! attacker would try them without a browser: a form posted without the page's CSRF token,
 //! a password guessed over and over. The database is read afterwards to show what it keeps:
-//! an Argon2id hash, never the password, and a session's SHA-256, never its token.
+//! an Argon2id hash, never the password, and a session's SHA-256, never its token. Binding a
+//! card goes to the sandbox bank through the token service (the card checked, a code texted
+//! to the card's phone and read back from the bank's SMS inbox).
 //! Screenshots land in `target/screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,6 +18,7 @@ use support::browser::{self, Browser};
 on_both_backends!(
     a_person_signs_up_logs_out_and_logs_in_again,
     forms_need_their_token_and_guessing_locks_the_account,
+    a_person_binds_a_card_with_the_code_the_bank_texts,
 );
 
 const PASSWORD: &str = "quick pass 2026";
@@ -218,5 +221,126 @@ async fn forms_need_their_token_and_guessing_locks_the_account(backend: Backend)
             .unwrap()
             .contains("The phone number or password is wrong.")
     );
+    app.stop().await;
+}
+
+/// Signs up `phone` in the browser and lands on the person's page.
+async fn sign_up(app: &TestApp, chromium: &Browser, phone: &str) -> chromiumoxide::Page {
+    let page = chromium
+        .open(&format!("{}/wallet/signup?lang=en", app.base))
+        .await;
+    browser::wait_for(&page, "#password_again").await;
+    browser::fill(&page, "#phone", phone).await;
+    browser::fill(&page, "#password", PASSWORD).await;
+    browser::fill(&page, "#password_again", PASSWORD).await;
+    browser::click_to(&page, "#submit", "#bind").await;
+    page
+}
+
+async fn a_person_binds_a_card_with_the_code_the_bank_texts(backend: Backend) {
+    const CMB_DEBIT: &str = "6226090000000048";
+    const HUAXIA_CREDIT: &str = "6226388000000095";
+    const CARD_PHONE: &str = "18100000000";
+    let app = TestApp::start(backend).await;
+    let chromium = Browser::launch().await;
+    let page = sign_up(&app, &chromium, "13900000004").await;
+    assert_eq!(
+        browser::text(&page, "#cards").await.unwrap(),
+        "No card is bound yet."
+    );
+
+    // A credit card whose CVN2 is wrong: the bank declines, nothing is texted or kept.
+    browser::click_to(&page, "#bind", "#card_number").await;
+    browser::fill(&page, "#card_number", HUAXIA_CREDIT).await;
+    browser::fill(&page, "#expiry", "2912").await;
+    browser::fill(&page, "#cvn2", "247").await;
+    let error = browser::click_to(&page, "#next", "#error").await;
+    assert!(
+        error.starts_with("The bank did not accept this card"),
+        "{error}"
+    );
+    assert!(!page.content().await.unwrap().contains(HUAXIA_CREDIT));
+
+    browser::fill(&page, "#card_number", CMB_DEBIT).await;
+    browser::fill(&page, "#expiry", "2912").await;
+    let sent = browser::click_to(&page, "#next", "#sent").await;
+    assert!(sent.contains("181****0000"), "{sent}");
+    assert_eq!(
+        browser::text(&page, "#card").await.unwrap(),
+        "622609******0048"
+    );
+    browser::screenshot(&page, &format!("wallet-3-bind-code-{backend:?}")).await;
+    let code = app.latest_otp(CARD_PHONE).await;
+    let (_, body) = app
+        .get(
+            app.operator_key(),
+            &format!("/sim/issuer/v1/sms?phone={CARD_PHONE}"),
+        )
+        .await;
+    let text = body["messages"][0]["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.contains("to bind the card ending 0048 to your Cloud QuickPass account"),
+        "{text}"
+    );
+
+    // A wrong code: said, with the tries left, and the step stays.
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    browser::fill(&page, "#code", wrong).await;
+    let error = browser::click_to(&page, "#confirm", "#error").await;
+    assert_eq!(error, "The code is wrong; 2 tries left.");
+    browser::fill(&page, "#code", &code).await;
+    let notice = browser::click_to(&page, "#confirm", "#notice").await;
+    assert_eq!(notice, "The card is bound.");
+    let cards = browser::text(&page, "#cards").await.unwrap();
+    assert!(
+        cards.contains("622609******0048") && cards.contains("debit"),
+        "{cards}"
+    );
+    browser::screenshot(&page, &format!("wallet-4-cards-{backend:?}")).await;
+
+    // The same card again: the bank texts a code, and the binding says it is bound already.
+    browser::click_to(&page, "#bind", "#card_number").await;
+    browser::fill(&page, "#card_number", CMB_DEBIT).await;
+    browser::fill(&page, "#expiry", "2912").await;
+    browser::click_to(&page, "#next", "#code").await;
+    let code = app.latest_otp(CARD_PHONE).await;
+    browser::fill(&page, "#code", &code).await;
+    let error = browser::click_to(&page, "#confirm", "#error").await;
+    assert_eq!(error, "This card is bound to your account already.");
+
+    // Three cards asked about so far; two more, then the account must wait.
+    for _ in 0..2 {
+        browser::click_to(&page, "#start-again", "#card_number").await;
+        browser::fill(&page, "#card_number", HUAXIA_CREDIT).await;
+        browser::fill(&page, "#expiry", "2912").await;
+        browser::fill(&page, "#cvn2", "247").await;
+        browser::click_to(&page, "#next", "#error").await;
+    }
+    browser::fill(&page, "#card_number", CMB_DEBIT).await;
+    browser::fill(&page, "#expiry", "2912").await;
+    let error = browser::click_to(&page, "#next", "#error").await;
+    assert_eq!(
+        error,
+        "Too many cards were tried from this account; try again in 10 minutes."
+    );
+
+    // What is kept: the card sealed and masked, never in clear.
+    let store = app.running.tsp.store();
+    let account = store
+        .account_by_phone("13900000004")
+        .await
+        .unwrap()
+        .unwrap();
+    let bound = store.bound_wallet_cards(&account.id).await.unwrap();
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].funding, "debit");
+    assert!(
+        !bound[0]
+            .pan_sealed
+            .windows(CMB_DEBIT.len())
+            .any(|w| w == CMB_DEBIT.as_bytes())
+    );
+
+    chromium.close().await;
     app.stop().await;
 }
