@@ -75,6 +75,25 @@ async fn register(app: &TestApp, dir: &Path, permissions: &str) {
             assert!(password.chars().all(|c| c.is_ascii_alphanumeric()));
             assert!(dir.join(format!("merchant-{SHOP}.pfx")).exists());
             assert!(!out.contains(&password), "{out}");
+            // A merchant's files already in the directory are never overwritten.
+            let other = "898310048990099";
+            let kept = dir.join(format!("merchant-{other}.pfx-password"));
+            std::fs::write(&kept, "an earlier password").unwrap();
+            let refused = Command::new(env!("CARGO_BIN_EXE_cloudpass"))
+                .args(["merchant", "add", "--mer-id", other, "--name", "Other shop"])
+                .args(["--issue-to", dir.to_str().unwrap(), "--data-dir"])
+                .arg(&app.data_dir)
+                .env_remove("DATABASE_URL")
+                .output()
+                .unwrap();
+            assert!(!refused.status.success());
+            let stderr = String::from_utf8_lossy(&refused.stderr);
+            assert!(stderr.contains("exists; it is not overwritten"), "{stderr}");
+            assert_eq!(
+                std::fs::read_to_string(&kept).unwrap(),
+                "an earlier password"
+            );
+            assert!(!dir.join(format!("merchant-{other}.key")).exists());
         }
         Backend::Postgres => {
             let now = support::upacp::now_seconds();

@@ -235,8 +235,11 @@ async fn add(
         }
         (None, Some(dir)) => {
             let key = dir.join(format!("merchant-{mer_id}.key"));
-            if key.exists() {
-                return Err(format!("{} exists; it is not overwritten", key.display()));
+            for extension in ["pem", "key", "pfx", "pfx-password"] {
+                let file = dir.join(format!("merchant-{mer_id}.{extension}"));
+                if file.exists() {
+                    return Err(format!("{} exists; it is not overwritten", file.display()));
+                }
             }
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
