@@ -66,6 +66,8 @@ pub enum AccountError {
     WrongCredentials,
     #[error("too many wrong passwords; the account is locked for {0} more minutes")]
     Locked(i64),
+    #[error("too many failed logins from your network address; try again in a minute")]
+    AddressThrottled,
     #[error("the wallet is not available right now; try again shortly")]
     Unavailable,
 }

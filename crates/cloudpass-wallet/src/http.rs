@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use askama::Template;
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -12,6 +13,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOK
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use cloudpass_http::PeerAddr;
 
 use crate::cards::{Binding, BoundCard};
 use crate::session::{self, CSRF_COOKIE, LANGUAGE_COOKIE, SESSION_COOKIE};
@@ -412,7 +414,9 @@ fn signed_in_or_again(
         }
         Err(error) => {
             let status = match error {
-                AccountError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
+                AccountError::Locked(_) | AccountError::AddressThrottled => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
                 AccountError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 AccountError::WrongCredentials => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
@@ -439,15 +443,30 @@ async fn sign_up(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: By
     signed_in_or_again(visit, true, outcome)
 }
 
-async fn log_in(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn log_in(
+    State(wallet): State<Arc<Wallet>>,
+    peer: Option<Extension<PeerAddr>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (visit, form) = match posted(&wallet, &headers, &body) {
         Ok(posted) => posted,
         Err(refused) => return refused,
     };
+    let address = peer.map(|Extension(PeerAddr(peer))| peer.ip());
+    let now = wallet.clock.now_millis();
+    if address.is_some_and(|address| wallet.login_throttle.blocked(address, now)) {
+        return signed_in_or_again(visit, false, Err(AccountError::AddressThrottled));
+    }
     let outcome = wallet
         .accounts
         .log_in(form.text("phone"), form.text("password"))
         .await;
+    if let (Some(address), Err(AccountError::WrongCredentials | AccountError::Locked(_))) =
+        (address, &outcome)
+    {
+        wallet.login_throttle.record_failure(address, now);
+    }
     signed_in_or_again(visit, false, outcome)
 }
 

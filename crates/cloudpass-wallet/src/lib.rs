@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use cloudpass_core::{Clock, Random};
 use cloudpass_tsp::service::Tsp;
+use cloudpass_tsp::throttle::AuthThrottle;
 
 pub use account::{AccountError, Accounts, Phone, SignedIn};
 pub use cards::{CardError, Cards};
@@ -25,6 +26,10 @@ pub use cards::{CardError, Cards};
 pub struct Wallet {
     pub accounts: Accounts,
     pub cards: Cards,
+    /// Failed logins per client address (20 a minute), beside the per-account lock: one
+    /// password tried across many phone numbers is bounded too.
+    login_throttle: AuthThrottle,
+    clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
 }
 
@@ -32,7 +37,9 @@ impl Wallet {
     pub fn new(tsp: Arc<Tsp>, clock: Arc<dyn Clock>, random: Arc<dyn Random>) -> Wallet {
         Wallet {
             accounts: Accounts::new(tsp.store().clone(), Arc::clone(&clock), Arc::clone(&random)),
-            cards: Cards::new(tsp, clock, Arc::clone(&random)),
+            cards: Cards::new(tsp, Arc::clone(&clock), Arc::clone(&random)),
+            login_throttle: AuthThrottle::default(),
+            clock,
             random,
         }
     }

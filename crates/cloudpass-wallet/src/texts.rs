@@ -173,6 +173,9 @@ pub fn account_error(language: Language, error: &AccountError) -> String {
             AccountError::PasswordsDiffer => "两次输入的密码不一致，请重新输入。".into(),
             AccountError::PhoneTaken => "该手机号已注册，请直接登录。".into(),
             AccountError::WrongCredentials => "手机号或密码错误。".into(),
+            AccountError::AddressThrottled => {
+                "您的网络地址登录失败次数过多，请一分钟后再试。".into()
+            }
             AccountError::Locked(minutes) => {
                 format!("密码错误次数过多，账户已锁定，请 {minutes} 分钟后再试。")
             }

@@ -221,6 +221,31 @@ async fn forms_need_their_token_and_guessing_locks_the_account(backend: Backend)
             .unwrap()
             .contains("The phone number or password is wrong.")
     );
+
+    // Failed logins from one address are bounded too (20 a minute), whatever the phone
+    // numbers: the 7 above, 13 more, then even a right password from there waits.
+    for n in 0..13 {
+        let guess = post(
+            &app,
+            "/wallet/login",
+            &cookies,
+            format!(
+                "phone=1390000010{}&password=quick+pass+1&csrf={csrf}",
+                n % 10
+            ),
+        )
+        .await;
+        assert_eq!(guess.status().as_u16(), 401, "guess {n}");
+    }
+    let throttled = post(&app, "/wallet/login", &cookies, login("quick+pass+1")).await;
+    assert_eq!(throttled.status().as_u16(), 429);
+    assert!(
+        throttled
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many failed logins from your network address")
+    );
     app.stop().await;
 }
 
