@@ -31,6 +31,7 @@ async fn a_person_signs_up_logs_out_and_logs_in_again(backend: Backend) {
     // Not signed in: the log-in page, in Chinese first.
     let title = browser::wait_for(&page, "h1").await;
     assert_eq!(title, "登录云闪付");
+    browser::screenshot(&page, &format!("wallet-0-log-in-zh-{backend:?}")).await;
     browser::click_to(&page, "#language", "#to-sign-up").await;
     assert_eq!(
         browser::text(&page, "h1").await.unwrap(),
