@@ -870,8 +870,9 @@ impl IssuerHost {
 
     /// Serves the ISO 8583 port until `shutdown` fires, through the network's one server loop
     /// (each connection carries many messages in flight, answered in any order). The bank's
-    /// only client is the switch, whose link stays open without echoes: a connection may
-    /// idle for a day.
+    /// only client is the switch, whose link stays open without echoes and sends nothing
+    /// until someone pays: a connection may wait a day for its first message, and idle a
+    /// day between messages (the default 10 s admission dropped the quiet link every 10 s).
     pub async fn serve_iso8583(
         self: Arc<Self>,
         listener: TcpListener,
@@ -881,12 +882,16 @@ impl IssuerHost {
             max_connections: MAX_CONNECTIONS,
             max_connections_per_peer: MAX_CONNECTIONS,
             in_flight_per_connection: IN_FLIGHT_PER_CONNECTION,
-            idle: Duration::from_secs(86_400),
+            admission: QUIET_LINK,
+            idle: QUIET_LINK,
             ..PortLimits::default()
         };
         server::serve("issuer host", self, listener, limits, None, shutdown).await
     }
 }
+
+/// How long the switch's link may stay silent, before its first message and between two.
+const QUIET_LINK: Duration = Duration::from_secs(86_400);
 
 impl FrameHandler for IssuerHost {
     async fn answer_frame(&self, frame: Vec<u8>) -> FrameAnswer {

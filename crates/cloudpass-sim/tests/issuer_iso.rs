@@ -316,3 +316,48 @@ async fn answers_over_tcp_with_many_messages_in_flight() {
     assert_books_balance(&bank).await;
     let _ = std::fs::remove_dir_all(&bank.dir);
 }
+
+/// The switch's link to the bank sends nothing while no one pays, and the bank's port must
+/// keep it open: a link dropped after the port's default admission deadline (10 s) was
+/// reconnected every 10.5 s, and a payment in the gap was refused.
+#[tokio::test]
+async fn a_quiet_link_from_the_switch_stays_open() {
+    let bank = bank().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(Arc::clone(&bank.host).serve_iso8583(listener, shutdown));
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    // An hour of silence on the port's clock.
+    tokio::time::pause();
+    tokio::time::advance(std::time::Duration::from_secs(3_600)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::resume();
+
+    let framing = Framing::default();
+    let message = purchase(DEBIT, 100, "000777");
+    net::write_frame(
+        &mut writer,
+        &framing,
+        None,
+        &profile::cloudpass().encode(&message).unwrap(),
+    )
+    .await
+    .unwrap();
+    let frame = net::read_frame(&mut reader, &framing)
+        .await
+        .unwrap()
+        .expect("the bank answered on the quiet connection");
+    let answer = profile::cloudpass().decode(&frame.message).unwrap();
+    assert_eq!(answer.get_str(39), Some("00"));
+    let _ = stop.send(true);
+    let _ = server.await;
+    assert_books_balance(&bank).await;
+    let _ = std::fs::remove_dir_all(&bank.dir);
+}
