@@ -7,10 +7,7 @@
 use cloudpass_core::{AccountNumber, Expiry, Pan};
 use cloudpass_issuer_api::{DeviceInfo, EligibilityRequest, PasscodeRequest};
 
-use cloudpass_store::TokenStore;
-
 use crate::error::{TspError, TspResult};
-use crate::issuer_client::IssuerEndpoint;
 use crate::service::Tsp;
 
 /// The issuer's answer about a card to bind.
@@ -33,7 +30,7 @@ impl Tsp {
         cvn2: Option<&str>,
         wallet: &str,
     ) -> TspResult<CardCheck> {
-        let endpoint = self.issuer_endpoint_for(pan).await?;
+        let (_, _, endpoint) = self.card_issuer(pan).await?;
         let answer = self
             .issuers
             .check_eligibility(
@@ -71,7 +68,7 @@ impl Tsp {
         code: &str,
         wallet: &str,
     ) -> TspResult<Option<String>> {
-        let endpoint = self.issuer_endpoint_for(pan).await?;
+        let (_, _, endpoint) = self.card_issuer(pan).await?;
         let answer = self
             .issuers
             .send_passcode(
@@ -99,17 +96,5 @@ impl Tsp {
     /// A keyed digest of a code sent for `binding_id`: what is kept to check the code.
     pub fn binding_code_digest(&self, binding_id: &str, code: &str) -> TspResult<Vec<u8>> {
         self.otp_hash(binding_id, code)
-    }
-
-    async fn issuer_endpoint_for(&self, pan: &Pan) -> TspResult<IssuerEndpoint> {
-        let range = self
-            .bin_range("card", pan.expose())
-            .ok_or(TspError::NoIssuer)?;
-        let issuer = self
-            .store
-            .issuer(&range.issuer_id)
-            .await?
-            .ok_or(TspError::NoIssuer)?;
-        self.endpoint(&issuer).await
     }
 }

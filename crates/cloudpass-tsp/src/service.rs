@@ -445,7 +445,7 @@ impl Tsp {
     }
 
     /// The longest matching BIN range of `kind` for a number.
-    pub(crate) fn bin_range(&self, kind: &str, number: &str) -> Option<BinRangeRow> {
+    fn bin_range(&self, kind: &str, number: &str) -> Option<BinRangeRow> {
         self.bins
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -491,7 +491,24 @@ impl Tsp {
         Pan::parse(text).map_err(|_| TspError::Internal("stored card number is invalid".into()))
     }
 
-    pub(crate) async fn endpoint(&self, issuer: &IssuerRow) -> TspResult<IssuerEndpoint> {
+    /// The card's BIN range, its issuer, and where to reach the issuer.
+    pub(crate) async fn card_issuer(
+        &self,
+        pan: &Pan,
+    ) -> TspResult<(BinRangeRow, IssuerRow, IssuerEndpoint)> {
+        let range = self
+            .bin_range("card", pan.expose())
+            .ok_or(TspError::NoIssuer)?;
+        let issuer = self
+            .store
+            .issuer(&range.issuer_id)
+            .await?
+            .ok_or(TspError::NoIssuer)?;
+        let endpoint = self.endpoint(&issuer).await?;
+        Ok((range, issuer, endpoint))
+    }
+
+    async fn endpoint(&self, issuer: &IssuerRow) -> TspResult<IssuerEndpoint> {
         let secret = match &issuer.webhook_secret {
             Some(sealed) => self
                 .hsm
@@ -1543,15 +1560,7 @@ impl Tsp {
                 ));
             }
         };
-        let range = self
-            .bin_range("card", pan.expose())
-            .ok_or(TspError::NoIssuer)?;
-        let issuer = self
-            .store
-            .issuer(&range.issuer_id)
-            .await?
-            .ok_or(TspError::NoIssuer)?;
-        let endpoint = self.endpoint(&issuer).await?;
+        let (range, issuer, endpoint) = self.card_issuer(&pan).await?;
         let fingerprint = self.fingerprint(&pan)?;
         self.check_tries(&user, &fingerprint).await?;
         // What this read finds is reused by the first attempt at writing the token.
