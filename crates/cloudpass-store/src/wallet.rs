@@ -142,6 +142,12 @@ pub trait WalletStore: Send + Sync {
         id: &str,
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Unbinds a bound card of the account; false when it has no such card.
+    fn remove_wallet_card(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// The account's bound cards, oldest first, at most [`WALLET_CARDS_MAX`].
     fn bound_wallet_cards(
         &self,
@@ -349,6 +355,20 @@ macro_rules! wallet_backend {
                 .await
             }
 
+            async fn remove_wallet_card(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+                let (user_id, id) = (user_id.to_owned(), id.to_owned());
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query("DELETE FROM wallet_cards WHERE user_id = $1 AND id = $2 AND status = 'bound'")
+                            .bind(&user_id).bind(&id)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                })
+                .await
+            }
+
             async fn bound_wallet_cards(&self, user_id: &str) -> StoreResult<Vec<WalletCardRow>> {
                 sqlx::query(concat!("SELECT ", wallet_card_columns!(), " FROM wallet_cards WHERE user_id = $1 AND status = 'bound' ORDER BY bound_at, id LIMIT $2"))
                     .bind(user_id.to_owned())
@@ -458,6 +478,13 @@ impl WalletStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.bind_wallet_card(id, now).await,
             AnyStore::Postgres(store) => store.bind_wallet_card(id, now).await,
+        }
+    }
+
+    async fn remove_wallet_card(&self, user_id: &str, id: &str) -> StoreResult<bool> {
+        match self {
+            AnyStore::Sqlite(store) => store.remove_wallet_card(user_id, id).await,
+            AnyStore::Postgres(store) => store.remove_wallet_card(user_id, id).await,
         }
     }
 

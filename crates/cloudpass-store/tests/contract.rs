@@ -1761,4 +1761,15 @@ async fn wallet_cards_are_bound_once_per_account(store: AnyStore) {
     assert!(store.bind_wallet_card("c_4", NOW + 4).await.unwrap());
     assert_eq!(store.bound_wallet_cards("u_1").await.unwrap().len(), 1);
     assert_eq!(store.bound_wallet_cards("u_2").await.unwrap().len(), 1);
+
+    // Unbinding: only the account's own bound card, once; then it may be bound again.
+    assert!(!store.remove_wallet_card("u_1", "c_4").await.unwrap());
+    assert!(store.remove_wallet_card("u_1", "c_2").await.unwrap());
+    assert!(!store.remove_wallet_card("u_1", "c_2").await.unwrap());
+    assert!(store.bound_wallet_cards("u_1").await.unwrap().is_empty());
+    store
+        .start_wallet_binding(&pending("c_5", "u_1"))
+        .await
+        .unwrap();
+    assert!(store.bind_wallet_card("c_5", NOW + 5).await.unwrap());
 }

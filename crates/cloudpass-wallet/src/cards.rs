@@ -62,6 +62,8 @@ pub enum CardError {
     TooManyCodes,
     #[error("this card is bound to your account already")]
     AlreadyBound,
+    #[error("your account has no such card; it may have been removed already")]
+    NoCard,
     #[error("the wallet is not available right now; try again shortly")]
     Unavailable,
 }
@@ -263,6 +265,19 @@ impl Cards {
             return Err(CardError::AlreadyBound);
         }
         Ok(bound_card(&row))
+    }
+
+    /// Unbinds one of the account's cards (解绑).
+    pub async fn remove(&self, person: &SignedIn, card_id: &str) -> Result<(), CardError> {
+        if self
+            .store
+            .remove_wallet_card(&person.user_id, card_id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(CardError::NoCard)
+        }
     }
 
     /// The account's bound cards, oldest first.

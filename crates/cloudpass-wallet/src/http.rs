@@ -35,6 +35,7 @@ pub fn router(wallet: Arc<Wallet>) -> Router {
             "/wallet/cards/confirm",
             axum::routing::post(confirm_binding),
         )
+        .route("/wallet/cards/remove", axum::routing::post(remove_card))
         .route("/wallet/static/wallet.css", get(style))
         .with_state(wallet)
 }
@@ -207,11 +208,12 @@ fn secure(headers: &mut HeaderMap) {
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
 }
 
-/// The `?lang=` of a page address, and `bound=1` after a card was bound.
+/// The `?lang=` of a page address, and `bound=1` or `removed=1` after a card was.
 #[derive(serde::Deserialize)]
 struct PageQuery {
     lang: Option<String>,
     bound: Option<String>,
+    removed: Option<String>,
 }
 
 /// A posted form, read once.
@@ -278,7 +280,11 @@ async fn home(
         csrf: &csrf,
         phone_masked: person.phone.masked(),
         cards,
-        notice: query.bound.is_some().then_some(t.card_bound),
+        notice: match (&query.bound, &query.removed) {
+            (Some(_), _) => Some(t.card_bound),
+            (None, Some(_)) => Some(t.card_removed),
+            (None, None) => None,
+        },
     };
     visit.page(StatusCode::OK, &page)
 }
@@ -361,10 +367,26 @@ async fn confirm_binding(
     }
 }
 
+async fn remove_card(
+    State(wallet): State<Arc<Wallet>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (visit, form, person) = match posted_by_person(&wallet, &headers, &body).await {
+        Ok(posted) => posted,
+        Err(refused) => return refused,
+    };
+    match wallet.cards.remove(&person, form.text("card")).await {
+        Ok(()) => visit.redirect("/wallet?removed=1", None),
+        Err(error) => visit.bind_page(card_status(&error), None, Some(&error)),
+    }
+}
+
 fn card_status(error: &CardError) -> StatusCode {
     match error {
         CardError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         CardError::AlreadyBound => StatusCode::CONFLICT,
+        CardError::NoCard => StatusCode::NOT_FOUND,
         CardError::TooManyStarts => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }

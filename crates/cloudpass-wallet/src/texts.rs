@@ -75,6 +75,8 @@ pub struct Texts {
     pub debit: &'static str,
     pub credit: &'static str,
     pub card_bound: &'static str,
+    pub remove_card: &'static str,
+    pub card_removed: &'static str,
 }
 
 const CHINESE: Texts = Texts {
@@ -115,6 +117,8 @@ const CHINESE: Texts = Texts {
     debit: "借记卡",
     credit: "信用卡",
     card_bound: "银行卡已绑定。",
+    remove_card: "解绑",
+    card_removed: "银行卡已解绑。",
 };
 
 const ENGLISH: Texts = Texts {
@@ -155,6 +159,8 @@ const ENGLISH: Texts = Texts {
     debit: "debit",
     credit: "credit",
     card_bound: "The card is bound.",
+    remove_card: "Remove",
+    card_removed: "The card is removed.",
 };
 
 /// An account error in the page's language.
@@ -203,6 +209,7 @@ pub fn card_error(language: Language, error: &CardError) -> String {
             CardError::CodeExpired => "验证码已过期，请重新输入卡号。".into(),
             CardError::TooManyCodes => "验证码错误次数过多，请重新输入卡号。".into(),
             CardError::AlreadyBound => "此卡已绑定到您的账户。".into(),
+            CardError::NoCard => "您的账户没有这张卡，可能已被删除。".into(),
             CardError::Unavailable => "服务暂时不可用，请稍后再试。".into(),
         },
     }

@@ -367,6 +367,23 @@ async fn a_person_binds_a_card_with_the_code_the_bank_texts(backend: Backend) {
             .any(|w| w == CMB_DEBIT.as_bytes())
     );
 
+    // Unbinding (解绑): the card goes from the list and from the store.
+    let opened = chromium.open(&format!("{}/wallet", app.base)).await;
+    browser::wait_for(&opened, "#remove-1").await;
+    let notice = browser::click_to(&opened, "#remove-1", "#notice").await;
+    assert_eq!(notice, "The card is removed.");
+    assert_eq!(
+        browser::text(&opened, "#cards").await.unwrap(),
+        "No card is bound yet."
+    );
+    assert!(
+        store
+            .bound_wallet_cards(&account.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
     chromium.close().await;
     app.stop().await;
 }
