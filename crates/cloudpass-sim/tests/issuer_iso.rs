@@ -274,13 +274,25 @@ async fn reversals_undo_once() {
     let _ = std::fs::remove_dir_all(&bank.dir);
 }
 
-#[tokio::test]
-async fn answers_over_tcp_with_many_messages_in_flight() {
-    let bank = bank().await;
+/// The bank's ISO 8583 port on a fresh address: where it is, its stop switch, its task.
+async fn serve(
+    bank: &Bank,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(Arc::clone(&bank.host).serve_iso8583(listener, shutdown));
+    (address, stop, server)
+}
+
+#[tokio::test]
+async fn answers_over_tcp_with_many_messages_in_flight() {
+    let bank = bank().await;
+    let (address, stop, server) = serve(&bank).await;
     let stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     let framing = Framing::default();
@@ -323,10 +335,7 @@ async fn answers_over_tcp_with_many_messages_in_flight() {
 #[tokio::test]
 async fn a_quiet_link_from_the_switch_stays_open() {
     let bank = bank().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(Arc::clone(&bank.host).serve_iso8583(listener, shutdown));
+    let (address, stop, server) = serve(&bank).await;
     let stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
     for _ in 0..10 {

@@ -97,18 +97,18 @@ pub struct Accounts {
     store: AnyStore,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
-    /// Verified against when a phone number has no account (see `password::decoy`).
-    decoy_hash: String,
+    /// Verified against when a phone number has no account (see `password::decoy`); made
+    /// on the first such login, not at start.
+    decoy_hash: std::sync::OnceLock<String>,
 }
 
 impl Accounts {
     pub fn new(store: AnyStore, clock: Arc<dyn Clock>, random: Arc<dyn Random>) -> Accounts {
-        let decoy_hash = password::decoy(random.as_ref());
         Accounts {
             store,
             clock,
             random,
-            decoy_hash,
+            decoy_hash: std::sync::OnceLock::new(),
         }
     }
 
@@ -148,7 +148,10 @@ impl Accounts {
             Err(_) => None,
         };
         let Some(user) = user else {
-            password::verify(password, &self.decoy_hash);
+            let decoy = self
+                .decoy_hash
+                .get_or_init(|| password::decoy(self.random.as_ref()));
+            password::verify(password, decoy);
             return Err(AccountError::WrongCredentials);
         };
         if user.locked_until > now {

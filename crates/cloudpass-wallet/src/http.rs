@@ -318,11 +318,8 @@ async fn start_binding(
     State(wallet): State<Arc<Wallet>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let (visit, form, person) = match posted_by_person(&wallet, &headers, &body).await {
-        Ok(posted) => posted,
-        Err(refused) => return refused,
-    };
+) -> Result<Response, Response> {
+    let (visit, form, person) = posted_by_person(&wallet, &headers, &body).await?;
     let started = wallet
         .cards
         .start(
@@ -332,54 +329,52 @@ async fn start_binding(
             form.get("cvn2"),
         )
         .await;
-    match started {
+    Ok(match started {
         Ok(binding) => visit.bind_page(StatusCode::OK, Some(binding), None),
         Err(error) => visit.bind_page(card_status(&error), None, Some(&error)),
-    }
+    })
 }
 
 async fn confirm_binding(
     State(wallet): State<Arc<Wallet>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let (visit, form, person) = match posted_by_person(&wallet, &headers, &body).await {
-        Ok(posted) => posted,
-        Err(refused) => return refused,
-    };
+) -> Result<Response, Response> {
+    let (visit, form, person) = posted_by_person(&wallet, &headers, &body).await?;
     let binding_id = form.text("binding");
-    match wallet
-        .cards
-        .confirm(&person, binding_id, form.text("code"))
-        .await
-    {
-        Ok(_) => visit.redirect("/wallet?bound=1", None),
-        Err(error @ CardError::WrongCode(_)) => {
-            let binding = wallet
-                .cards
-                .pending(&person, binding_id)
-                .await
-                .ok()
-                .flatten();
-            visit.bind_page(StatusCode::UNPROCESSABLE_ENTITY, binding, Some(&error))
-        }
-        Err(error) => visit.bind_page(card_status(&error), None, Some(&error)),
-    }
+    Ok(
+        match wallet
+            .cards
+            .confirm(&person, binding_id, form.text("code"))
+            .await
+        {
+            Ok(_) => visit.redirect("/wallet?bound=1", None),
+            Err(error @ CardError::WrongCode(_)) => {
+                let binding = wallet
+                    .cards
+                    .pending(&person, binding_id)
+                    .await
+                    .ok()
+                    .flatten();
+                visit.bind_page(StatusCode::UNPROCESSABLE_ENTITY, binding, Some(&error))
+            }
+            Err(error) => visit.bind_page(card_status(&error), None, Some(&error)),
+        },
+    )
 }
 
 async fn remove_card(
     State(wallet): State<Arc<Wallet>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let (visit, form, person) = match posted_by_person(&wallet, &headers, &body).await {
-        Ok(posted) => posted,
-        Err(refused) => return refused,
-    };
-    match wallet.cards.remove(&person, form.text("card")).await {
-        Ok(()) => visit.redirect("/wallet?removed=1", None),
-        Err(error) => visit.bind_page(card_status(&error), None, Some(&error)),
-    }
+) -> Result<Response, Response> {
+    let (visit, form, person) = posted_by_person(&wallet, &headers, &body).await?;
+    Ok(
+        match wallet.cards.remove(&person, form.text("card")).await {
+            Ok(()) => visit.redirect("/wallet?removed=1", None),
+            Err(error) => visit.bind_page(card_status(&error), None, Some(&error)),
+        },
+    )
 }
 
 fn card_status(error: &CardError) -> StatusCode {
@@ -449,11 +444,12 @@ fn signed_in_or_again(
     }
 }
 
-async fn sign_up(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (visit, form) = match posted(&wallet, &headers, &body) {
-        Ok(posted) => posted,
-        Err(refused) => return refused,
-    };
+async fn sign_up(
+    State(wallet): State<Arc<Wallet>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let (visit, form) = posted(&wallet, &headers, &body)?;
     let outcome = wallet
         .accounts
         .sign_up(
@@ -462,7 +458,7 @@ async fn sign_up(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: By
             form.text("password_again"),
         )
         .await;
-    signed_in_or_again(visit, true, outcome)
+    Ok(signed_in_or_again(visit, true, outcome))
 }
 
 async fn log_in(
@@ -470,15 +466,16 @@ async fn log_in(
     peer: Option<Extension<PeerAddr>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let (visit, form) = match posted(&wallet, &headers, &body) {
-        Ok(posted) => posted,
-        Err(refused) => return refused,
-    };
+) -> Result<Response, Response> {
+    let (visit, form) = posted(&wallet, &headers, &body)?;
     let address = peer.map(|Extension(PeerAddr(peer))| peer.ip());
     let now = wallet.clock.now_millis();
     if address.is_some_and(|address| wallet.login_throttle.blocked(address, now)) {
-        return signed_in_or_again(visit, false, Err(AccountError::AddressThrottled));
+        return Ok(signed_in_or_again(
+            visit,
+            false,
+            Err(AccountError::AddressThrottled),
+        ));
     }
     let outcome = wallet
         .accounts
@@ -489,23 +486,24 @@ async fn log_in(
     {
         wallet.login_throttle.record_failure(address, now);
     }
-    signed_in_or_again(visit, false, outcome)
+    Ok(signed_in_or_again(visit, false, outcome))
 }
 
-async fn log_out(State(wallet): State<Arc<Wallet>>, headers: HeaderMap, body: Bytes) -> Response {
-    let visit = match posted(&wallet, &headers, &body) {
-        Ok((visit, _)) => visit,
-        Err(refused) => return refused,
-    };
+async fn log_out(
+    State(wallet): State<Arc<Wallet>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let (visit, _) = posted(&wallet, &headers, &body)?;
     if let Some((token, _)) = signed_in(&wallet, &headers).await
         && let Err(error) = wallet.accounts.log_out(&token).await
     {
         tracing::warn!(error = %error, "wallet: a session could not be ended");
     }
-    visit.redirect(
+    Ok(visit.redirect(
         "/wallet/login",
         Some(session::set_cookie(SESSION_COOKIE, "", 0)),
-    )
+    ))
 }
 
 async fn style() -> Response {

@@ -29,15 +29,21 @@ const APP: &str = "/gateway/api/appTransReq.do";
 const QUERY: &str = "/gateway/api/queryTrans.do";
 const BACK: &str = "/gateway/api/backTransReq.do";
 
-fn cli(data_dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_cloudpass"))
+/// `cloudpass merchant ARGS --data-dir DATA_DIR`, as run.
+fn run_cli(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cloudpass"))
         .arg("merchant")
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("DATABASE_URL")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// What a `cloudpass merchant` command that must succeed printed.
+fn cli(data_dir: &Path, args: &[&str]) -> String {
+    let output = run_cli(data_dir, args);
     assert!(
         output.status.success(),
         "cloudpass merchant {args:?}: {}",
@@ -79,13 +85,18 @@ async fn register(app: &TestApp, dir: &Path, permissions: &str) {
             let other = "898310048990099";
             let kept = dir.join(format!("merchant-{other}.pfx-password"));
             std::fs::write(&kept, "an earlier password").unwrap();
-            let refused = Command::new(env!("CARGO_BIN_EXE_cloudpass"))
-                .args(["merchant", "add", "--mer-id", other, "--name", "Other shop"])
-                .args(["--issue-to", dir.to_str().unwrap(), "--data-dir"])
-                .arg(&app.data_dir)
-                .env_remove("DATABASE_URL")
-                .output()
-                .unwrap();
+            let refused = run_cli(
+                &app.data_dir,
+                &[
+                    "add",
+                    "--mer-id",
+                    other,
+                    "--name",
+                    "Other shop",
+                    "--issue-to",
+                    dir.to_str().unwrap(),
+                ],
+            );
             assert!(!refused.status.success());
             let stderr = String::from_utf8_lossy(&refused.stderr);
             assert!(stderr.contains("exists; it is not overwritten"), "{stderr}");
