@@ -4,13 +4,17 @@
 //! - [`issuer_host`]: a bank — its side of the token service's issuer protocol, its SMS
 //!   inbox, its back office.
 //! - [`phone`]: a device card — its keys, its ATC, its cryptograms.
+//! - [`handset`]: the phones and watches people sign the app in on, holding device cards.
+//! - [`phone_page`]: the phone simulator's page (`/phone`): tap a device card at a POS.
 //! - [`pos`]: an acquirer's terminal — sign-on, its keys, purchases, reversals.
 //! - [`webhook_sink`]: the wallets' and banks' notification receivers.
 
 pub mod bank;
+pub mod handset;
 pub mod issuer_host;
 pub mod issuer_iso;
 mod issuer_returns;
 pub mod phone;
+pub mod phone_page;
 pub mod pos;
 pub mod webhook_sink;

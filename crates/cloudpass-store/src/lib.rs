@@ -26,7 +26,10 @@ pub use gateway::{
 };
 pub use rows::*;
 pub use sql::{PgStore, SqliteStore};
-pub use wallet::{AccountRow, WALLET_CARDS_MAX, WalletCardRow, WalletSessionRow, WalletStore};
+pub use wallet::{
+    AccountRow, WALLET_CARDS_MAX, WALLET_DEVICES_MAX, WalletCardRow, WalletDeviceRow,
+    WalletSessionRow, WalletStore,
+};
 
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;

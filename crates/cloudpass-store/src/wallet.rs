@@ -69,7 +69,28 @@ pub struct WalletCardRow {
     pub code_expires_at: i64,
     pub created_at: i64,
     pub bound_at: Option<i64>,
+    /// The card's expiry (YYMM) sealed under the platform's data key; none for cards bound
+    /// before it was kept.
+    pub expiry_sealed: Option<Vec<u8>>,
 }
+
+/// A device an account signed in on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletDeviceRow {
+    /// The device id the token service knows.
+    pub id: String,
+    pub user_id: String,
+    /// `handset_se`, `wearable` or `hce`.
+    pub kind: String,
+    /// `apple`, `huawei`, `xiaomi`, `samsung` or `quickpass`.
+    pub maker: String,
+    pub name: String,
+    pub created_at: i64,
+    pub signed_out_at: Option<i64>,
+}
+
+/// The most devices one account may have signed in on (signed out ones included).
+pub const WALLET_DEVICES_MAX: i64 = 10;
 
 impl std::fmt::Debug for WalletCardRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -153,6 +174,29 @@ pub trait WalletStore: Send + Sync {
         &self,
         user_id: &str,
     ) -> impl Future<Output = StoreResult<Vec<WalletCardRow>>> + Send;
+    /// Adds a device to its account; false when the account has [`WALLET_DEVICES_MAX`].
+    fn insert_wallet_device(
+        &self,
+        device: &WalletDeviceRow,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// The account's devices, oldest first.
+    fn wallet_devices(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<WalletDeviceRow>>> + Send;
+    fn wallet_device(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<WalletDeviceRow>>> + Send;
+    /// Records that the account signed out of its device; false when it had no such device
+    /// signed in.
+    fn sign_out_wallet_device(
+        &self,
+        user_id: &str,
+        id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 macro_rules! account_columns {
@@ -163,7 +207,13 @@ macro_rules! account_columns {
 
 macro_rules! wallet_card_columns {
     () => {
-        "id, user_id, fingerprint, pan_sealed, pan_masked, funding, product, status, code_digest, code_attempts, code_expires_at, created_at, bound_at"
+        "id, user_id, fingerprint, pan_sealed, pan_masked, funding, product, status, code_digest, code_attempts, code_expires_at, created_at, bound_at, expiry_sealed"
+    };
+}
+
+macro_rules! wallet_device_columns {
+    () => {
+        "id, user_id, kind, maker, name, created_at, signed_out_at"
     };
 }
 
@@ -185,6 +235,19 @@ macro_rules! wallet_backend {
                     code_expires_at: row.try_get("code_expires_at")?,
                     created_at: row.try_get("created_at")?,
                     bound_at: row.try_get("bound_at")?,
+                    expiry_sealed: row.try_get("expiry_sealed")?,
+                })
+            }
+
+            fn wallet_device_from(row: &$row) -> StoreResult<WalletDeviceRow> {
+                Ok(WalletDeviceRow {
+                    id: row.try_get("id")?,
+                    user_id: row.try_get("user_id")?,
+                    kind: row.try_get("kind")?,
+                    maker: row.try_get("maker")?,
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                    signed_out_at: row.try_get("signed_out_at")?,
                 })
             }
 
@@ -304,11 +367,11 @@ macro_rules! wallet_backend {
                             .bind(&c.user_id)
                             .execute(&mut *conn)
                             .await?;
-                        sqlx::query(concat!("INSERT INTO wallet_cards (", wallet_card_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"))
+                        sqlx::query(concat!("INSERT INTO wallet_cards (", wallet_card_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"))
                             .bind(&c.id).bind(&c.user_id).bind(&c.fingerprint).bind(&c.pan_sealed)
                             .bind(&c.pan_masked).bind(&c.funding).bind(&c.product).bind(&c.status)
                             .bind(&c.code_digest).bind(c.code_attempts).bind(c.code_expires_at)
-                            .bind(c.created_at).bind(c.bound_at)
+                            .bind(c.created_at).bind(c.bound_at).bind(&c.expiry_sealed)
                             .execute(&mut *conn)
                             .await?;
                         Ok(())
@@ -378,6 +441,59 @@ macro_rules! wallet_backend {
                     .iter()
                     .map(Self::wallet_card_from)
                     .collect()
+            }
+
+            async fn insert_wallet_device(&self, device: &WalletDeviceRow) -> StoreResult<bool> {
+                let d = device.clone();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        // The count and the insert in one statement: two at once cannot both
+                        // pass the bound.
+                        let done = sqlx::query(concat!("INSERT INTO wallet_devices (", wallet_device_columns!(), ") SELECT $1, $2, $3, $4, $5, $6, $7 WHERE (SELECT COUNT(*) FROM wallet_devices WHERE user_id = $2) < $8"))
+                            .bind(&d.id).bind(&d.user_id).bind(&d.kind).bind(&d.maker)
+                            .bind(&d.name).bind(d.created_at).bind(d.signed_out_at)
+                            .bind(WALLET_DEVICES_MAX)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                })
+                .await
+            }
+
+            async fn wallet_devices(&self, user_id: &str) -> StoreResult<Vec<WalletDeviceRow>> {
+                sqlx::query(concat!("SELECT ", wallet_device_columns!(), " FROM wallet_devices WHERE user_id = $1 ORDER BY created_at, id LIMIT $2"))
+                    .bind(user_id.to_owned())
+                    .bind(WALLET_DEVICES_MAX)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::wallet_device_from)
+                    .collect()
+            }
+
+            async fn wallet_device(&self, user_id: &str, id: &str) -> StoreResult<Option<WalletDeviceRow>> {
+                sqlx::query(concat!("SELECT ", wallet_device_columns!(), " FROM wallet_devices WHERE user_id = $1 AND id = $2"))
+                    .bind(user_id.to_owned())
+                    .bind(id.to_owned())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|row| Self::wallet_device_from(&row))
+                    .transpose()
+            }
+
+            async fn sign_out_wallet_device(&self, user_id: &str, id: &str, now: i64) -> StoreResult<bool> {
+                let (user_id, id) = (user_id.to_owned(), id.to_owned());
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        let done = sqlx::query("UPDATE wallet_devices SET signed_out_at = $3 WHERE user_id = $1 AND id = $2 AND signed_out_at IS NULL")
+                            .bind(&user_id).bind(&id).bind(now)
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(done.rows_affected() == 1)
+                    })
+                })
+                .await
             }
         }
     };
@@ -492,6 +608,34 @@ impl WalletStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.bound_wallet_cards(user_id).await,
             AnyStore::Postgres(store) => store.bound_wallet_cards(user_id).await,
+        }
+    }
+
+    async fn insert_wallet_device(&self, device: &WalletDeviceRow) -> StoreResult<bool> {
+        match self {
+            AnyStore::Sqlite(store) => store.insert_wallet_device(device).await,
+            AnyStore::Postgres(store) => store.insert_wallet_device(device).await,
+        }
+    }
+
+    async fn wallet_devices(&self, user_id: &str) -> StoreResult<Vec<WalletDeviceRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.wallet_devices(user_id).await,
+            AnyStore::Postgres(store) => store.wallet_devices(user_id).await,
+        }
+    }
+
+    async fn wallet_device(&self, user_id: &str, id: &str) -> StoreResult<Option<WalletDeviceRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.wallet_device(user_id, id).await,
+            AnyStore::Postgres(store) => store.wallet_device(user_id, id).await,
+        }
+    }
+
+    async fn sign_out_wallet_device(&self, user_id: &str, id: &str, now: i64) -> StoreResult<bool> {
+        match self {
+            AnyStore::Sqlite(store) => store.sign_out_wallet_device(user_id, id, now).await,
+            AnyStore::Postgres(store) => store.sign_out_wallet_device(user_id, id, now).await,
         }
     }
 }

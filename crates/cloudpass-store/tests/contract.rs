@@ -61,6 +61,7 @@ contract!(
     gateway_merchants_are_registered_once_and_updated,
     wallet_accounts_are_unique_and_sessions_expire,
     wallet_cards_are_bound_once_per_account,
+    wallet_devices_are_bounded_and_signed_out_once,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1715,6 +1716,7 @@ async fn wallet_cards_are_bound_once_per_account(store: AnyStore) {
         code_expires_at: NOW + 300_000,
         created_at: NOW,
         bound_at: None,
+        expiry_sealed: Some(vec![4, 5, 6]),
     };
     // A new binding replaces the account's pending one.
     store
@@ -1747,6 +1749,7 @@ async fn wallet_cards_are_bound_once_per_account(store: AnyStore) {
         bound[0].code_digest, None,
         "the code's digest goes once bound"
     );
+    assert_eq!(bound[0].expiry_sealed.as_deref(), Some(&[4, 5, 6][..]));
 
     // The same card again for the same account: not bound twice; another account may.
     store
@@ -1772,4 +1775,69 @@ async fn wallet_cards_are_bound_once_per_account(store: AnyStore) {
         .await
         .unwrap();
     assert!(store.bind_wallet_card("c_5", NOW + 5).await.unwrap());
+}
+
+async fn wallet_devices_are_bounded_and_signed_out_once(store: AnyStore) {
+    let account = |id: &str, phone: &str| AccountRow {
+        id: id.into(),
+        phone: phone.into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        failed_logins: 0,
+        locked_until: 0,
+        created_at: NOW,
+    };
+    for (id, phone) in [("u_1", "13800000021"), ("u_2", "13800000022")] {
+        assert!(store.insert_account(&account(id, phone)).await.unwrap());
+    }
+    let device = |id: &str, user: &str, at: i64| WalletDeviceRow {
+        id: id.into(),
+        user_id: user.into(),
+        kind: "handset_se".into(),
+        maker: "huawei".into(),
+        name: "Huawei phone".into(),
+        created_at: at,
+        signed_out_at: None,
+    };
+    for n in 0..WALLET_DEVICES_MAX {
+        assert!(
+            store
+                .insert_wallet_device(&device(&format!("d_{n}"), "u_1", NOW + n))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .insert_wallet_device(&device("d_over", "u_1", NOW + 99))
+            .await
+            .unwrap(),
+        "an account holds at most WALLET_DEVICES_MAX devices"
+    );
+    let listed = store.wallet_devices("u_1").await.unwrap();
+    assert_eq!(listed.len() as i64, WALLET_DEVICES_MAX);
+    assert_eq!(listed[0], device("d_0", "u_1", NOW), "oldest first");
+    assert!(store.wallet_devices("u_2").await.unwrap().is_empty());
+    assert_eq!(store.wallet_device("u_2", "d_0").await.unwrap(), None);
+
+    // Signed out once, by its own account only.
+    assert!(
+        !store
+            .sign_out_wallet_device("u_2", "d_0", NOW + 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .sign_out_wallet_device("u_1", "d_0", NOW + 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .sign_out_wallet_device("u_1", "d_0", NOW + 6)
+            .await
+            .unwrap()
+    );
+    let found = store.wallet_device("u_1", "d_0").await.unwrap().unwrap();
+    assert_eq!(found.signed_out_at, Some(NOW + 5));
 }

@@ -64,6 +64,8 @@ pub enum CardError {
     AlreadyBound,
     #[error("your account has no such card; it may have been removed already")]
     NoCard,
+    #[error("this card was bound before the app kept its expiry; remove it and bind it again")]
+    BindAgain,
     #[error("the wallet is not available right now; try again shortly")]
     Unavailable,
 }
@@ -193,6 +195,10 @@ impl Cards {
             code_expires_at: now + CODE_MILLIS,
             created_at: now,
             bound_at: None,
+            expiry_sealed: Some(
+                self.tsp
+                    .seal_secret(&expiry_owner(&id), expiry.to_wire().as_bytes())?,
+            ),
         };
         self.store.start_wallet_binding(&row).await?;
         let phone_masked = self
@@ -290,6 +296,50 @@ impl Cards {
 /// Whose secret a sealed card number is, for the HSM's associated data.
 fn sealing_owner(card_id: &str) -> String {
     format!("wallet-card {card_id}")
+}
+
+/// Whose secret a sealed expiry is.
+fn expiry_owner(card_id: &str) -> String {
+    format!("wallet-card-expiry {card_id}")
+}
+
+/// A bound card's number and expiry, opened for the moment they are needed (putting the card
+/// onto a device).
+pub(crate) struct OpenedCard {
+    pub pan: Pan,
+    pub expiry: Expiry,
+}
+
+impl Cards {
+    /// The account's bound card `card_id`, its number and expiry opened.
+    pub(crate) async fn open(
+        &self,
+        person: &SignedIn,
+        card_id: &str,
+    ) -> Result<OpenedCard, CardError> {
+        let row = self
+            .store
+            .wallet_card(&person.user_id, card_id)
+            .await?
+            .filter(|row| row.status == "bound")
+            .ok_or(CardError::NoCard)?;
+        let sealed_expiry = row.expiry_sealed.as_deref().ok_or(CardError::BindAgain)?;
+        let number = self
+            .tsp
+            .open_secret(&sealing_owner(&row.id), &row.pan_sealed)?;
+        let expiry = self
+            .tsp
+            .open_secret(&expiry_owner(&row.id), sealed_expiry)?;
+        let pan = std::str::from_utf8(number.expose())
+            .ok()
+            .and_then(|digits| Pan::parse(digits).ok())
+            .ok_or(CardError::Unavailable)?;
+        let expiry = std::str::from_utf8(expiry.expose())
+            .ok()
+            .and_then(|text| text.parse::<Expiry>().ok())
+            .ok_or(CardError::Unavailable)?;
+        Ok(OpenedCard { pan, expiry })
+    }
 }
 
 fn bound_card(row: &WalletCardRow) -> BoundCard {

@@ -16,6 +16,7 @@ use axum::routing::get;
 use cloudpass_http::PeerAddr;
 
 use crate::cards::{Binding, BoundCard};
+use crate::device_pages;
 use crate::session::{self, CSRF_COOKIE, LANGUAGE_COOKIE, SESSION_COOKIE};
 use crate::texts::{self, Language, Texts};
 use crate::{AccountError, CardError, SignedIn, Wallet};
@@ -36,6 +37,26 @@ pub fn router(wallet: Arc<Wallet>) -> Router {
             axum::routing::post(confirm_binding),
         )
         .route("/wallet/cards/remove", axum::routing::post(remove_card))
+        .route(
+            "/wallet/devices",
+            get(device_pages::show).post(device_pages::add_device),
+        )
+        .route(
+            "/wallet/devices/cards",
+            axum::routing::post(device_pages::add_card),
+        )
+        .route(
+            "/wallet/devices/code",
+            axum::routing::post(device_pages::confirm_code),
+        )
+        .route(
+            "/wallet/devices/card",
+            axum::routing::post(device_pages::card_action),
+        )
+        .route(
+            "/wallet/devices/report",
+            axum::routing::post(device_pages::report),
+        )
         .route("/wallet/static/wallet.css", get(style))
         .with_state(wallet)
 }
@@ -78,14 +99,14 @@ struct ExpiredPage<'a> {
 
 /// What every request brings: the language, the CSRF token (made now if the browser had
 /// none) and the cookies to set on the answer.
-struct Visit {
-    language: Language,
-    csrf: String,
+pub(crate) struct Visit {
+    pub(crate) language: Language,
+    pub(crate) csrf: String,
     set_cookies: Vec<String>,
 }
 
 impl Visit {
-    fn read(wallet: &Wallet, headers: &HeaderMap, lang: Option<&str>) -> Visit {
+    pub(crate) fn read(wallet: &Wallet, headers: &HeaderMap, lang: Option<&str>) -> Visit {
         let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
         let mut set_cookies = Vec::new();
         let language = match lang.and_then(Language::parse) {
@@ -116,11 +137,11 @@ impl Visit {
         }
     }
 
-    fn texts(&self) -> &'static Texts {
+    pub(crate) fn texts(&self) -> &'static Texts {
         self.language.texts()
     }
 
-    fn page(self, status: StatusCode, template: &impl Template) -> Response {
+    pub(crate) fn page(self, status: StatusCode, template: &impl Template) -> Response {
         let html = match template.render() {
             Ok(html) => html,
             Err(error) => {
@@ -140,7 +161,7 @@ impl Visit {
         self.finish(response)
     }
 
-    fn redirect(mut self, to: &'static str, cookie: Option<String>) -> Response {
+    pub(crate) fn redirect(mut self, to: &'static str, cookie: Option<String>) -> Response {
         self.set_cookies.extend(cookie);
         let mut response = StatusCode::SEE_OTHER.into_response();
         response
@@ -210,14 +231,16 @@ fn secure(headers: &mut HeaderMap) {
 
 /// The `?lang=` of a page address, and `bound=1` or `removed=1` after a card was.
 #[derive(serde::Deserialize)]
-struct PageQuery {
-    lang: Option<String>,
+pub(crate) struct PageQuery {
+    pub(crate) lang: Option<String>,
     bound: Option<String>,
     removed: Option<String>,
+    /// What the last change on the devices page did.
+    pub(crate) done: Option<String>,
 }
 
 /// A posted form, read once.
-struct PostedForm {
+pub(crate) struct PostedForm {
     fields: Vec<(String, String)>,
 }
 
@@ -235,7 +258,7 @@ impl PostedForm {
             .map(|(_, value)| value.as_str())
     }
 
-    fn text(&self, key: &str) -> &str {
+    pub(crate) fn text(&self, key: &str) -> &str {
         self.get(key).unwrap_or_default()
     }
 }
@@ -251,7 +274,10 @@ fn expired(visit: Visit) -> Response {
     visit.page(StatusCode::FORBIDDEN, &ExpiredPage { t })
 }
 
-async fn signed_in(wallet: &Wallet, headers: &HeaderMap) -> Option<(String, crate::SignedIn)> {
+pub(crate) async fn signed_in(
+    wallet: &Wallet,
+    headers: &HeaderMap,
+) -> Option<(String, crate::SignedIn)> {
     let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
     let token = session::cookie(cookies, SESSION_COOKIE)?;
     match wallet.accounts.signed_in(token).await {
@@ -302,7 +328,7 @@ async fn new_card_page(
 }
 
 /// A posted form of a signed-in person, or the answer that stops it.
-async fn posted_by_person(
+pub(crate) async fn posted_by_person(
     wallet: &Wallet,
     headers: &HeaderMap,
     body: &[u8],

@@ -8,6 +8,8 @@
 
 pub mod account;
 pub mod cards;
+mod device_pages;
+pub mod devices;
 pub mod http;
 pub mod password;
 pub mod session;
@@ -21,11 +23,13 @@ use cloudpass_tsp::throttle::AuthThrottle;
 
 pub use account::{AccountError, Accounts, Phone, SignedIn};
 pub use cards::{CardError, Cards};
+pub use devices::{DeviceChannel, DeviceError, Devices};
 
 /// The wallet's back end.
 pub struct Wallet {
     pub accounts: Accounts,
     pub cards: Cards,
+    pub devices: Devices,
     /// Failed logins per client address (20 a minute), beside the per-account lock: one
     /// password tried across many phone numbers is bounded too.
     login_throttle: AuthThrottle,
@@ -34,9 +38,23 @@ pub struct Wallet {
 }
 
 impl Wallet {
-    pub fn new(tsp: Arc<Tsp>, clock: Arc<dyn Clock>, random: Arc<dyn Random>) -> Wallet {
+    /// `token_requestor_id`: the app's token requestor at the token service; `channel`: its
+    /// way to the devices people sign in on.
+    pub fn new(
+        tsp: Arc<Tsp>,
+        token_requestor_id: String,
+        channel: Arc<dyn DeviceChannel>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> Wallet {
         Wallet {
             accounts: Accounts::new(tsp.store().clone(), Arc::clone(&clock), Arc::clone(&random)),
+            devices: Devices::new(
+                Arc::clone(&tsp),
+                channel,
+                token_requestor_id,
+                Arc::clone(&clock),
+            ),
             cards: Cards::new(tsp, Arc::clone(&clock), Arc::clone(&random)),
             login_throttle: AuthThrottle::default(),
             clock,

@@ -1,8 +1,8 @@
 //! Signed-in browsers and forms that only our own pages can post.
 //!
 //! A session is a random 256-bit token in an `HttpOnly`, `Secure`, `SameSite=Strict` cookie
-//! scoped to `/wallet`; the store keeps only its SHA-256, so a copy of the table cannot be
-//! replayed. Every form carries a CSRF token that must equal the `cp_wallet_csrf` cookie
+//! for the whole origin (the phone simulator at `/phone` runs the same app); the store keeps
+//! only its SHA-256, so a copy of the table cannot be replayed. Every form carries a CSRF token that must equal the `cp_wallet_csrf` cookie
 //! (double submit, compared in constant time): another site can make a browser post, but it
 //! can neither read nor set our cookie. Browsers keep `Secure` cookies on `http://127.0.0.1`
 //! and `localhost` (trustworthy origins), so the sandbox works without TLS.
@@ -48,9 +48,7 @@ pub fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
 
 /// A `Set-Cookie` value for one of the wallet's cookies; `max_age_seconds` 0 deletes it.
 pub fn set_cookie(name: &str, value: &str, max_age_seconds: i64) -> String {
-    format!(
-        "{name}={value}; Path=/wallet; Max-Age={max_age_seconds}; HttpOnly; Secure; SameSite=Strict"
-    )
+    format!("{name}={value}; Path=/; Max-Age={max_age_seconds}; HttpOnly; Secure; SameSite=Strict")
 }
 
 /// Whether a form's CSRF field matches the browser's CSRF cookie.

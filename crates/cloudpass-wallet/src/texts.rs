@@ -4,6 +4,7 @@
 
 use crate::account::AccountError;
 use crate::cards::CardError;
+use crate::devices::DeviceError;
 use crate::password::PasswordError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,39 @@ pub struct Texts {
     pub card_bound: &'static str,
     pub remove_card: &'static str,
     pub card_removed: &'static str,
+    pub devices_title: &'static str,
+    pub devices_empty: &'static str,
+    pub add_device: &'static str,
+    pub device_kind: &'static str,
+    pub choice_app: &'static str,
+    pub choice_watch: &'static str,
+    pub device_added: &'static str,
+    pub device_lost: &'static str,
+    pub device_no_cards: &'static str,
+    pub add_to_device: &'static str,
+    pub bind_first: &'static str,
+    pub token_number: &'static str,
+    pub default_card: &'static str,
+    pub make_default: &'static str,
+    pub suspend: &'static str,
+    pub resume: &'static str,
+    pub delete: &'static str,
+    pub report_lost: &'static str,
+    pub report_found: &'static str,
+    pub sign_out_device: &'static str,
+    pub card_added: &'static str,
+    pub card_changed: &'static str,
+    pub device_reported: &'static str,
+    pub signed_out_device: &'static str,
+    pub device_code_title: &'static str,
+    pub device_code_sent: &'static str,
+    pub confirm_add: &'static str,
+    pub status_active: &'static str,
+    pub status_suspended: &'static str,
+    pub status_pending: &'static str,
+    pub status_deleted: &'static str,
+    pub my_devices_link: &'static str,
+    pub phone_sim_link: &'static str,
 }
 
 const CHINESE: Texts = Texts {
@@ -119,6 +153,39 @@ const CHINESE: Texts = Texts {
     card_bound: "银行卡已绑定。",
     remove_card: "解绑",
     card_removed: "银行卡已解绑。",
+    devices_title: "我的设备",
+    devices_empty: "还没有设备。添加一部手机、一块手表，或把云闪付本身作为支付设备。",
+    add_device: "添加设备",
+    device_kind: "设备",
+    choice_app: "云闪付 App（HCE）",
+    choice_watch: "华为手表",
+    device_added: "设备已添加。",
+    device_lost: "已挂失",
+    device_no_cards: "此设备上还没有卡。",
+    add_to_device: "添加到此设备",
+    bind_first: "先绑定一张银行卡，才能把它添加到设备。",
+    token_number: "设备卡号",
+    default_card: "默认卡",
+    make_default: "设为默认",
+    suspend: "暂停",
+    resume: "恢复",
+    delete: "删除",
+    report_lost: "挂失设备",
+    report_found: "设备已找回",
+    sign_out_device: "退出此设备",
+    card_added: "卡片已添加到设备，可以使用了。",
+    card_changed: "已更新。",
+    device_reported: "设备状态已更新，设备上的卡片随之变更。",
+    signed_out_device: "已退出此设备，设备上的卡片已删除。",
+    device_code_title: "验证添加卡片",
+    device_code_sent: "银行已向预留手机发送验证码",
+    confirm_add: "确认添加",
+    status_active: "正常",
+    status_suspended: "已暂停",
+    status_pending: "待验证",
+    status_deleted: "已删除",
+    my_devices_link: "我的设备与设备卡",
+    phone_sim_link: "打开手机模拟器，去 POS 上碰一碰",
 };
 
 const ENGLISH: Texts = Texts {
@@ -161,6 +228,39 @@ const ENGLISH: Texts = Texts {
     card_bound: "The card is bound.",
     remove_card: "Remove",
     card_removed: "The card is removed.",
+    devices_title: "My devices",
+    devices_empty: "No device yet. Add a phone, a watch, or use this app itself to pay.",
+    add_device: "Add a device",
+    device_kind: "Device",
+    choice_app: "This app (HCE)",
+    choice_watch: "Huawei Watch",
+    device_added: "The device is added.",
+    device_lost: "reported lost",
+    device_no_cards: "No card on this device yet.",
+    add_to_device: "Add to this device",
+    bind_first: "Bind a bank card first to add it to a device.",
+    token_number: "device card",
+    default_card: "default",
+    make_default: "Make default",
+    suspend: "Suspend",
+    resume: "Resume",
+    delete: "Delete",
+    report_lost: "Report lost",
+    report_found: "Found it",
+    sign_out_device: "Sign out of this device",
+    card_added: "The card is on the device and ready to pay.",
+    card_changed: "Done.",
+    device_reported: "The device is updated, and its cards with it.",
+    signed_out_device: "Signed out of the device; its cards were deleted.",
+    device_code_title: "Confirm adding the card",
+    device_code_sent: "The bank texted a code to",
+    confirm_add: "Add the card",
+    status_active: "active",
+    status_suspended: "suspended",
+    status_pending: "awaiting code",
+    status_deleted: "deleted",
+    my_devices_link: "My devices and device cards",
+    phone_sim_link: "Open the phone simulator to tap at a POS",
 };
 
 /// An account error in the page's language.
@@ -210,7 +310,35 @@ pub fn card_error(language: Language, error: &CardError) -> String {
             CardError::TooManyCodes => "验证码错误次数过多，请重新输入卡号。".into(),
             CardError::AlreadyBound => "此卡已绑定到您的账户。".into(),
             CardError::NoCard => "您的账户没有这张卡，可能已被删除。".into(),
+            CardError::BindAgain => "此卡绑定时未保存有效期，请删除后重新绑定。".into(),
             CardError::Unavailable => "服务暂时不可用，请稍后再试。".into(),
+        },
+    }
+}
+
+/// A device error in the page's language.
+pub fn device_error(language: Language, error: &DeviceError) -> String {
+    match language {
+        Language::English => capitalized(&error.to_string()),
+        Language::Chinese => match error {
+            DeviceError::BadChoice => "请选择手机、手表或云闪付 App。".into(),
+            DeviceError::TooManyDevices => "每个账户最多登录 10 台设备。".into(),
+            DeviceError::NoDevice => "您的账户没有这台设备。".into(),
+            DeviceError::SignedOut => "您已退出此设备；请作为新设备重新添加。".into(),
+            DeviceError::Card(card) => card_error(language, card),
+            DeviceError::AlreadyOnDevice => "这张卡已在此设备上。".into(),
+            DeviceError::Declined => "银行不允许把这张卡添加到此设备，请咨询银行。".into(),
+            DeviceError::DeviceState(_) => {
+                "此设备现在不能添加卡片（可能已挂失或未设置锁屏密码）。".into()
+            }
+            DeviceError::WrongCode(left) => format!("验证码错误，还可尝试 {left} 次。"),
+            DeviceError::CodeExpired => "验证码已过期，请重新添加卡片。".into(),
+            DeviceError::TooManyCodes => "验证码错误次数过多，卡片未添加，请重新添加。".into(),
+            DeviceError::NoDeviceCard => "此设备上没有这张卡。".into(),
+            DeviceError::NotNow(_) => "这张卡现在不能这样操作。".into(),
+            DeviceError::NotActive => "只有正常状态的卡可以设为默认卡。".into(),
+            DeviceError::Unreachable => "暂时无法连接设备，请重试。".into(),
+            DeviceError::Unavailable => "服务暂时不可用，请稍后再试。".into(),
         },
     }
 }

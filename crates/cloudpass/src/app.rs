@@ -251,6 +251,11 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Bound now: the phone simulator's terminal (built with the pages) links to it.
+    let switch_listener = tokio::net::TcpListener::bind(config.switch_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.switch_listen))?;
+    let switch_addr = switch_listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if config.http_tls.is_some() {
         "https"
     } else {
@@ -383,13 +388,10 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
             Some(gateway) => cloudpass_gateway::http::router(Arc::clone(gateway)),
             None => Router::new(),
         })
-        // The Cloud QuickPass app's pages, beside the sandbox bank its cards will come from.
+        // The Cloud QuickPass app's pages and the phone simulator, beside the sandbox bank
+        // their cards come from.
         .merge(match &sandbox {
-            Some(_) => cloudpass_wallet::http::router(Arc::new(cloudpass_wallet::Wallet::new(
-                Arc::clone(&tsp),
-                Arc::clone(&clock),
-                Arc::clone(&random),
-            ))),
+            Some(_) => wallet_and_phones(&config, &tsp, switch_addr, &clock, &random, &watcher)?,
             None => Router::new(),
         });
     // Every error in JSON, including the framework's own (404, 405, 413, bad path values).
@@ -432,10 +434,6 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         (Some(parts), None) => parts.issuer_iso_addr,
         (None, None) => return Err("a production start needs --issuer-iso8583 ADDR".into()),
     };
-    let switch_listener = tokio::net::TcpListener::bind(config.switch_listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.switch_listen))?;
-    let switch_addr = switch_listener.local_addr().map_err(|e| e.to_string())?;
     let link = Link::start(
         issuer_address,
         config.switch.issuer_timeout,
@@ -493,6 +491,43 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
 
 /// The sandbox's stand-ins: the operator's key, the bank (its books seeded with the test
 /// cards) and its ISO 8583 port's listener, the webhook receivers.
+/// The Cloud QuickPass app (as the sandbox's Cloud QuickPass token requestor) and the phone
+/// simulator whose handsets it signs in on, kept under `<data-dir>/handsets/`.
+fn wallet_and_phones(
+    config: &AppConfig,
+    tsp: &Arc<Tsp>,
+    switch_addr: std::net::SocketAddr,
+    clock: &Arc<dyn Clock>,
+    random: &Arc<dyn Random>,
+    watcher: &watch::Receiver<bool>,
+) -> Result<Router, String> {
+    let handsets = Arc::new(
+        cloudpass_sim::handset::Handsets::open(Some(&config.data_dir.join("handsets")))
+            .map_err(|e| e.to_string())?,
+    );
+    let wallet = Arc::new(cloudpass_wallet::Wallet::new(
+        Arc::clone(tsp),
+        sandbox::QUICKPASS_TOKEN_REQUESTOR.into(),
+        Arc::new(crate::sandbox_phone::HandsetChannel {
+            handsets: Arc::clone(&handsets),
+            random: Arc::clone(random),
+        }),
+        Arc::clone(clock),
+        Arc::clone(random),
+    ));
+    let simulator = crate::sandbox_phone::simulator(
+        &config.data_dir,
+        switch_addr,
+        handsets,
+        Arc::clone(&wallet),
+        Arc::clone(clock),
+        Arc::clone(random),
+        watcher.clone(),
+    )?;
+    Ok(cloudpass_wallet::http::router(wallet)
+        .merge(cloudpass_sim::phone_page::router(Arc::new(simulator))))
+}
+
 async fn start_stand_ins(
     config: &AppConfig,
     base_url: &str,

@@ -7,4 +7,5 @@ pub mod master_key;
 pub mod network;
 pub mod registry;
 pub mod sandbox;
+pub mod sandbox_phone;
 pub mod sandbox_upacp;

@@ -26,6 +26,9 @@ pub const TERMINALS: &[&str] = &[
     "CPPOS001", "CPPOS002", "CPPOS003", "CPPOS004", "CPPOS005", "CPPOS006", "CPPOS007", "CPPOS008",
     "CPPOS009", "CPPOS010", "CPPOS011", "CPPOS012", "CPPOS013", "CPPOS014", "CPPOS015", "CPPOS016",
 ];
+/// The terminal of the phone simulator's POS (`/phone`), kept apart from [`TERMINALS`] so
+/// that a bench or `cloudpass pos` signing on never changes its keys under a tap.
+pub const PHONE_SIMULATOR_TERMINAL: &str = "CPPHN001";
 /// A second sandbox acquirer whose terminals need not MAC their messages: for plain interop
 /// clients (the pyiso8583 test) that cannot compute a MAC. The switch logs a warning about it
 /// at every start. Its merchant and terminals share the sandbox terminal master key too.
@@ -95,6 +98,14 @@ pub fn register_participants(switch: &Switch, terminal_master: KeyHandle) -> Res
                 .map_err(|e| format!("sandbox terminal {terminal}: {e}"))?;
         }
     }
+    switch
+        .register_terminal(
+            ACQUIRER_ID,
+            MERCHANT_ID,
+            PHONE_SIMULATOR_TERMINAL,
+            terminal_master,
+        )
+        .map_err(|e| format!("sandbox terminal {PHONE_SIMULATOR_TERMINAL}: {e}"))?;
     Ok(())
 }
 
@@ -112,6 +123,9 @@ pub struct Wallet {
     pub api_key: &'static str,
     pub secret: &'static str,
 }
+
+/// The Cloud QuickPass app's token requestor ID (the last of [`WALLETS`]).
+pub const QUICKPASS_TOKEN_REQUESTOR: &str = "40010030315";
 
 pub const WALLETS: &[Wallet] = &[
     Wallet {

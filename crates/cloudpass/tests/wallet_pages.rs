@@ -128,7 +128,7 @@ async fn forms_need_their_token_and_guessing_locks_the_account(backend: Backend)
     assert_eq!(page.status().as_u16(), 200);
     assert_eq!(page.headers()["cache-control"], "no-store");
     let (csrf, attributes) = set_cookie(&page, "cp_wallet_csrf").unwrap();
-    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/wallet"] {
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(attributes.contains(attribute), "{attributes}");
     }
     let cookies = format!("cp_wallet_csrf={csrf}; cp_wallet_lang=en");

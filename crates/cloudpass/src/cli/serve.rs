@@ -98,7 +98,8 @@ pub fn run(args: ServeArgs) -> CliResult {
         println!("  sandbox API keys: issuer {}; wallets {}", sandbox::ISSUER_API_KEY, sandbox::WALLETS.iter().map(|w| format!("{} ({})", w.api_key, w.name)).collect::<Vec<_>>().join(", "));
         println!("  institution gateway (UPACP 5.1.0): {base}/gateway/api/appTransReq.do, frontTransReq.do, backTransReq.do, queryTrans.do; fileTransUrl {base}/gateway/file/; pay a TN: {base}/gateway/pay/{{tn}} (page, or POST JSON)");
         println!("    merchant {} with its key and certificate, and the platform's root and middle CA, in {}  (docs/upacp.md)", cloudpass::sandbox_upacp::SANDBOX_MER_ID, cloudpass::sandbox_upacp::dir(&running_data_dir).display());
-        println!("  Cloud QuickPass app (sign up, log in): {base}/wallet  (docs/wallet.md)");
+        println!("  Cloud QuickPass app (sign up, bind a card, add it to a phone): {base}/wallet  (docs/wallet.md)");
+        println!("  phone simulator (tap a device card at a POS, through the switch): {base}/phone");
         println!("  walkthrough: docs/tsp-api.md");
         tracing::info!(address = %base, "serving");
         let _ = tokio::signal::ctrl_c().await;

@@ -1,0 +1,490 @@
+//! The phone simulator (`/phone`): the devices a person signed the Cloud QuickPass app in on,
+//! their cards, and a POS to tap them on. A tap goes through the real network: the phone's
+//! cryptogram (`handset`), a sandbox terminal (`pos`) that signs on and sends the purchase
+//! over ISO 8583 to the switch's port, the switch, the token service and the bank. The
+//! terminal asks for the PIN when the no-PIN rules call for it (its own limit, the card's,
+//! unless the phone verified its holder: the fingerprint button, CDCVM).
+//!
+//! The person is the app's signed-in account in this browser ([`PhoneApp`]): the page shows
+//! only that account's devices, and every tap is a posted form with the app's CSRF token.
+//! It never shows a card number: a device card's last four digits at most.
+
+use std::future::Future;
+use std::pin::Pin as Boxed;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cloudpass_core::{Currency, Money};
+use cloudpass_crypto::Pin;
+use subtle::ConstantTimeEq;
+
+use crate::handset::{HandsetError, HandsetView, Handsets};
+use crate::pos::{Outcome, Pos, Presentment, Purchase};
+
+/// The largest amount the simulated terminal takes (5,000 CNY, UnionPay's per-transaction
+/// limit for device cards).
+const AMOUNT_MAX_FEN: u64 = 500_000;
+/// Ask the app for new limited-use keys when an HCE card has this few left.
+const KEYS_LOW: usize = 2;
+
+/// The signed-in person of the app in this browser.
+pub struct AppUser {
+    pub user_id: String,
+    /// The token every form of theirs must carry (the app's double-submit CSRF token).
+    pub csrf: String,
+    /// `zh` or `en`.
+    pub language: &'static str,
+}
+
+type BoxFuture<'a, T> = Boxed<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The Cloud QuickPass app on the phone, as the simulator reaches it.
+pub trait PhoneApp: Send + Sync {
+    /// The account signed in, from the request's `Cookie` header.
+    fn signed_in<'a>(&'a self, cookies: Option<&'a str>) -> BoxFuture<'a, Option<AppUser>>;
+    /// Asks the app's back end for new limited-use keys for an HCE card; they arrive through
+    /// the handsets.
+    fn replenish<'a>(
+        &'a self,
+        cookies: Option<&'a str>,
+        device_id: &'a str,
+        token_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
+    /// The `Set-Cookie` value that remembers the app's language (`zh` or `en`).
+    fn language_cookie(&self, code: &'static str) -> String;
+}
+
+pub struct PhoneSimulator {
+    pub handsets: Arc<Handsets>,
+    pub app: Arc<dyn PhoneApp>,
+    /// The sandbox terminal the phones tap on, linked to the switch.
+    pub pos: Pos,
+}
+
+pub fn router(simulator: Arc<PhoneSimulator>) -> Router {
+    Router::new()
+        .route("/phone", get(show))
+        .route("/phone/tap", post(tap))
+        .with_state(simulator)
+}
+
+/// The words of the page.
+struct Words {
+    lang: &'static str,
+    other_language: &'static str,
+    other_code: &'static str,
+    title: &'static str,
+    sign_in_first: &'static str,
+    sign_in: &'static str,
+    no_devices: &'static str,
+    open_app: &'static str,
+    no_cards: &'static str,
+    card: &'static str,
+    default_card: &'static str,
+    amount: &'static str,
+    tap: &'static str,
+    tap_fingerprint: &'static str,
+    pin_title: &'static str,
+    pin_why: &'static str,
+    pin: &'static str,
+    pay: &'static str,
+    cancel: &'static str,
+    approved: &'static str,
+    declined: &'static str,
+    no_answer: &'static str,
+    terminal: &'static str,
+    footer: &'static str,
+}
+
+const CHINESE: Words = Words {
+    lang: "zh-CN",
+    other_language: "English",
+    other_code: "en",
+    title: "手机模拟器",
+    sign_in_first: "请先在这部手机上登录云闪付。",
+    sign_in: "登录云闪付",
+    no_devices: "您还没有设备。在云闪付中添加一部手机、手表或 App 本身。",
+    open_app: "打开云闪付 · 我的设备",
+    no_cards: "这台设备上还没有卡。",
+    card: "卡片",
+    default_card: "默认",
+    amount: "金额（元）",
+    tap: "碰一碰付款",
+    tap_fingerprint: "指纹验证后碰一碰",
+    pin_title: "请输入密码",
+    pin_why: "金额超过免密限额，POS 要求输入交易密码。",
+    pin: "交易密码",
+    pay: "确认付款",
+    cancel: "取消",
+    approved: "支付成功",
+    declined: "交易被拒绝",
+    no_answer: "没有收到应答",
+    terminal: "POS 终端",
+    footer: "cloudpass 测试环境 — 不会发生真实资金往来。",
+};
+
+const ENGLISH: Words = Words {
+    lang: "en",
+    other_language: "中文",
+    other_code: "zh",
+    title: "Phone simulator",
+    sign_in_first: "Log in to Cloud QuickPass on this phone first.",
+    sign_in: "Log in to Cloud QuickPass",
+    no_devices: "You have no device yet. Add a phone, a watch or the app itself in Cloud QuickPass.",
+    open_app: "Open Cloud QuickPass · My devices",
+    no_cards: "No card on this device yet.",
+    card: "Card",
+    default_card: "default",
+    amount: "Amount (CNY)",
+    tap: "Tap to pay",
+    tap_fingerprint: "Fingerprint, then tap",
+    pin_title: "Enter your PIN",
+    pin_why: "The amount is over the no-PIN limit: the POS asks for the card's PIN.",
+    pin: "PIN",
+    pay: "Pay",
+    cancel: "Cancel",
+    approved: "Approved",
+    declined: "Declined",
+    no_answer: "No answer",
+    terminal: "POS terminal",
+    footer: "cloudpass sandbox — no real money moves.",
+};
+
+/// A PIN pad waiting for the PIN of one tap.
+struct PinPad {
+    device: String,
+    token: String,
+    amount: String,
+    card_label: String,
+}
+
+/// What a tap came to.
+struct TapResult {
+    approved: bool,
+    headline: &'static str,
+    code: String,
+    detail: String,
+    amount: String,
+    card: String,
+    trace: String,
+}
+
+#[derive(Template)]
+#[template(path = "phone.html")]
+struct PhonePage<'a> {
+    w: &'a Words,
+    csrf: &'a str,
+    signed_in: bool,
+    handsets: Vec<HandsetView>,
+    pin_pad: Option<PinPad>,
+    result: Option<TapResult>,
+    error: Option<String>,
+    terminal_id: &'a str,
+}
+
+fn words(language: &str) -> &'static Words {
+    if language == "en" { &ENGLISH } else { &CHINESE }
+}
+
+fn cookies(headers: &HeaderMap) -> Option<&str> {
+    headers.get(COOKIE).and_then(|v| v.to_str().ok())
+}
+
+fn page(status: StatusCode, template: &PhonePage<'_>) -> Response {
+    let html = match template.render() {
+        Ok(html) => html,
+        Err(error) => {
+            tracing::error!(error = %error, "phone simulator: the page could not be rendered");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "This page could not be shown.",
+            )
+                .into_response();
+        }
+    };
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    response
+}
+
+struct Answer<'a> {
+    simulator: &'a PhoneSimulator,
+    user: Option<&'a AppUser>,
+}
+
+impl Answer<'_> {
+    fn render(
+        &self,
+        status: StatusCode,
+        pin_pad: Option<PinPad>,
+        result: Option<TapResult>,
+        error: Option<String>,
+    ) -> Response {
+        let w = words(self.user.map_or("zh", |u| u.language));
+        let handsets = self
+            .user
+            .map(|u| self.simulator.handsets.of_owner(&u.user_id))
+            .unwrap_or_default();
+        page(
+            status,
+            &PhonePage {
+                w,
+                csrf: self.user.map_or("", |u| u.csrf.as_str()),
+                signed_in: self.user.is_some(),
+                handsets,
+                pin_pad,
+                result,
+                error,
+                terminal_id: &self.simulator.pos.config().terminal_id,
+            },
+        )
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ShowQuery {
+    lang: Option<String>,
+}
+
+async fn show(
+    State(simulator): State<Arc<PhoneSimulator>>,
+    Query(query): Query<ShowQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let mut user = simulator.app.signed_in(cookies(&headers)).await;
+    let chosen = match query.lang.as_deref() {
+        Some("en") => Some("en"),
+        Some("zh") => Some("zh"),
+        _ => None,
+    };
+    if let (Some(code), Some(user)) = (chosen, user.as_mut()) {
+        user.language = code;
+    }
+    let mut response = Answer {
+        simulator: &simulator,
+        user: user.as_ref(),
+    }
+    .render(StatusCode::OK, None, None, None);
+    if let Some(cookie) =
+        chosen.and_then(|code| HeaderValue::from_str(&simulator.app.language_cookie(code)).ok())
+    {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// A posted tap, read once.
+struct TapForm {
+    csrf: String,
+    device: String,
+    token: String,
+    amount: String,
+    cdcvm: bool,
+    pin: Option<String>,
+}
+
+impl TapForm {
+    fn parse(body: &[u8]) -> TapForm {
+        let mut form = TapForm {
+            csrf: String::new(),
+            device: String::new(),
+            token: String::new(),
+            amount: String::new(),
+            cdcvm: false,
+            pin: None,
+        };
+        for (key, value) in form_urlencoded::parse(body) {
+            match key.as_ref() {
+                "csrf" => form.csrf = value.into_owned(),
+                "device" => form.device = value.into_owned(),
+                "token" => form.token = value.into_owned(),
+                "amount" => form.amount = value.trim().to_owned(),
+                "cdcvm" => form.cdcvm = value == "1",
+                "pin" if !value.is_empty() => form.pin = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        form
+    }
+}
+
+async fn tap(
+    State(simulator): State<Arc<PhoneSimulator>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let cookie_header = cookies(&headers);
+    let Some(user) = simulator.app.signed_in(cookie_header).await else {
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        response
+            .headers_mut()
+            .insert(LOCATION, HeaderValue::from_static("/wallet/login"));
+        return response;
+    };
+    let answer = Answer {
+        simulator: &simulator,
+        user: Some(&user),
+    };
+    let form = TapForm::parse(&body);
+    if user.csrf.is_empty() || !bool::from(form.csrf.as_bytes().ct_eq(user.csrf.as_bytes())) {
+        return answer.render(
+            StatusCode::FORBIDDEN,
+            None,
+            None,
+            Some("This form has expired; open the page again.".into()),
+        );
+    }
+    match pay(&simulator, cookie_header, &user, &form).await {
+        Ok(Paid::NeedsPin(pad)) => answer.render(StatusCode::OK, Some(pad), None, None),
+        Ok(Paid::Done(result)) => answer.render(StatusCode::OK, None, Some(result), None),
+        Err(message) => answer.render(StatusCode::UNPROCESSABLE_ENTITY, None, None, Some(message)),
+    }
+}
+
+enum Paid {
+    NeedsPin(PinPad),
+    Done(TapResult),
+}
+
+/// One tap: the PIN pad when the terminal asks for a PIN it was not given, else the purchase
+/// through the switch and what came back.
+async fn pay(
+    simulator: &PhoneSimulator,
+    cookies: Option<&str>,
+    user: &AppUser,
+    form: &TapForm,
+) -> Result<Paid, String> {
+    let amount = Money::parse_decimal(&form.amount, Currency::CNY)
+        .ok()
+        .filter(|a| !a.is_zero() && a.minor_units() <= AMOUNT_MAX_FEN)
+        .ok_or("Enter an amount from 0.01 to 5000.00 yuan, e.g. 12.50.")?;
+    let handset = simulator
+        .handsets
+        .handset(&user.user_id, &form.device)
+        .map_err(|e| explain(&e))?;
+    let card = handset
+        .cards
+        .iter()
+        .find(|c| c.token_id == form.token)
+        .ok_or("This device holds no such card; open the page again.")?;
+    if card.keys_left.is_some_and(|left| left <= KEYS_LOW)
+        && let Err(error) = simulator
+            .app
+            .replenish(cookies, &handset.id, &card.token_id)
+            .await
+    {
+        tracing::warn!(error = %error, "phone simulator: new limited-use keys could not be fetched");
+    }
+    let pos = &simulator.pos;
+    if form.pin.is_none() && pos.asks_for_pin(amount, card.contactless_no_pin_limit, form.cdcvm) {
+        return Ok(Paid::NeedsPin(PinPad {
+            device: handset.id.clone(),
+            token: card.token_id.clone(),
+            amount: form.amount.clone(),
+            card_label: card.label.clone(),
+        }));
+    }
+    let pin = form
+        .pin
+        .as_deref()
+        .map(|p| Pin::parse(p).map_err(|_| "A PIN is 4 to 12 digits.".to_owned()))
+        .transpose()?;
+    // A terminal signs on for fresh working keys; the switch may have restarted since.
+    pos.sign_on().await.map_err(|e| {
+        format!("The POS could not sign on to the switch ({e}); try again shortly.")
+    })?;
+    let terminal_data = pos.terminal_data(amount);
+    let presented = simulator
+        .handsets
+        .tap(
+            &user.user_id,
+            &handset.id,
+            Some(&card.token_id),
+            &terminal_data,
+            form.cdcvm,
+        )
+        .map_err(|e| explain(&e))?;
+    let outcome = pos
+        .purchase(&Purchase {
+            account: &presented.token,
+            expiry: Some(presented.expiry),
+            amount,
+            field55: &presented.tap.field55,
+            presentment: Presentment::Contactless {
+                track2: &presented.tap.track2,
+            },
+            pin: pin.as_ref(),
+        })
+        .await
+        .map_err(|e| format!("The POS could not send the purchase ({e}); try again."))?;
+    Ok(Paid::Done(result(
+        user,
+        &outcome,
+        amount,
+        &card.label,
+        &card.token_last4,
+    )))
+}
+
+fn result(
+    user: &AppUser,
+    outcome: &Outcome,
+    amount: Money,
+    label: &str,
+    token_last4: &str,
+) -> TapResult {
+    let w = words(user.language);
+    let headline = if outcome.approved() {
+        w.approved
+    } else if outcome.response_code.is_none() {
+        w.no_answer
+    } else {
+        w.declined
+    };
+    let mut trace = format!("STAN {} · RRN {}", outcome.stan, outcome.rrn);
+    if let Some(code) = &outcome.auth_code {
+        trace.push_str(&format!(" · auth {code}"));
+    }
+    TapResult {
+        approved: outcome.approved(),
+        headline,
+        code: outcome.response_code.clone().unwrap_or_default(),
+        detail: outcome.describe(),
+        amount: format!("{} CNY", amount.to_decimal_string()),
+        card: format!("{label} · …{token_last4}"),
+        trace,
+    }
+}
+
+fn explain(error: &HandsetError) -> String {
+    match error {
+        HandsetError::NoDevice => "Your account has no such device; open the page again.".into(),
+        HandsetError::NoCard | HandsetError::NoCards => {
+            "This device holds no such card; add it in Cloud QuickPass.".into()
+        }
+        other => format!("The phone could not pay: {other}."),
+    }
+}

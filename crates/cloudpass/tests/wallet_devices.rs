@@ -1,0 +1,161 @@
+//! A person's whole path from the app to a shop's POS, in a real headless Chromium: sign up,
+//! bind a card (the bank's texted code), add a phone, put the card onto it (空中发卡 through
+//! the token service and the bank), then tap it on the phone simulator's POS — under the
+//! no-PIN limit, over it with the PIN pad, and over it with the fingerprint (CDCVM) — through
+//! the switch's ISO 8583 port to the bank. Each step asserts what the person sees and what
+//! the bank's ledger says; suspending the device card in the app makes the next tap decline,
+//! resuming it makes it pay again, and signing out of the device takes the card off it.
+//! Screenshots land in `target/screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+use support::app::*;
+use support::browser::{self, Browser};
+use support::network::balance;
+
+on_both_backends!(a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos);
+
+const PASSWORD: &str = "quick pass 2026";
+const CMB_DEBIT: &str = "6226090000000048";
+const CMB_PIN: &str = "111101";
+const CARD_PHONE: &str = "18100000000";
+
+/// Signs up `phone` (English pages) and binds the sandbox's CMB debit card.
+async fn sign_up_with_a_card(
+    app: &TestApp,
+    chromium: &Browser,
+    phone: &str,
+) -> chromiumoxide::Page {
+    let page = chromium
+        .open(&format!("{}/wallet/signup?lang=en", app.base))
+        .await;
+    browser::wait_for(&page, "#password_again").await;
+    browser::fill(&page, "#phone", phone).await;
+    browser::fill(&page, "#password", PASSWORD).await;
+    browser::fill(&page, "#password_again", PASSWORD).await;
+    browser::click_to(&page, "#submit", "#bind").await;
+    browser::click_to(&page, "#bind", "#card_number").await;
+    browser::fill(&page, "#card_number", CMB_DEBIT).await;
+    browser::fill(&page, "#expiry", "2912").await;
+    browser::click_to(&page, "#next", "#code").await;
+    let code = app.latest_otp(CARD_PHONE).await;
+    browser::fill(&page, "#code", &code).await;
+    browser::click_to(&page, "#confirm", "#notice").await;
+    page
+}
+
+/// Taps `amount` with the first device's default card on the phone simulator; returns the
+/// field 39 the POS got (after the PIN pad, when `pin` is given and the POS asks).
+async fn tap(
+    page: &chromiumoxide::Page,
+    amount: &str,
+    fingerprint: bool,
+    pin: Option<&str>,
+) -> String {
+    browser::fill(page, "#handset-1 input[name=amount]", amount).await;
+    let button = if fingerprint {
+        "#handset-1 button.tap-fingerprint"
+    } else {
+        "#handset-1 button.tap"
+    };
+    match pin {
+        Some(pin) => {
+            browser::click_to(page, button, "#pin-pad").await;
+            browser::fill(page, "#pin", pin).await;
+            browser::click_to(page, "#pay", "#result").await;
+        }
+        None => {
+            browser::click_to(page, button, "#result").await;
+        }
+    }
+    page.evaluate("document.querySelector('#result').dataset.code")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap()
+}
+
+async fn a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let chromium = Browser::launch().await;
+    let page = sign_up_with_a_card(&app, &chromium, "13900000101").await;
+
+    // No device yet; add a Huawei phone, then put the bound card onto it.
+    browser::click_to(&page, "#devices", "#devices-empty").await;
+    page.evaluate("document.querySelector('#choice').value = 'huawei'")
+        .await
+        .unwrap();
+    let notice = browser::click_to(&page, "#add-device", "#notice").await;
+    assert_eq!(notice, "The device is added.");
+    assert_eq!(
+        browser::text(&page, "#device-1 h2").await.unwrap(),
+        "Huawei"
+    );
+    let notice = browser::click_to(&page, "#device-1 button.add-to-device", "#notice").await;
+    assert_eq!(notice, "The card is on the device and ready to pay.");
+    let line = browser::text(&page, "#device-1 .device-card")
+        .await
+        .unwrap();
+    assert!(
+        line.contains("…0048") && line.contains("active") && line.contains("default"),
+        "{line}"
+    );
+    let html = page.content().await.unwrap();
+    assert!(!html.contains(CMB_DEBIT), "no page shows the card number");
+    browser::screenshot(&page, &format!("wallet-5-devices-{backend:?}")).await;
+
+    // The same card again on the same phone: refused, said so.
+    let error = browser::click_to(&page, "#device-1 button.add-to-device", "#error").await;
+    assert_eq!(error, "This card is on this device already.");
+
+    // Tap on the phone simulator: under the POS's no-PIN limit (1,000.00), no PIN.
+    let before = balance(&app, CMB_DEBIT).await;
+    browser::click_to(&page, "#phone-link", "#handset-1").await;
+    assert_eq!(tap(&page, "12.50", false, None).await, "00");
+    assert_eq!(browser::text(&page, "#headline").await.unwrap(), "Approved");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before - 1_250);
+    browser::screenshot(&page, &format!("phone-0-approved-{backend:?}")).await;
+
+    // Over the limit: the POS asks for the PIN; a wrong one is declined and moves nothing.
+    let before = balance(&app, CMB_DEBIT).await;
+    assert_eq!(tap(&page, "1500.00", false, Some("999999")).await, "55");
+    assert_eq!(browser::text(&page, "#headline").await.unwrap(), "Declined");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before);
+    assert_eq!(tap(&page, "1500.00", false, Some(CMB_PIN)).await, "00");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before - 150_000);
+    // The fingerprint (CDCVM) instead of the PIN.
+    assert_eq!(tap(&page, "1500.00", true, None).await, "00");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before - 300_000);
+    let html = page.content().await.unwrap();
+    assert!(!html.contains(CMB_DEBIT) && !html.contains(CMB_PIN));
+
+    // Suspended in the app: the next tap is declined and moves nothing; resumed, it pays.
+    browser::click_to(&page, "#open-app", "#device-1").await;
+    browser::click_to(&page, "#device-1 button[value=suspend]", "#notice").await;
+    let line = browser::text(&page, "#device-1 .device-card")
+        .await
+        .unwrap();
+    assert!(line.contains("suspended"), "{line}");
+    let before = balance(&app, CMB_DEBIT).await;
+    browser::click_to(&page, "#phone-link", "#handset-1").await;
+    let declined = tap(&page, "8.00", false, None).await;
+    assert_eq!(browser::text(&page, "#headline").await.unwrap(), "Declined");
+    assert_ne!(declined, "00");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before);
+    browser::screenshot(&page, &format!("phone-1-declined-{backend:?}")).await;
+    browser::click_to(&page, "#open-app", "#device-1").await;
+    browser::click_to(&page, "#device-1 button[value=resume]", "#notice").await;
+    browser::click_to(&page, "#phone-link", "#handset-1").await;
+    assert_eq!(tap(&page, "8.00", false, None).await, "00");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before - 800);
+
+    // Signing out of the device deletes its cards; the phone is no longer the account's.
+    browser::click_to(&page, "#open-app", "#device-1").await;
+    let notice = browser::click_to(&page, "#device-1 button[value=sign_out]", "#notice").await;
+    assert_eq!(notice, "Signed out of the device; its cards were deleted.");
+    assert!(browser::text(&page, "#device-1").await.is_none());
+    browser::click_to(&page, "#phone-link", "#no-devices").await;
+    app.stop().await;
+}
