@@ -15,12 +15,17 @@ use support::app::*;
 use support::browser::{self, Browser};
 use support::network::balance;
 
-on_both_backends!(a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos);
+on_both_backends!(
+    a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos,
+    the_app_itself_pays_by_hce_after_the_banks_code_and_a_lost_report_stops_it,
+);
 
 const PASSWORD: &str = "quick pass 2026";
 const CMB_DEBIT: &str = "6226090000000048";
 const CMB_PIN: &str = "111101";
 const CARD_PHONE: &str = "18100000000";
+/// 华夏贷记: its bank wants a texted code before it goes onto a device (yellow).
+const HUAXIA_CREDIT: &str = "6226388000000095";
 
 /// Signs up `phone` (English pages) and binds the sandbox's CMB debit card.
 async fn sign_up_with_a_card(
@@ -157,5 +162,69 @@ async fn a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos(backend: Ba
     assert_eq!(notice, "Signed out of the device; its cards were deleted.");
     assert!(browser::text(&page, "#device-1").await.is_none());
     browser::click_to(&page, "#phone-link", "#no-devices").await;
+    app.stop().await;
+}
+
+async fn the_app_itself_pays_by_hce_after_the_banks_code_and_a_lost_report_stops_it(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    let chromium = Browser::launch().await;
+    let page = sign_up_with_a_card(&app, &chromium, "13900000102").await;
+    // Bind the credit card too (its CVN2 once, at binding; never kept).
+    browser::click_to(&page, "#bind", "#card_number").await;
+    browser::fill(&page, "#card_number", HUAXIA_CREDIT).await;
+    browser::fill(&page, "#expiry", "2912").await;
+    browser::fill(&page, "#cvn2", "248").await;
+    browser::click_to(&page, "#next", "#code").await;
+    let code = app.latest_otp(CARD_PHONE).await;
+    browser::fill(&page, "#code", &code).await;
+    browser::click_to(&page, "#confirm", "#notice").await;
+
+    // The app itself as the device; the credit card onto it: the bank texts a code first.
+    browser::click_to(&page, "#devices", "#devices-empty").await;
+    page.evaluate("document.querySelector('#choice').value = 'app'")
+        .await
+        .unwrap();
+    browser::click_to(&page, "#add-device", "#notice").await;
+    page.evaluate("document.querySelector('#device-1 select[name=card]').selectedIndex = 1")
+        .await
+        .unwrap();
+    let sent = browser::click_to(&page, "#device-1 button.add-to-device", "#sent").await;
+    assert!(sent.contains("181****0000"), "{sent}");
+    assert_eq!(browser::text(&page, "#card").await.unwrap(), "…0095");
+    let code = app.latest_otp(CARD_PHONE).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    browser::fill(&page, "#code", wrong).await;
+    let error = browser::click_to(&page, "#confirm", "#error").await;
+    assert!(error.starts_with("The code is wrong"), "{error}");
+    browser::fill(&page, "#code", &code).await;
+    let notice = browser::click_to(&page, "#confirm", "#notice").await;
+    assert_eq!(notice, "The card is on the device and ready to pay.");
+    let line = browser::text(&page, "#device-1 .device-card")
+        .await
+        .unwrap();
+    assert!(line.contains("…0095") && line.contains("active"), "{line}");
+
+    // An HCE card holds 10 limited-use keys; 12 taps pay only if the phone fetched more.
+    let before = balance(&app, HUAXIA_CREDIT).await;
+    browser::click_to(&page, "#phone-link", "#handset-1").await;
+    for _ in 0..12 {
+        assert_eq!(tap(&page, "1.00", false, None).await, "00");
+    }
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, before - 1_200);
+
+    // Reported lost in the app: the card stops paying; found, it pays again.
+    browser::click_to(&page, "#open-app", "#device-1").await;
+    browser::click_to(&page, "#device-1 button[value=lost]", "#device-1-lost").await;
+    browser::click_to(&page, "#phone-link", "#handset-1").await;
+    assert_ne!(tap(&page, "1.00", false, None).await, "00");
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, before - 1_200);
+    browser::click_to(&page, "#open-app", "#device-1").await;
+    browser::click_to(&page, "#device-1 button[value=found]", "#notice").await;
+    assert!(browser::text(&page, "#device-1-lost").await.is_none());
+    browser::click_to(&page, "#phone-link", "#handset-1").await;
+    assert_eq!(tap(&page, "1.00", false, None).await, "00");
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, before - 1_300);
     app.stop().await;
 }
