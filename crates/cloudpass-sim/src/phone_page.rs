@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::pin::Pin as Boxed;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use askama::Template;
 use axum::Router;
@@ -66,6 +67,11 @@ pub struct PhoneSimulator {
     pub app: Arc<dyn PhoneApp>,
     /// The sandbox terminal the phones tap on, linked to the switch.
     pub pos: Pos,
+    /// Whether the terminal holds working keys from a sign-on: it signs on before its first
+    /// purchase, and again after the switch answered one `A0` (keys it no longer knows, as
+    /// after a switch restart). A sign-on per tap would change the keys under a tap in
+    /// flight from another browser.
+    pub signed_on: AtomicBool,
 }
 
 pub fn router(simulator: Arc<PhoneSimulator>) -> Router {
@@ -412,10 +418,12 @@ async fn pay(
         .as_deref()
         .map(|p| Pin::parse(p).map_err(|_| "A PIN is 4 to 12 digits.".to_owned()))
         .transpose()?;
-    // A terminal signs on for fresh working keys; the switch may have restarted since.
-    pos.sign_on().await.map_err(|e| {
-        format!("The POS could not sign on to the switch ({e}); try again shortly.")
-    })?;
+    if !simulator.signed_on.load(Ordering::Acquire) {
+        pos.sign_on().await.map_err(|e| {
+            format!("The POS could not sign on to the switch ({e}); try again shortly.")
+        })?;
+        simulator.signed_on.store(true, Ordering::Release);
+    }
     let terminal_data = pos.terminal_data(amount);
     let presented = simulator
         .handsets
@@ -440,6 +448,10 @@ async fn pay(
         })
         .await
         .map_err(|e| format!("The POS could not send the purchase ({e}); try again."))?;
+    if outcome.response_code.as_deref() == Some("A0") {
+        // The switch does not know the terminal's keys: sign on before the next tap.
+        simulator.signed_on.store(false, Ordering::Release);
+    }
     Ok(Paid::Done(result(
         user,
         &outcome,

@@ -178,6 +178,39 @@ fn render(
     visit.page(status, &page)
 }
 
+/// The devices page again, saying why the step was refused.
+async fn refused(
+    wallet: &Wallet,
+    visit: Visit,
+    person: &SignedIn,
+    error: &DeviceError,
+) -> Response {
+    devices_page(wallet, visit, person, status_of(error), None, Some(error)).await
+}
+
+/// The step that asks for the code the bank texted.
+fn code_page(
+    visit: Visit,
+    status: StatusCode,
+    ids: (&str, &str),
+    card_last4: &str,
+    destination: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let t = visit.texts();
+    let csrf = visit.csrf.clone();
+    let page = CodePage {
+        t,
+        csrf: &csrf,
+        device_id: ids.0,
+        token_id: ids.1,
+        card_last4,
+        destination,
+        error,
+    };
+    visit.page(status, &page)
+}
+
 fn status_of(error: &DeviceError) -> StatusCode {
     match error {
         DeviceError::Unavailable | DeviceError::Unreachable => StatusCode::SERVICE_UNAVAILABLE,
@@ -222,17 +255,7 @@ pub(crate) async fn add_device(
     };
     Ok(match outcome {
         Ok(()) => visit.redirect("/wallet/devices?done=device", None),
-        Err(error) => {
-            devices_page(
-                &wallet,
-                visit,
-                &person,
-                status_of(&error),
-                None,
-                Some(&error),
-            )
-            .await
-        }
+        Err(error) => refused(&wallet, visit, &person, &error).await,
     })
 }
 
@@ -249,31 +272,15 @@ pub(crate) async fn add_card(
         .await;
     Ok(match added {
         Ok(Added::Active(_)) => visit.redirect("/wallet/devices?done=card", None),
-        Ok(Added::NeedsCode { token, destination }) => {
-            let t = visit.texts();
-            let csrf = visit.csrf.clone();
-            let page = CodePage {
-                t,
-                csrf: &csrf,
-                device_id,
-                token_id: &token.token_id,
-                card_last4: &token.card_last4,
-                destination: Some(destination),
-                error: None,
-            };
-            visit.page(StatusCode::OK, &page)
-        }
-        Err(error) => {
-            devices_page(
-                &wallet,
-                visit,
-                &person,
-                status_of(&error),
-                None,
-                Some(&error),
-            )
-            .await
-        }
+        Ok(Added::NeedsCode { token, destination }) => code_page(
+            visit,
+            StatusCode::OK,
+            (device_id, &token.token_id),
+            &token.card_last4,
+            Some(destination),
+            None,
+        ),
+        Err(error) => refused(&wallet, visit, &person, &error).await,
     })
 }
 
@@ -292,35 +299,21 @@ pub(crate) async fn confirm_code(
         Ok(_) => visit.redirect("/wallet/devices?done=card", None),
         Err(error @ DeviceError::WrongCode(_)) => {
             let message = texts::device_error(visit.language, &error);
-            let t = visit.texts();
-            let csrf = visit.csrf.clone();
             let card_last4 = wallet
                 .devices
                 .pending_card_last4(&person, device_id, token_id)
                 .await
                 .unwrap_or_default();
-            let page = CodePage {
-                t,
-                csrf: &csrf,
-                device_id,
-                token_id,
-                card_last4: &card_last4,
-                destination: None,
-                error: Some(message),
-            };
-            visit.page(StatusCode::UNPROCESSABLE_ENTITY, &page)
-        }
-        Err(error) => {
-            devices_page(
-                &wallet,
+            code_page(
                 visit,
-                &person,
-                status_of(&error),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                (device_id, token_id),
+                &card_last4,
                 None,
-                Some(&error),
+                Some(message),
             )
-            .await
         }
+        Err(error) => refused(&wallet, visit, &person, &error).await,
     })
 }
 
@@ -340,17 +333,7 @@ pub(crate) async fn card_action(
     };
     Ok(match outcome {
         Ok(()) => visit.redirect("/wallet/devices?done=changed", None),
-        Err(error) => {
-            devices_page(
-                &wallet,
-                visit,
-                &person,
-                status_of(&error),
-                None,
-                Some(&error),
-            )
-            .await
-        }
+        Err(error) => refused(&wallet, visit, &person, &error).await,
     })
 }
 
@@ -375,16 +358,6 @@ pub(crate) async fn report(
             visit.redirect("/wallet/devices?done=signed_out", None)
         }
         Ok(()) => visit.redirect("/wallet/devices?done=reported", None),
-        Err(error) => {
-            devices_page(
-                &wallet,
-                visit,
-                &person,
-                status_of(&error),
-                None,
-                Some(&error),
-            )
-            .await
-        }
+        Err(error) => refused(&wallet, visit, &person, &error).await,
     })
 }

@@ -349,7 +349,8 @@ impl Devices {
             choice.maker(),
             choice.name(),
         )?;
-        self.tsp
+        let registered = self
+            .tsp
             .register_device(
                 &tr,
                 &paired.device_id,
@@ -359,7 +360,14 @@ impl Devices {
                 true,
                 &cloudpass_core::hex::encode(&paired.public_key),
             )
-            .await?;
+            .await;
+        if let Err(error) = registered {
+            // The device signed in to nothing: it leaves the account again.
+            if let Err(unpaired) = self.channel.signed_out(&paired.device_id) {
+                tracing::warn!(error = %unpaired, "wallet: a device that failed to register stays paired");
+            }
+            return Err(error.into());
+        }
         let row = WalletDeviceRow {
             id: paired.device_id,
             user_id: person.user_id.clone(),

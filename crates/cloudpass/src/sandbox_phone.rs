@@ -161,5 +161,6 @@ pub fn simulator(
         handsets,
         app: Arc::new(WalletOnPhone { wallet }),
         pos,
+        signed_on: std::sync::atomic::AtomicBool::new(false),
     })
 }
