@@ -108,7 +108,7 @@ impl Handsets {
     pub fn open(dir: Option<&Path>) -> Result<Handsets, HandsetError> {
         let mut handsets = HashMap::new();
         if let Some(dir) = dir {
-            std::fs::create_dir_all(dir)
+            create_private_dir(dir)
                 .map_err(|e| HandsetError::Save(format!("{}: {e}", dir.display())))?;
             let entries = std::fs::read_dir(dir)
                 .map_err(|e| HandsetError::Save(format!("{}: {e}", dir.display())))?;
@@ -382,6 +382,22 @@ fn view(handset: &Handset) -> HandsetView {
             })
             .collect(),
     }
+}
+
+/// The directory, made 0700 if missing (it holds the handsets' secret keys), and kept so.
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
 }
 
 #[cfg(unix)]

@@ -189,6 +189,11 @@ pub trait WalletStore: Send + Sync {
         user_id: &str,
         id: &str,
     ) -> impl Future<Output = StoreResult<Option<WalletDeviceRow>>> + Send;
+    /// A device by the id the token service knows, whoever's it is.
+    fn wallet_device_by_id(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<WalletDeviceRow>>> + Send;
     /// Records that the account signed out of its device; false when it had no such device
     /// signed in.
     fn sign_out_wallet_device(
@@ -482,6 +487,15 @@ macro_rules! wallet_backend {
                     .transpose()
             }
 
+            async fn wallet_device_by_id(&self, id: &str) -> StoreResult<Option<WalletDeviceRow>> {
+                sqlx::query(concat!("SELECT ", wallet_device_columns!(), " FROM wallet_devices WHERE id = $1"))
+                    .bind(id.to_owned())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|row| Self::wallet_device_from(&row))
+                    .transpose()
+            }
+
             async fn sign_out_wallet_device(&self, user_id: &str, id: &str, now: i64) -> StoreResult<bool> {
                 let (user_id, id) = (user_id.to_owned(), id.to_owned());
                 self.write(false, move |conn: &mut $conn| {
@@ -629,6 +643,13 @@ impl WalletStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.wallet_device(user_id, id).await,
             AnyStore::Postgres(store) => store.wallet_device(user_id, id).await,
+        }
+    }
+
+    async fn wallet_device_by_id(&self, id: &str) -> StoreResult<Option<WalletDeviceRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.wallet_device_by_id(id).await,
+            AnyStore::Postgres(store) => store.wallet_device_by_id(id).await,
         }
     }
 

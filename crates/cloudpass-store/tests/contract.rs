@@ -1818,6 +1818,11 @@ async fn wallet_devices_are_bounded_and_signed_out_once(store: AnyStore) {
     assert_eq!(listed[0], device("d_0", "u_1", NOW), "oldest first");
     assert!(store.wallet_devices("u_2").await.unwrap().is_empty());
     assert_eq!(store.wallet_device("u_2", "d_0").await.unwrap(), None);
+    assert_eq!(
+        store.wallet_device_by_id("d_0").await.unwrap(),
+        Some(device("d_0", "u_1", NOW))
+    );
+    assert_eq!(store.wallet_device_by_id("d_none").await.unwrap(), None);
 
     // Signed out once, by its own account only.
     assert!(

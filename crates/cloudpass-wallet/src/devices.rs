@@ -27,6 +27,7 @@ use cloudpass_tsp::{Principal, Tsp, TspError};
 
 use crate::account::SignedIn;
 use crate::cards::{CardError, Cards};
+use crate::notifications::TokenChange;
 
 /// What a person chooses to sign the app in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -574,6 +575,33 @@ impl Devices {
             self.channel.remove(&device.id, token_id)?;
         }
         Ok(token)
+    }
+
+    /// Applies a change the token service notified to a device card of one of the app's
+    /// devices: a deleted card leaves the device, a new default becomes its default. A token
+    /// on a device the app does not have (another wallet's, or signed out) is ignored.
+    pub async fn on_token_change(&self, change: &TokenChange) -> Result<(), DeviceError> {
+        let tr = self.requestor().await?;
+        let token = match self
+            .tsp
+            .token_view(&Principal::Wallet(tr), &change.token_id)
+            .await
+        {
+            Ok(token) => token,
+            Err(TspError::NotFound { .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        let device = self.store.wallet_device_by_id(&token.device_id).await?;
+        if device.is_none_or(|device| device.signed_out_at.is_some()) {
+            return Ok(());
+        }
+        if change.status == "deleted" {
+            self.channel.remove(&token.device_id, &change.token_id)?;
+        } else if change.is_default && change.status == "active" {
+            self.channel
+                .set_default(&token.device_id, &change.token_id)?;
+        }
+        Ok(())
     }
 
     /// Reports the device lost or found, or signs the account out of it.

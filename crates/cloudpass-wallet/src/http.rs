@@ -57,6 +57,10 @@ pub fn router(wallet: Arc<Wallet>) -> Router {
             "/wallet/devices/report",
             axum::routing::post(device_pages::report),
         )
+        .route(
+            "/wallet/tsp/notifications",
+            axum::routing::post(crate::notifications::receive),
+        )
         .route("/wallet/static/wallet.css", get(style))
         .with_state(wallet)
 }

@@ -11,6 +11,7 @@ pub mod cards;
 mod device_pages;
 pub mod devices;
 pub mod http;
+pub mod notifications;
 pub mod password;
 pub mod session;
 pub mod texts;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use cloudpass_core::{Clock, Random};
 use cloudpass_tsp::service::Tsp;
 use cloudpass_tsp::throttle::AuthThrottle;
+use zeroize::Zeroizing;
 
 pub use account::{AccountError, Accounts, Phone, SignedIn};
 pub use cards::{CardError, Cards};
@@ -35,14 +37,23 @@ pub struct Wallet {
     login_throttle: AuthThrottle,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
+    /// The secret the token service signs the app's notifications with.
+    webhook_secret: Zeroizing<Vec<u8>>,
+}
+
+/// What the app is at the token service: its token requestor ID and the secret its
+/// notifications are signed with.
+pub struct AppIdentity {
+    pub token_requestor_id: String,
+    pub webhook_secret: Zeroizing<Vec<u8>>,
 }
 
 impl Wallet {
-    /// `token_requestor_id`: the app's token requestor at the token service; `channel`: its
-    /// way to the devices people sign in on.
+    /// `identity`: the app at the token service; `channel`: its way to the devices people
+    /// sign in on.
     pub fn new(
         tsp: Arc<Tsp>,
-        token_requestor_id: String,
+        identity: AppIdentity,
         channel: Arc<dyn DeviceChannel>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
@@ -52,13 +63,14 @@ impl Wallet {
             devices: Devices::new(
                 Arc::clone(&tsp),
                 channel,
-                token_requestor_id,
+                identity.token_requestor_id,
                 Arc::clone(&clock),
             ),
             cards: Cards::new(tsp, Arc::clone(&clock), Arc::clone(&random)),
             login_throttle: AuthThrottle::default(),
             clock,
             random,
+            webhook_secret: identity.webhook_secret,
         }
     }
 }

@@ -507,7 +507,10 @@ fn wallet_and_phones(
     );
     let wallet = Arc::new(cloudpass_wallet::Wallet::new(
         Arc::clone(tsp),
-        sandbox::QUICKPASS_TOKEN_REQUESTOR.into(),
+        cloudpass_wallet::AppIdentity {
+            token_requestor_id: sandbox::QUICKPASS_TOKEN_REQUESTOR.into(),
+            webhook_secret: Zeroizing::new(sandbox::QUICKPASS_WEBHOOK_SECRET.as_bytes().to_vec()),
+        },
         Arc::new(crate::sandbox_phone::HandsetChannel {
             handsets: Arc::clone(&handsets),
             random: Arc::clone(random),

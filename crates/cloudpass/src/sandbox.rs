@@ -124,8 +124,10 @@ pub struct Wallet {
     pub secret: &'static str,
 }
 
-/// The Cloud QuickPass app's token requestor ID (the last of [`WALLETS`]).
+/// The Cloud QuickPass app's token requestor ID and webhook secret (the last of
+/// [`WALLETS`]): its notifications go to the app itself, `/wallet/tsp/notifications`.
 pub const QUICKPASS_TOKEN_REQUESTOR: &str = "40010030315";
+pub const QUICKPASS_WEBHOOK_SECRET: &str = "whsec_sandbox_quickpass";
 
 pub const WALLETS: &[Wallet] = &[
     Wallet {
@@ -157,11 +159,11 @@ pub const WALLETS: &[Wallet] = &[
         secret: "whsec_sandbox_samsung_pay",
     },
     Wallet {
-        id: "40010030315",
+        id: QUICKPASS_TOKEN_REQUESTOR,
         name: "Cloud QuickPass",
         wallet: "quickpass",
         api_key: "sk_sandbox_quickpass",
-        secret: "whsec_sandbox_quickpass",
+        secret: QUICKPASS_WEBHOOK_SECRET,
     },
 ];
 
@@ -379,7 +381,7 @@ pub async fn seed_tsp(tsp: &Tsp, base_url: &str) -> Result<bool, String> {
                 name: wallet.name.into(),
                 wallet: wallet.wallet.into(),
                 api_key_hash: api_key_hash(wallet.api_key),
-                webhook_url: Some(format!("{base_url}/sandbox/v1/webhooks/{}", wallet.id)),
+                webhook_url: Some(wallet_webhook_url(base_url, wallet.id)),
                 webhook_secret: Some(
                     tsp.seal_secret(wallet.id, wallet.secret.as_bytes())
                         .map_err(|e| failed(&e))?,
@@ -402,6 +404,16 @@ pub async fn seed_tsp(tsp: &Tsp, base_url: &str) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Where a sandbox wallet's notifications go: the Cloud QuickPass app takes its own; the
+/// other wallets' go to the sandbox's receiver, where anyone testing them reads them.
+fn wallet_webhook_url(base_url: &str, wallet_id: &str) -> String {
+    if wallet_id == QUICKPASS_TOKEN_REQUESTOR {
+        format!("{base_url}/wallet/tsp/notifications")
+    } else {
+        format!("{base_url}/sandbox/v1/webhooks/{wallet_id}")
+    }
+}
+
 /// Points the sandbox's endpoints at this run's address.
 async fn refresh_urls(tsp: &Tsp, base_url: &str) -> Result<(), String> {
     let store = tsp.store();
@@ -416,10 +428,7 @@ async fn refresh_urls(tsp: &Tsp, base_url: &str) -> Result<(), String> {
         .map_err(|e| failed(&e))?;
     for wallet in WALLETS {
         store
-            .set_token_requestor_webhook(
-                wallet.id,
-                Some(&format!("{base_url}/sandbox/v1/webhooks/{}", wallet.id)),
-            )
+            .set_token_requestor_webhook(wallet.id, Some(&wallet_webhook_url(base_url, wallet.id)))
             .await
             .map_err(|e| failed(&e))?;
     }

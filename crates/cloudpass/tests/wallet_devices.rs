@@ -4,7 +4,8 @@
 //! no-PIN limit, over it with the PIN pad, and over it with the fingerprint (CDCVM) — through
 //! the switch's ISO 8583 port to the bank. Each step asserts what the person sees and what
 //! the bank's ledger says; suspending the device card in the app makes the next tap decline,
-//! resuming it makes it pay again, and signing out of the device takes the card off it.
+//! resuming it makes it pay again; the bank deleting it takes it off the phone (the token
+//! service's notification to the app), and signing out of the device forgets the device.
 //! Screenshots land in `target/screenshots/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -83,7 +84,22 @@ async fn tap(
 }
 
 async fn a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos(backend: Backend) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("cloudpass_wallet=debug,cloudpass_tsp=info")
+        .try_init();
     let app = TestApp::start(backend).await;
+    // The app takes only notifications the token service signed.
+    let (status, body) = app
+        .post(
+            QUICKPASS,
+            "/wallet/tsp/notifications",
+            serde_json::json!({"token": {"token_id": "tok_x", "status": "deleted", "is_default": false}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("BAD_SIGNATURE"))
+    );
     let chromium = Browser::launch().await;
     let page = sign_up_with_a_card(&app, &chromium, "13900000101").await;
 
@@ -156,8 +172,52 @@ async fn a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos(backend: Ba
     assert_eq!(tap(&page, "8.00", false, None).await, "00");
     assert_eq!(balance(&app, CMB_DEBIT).await, before - 800);
 
-    // Signing out of the device deletes its cards; the phone is no longer the account's.
+    // The bank deletes the device card: the token service notifies the app, which takes the
+    // card off the phone.
     browser::click_to(&page, "#open-app", "#device-1").await;
+    let token_id = page
+        .evaluate("document.querySelector('#device-1 .device-card').dataset.token")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+    let (status, body) = app
+        .post(
+            BANK,
+            &format!("/tsp/v1/tokens/{token_id}/delete"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    browser::click_to(&page, "#phone-link", "#handset-1").await;
+    let mut cards_left = true;
+    for _ in 0..100 {
+        page.reload().await.unwrap();
+        browser::wait_for(&page, "#handset-1").await;
+        cards_left = browser::text(&page, "#handset-1 .tap-form").await.is_some();
+        if !cards_left {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, notes) = app
+        .get(
+            QUICKPASS,
+            &format!("/tsp/v1/tokens/{token_id}/notifications"),
+        )
+        .await;
+    assert!(
+        !cards_left,
+        "the deleted card is still on the phone: {notes}"
+    );
+    browser::click_to(&page, "#open-app", "#device-1").await;
+    assert!(
+        browser::text(&page, "#device-1 .device-card")
+            .await
+            .is_none()
+    );
+
+    // Signing out of the device; the phone is no longer the account's.
     let notice = browser::click_to(&page, "#device-1 button[value=sign_out]", "#notice").await;
     assert_eq!(notice, "Signed out of the device; its cards were deleted.");
     assert!(browser::text(&page, "#device-1").await.is_none());
