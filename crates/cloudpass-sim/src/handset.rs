@@ -418,3 +418,142 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use cloudpass_core::SeededRandom;
+    use cloudpass_crypto::{CardProfileRequest, Hsm, KeyDelivery, KeyUsage, MasterKey, SoftHsm};
+
+    const TOKEN: &str = "6231180000000008";
+
+    /// A card profile for `token_id` sealed to `device_key`, as the token service's API
+    /// writes it.
+    fn sealed_profile(hsm: &SoftHsm, device_key: &[u8; 32], token_id: &str) -> Value {
+        let imk = hsm.generate_key(KeyUsage::IssuerMasterAc).unwrap();
+        let profile = serde_json::json!({
+            "token_number": TOKEN, "token_expiry": "2911", "pan_sequence": 0,
+            "domains": {"nfc": true, "in_app": true},
+            "cvm_limits": {"currency": "156", "contactless_no_pin_limit": "1000.00", "online_no_pin_limit": "500.00"},
+        })
+        .to_string();
+        let envelope = hsm
+            .seal_card_profile(&CardProfileRequest {
+                issuer_master_key: imk,
+                account: &Token::parse(TOKEN).unwrap(),
+                pan_sequence: 0,
+                delivery: KeyDelivery::DeviceUnique,
+                profile: profile.as_bytes(),
+                device_public_key: device_key,
+                aad: token_id.as_bytes(),
+            })
+            .unwrap();
+        serde_json::json!({
+            "ephemeral_public_key": hex::encode(&envelope.ephemeral_public_key),
+            "nonce": hex::encode(&envelope.nonce),
+            "ciphertext": hex::encode(&envelope.ciphertext),
+        })
+    }
+
+    fn terminal() -> TerminalData {
+        TerminalData {
+            amount: 1250,
+            other_amount: 0,
+            country: 156,
+            currency: 156,
+            tvr: [0; 5],
+            date: [0x26, 0x12, 0x03],
+            transaction_type: 0,
+            unpredictable_number: [1, 2, 3, 4],
+        }
+    }
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("cloudpass-handsets-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn an_atc_once_spent_is_never_spent_again_across_a_restart() {
+        let random = Arc::new(SeededRandom::new(7));
+        let hsm = SoftHsm::new(MasterKey::generate(random.as_ref()), random.clone());
+        let dir = scratch_dir("restart");
+        let handsets = Handsets::open(Some(&dir)).unwrap();
+        let (id, public_key) = handsets
+            .create(random.as_ref(), "u_1", "handset_se", "huawei", "Huawei")
+            .unwrap();
+        handsets
+            .receive(
+                &id,
+                "tok_1",
+                "…0048",
+                sealed_profile(&hsm, &public_key, "tok_1"),
+            )
+            .unwrap();
+        let atc = |handsets: &Handsets| {
+            handsets
+                .tap("u_1", &id, None, &terminal(), false)
+                .unwrap()
+                .tap
+                .atc
+        };
+        assert_eq!((atc(&handsets), atc(&handsets)), (1, 2));
+        drop(handsets);
+
+        let reopened = Handsets::open(Some(&dir)).unwrap();
+        assert_eq!(atc(&reopened), 3, "the counter continues after a restart");
+        let listed = reopened.of_owner("u_1");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].cards[0].token_last4, "0008");
+        assert!(listed[0].cards[0].is_default);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(&dir.join(format!("{id}.json"))), 0o600);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_handset_takes_only_profiles_sealed_to_it_and_only_its_owner_taps() {
+        let random = Arc::new(SeededRandom::new(8));
+        let hsm = SoftHsm::new(MasterKey::generate(random.as_ref()), random.clone());
+        let handsets = Handsets::open(None).unwrap();
+        let (mine, _) = handsets
+            .create(random.as_ref(), "u_1", "hce", "quickpass", "App")
+            .unwrap();
+        let (_, other_key) = handsets
+            .create(random.as_ref(), "u_2", "hce", "quickpass", "App")
+            .unwrap();
+        // Sealed to another device: refused, nothing kept.
+        assert!(matches!(
+            handsets.receive(
+                &mine,
+                "tok_1",
+                "…0048",
+                sealed_profile(&hsm, &other_key, "tok_1")
+            ),
+            Err(HandsetError::Phone(PhoneError::Profile))
+        ));
+        assert!(handsets.of_owner("u_1")[0].cards.is_empty());
+        assert!(matches!(
+            handsets.tap("u_1", &mine, None, &terminal(), false),
+            Err(HandsetError::NoCards)
+        ));
+        // Another account cannot tap this device, nor see it.
+        assert!(matches!(
+            handsets.tap("u_2", &mine, None, &terminal(), false),
+            Err(HandsetError::NoDevice)
+        ));
+        assert!(handsets.handset("u_2", &mine).is_err());
+        // Forgotten: gone for everyone.
+        handsets.forget(&mine).unwrap();
+        assert!(handsets.of_owner("u_1").is_empty());
+    }
+}

@@ -631,3 +631,37 @@ impl Devices {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_choice_is_a_device_kind_of_the_token_service() {
+        let parsed: Vec<_> = ["apple", "huawei", "xiaomi", "samsung", "watch", "app"]
+            .into_iter()
+            .map(|code| DeviceChoice::parse(code).map(|c| (c.kind(), c.maker())))
+            .collect();
+        assert_eq!(
+            parsed,
+            vec![
+                Some((DeviceKind::HandsetSe, "apple")),
+                Some((DeviceKind::HandsetSe, "huawei")),
+                Some((DeviceKind::HandsetSe, "xiaomi")),
+                Some((DeviceKind::HandsetSe, "samsung")),
+                Some((DeviceKind::Wearable, "huawei")),
+                Some((DeviceKind::Hce, "quickpass")),
+            ]
+        );
+        assert_eq!(
+            DeviceChoice::parse("sim_se"),
+            None,
+            "SIM secure elements are retired"
+        );
+        assert_eq!(DeviceChoice::parse(""), None);
+        assert_eq!(CardAction::parse("default"), Some(CardAction::MakeDefault));
+        assert_eq!(CardAction::parse("activate"), None);
+        assert_eq!(DeviceReport::parse("sign_out"), Some(DeviceReport::SignOut));
+        assert_eq!(DeviceReport::parse("wiped"), None);
+    }
+}

@@ -104,3 +104,30 @@ pub(crate) async fn receive(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_needs_the_token_its_status_and_whether_it_is_the_default() {
+        let body = json!({"event_type": "TOKEN_STATUS_UPDATED",
+            "token": {"token_id": "tok_1", "status": "deleted", "is_default": false}});
+        assert_eq!(
+            TokenChange::parse(&body),
+            Some(TokenChange {
+                token_id: "tok_1".into(),
+                status: "deleted".into(),
+                is_default: false,
+            })
+        );
+        for broken in [
+            json!({}),
+            json!({"token": {"status": "deleted", "is_default": false}}),
+            json!({"token": {"token_id": "tok_1", "is_default": false}}),
+            json!({"token": {"token_id": "tok_1", "status": "active", "is_default": "yes"}}),
+        ] {
+            assert_eq!(TokenChange::parse(&broken), None, "{broken}");
+        }
+    }
+}
