@@ -12,7 +12,7 @@ use std::time::Duration;
 use cloudpass_core::device::DeviceKind;
 use cloudpass_core::{Clock, Currency, Money, Random};
 use cloudpass_iso8583::link::Link;
-use cloudpass_sim::handset::Handsets;
+use cloudpass_sim::handset::{HandsetError, Handsets};
 use cloudpass_sim::phone_page::{AppUser, PhoneApp, PhoneSimulator};
 use cloudpass_sim::pos::{Pos, TerminalConfig};
 use cloudpass_wallet::Wallet;
@@ -55,9 +55,12 @@ impl DeviceChannel for HandsetChannel {
     }
 
     fn set_default(&self, device_id: &str, token_id: &str) -> Result<(), ChannelError> {
-        self.handsets
-            .set_default(device_id, token_id)
-            .map_err(|e| ChannelError(e.to_string()))
+        match self.handsets.set_default(device_id, token_id) {
+            // The notification of a new card can come before its profile does; the profile
+            // makes a first card the default when it arrives.
+            Ok(()) | Err(HandsetError::NoCard) => Ok(()),
+            Err(error) => Err(ChannelError(error.to_string())),
+        }
     }
 
     fn remove(&self, device_id: &str, token_id: &str) -> Result<(), ChannelError> {
