@@ -107,6 +107,13 @@ struct Words {
     no_answer: &'static str,
     terminal: &'static str,
     footer: &'static str,
+    expired_form: &'static str,
+    bad_amount: &'static str,
+    no_such_card: &'static str,
+    no_such_device: &'static str,
+    bad_pin: &'static str,
+    pos_offline: &'static str,
+    phone_failed: &'static str,
 }
 
 const CHINESE: Words = Words {
@@ -134,6 +141,13 @@ const CHINESE: Words = Words {
     no_answer: "没有收到应答",
     terminal: "POS 终端",
     footer: "cloudpass 测试环境 — 不会发生真实资金往来。",
+    expired_form: "此表单已失效，请重新打开页面。",
+    bad_amount: "请输入 0.01 至 5000.00 元之间的金额，例如 12.50。",
+    no_such_card: "这台设备上没有这张卡，请在云闪付中添加。",
+    no_such_device: "您的账户没有这台设备，请重新打开页面。",
+    bad_pin: "密码为 4 至 12 位数字。",
+    pos_offline: "POS 无法连接交换中心，请稍后再试。",
+    phone_failed: "手机无法完成支付：",
 };
 
 const ENGLISH: Words = Words {
@@ -161,6 +175,13 @@ const ENGLISH: Words = Words {
     no_answer: "No answer",
     terminal: "POS terminal",
     footer: "cloudpass sandbox — no real money moves.",
+    expired_form: "This form has expired; open the page again.",
+    bad_amount: "Enter an amount from 0.01 to 5000.00 yuan, e.g. 12.50.",
+    no_such_card: "This device holds no such card; add it in Cloud QuickPass.",
+    no_such_device: "Your account has no such device; open the page again.",
+    bad_pin: "A PIN is 4 to 12 digits.",
+    pos_offline: "The POS cannot reach the switch; try again shortly.",
+    phone_failed: "The phone could not pay: ",
 };
 
 /// A PIN pad waiting for the PIN of one tap.
@@ -360,7 +381,7 @@ async fn tap(
             StatusCode::FORBIDDEN,
             None,
             None,
-            Some("This form has expired; open the page again.".into()),
+            Some(words(user.language).expired_form.into()),
         );
     }
     match pay(&simulator, cookie_header, &user, &form).await {
@@ -383,19 +404,20 @@ async fn pay(
     user: &AppUser,
     form: &TapForm,
 ) -> Result<Paid, String> {
+    let w = words(user.language);
     let amount = Money::parse_decimal(&form.amount, Currency::CNY)
         .ok()
         .filter(|a| !a.is_zero() && a.minor_units() <= AMOUNT_MAX_FEN)
-        .ok_or("Enter an amount from 0.01 to 5000.00 yuan, e.g. 12.50.")?;
+        .ok_or_else(|| w.bad_amount.to_owned())?;
     let handset = simulator
         .handsets
         .handset(&user.user_id, &form.device)
-        .map_err(|e| explain(&e))?;
+        .map_err(|e| explain(w, &e))?;
     let card = handset
         .cards
         .iter()
         .find(|c| c.token_id == form.token)
-        .ok_or("This device holds no such card; open the page again.")?;
+        .ok_or_else(|| w.no_such_card.to_owned())?;
     if card.keys_left.is_some_and(|left| left <= KEYS_LOW)
         && let Err(error) = simulator
             .app
@@ -416,11 +438,12 @@ async fn pay(
     let pin = form
         .pin
         .as_deref()
-        .map(|p| Pin::parse(p).map_err(|_| "A PIN is 4 to 12 digits.".to_owned()))
+        .map(|p| Pin::parse(p).map_err(|_| w.bad_pin.to_owned()))
         .transpose()?;
     if !simulator.signed_on.load(Ordering::Acquire) {
         pos.sign_on().await.map_err(|e| {
-            format!("The POS could not sign on to the switch ({e}); try again shortly.")
+            tracing::warn!(error = %e, "phone simulator: the POS could not sign on");
+            w.pos_offline.to_owned()
         })?;
         simulator.signed_on.store(true, Ordering::Release);
     }
@@ -434,7 +457,7 @@ async fn pay(
             &terminal_data,
             form.cdcvm,
         )
-        .map_err(|e| explain(&e))?;
+        .map_err(|e| explain(w, &e))?;
     let outcome = pos
         .purchase(&Purchase {
             account: &presented.token,
@@ -447,7 +470,10 @@ async fn pay(
             pin: pin.as_ref(),
         })
         .await
-        .map_err(|e| format!("The POS could not send the purchase ({e}); try again."))?;
+        .map_err(|e| {
+            tracing::warn!(error = %e, "phone simulator: the POS could not send a purchase");
+            w.pos_offline.to_owned()
+        })?;
     if outcome.response_code.as_deref() == Some("A0") {
         // The switch does not know the terminal's keys: sign on before the next tap.
         simulator.signed_on.store(false, Ordering::Release);
@@ -484,19 +510,48 @@ fn result(
         approved: outcome.approved(),
         headline,
         code: outcome.response_code.clone().unwrap_or_default(),
-        detail: outcome.describe(),
+        detail: meaning(user.language, outcome),
         amount: format!("{} CNY", amount.to_decimal_string()),
         card: format!("{label} · …{token_last4}"),
         trace,
     }
 }
 
-fn explain(error: &HandsetError) -> String {
+fn explain(w: &Words, error: &HandsetError) -> String {
     match error {
-        HandsetError::NoDevice => "Your account has no such device; open the page again.".into(),
-        HandsetError::NoCard | HandsetError::NoCards => {
-            "This device holds no such card; add it in Cloud QuickPass.".into()
-        }
-        other => format!("The phone could not pay: {other}."),
+        HandsetError::NoDevice => w.no_such_device.into(),
+        HandsetError::NoCard | HandsetError::NoCards => w.no_such_card.into(),
+        other => format!("{}{other}", w.phone_failed),
     }
+}
+
+/// Field 39 with its meaning in the page's language (the network's table is English).
+fn meaning(language: &str, outcome: &Outcome) -> String {
+    let Some(code) = outcome.response_code.as_deref() else {
+        return words(language).no_answer.into();
+    };
+    if language == "en" {
+        return outcome.describe();
+    }
+    let chinese = match code {
+        "00" => "交易成功",
+        "05" => "发卡行拒绝",
+        "13" => "金额无效",
+        "14" => "无效卡号（卡或设备卡不存在）",
+        "41" => "挂失卡",
+        "43" => "被盗卡",
+        "51" => "余额不足",
+        "54" => "卡片已过期",
+        "55" => "密码错误",
+        "57" => "不允许持卡人进行此交易（设备卡已暂停，或设备已挂失）",
+        "61" => "超出金额限制",
+        "62" => "受限制的卡",
+        "65" => "需要输入密码（超出免密限额）",
+        "75" => "密码错误次数超限",
+        "91" => "发卡行或交换中心不可用",
+        "96" => "系统故障",
+        "A0" => "MAC 校验失败，POS 将重新签到",
+        _ => return outcome.describe(),
+    };
+    format!("{code}（{chinese}）")
 }

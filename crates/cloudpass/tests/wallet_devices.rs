@@ -161,9 +161,9 @@ async fn a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos(backend: Ba
     assert!(line.contains("suspended"), "{line}");
     let before = balance(&app, CMB_DEBIT).await;
     browser::click_to(&page, "#phone-link", "#handset-1").await;
-    let declined = tap(&page, "8.00", false, None).await;
+    // 57: not permitted to the cardholder (the switch refuses a suspended token itself).
+    assert_eq!(tap(&page, "8.00", false, None).await, "57");
     assert_eq!(browser::text(&page, "#headline").await.unwrap(), "Declined");
-    assert_ne!(declined, "00");
     assert_eq!(balance(&app, CMB_DEBIT).await, before);
     browser::screenshot(&page, &format!("phone-1-declined-{backend:?}")).await;
     browser::click_to(&page, "#open-app", "#device-1").await;
@@ -278,7 +278,7 @@ async fn the_app_itself_pays_by_hce_after_the_banks_code_and_a_lost_report_stops
     browser::click_to(&page, "#open-app", "#device-1").await;
     browser::click_to(&page, "#device-1 button[value=lost]", "#device-1-lost").await;
     browser::click_to(&page, "#phone-link", "#handset-1").await;
-    assert_ne!(tap(&page, "1.00", false, None).await, "00");
+    assert_eq!(tap(&page, "1.00", false, None).await, "57");
     assert_eq!(balance(&app, HUAXIA_CREDIT).await, before - 1_200);
     browser::click_to(&page, "#open-app", "#device-1").await;
     browser::click_to(&page, "#device-1 button[value=found]", "#notice").await;
@@ -286,5 +286,23 @@ async fn the_app_itself_pays_by_hce_after_the_banks_code_and_a_lost_report_stops
     browser::click_to(&page, "#phone-link", "#handset-1").await;
     assert_eq!(tap(&page, "1.00", false, None).await, "00");
     assert_eq!(balance(&app, HUAXIA_CREDIT).await, before - 1_300);
+
+    // In Chinese (the app's language switch holds for the phone simulator too).
+    browser::click_to(&page, "#open-app", "#device-1").await;
+    browser::click_to(&page, "#language", "#device-1").await;
+    assert_eq!(browser::text(&page, "h1").await.unwrap(), "我的设备");
+    let line = browser::text(&page, "#device-1 .device-card")
+        .await
+        .unwrap();
+    assert!(line.contains("正常") && line.contains("默认"), "{line}");
+    browser::screenshot(&page, &format!("wallet-6-devices-zh-{backend:?}")).await;
+    browser::click_to(&page, "#phone-link", "#handset-1").await;
+    assert_eq!(tap(&page, "1.00", false, None).await, "00");
+    assert_eq!(browser::text(&page, "#headline").await.unwrap(), "支付成功");
+    assert_eq!(
+        browser::text(&page, "#response").await.unwrap(),
+        "00（交易成功）"
+    );
+    browser::screenshot(&page, &format!("phone-2-approved-zh-{backend:?}")).await;
     app.stop().await;
 }
