@@ -44,6 +44,8 @@ struct CardLine {
     token_last4: String,
     status: String,
     status_text: &'static str,
+    /// Why a suspended card is suspended (who holds it), in words.
+    why: String,
     is_default: bool,
     /// (form value, button text) of what may be done to it now.
     actions: Vec<(&'static str, &'static str)>,
@@ -76,7 +78,9 @@ fn card_line(t: &Texts, token: &TokenView) -> CardLine {
             }
             actions.push(("suspend", t.suspend));
         }
-        "suspended" => actions.push(("resume", t.resume)),
+        // The app lifts only its own hold; the bank's, a lost card's or a lost device's
+        // are lifted where they were put.
+        "suspended" if token.holds.contains(&"wallet") => actions.push(("resume", t.resume)),
         _ => {}
     }
     actions.push(("delete", t.delete));
@@ -86,6 +90,18 @@ fn card_line(t: &Texts, token: &TokenView) -> CardLine {
         token_last4: token.token_last4.clone(),
         status: token.status.clone(),
         status_text,
+        why: token
+            .holds
+            .iter()
+            .map(|hold| match *hold {
+                "wallet" => t.hold_wallet,
+                "issuer" => t.hold_issuer,
+                "card_lost" => t.hold_card_lost,
+                "card_stolen" => t.hold_card_stolen,
+                _ => t.hold_device_lost,
+            })
+            .collect::<Vec<_>>()
+            .join(" · "),
         is_default: token.is_default,
         actions,
     }

@@ -111,6 +111,11 @@ pub struct Texts {
     pub status_deleted: &'static str,
     pub my_devices_link: &'static str,
     pub phone_sim_link: &'static str,
+    pub hold_wallet: &'static str,
+    pub hold_issuer: &'static str,
+    pub hold_card_lost: &'static str,
+    pub hold_card_stolen: &'static str,
+    pub hold_device_lost: &'static str,
 }
 
 const CHINESE: Texts = Texts {
@@ -186,6 +191,11 @@ const CHINESE: Texts = Texts {
     status_deleted: "已删除",
     my_devices_link: "我的设备与设备卡",
     phone_sim_link: "打开手机模拟器，去 POS 上碰一碰",
+    hold_wallet: "您已暂停",
+    hold_issuer: "银行已暂停",
+    hold_card_lost: "实体卡已挂失",
+    hold_card_stolen: "实体卡已报失窃",
+    hold_device_lost: "设备已挂失",
 };
 
 const ENGLISH: Texts = Texts {
@@ -261,6 +271,11 @@ const ENGLISH: Texts = Texts {
     status_deleted: "deleted",
     my_devices_link: "My devices and device cards",
     phone_sim_link: "Open the phone simulator to tap at a POS",
+    hold_wallet: "suspended by you",
+    hold_issuer: "suspended by the bank",
+    hold_card_lost: "the card is reported lost",
+    hold_card_stolen: "the card is reported stolen",
+    hold_device_lost: "the device is reported lost",
 };
 
 /// An account error in the page's language.

@@ -158,7 +158,7 @@ async fn a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos(backend: Ba
     let line = browser::text(&page, "#device-1 .device-card")
         .await
         .unwrap();
-    assert!(line.contains("suspended"), "{line}");
+    assert!(line.contains("suspended (suspended by you)"), "{line}");
     let before = balance(&app, CMB_DEBIT).await;
     browser::click_to(&page, "#phone-link", "#handset-1").await;
     // 57: not permitted to the cardholder (the switch refuses a suspended token itself).
@@ -277,6 +277,16 @@ async fn the_app_itself_pays_by_hce_after_the_banks_code_and_a_lost_report_stops
     // Reported lost in the app: the card stops paying; found, it pays again.
     browser::click_to(&page, "#open-app", "#device-1").await;
     browser::click_to(&page, "#device-1 button[value=lost]", "#device-1-lost").await;
+    let line = browser::text(&page, "#device-1 .device-card")
+        .await
+        .unwrap();
+    assert!(line.contains("(the device is reported lost)"), "{line}");
+    assert!(
+        browser::text(&page, "#device-1 button[value=resume]")
+            .await
+            .is_none(),
+        "a lost device's cards come back when it is found, not one by one"
+    );
     browser::click_to(&page, "#phone-link", "#handset-1").await;
     assert_eq!(tap(&page, "1.00", false, None).await, "57");
     assert_eq!(balance(&app, HUAXIA_CREDIT).await, before - 1_200);
