@@ -13,6 +13,7 @@ mod answer;
 mod back_consume;
 pub mod certification;
 mod consume;
+pub mod device_pay;
 mod file;
 pub mod http;
 pub mod identity;

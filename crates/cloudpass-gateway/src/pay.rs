@@ -274,6 +274,22 @@ pub(crate) struct Card {
     expiry: Option<Expiry>,
 }
 
+impl Card {
+    pub(crate) fn paid_with(&self) -> PaidWith {
+        PaidWith {
+            masked: mask_digits(self.pan.expose()),
+            kind: self.kind,
+        }
+    }
+}
+
+/// What the order keeps of what paid it: the card number (or device card number) masked,
+/// and debit or credit.
+pub(crate) struct PaidWith {
+    pub(crate) masked: String,
+    pub(crate) kind: CardKind,
+}
+
 impl Gateway {
     /// Pays the order `tn` with the payer's card.
     pub async fn pay(&self, tn: &str, request: &PayRequest) -> Result<PayResult, PayError> {
@@ -336,7 +352,7 @@ impl Gateway {
                 Sending::NeverLeft
             }
         };
-        self.settle(paying, &card, outcome).await
+        self.settle(paying, &card.paid_with(), outcome).await
     }
 
     /// The card number a payer typed for `tn`, parsed and of a known kind; a mistake counts
@@ -448,7 +464,7 @@ impl Gateway {
     pub(crate) async fn settle(
         &self,
         order: OrderRow,
-        card: &Card,
+        card: &PaidWith,
         sent: Sending,
     ) -> Result<PayResult, PayError> {
         let tn = order.tn.clone();
@@ -486,7 +502,7 @@ impl Gateway {
                 ));
             }
         };
-        let masked = mask_digits(card.pan.expose());
+        let masked = card.masked.clone();
         let field39 = outcome.response_code.clone();
         match field39.as_deref() {
             Some("00") => {

@@ -87,7 +87,10 @@ impl Gateway {
                     Sending::NeverLeft
                 }
             };
-            match self.settle(payment.order, &payment.card, outcome).await {
+            match self
+                .settle(payment.order, &payment.card.paid_with(), outcome)
+                .await
+            {
                 Ok(_) => sent += 1,
                 Err(error) => {
                     tracing::warn!(error = %error, tn = %tn, "gateway: a held payment could not be settled");

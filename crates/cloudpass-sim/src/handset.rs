@@ -18,7 +18,7 @@ use cloudpass_iso8583::emv_data::TerminalData;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::phone::{Phone, PhoneError, Tap, envelope_from_json};
+use crate::phone::{InAppCryptogram, Phone, PhoneError, Tap, envelope_from_json};
 
 /// The most handsets kept, and cards one handset holds (an Apple device holds 8 or 12).
 pub const HANDSETS_MAX: usize = 10_000;
@@ -96,6 +96,13 @@ pub struct Presented {
     pub token: Token,
     pub expiry: Expiry,
     pub tap: Tap,
+}
+
+/// A card's cryptogram for an in-app payment.
+pub struct PresentedInApp {
+    pub token: Token,
+    pub expiry: Expiry,
+    pub cryptogram: InAppCryptogram,
 }
 
 pub struct Handsets {
@@ -304,6 +311,24 @@ impl Handsets {
                 token: phone.token().clone(),
                 expiry: phone.expiry(),
                 tap,
+            })
+        })
+    }
+
+    /// An in-app cryptogram of `token_id` over `terminal`; its ATC is saved first.
+    pub fn in_app(
+        &self,
+        owner: &str,
+        device_id: &str,
+        token_id: &str,
+        terminal: &TerminalData,
+    ) -> Result<PresentedInApp, HandsetError> {
+        self.spend(owner, device_id, Some(token_id), |phone| {
+            let cryptogram = phone.in_app(terminal, false)?;
+            Ok(PresentedInApp {
+                token: phone.token().clone(),
+                expiry: phone.expiry(),
+                cryptogram,
             })
         })
     }

@@ -91,6 +91,8 @@ pub struct TokenView {
     pub device_id: String,
     pub card_id: String,
     pub card_last4: String,
+    /// The card's funding: `debit` or `credit`.
+    pub funding: String,
     pub par: String,
     #[schemars(schema_with = "crate::schema::domains")]
     pub domains: Vec<&'static str>,
@@ -130,6 +132,7 @@ pub fn token_view(token: &TokenRow, card: &CardRow, device: &DeviceRow) -> Token
         device_id: device.external_id.clone(),
         card_id: card.id.clone(),
         card_last4: card.pan_last4.clone(),
+        funding: card.funding.clone(),
         par: card.par.clone(),
         domains,
         ecash: token.ecash_enabled.then_some(EcashView {

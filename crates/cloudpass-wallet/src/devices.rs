@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use cloudpass_core::device::{DeviceEvent, DeviceKind};
 use cloudpass_core::lifecycle::{DeleteReason, LifecycleEvent, ResumeReason, SuspendReason};
-use cloudpass_core::{AccountNumber, Clock};
+use cloudpass_core::{AccountNumber, Clock, Expiry, Token};
+use cloudpass_iso8583::emv_data::TerminalData;
 use cloudpass_store::{AnyStore, StoreError, TokenRequestorRow, TokenStore, WalletDeviceRow};
 use cloudpass_store::{WALLET_DEVICES_MAX, WalletStore};
 use cloudpass_tsp::model::TokenView;
@@ -146,6 +147,24 @@ pub trait DeviceChannel: Send + Sync {
     fn remove(&self, device_id: &str, token_id: &str) -> Result<(), ChannelError>;
     /// The account signed out of the device: it is no longer the account's.
     fn signed_out(&self, device_id: &str) -> Result<(), ChannelError>;
+    /// The app on the device makes an in-app cryptogram of its card `token_id` over
+    /// `terminal` (spending an ATC), and says whether the amount is over the card's online
+    /// no-PIN limit, so that the app asks for the payment password.
+    fn in_app(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        token_id: &str,
+        terminal: &TerminalData,
+    ) -> Result<InAppCryptogram, ChannelError>;
+}
+
+/// A device card's in-app cryptogram, as the device made it.
+pub struct InAppCryptogram {
+    pub token: Token,
+    pub expiry: Expiry,
+    pub field55: Vec<u8>,
+    pub needs_password: bool,
 }
 
 /// Why a device action did not happen; each says what to do next.
@@ -602,6 +621,19 @@ impl Devices {
                 .set_default(&token.device_id, &change.token_id)?;
         }
         Ok(())
+    }
+
+    /// The app on the person's device makes an in-app cryptogram of its card.
+    pub(crate) fn in_app(
+        &self,
+        person: &SignedIn,
+        device_id: &str,
+        token_id: &str,
+        terminal: &TerminalData,
+    ) -> Result<InAppCryptogram, DeviceError> {
+        Ok(self
+            .channel
+            .in_app(&person.user_id, device_id, token_id, terminal)?)
     }
 
     /// Reports the device lost or found, or signs the account out of it.

@@ -58,6 +58,10 @@ pub fn router(wallet: Arc<Wallet>) -> Router {
             axum::routing::post(device_pages::report),
         )
         .route(
+            "/wallet/pay",
+            get(crate::pay_pages::show).post(crate::pay_pages::pay),
+        )
+        .route(
             "/wallet/tsp/notifications",
             axum::routing::post(crate::notifications::receive),
         )
@@ -255,7 +259,7 @@ impl PostedForm {
         }
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
             .find(|(name, _)| name == key)

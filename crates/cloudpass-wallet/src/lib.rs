@@ -7,12 +7,14 @@
 //! token), or say whether a phone number has an account when a login fails.
 
 pub mod account;
+pub mod app_pay;
 pub mod cards;
 mod device_pages;
 pub mod devices;
 pub mod http;
 pub mod notifications;
 pub mod password;
+mod pay_pages;
 pub mod session;
 pub mod texts;
 
@@ -32,6 +34,8 @@ pub struct Wallet {
     pub accounts: Accounts,
     pub cards: Cards,
     pub devices: Devices,
+    /// Paying TNs inside the app (with the institution gateway, when there is one).
+    pub app_pay: app_pay::AppPay,
     /// Failed logins per client address (20 a minute), beside the per-account lock: one
     /// password tried across many phone numbers is bounded too.
     login_throttle: AuthThrottle,
@@ -55,6 +59,7 @@ impl Wallet {
         tsp: Arc<Tsp>,
         identity: AppIdentity,
         channel: Arc<dyn DeviceChannel>,
+        gateway: Option<Arc<cloudpass_gateway::Gateway>>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
     ) -> Wallet {
@@ -67,6 +72,7 @@ impl Wallet {
                 Arc::clone(&clock),
             ),
             cards: Cards::new(tsp, Arc::clone(&clock), Arc::clone(&random)),
+            app_pay: app_pay::AppPay { gateway },
             login_throttle: AuthThrottle::default(),
             clock,
             random,

@@ -116,6 +116,18 @@ pub struct Texts {
     pub hold_card_lost: &'static str,
     pub hold_card_stolen: &'static str,
     pub hold_device_lost: &'static str,
+    pub pay_title: &'static str,
+    pub pay_amount: &'static str,
+    pub pay_merchant: &'static str,
+    pub pay_order: &'static str,
+    pub pay_with: &'static str,
+    pub pay_button: &'static str,
+    pub pay_password: &'static str,
+    pub pay_password_why: &'static str,
+    pub paid: &'static str,
+    pub not_paid: &'static str,
+    pub pay_no_cards: &'static str,
+    pub pay_no_order: &'static str,
 }
 
 const CHINESE: Texts = Texts {
@@ -196,6 +208,18 @@ const CHINESE: Texts = Texts {
     hold_card_lost: "实体卡已挂失",
     hold_card_stolen: "实体卡已报失窃",
     hold_device_lost: "设备已挂失",
+    pay_title: "付款",
+    pay_amount: "金额",
+    pay_merchant: "商户",
+    pay_order: "订单号",
+    pay_with: "付款卡",
+    pay_button: "确认付款",
+    pay_password: "支付密码",
+    pay_password_why: "金额超过此卡的免密限额，请输入支付密码。",
+    paid: "支付成功",
+    not_paid: "支付未成功",
+    pay_no_cards: "云闪付 App 中还没有可用于付款的卡。在“我的设备”中添加“云闪付 App（HCE）”，并把银行卡添加到其中。",
+    pay_no_order: "找不到可支付的订单，请返回商户重新下单。",
 };
 
 const ENGLISH: Texts = Texts {
@@ -276,6 +300,18 @@ const ENGLISH: Texts = Texts {
     hold_card_lost: "the card is reported lost",
     hold_card_stolen: "the card is reported stolen",
     hold_device_lost: "the device is reported lost",
+    pay_title: "Pay",
+    pay_amount: "Amount",
+    pay_merchant: "Merchant",
+    pay_order: "Order",
+    pay_with: "Pay with",
+    pay_button: "Pay now",
+    pay_password: "Payment password",
+    pay_password_why: "The amount is over this card's no-password limit: enter the payment password.",
+    paid: "Paid",
+    not_paid: "Not paid",
+    pay_no_cards: "This app has no card to pay with yet. Under My devices add “This app (HCE)” and put a card onto it.",
+    pay_no_order: "No payable order has this number; go back to the merchant and order again.",
 };
 
 /// An account error in the page's language.

@@ -391,7 +391,15 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         // The Cloud QuickPass app's pages and the phone simulator, beside the sandbox bank
         // their cards come from.
         .merge(match &sandbox {
-            Some(_) => wallet_and_phones(&config, &tsp, switch_addr, &clock, &random, &watcher)?,
+            Some(_) => wallet_and_phones(
+                &config,
+                &tsp,
+                gateway.clone(),
+                switch_addr,
+                &clock,
+                &random,
+                &watcher,
+            )?,
             None => Router::new(),
         });
     // Every error in JSON, including the framework's own (404, 405, 413, bad path values).
@@ -496,6 +504,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
 fn wallet_and_phones(
     config: &AppConfig,
     tsp: &Arc<Tsp>,
+    gateway: Option<Arc<cloudpass_gateway::Gateway>>,
     switch_addr: std::net::SocketAddr,
     clock: &Arc<dyn Clock>,
     random: &Arc<dyn Random>,
@@ -515,6 +524,7 @@ fn wallet_and_phones(
             handsets: Arc::clone(&handsets),
             random: Arc::clone(random),
         }),
+        gateway,
         Arc::clone(clock),
         Arc::clone(random),
     ));

@@ -11,12 +11,15 @@ use std::time::Duration;
 
 use cloudpass_core::device::DeviceKind;
 use cloudpass_core::{Clock, Currency, Money, Random};
+use cloudpass_iso8583::emv_data::TerminalData;
 use cloudpass_iso8583::link::Link;
 use cloudpass_sim::handset::{HandsetError, Handsets};
 use cloudpass_sim::phone_page::{AppUser, PhoneApp, PhoneSimulator};
 use cloudpass_sim::pos::{Pos, TerminalConfig};
 use cloudpass_wallet::Wallet;
-use cloudpass_wallet::devices::{ChannelError, Delivery, DeviceChannel, PairedDevice};
+use cloudpass_wallet::devices::{
+    ChannelError, Delivery, DeviceChannel, InAppCryptogram, PairedDevice,
+};
 use cloudpass_wallet::session::{self, CSRF_COOKIE, LANGUAGE_COOKIE, SESSION_COOKIE};
 use tokio::sync::watch;
 
@@ -67,6 +70,25 @@ impl DeviceChannel for HandsetChannel {
         self.handsets
             .remove(device_id, token_id)
             .map_err(|e| ChannelError(e.to_string()))
+    }
+
+    fn in_app(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        token_id: &str,
+        terminal: &TerminalData,
+    ) -> Result<InAppCryptogram, ChannelError> {
+        let presented = self
+            .handsets
+            .in_app(user_id, device_id, token_id, terminal)
+            .map_err(|e| ChannelError(e.to_string()))?;
+        Ok(InAppCryptogram {
+            token: presented.token,
+            expiry: presented.expiry,
+            field55: presented.cryptogram.field55,
+            needs_password: presented.cryptogram.needs_password,
+        })
     }
 
     fn signed_out(&self, device_id: &str) -> Result<(), ChannelError> {

@@ -19,6 +19,7 @@ use support::network::balance;
 on_both_backends!(
     a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos,
     the_app_itself_pays_by_hce_after_the_banks_code_and_a_lost_report_stops_it,
+    the_app_pays_a_tn_with_its_own_card_and_asks_the_password_over_the_limit,
 );
 
 const PASSWORD: &str = "quick pass 2026";
@@ -314,5 +315,94 @@ async fn the_app_itself_pays_by_hce_after_the_banks_code_and_a_lost_report_stops
         "00（交易成功）"
     );
     browser::screenshot(&page, &format!("phone-2-approved-zh-{backend:?}")).await;
+    app.stop().await;
+}
+
+/// A TN of the sandbox merchant for `amount` fen, issued over UPACP (appTransReq.do).
+async fn issue_tn(app: &TestApp, order_id: &str, amount: u64) -> String {
+    let merchant = support::upacp::Merchant::sandbox(&app.base, &app.data_dir);
+    let answer = merchant
+        .post(
+            "/gateway/api/appTransReq.do",
+            merchant.consume(order_id, amount),
+        )
+        .await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    answer.get("tn").unwrap().to_owned()
+}
+
+/// Opens the app's payment screen of `tn` and pays with the first card, typing `password`
+/// when the app asks for it; returns the page's `data-status` of the result.
+async fn pay_in_app(
+    page: &chromiumoxide::Page,
+    app: &TestApp,
+    tn: &str,
+    password: Option<&str>,
+) -> String {
+    page.goto(format!("{}/wallet/pay?tn={tn}", app.base))
+        .await
+        .unwrap();
+    browser::wait_for(page, "#pay").await;
+    match password {
+        Some(password) => {
+            browser::click_to(page, "#pay", "#password").await;
+            browser::fill(page, "#password", password).await;
+            browser::click_to(page, "#pay", "#result").await;
+        }
+        None => {
+            browser::click_to(page, "#pay", "#result").await;
+        }
+    }
+    page.evaluate("document.querySelector('#result').dataset.status")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap()
+}
+
+async fn the_app_pays_a_tn_with_its_own_card_and_asks_the_password_over_the_limit(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    let chromium = Browser::launch().await;
+    let page = sign_up_with_a_card(&app, &chromium, "13900000103").await;
+    // No card on the app yet: the payment screen says where to add one.
+    let tn = issue_tn(&app, "APPPAY0001", 1_250).await;
+    page.goto(format!("{}/wallet/pay?tn={tn}", app.base))
+        .await
+        .unwrap();
+    browser::wait_for(&page, "#no-cards").await;
+    // The app itself as a device, the debit card on it.
+    browser::click_to(&page, "a[href='/wallet/devices']", "#devices-empty").await;
+    page.evaluate("document.querySelector('#choice').value = 'app'")
+        .await
+        .unwrap();
+    browser::click_to(&page, "#add-device", "#notice").await;
+    browser::click_to(&page, "#device-1 button.add-to-device", "#notice").await;
+
+    // Within the card's online no-PIN limit (500.00): paid at once, debit told apart.
+    let before = balance(&app, CMB_DEBIT).await;
+    assert_eq!(pay_in_app(&page, &app, &tn, None).await, "paid");
+    assert_eq!(browser::text(&page, "#headline").await.unwrap(), "Paid");
+    assert_eq!(browser::text(&page, "#amount").await.unwrap(), "12.50 CNY");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before - 1_250);
+    browser::screenshot(&page, &format!("wallet-7-paid-in-app-{backend:?}")).await;
+    // Paid once: the same TN again is no longer payable.
+    page.goto(format!("{}/wallet/pay?tn={tn}", app.base))
+        .await
+        .unwrap();
+    let error = browser::wait_for(&page, "#error").await;
+    assert!(error.starts_with("No payable order"), "{error}");
+
+    // Over the limit: the app asks for the payment password; a wrong one is refused by the
+    // bank and moves nothing, the right one pays.
+    let tn = issue_tn(&app, "APPPAY0002", 80_000).await;
+    assert_eq!(pay_in_app(&page, &app, &tn, Some("999999")).await, "failed");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before - 1_250);
+    let tn = issue_tn(&app, "APPPAY0003", 80_000).await;
+    assert_eq!(pay_in_app(&page, &app, &tn, Some(CMB_PIN)).await, "paid");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before - 81_250);
+    let html = page.content().await.unwrap();
+    assert!(!html.contains(CMB_DEBIT) && !html.contains(CMB_PIN));
     app.stop().await;
 }

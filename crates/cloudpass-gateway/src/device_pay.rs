@@ -1,0 +1,127 @@
+//! Paying a TN with a device card inside the Cloud QuickPass app (控件支付's payment): the
+//! app's device card makes an in-app cryptogram over the terminal data the gateway gives for
+//! the order, with the payment password when the card's online no-PIN limit asks for it; the
+//! gateway, as the e-commerce acquirer, sends it to the switch as an in-app purchase (the
+//! switch maps the token, checks the cryptogram and the token's in-app domain, and the bank
+//! the password). The order moves as a card payment does (`pay`): marked paying before it
+//! leaves, settled by the answer, announced to the merchant when paid.
+
+use cloudpass_acquirer::{AcquirerError, Presentment, Purchase};
+use cloudpass_core::card_number::mask_digits;
+use cloudpass_core::order::OrderEvent;
+use cloudpass_core::{AccountNumber, Currency, Expiry, Money, Token};
+use cloudpass_crypto::Pin;
+use cloudpass_iso8583::emv_data::TerminalData;
+
+use crate::Gateway;
+use crate::pay::{CardKind, PaidWith, PayError, PayResult, Sending};
+
+/// An order as the app's payment screen shows it, with the terminal data its cryptogram
+/// must cover.
+#[derive(Debug, Clone)]
+pub struct DeviceOrder {
+    pub tn: String,
+    pub mer_id: String,
+    pub order_id: String,
+    pub amount: Money,
+    pub terminal: TerminalData,
+}
+
+/// A device card's payment of one TN.
+pub struct DevicePayment<'a> {
+    pub token: &'a Token,
+    pub expiry: Expiry,
+    /// Field 55: the device's in-app cryptogram over [`DeviceOrder::terminal`].
+    pub field55: &'a [u8],
+    /// The payment password, when the device asked for it.
+    pub password: Option<&'a Pin>,
+    pub kind: CardKind,
+}
+
+impl Gateway {
+    /// The payable order `tn` and fresh terminal data (its amount, the merchant's date, a new
+    /// unpredictable number) for a device's in-app cryptogram.
+    pub async fn device_order(&self, tn: &str) -> Result<DeviceOrder, PayError> {
+        let order = self.payable_order(tn).await?;
+        let amount = Money::new(u64::try_from(order.amount).unwrap_or(0), Currency::CNY);
+        let days = self
+            .merchant_now_millis(&order.mer_id)
+            .div_euclid(86_400_000);
+        let (year, month, day) = cloudpass_core::clock::civil_from_days(days);
+        let bcd = |n: i64| {
+            let n = u8::try_from(n.rem_euclid(100)).unwrap_or(0);
+            ((n / 10) << 4) | (n % 10)
+        };
+        let mut unpredictable_number = [0u8; 4];
+        self.random.fill(&mut unpredictable_number);
+        Ok(DeviceOrder {
+            tn: order.tn,
+            mer_id: order.mer_id,
+            order_id: order.order_id,
+            amount,
+            terminal: TerminalData {
+                amount: amount.minor_units(),
+                other_amount: 0,
+                country: 156,
+                currency: Currency::CNY.numeric(),
+                tvr: [0; 5],
+                date: [bcd(year), bcd(i64::from(month)), bcd(i64::from(day))],
+                transaction_type: 0,
+                unpredictable_number,
+            },
+        })
+    }
+
+    /// Pays the order `tn` with a device card's in-app cryptogram.
+    pub async fn pay_with_device(
+        &self,
+        tn: &str,
+        payment: &DevicePayment<'_>,
+    ) -> Result<PayResult, PayError> {
+        let order = self.payable_order(tn).await?;
+        let terminal = self
+            .acquirer
+            .get()
+            .cloned()
+            .ok_or(PayError::NetworkNotReady)?;
+        let prepared = terminal
+            .prepare_purchase(&Purchase {
+                account: payment.token,
+                expiry: Some(payment.expiry),
+                amount: Money::new(u64::try_from(order.amount).unwrap_or(0), Currency::CNY),
+                field55: payment.field55,
+                presentment: Presentment::InApp,
+                pin: payment.password,
+            })
+            .map_err(|error| {
+                tracing::warn!(error = %error, tn = %order.tn, "gateway: the in-app authorization could not be built");
+                PayError::NetworkNotReady
+            })?;
+        let (stan, time) = (
+            prepared.stan().to_owned(),
+            prepared.transmission_time().to_owned(),
+        );
+        let paying = self
+            .record(order, OrderEvent::PaymentSent, |row| {
+                row.auth_stan = Some(stan);
+                row.auth_transmission_time = Some(time);
+            })
+            .await?;
+        let sent = match terminal.send_prepared(prepared).await {
+            Ok(outcome) => Sending::Answered(outcome),
+            Err(AcquirerError::Link(error)) => {
+                tracing::warn!(error = %error, tn = %paying.tn, "gateway: the in-app authorization's fate is unknown");
+                Sending::Unknown
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, tn = %paying.tn, "gateway: the in-app authorization could not be sent");
+                Sending::NeverLeft
+            }
+        };
+        let paid_with = PaidWith {
+            masked: mask_digits(payment.token.expose()),
+            kind: payment.kind,
+        };
+        self.settle(paying, &paid_with, sent).await
+    }
+}

@@ -1,0 +1,210 @@
+//! The app's payment pages: `GET /wallet/pay?tn=…` (the confirm screen) and `POST
+//! /wallet/pay` (the payment, or the password step), each a page that says what happened.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use cloudpass_gateway::PayError;
+
+use crate::app_pay::{AppCard, AppPaid, AppPayError};
+use crate::http::{Visit, posted_by_person, signed_in};
+use crate::texts::{self, Language, Texts};
+use crate::{SignedIn, Wallet};
+
+#[derive(Template)]
+#[template(path = "pay.html")]
+struct PayPage<'a> {
+    t: &'a Texts,
+    csrf: &'a str,
+    tn: &'a str,
+    amount: String,
+    merchant: String,
+    order_id: String,
+    cards: Vec<AppCard>,
+    chosen: &'a str,
+    ask_password: bool,
+    error: Option<String>,
+    result: Option<Shown>,
+}
+
+/// A payment's outcome as the page shows it.
+struct Shown {
+    /// The order's amount, read before it was paid.
+    amount: String,
+    paid: bool,
+    status: &'static str,
+    resp_code: &'static str,
+    message: String,
+    card: String,
+    query_id: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct PayQuery {
+    tn: Option<String>,
+    lang: Option<String>,
+}
+
+/// What the page needs to know of one step.
+struct Step<'a> {
+    tn: &'a str,
+    chosen: &'a str,
+    ask_password: bool,
+    error: Option<String>,
+    result: Option<Shown>,
+}
+
+/// The confirm screen of `tn` for `person`, or the page that says why there is none.
+async fn render(
+    wallet: &Wallet,
+    visit: Visit,
+    person: &SignedIn,
+    status: StatusCode,
+    step: Step<'_>,
+) -> Response {
+    let t = visit.texts();
+    let csrf = visit.csrf.clone();
+    let (amount, merchant, order_id) = match wallet.app_pay.order(step.tn).await {
+        Ok(order) => (
+            format!("{} CNY", order.amount.to_decimal_string()),
+            order.mer_id,
+            order.order_id,
+        ),
+        // A paid order is no longer payable: the result still shows.
+        Err(_) if step.result.is_some() => (String::new(), String::new(), String::new()),
+        Err(error) => {
+            let message = pay_error(visit.language, t, &error);
+            let page = PayPage {
+                t,
+                csrf: &csrf,
+                tn: step.tn,
+                amount: String::new(),
+                merchant: String::new(),
+                order_id: String::new(),
+                cards: Vec::new(),
+                chosen: "",
+                ask_password: false,
+                error: Some(message),
+                result: None,
+            };
+            return visit.page(StatusCode::NOT_FOUND, &page);
+        }
+    };
+    let cards = wallet
+        .app_pay
+        .cards(&wallet.devices, person)
+        .await
+        .unwrap_or_default();
+    let page = PayPage {
+        t,
+        csrf: &csrf,
+        tn: step.tn,
+        amount,
+        merchant,
+        order_id,
+        cards,
+        chosen: step.chosen,
+        ask_password: step.ask_password,
+        error: step.error,
+        result: step.result,
+    };
+    visit.page(status, &page)
+}
+
+fn pay_error(language: Language, t: &Texts, error: &AppPayError) -> String {
+    match (language, error) {
+        (
+            _,
+            AppPayError::Gateway(
+                PayError::UnknownTn | PayError::NotPayable(_) | PayError::TimedOut,
+            ),
+        ) => t.pay_no_order.into(),
+        (_, AppPayError::NoCard) => t.pay_no_cards.into(),
+        (_, AppPayError::Device(device)) => texts::device_error(language, device),
+        (Language::Chinese, AppPayError::BadPassword) => "支付密码为 6 位数字。".into(),
+        (Language::Chinese, AppPayError::Gateway(PayError::NetworkNotReady)) => {
+            "支付网络暂未就绪，请稍后再试。".into()
+        }
+        (_, other) => other.to_string(),
+    }
+}
+
+pub(crate) async fn show(
+    State(wallet): State<Arc<Wallet>>,
+    Query(query): Query<PayQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
+    let Some((_, person)) = signed_in(&wallet, &headers).await else {
+        return visit.redirect("/wallet/login", None);
+    };
+    let tn = query.tn.unwrap_or_default();
+    let step = Step {
+        tn: &tn,
+        chosen: "",
+        ask_password: false,
+        error: None,
+        result: None,
+    };
+    render(&wallet, visit, &person, StatusCode::OK, step).await
+}
+
+pub(crate) async fn pay(
+    State(wallet): State<Arc<Wallet>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Response> {
+    let (visit, form, person) = posted_by_person(&wallet, &headers, &body).await?;
+    let (tn, token) = (form.text("tn"), form.text("token"));
+    let amount = match wallet.app_pay.order(tn).await {
+        Ok(order) => format!("{} CNY", order.amount.to_decimal_string()),
+        Err(_) => String::new(),
+    };
+    let paid = wallet
+        .app_pay
+        .pay(&wallet.devices, &person, tn, token, form.get("password"))
+        .await;
+    let mut step = Step {
+        tn,
+        chosen: token,
+        ask_password: false,
+        error: None,
+        result: None,
+    };
+    let status = match paid {
+        Ok(AppPaid::NeedsPassword) => {
+            step.ask_password = true;
+            StatusCode::OK
+        }
+        Ok(AppPaid::Done(result)) => {
+            let card = wallet
+                .app_pay
+                .cards(&wallet.devices, &person)
+                .await
+                .ok()
+                .and_then(|cards| cards.into_iter().find(|c| c.token_id == token))
+                .map(|c| format!("…{} · …{}", c.card_last4, c.token_last4))
+                .unwrap_or_default();
+            step.result = Some(Shown {
+                amount,
+                paid: result.status == "paid",
+                status: result.status,
+                resp_code: result.resp_code,
+                message: result.message,
+                card,
+                query_id: result.query_id,
+            });
+            StatusCode::OK
+        }
+        Err(error) => {
+            step.ask_password = matches!(error, AppPayError::BadPassword);
+            step.error = Some(pay_error(visit.language, visit.texts(), &error));
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+    };
+    Ok(render(&wallet, visit, &person, status, step).await)
+}
