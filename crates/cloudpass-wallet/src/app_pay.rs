@@ -35,7 +35,7 @@ pub enum AppPayError {
     Device(#[from] DeviceError),
     #[error("choose one of this app's cards; add a card to the app (HCE) under My devices")]
     NoCard,
-    #[error("the payment password is 6 digits")]
+    #[error("the payment password is 4 to 12 digits")]
     BadPassword,
     #[error("{0}")]
     Gateway(#[from] PayError),

@@ -125,7 +125,7 @@ fn pay_error(language: Language, t: &Texts, error: &AppPayError) -> String {
         ) => t.pay_no_order.into(),
         (_, AppPayError::NoCard) => t.pay_no_cards.into(),
         (_, AppPayError::Device(device)) => texts::device_error(language, device),
-        (Language::Chinese, AppPayError::BadPassword) => "支付密码为 6 位数字。".into(),
+        (Language::Chinese, AppPayError::BadPassword) => "支付密码为 4 至 12 位数字。".into(),
         (Language::Chinese, AppPayError::Gateway(PayError::NetworkNotReady)) => {
             "支付网络暂未就绪，请稍后再试。".into()
         }
@@ -187,7 +187,14 @@ pub(crate) async fn pay(
                 .await
                 .ok()
                 .and_then(|cards| cards.into_iter().find(|c| c.token_id == token))
-                .map(|c| format!("…{} · …{}", c.card_last4, c.token_last4))
+                .map(|c| {
+                    let t = visit.texts();
+                    let kind = if c.credit { t.credit } else { t.debit };
+                    format!(
+                        "…{} {kind} · {} …{}",
+                        c.card_last4, t.token_number, c.token_last4
+                    )
+                })
                 .unwrap_or_default();
             step.result = Some(Shown {
                 amount,

@@ -385,6 +385,8 @@ async fn the_app_pays_a_tn_with_its_own_card_and_asks_the_password_over_the_limi
     assert_eq!(pay_in_app(&page, &app, &tn, None).await, "paid");
     assert_eq!(browser::text(&page, "#headline").await.unwrap(), "Paid");
     assert_eq!(browser::text(&page, "#amount").await.unwrap(), "12.50 CNY");
+    let used = browser::text(&page, "#card-used").await.unwrap();
+    assert!(used.starts_with("…0048 debit · device card …"), "{used}");
     assert_eq!(balance(&app, CMB_DEBIT).await, before - 1_250);
     browser::screenshot(&page, &format!("wallet-7-paid-in-app-{backend:?}")).await;
     // Paid once: the same TN again is no longer payable.
