@@ -401,9 +401,14 @@ async fn browser_consumes_are_refused_with_their_resp_codes(backend: Backend) {
     );
 
     // An order id reused with other bytes: 12.
-    let reused = order_id("DUP");
-    send(shop.consume(&reused, 100, "08")).await;
-    let (status, _, html) = send(shop.consume(&reused, 200, "08")).await;
+    // The same txnTime too: an order is merId + orderId + txnTime, and two forms
+    // built a second apart would be two orders.
+    let first = shop.consume(&order_id("DUP"), 100, "08");
+    send(first.clone()).await;
+    let mut other_bytes = first;
+    other_bytes.set("txnAmt", "200");
+    signing::sign_rsa(&mut other_bytes, &shop.key).unwrap();
+    let (status, _, html) = send(other_bytes).await;
     assert_eq!(status, 400);
     assert!(html.contains("respCode 12"), "{html}");
 
