@@ -103,8 +103,20 @@ async fn front_trans(State(gateway): State<Arc<Gateway>>, body: Bytes) -> Respon
     }
 }
 
-async fn page(State(gateway): State<Arc<Gateway>>, Path(tn): Path<String>) -> Response {
-    html(gateway.page(&tn).await)
+/// `?sdk_flow=…&sdk_return=…`: the payment SDK sent the payer (see `sdk`).
+#[derive(serde::Deserialize)]
+struct PageQuery {
+    sdk_flow: Option<String>,
+    sdk_return: Option<String>,
+}
+
+async fn page(
+    State(gateway): State<Arc<Gateway>>,
+    Path(tn): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<PageQuery>,
+) -> Response {
+    let sdk = crate::sdk::SdkVisit::read(query.sdk_flow.as_deref(), query.sdk_return.as_deref());
+    html(gateway.page(&tn, sdk).await)
 }
 
 async fn page_card(

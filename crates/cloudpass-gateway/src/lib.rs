@@ -27,6 +27,7 @@ mod pending;
 mod query;
 mod returns;
 pub mod sandbox_clock;
+pub mod sdk;
 mod sms;
 mod tn;
 mod unanswered;

@@ -21,6 +21,7 @@ use cloudpass_upacp::code::RespCode;
 
 use crate::Gateway;
 use crate::pay::{CardKind, PayError, PayRequest, TestCard};
+use crate::sdk::{self, SdkFlow, SdkVisit};
 
 /// What a page request produced: an HTML page and its HTTP status, with the origin the page's
 /// forms may post to besides the gateway itself (the merchant's `frontUrl`).
@@ -38,6 +39,12 @@ struct OrderView {
     order_id: String,
     /// Yuan with two decimals.
     amount: String,
+    /// The SDK sent the payer here: every form carries the visit on.
+    sdk: Option<SdkVisit>,
+    /// `?sdk_flow=…&sdk_return=…` for links back to the page, or empty.
+    sdk_query: String,
+    /// The institution's page with the result (or the payer's giving up) as it now stands.
+    sdk_back: Option<String>,
 }
 
 #[derive(Template)]
@@ -103,6 +110,8 @@ struct RefusedPage<'a> {
     title: &'a str,
     message: &'a str,
     resp_code: Option<&'static str>,
+    /// Back to the institution's page, when the SDK sent the payer here.
+    back: Option<String>,
 }
 
 /// The path of the page of `tn`, and of its two form posts.
@@ -157,6 +166,7 @@ pub fn refused_page(status: u16, title: &str, message: &str, code: Option<RespCo
             title,
             message,
             resp_code: code.map(RespCode::code),
+            back: None,
         },
     )
 }
@@ -170,24 +180,25 @@ fn origin(url: &str) -> Option<String> {
 
 impl Gateway {
     /// `GET /gateway/pay/{tn}`: the card step, or the result when the order is past it.
-    pub async fn page(&self, tn: &str) -> Page {
-        match self.page_order(tn).await {
-            Ok(order) => self.page_for(&order, None).await,
+    pub async fn page(&self, tn: &str, sdk: Option<SdkVisit>) -> Page {
+        match self.sdk_page_order(tn, sdk.as_ref()).await {
+            Ok(order) => self.page_for(&order, None, sdk.as_ref()).await,
             Err(page) => page,
         }
     }
 
     /// `POST /gateway/pay/{tn}/card`: the card number read, then the step its kind needs.
     pub async fn page_card(&self, tn: &str, body: &[u8]) -> Page {
-        let order = match self.page_order(tn).await {
+        let form = Form::parse_urlencoded(body).unwrap_or_default();
+        let sdk = posted_visit(&form);
+        let order = match self.sdk_page_order(tn, sdk.as_ref()).await {
             Ok(order) => order,
             Err(page) => return page,
         };
         if !self.payable(&order) {
-            return self.page_for(&order, None).await;
+            return self.page_for(&order, None, sdk.as_ref()).await;
         }
-        let form = Form::parse_urlencoded(body).unwrap_or_default();
-        let view = self.view(&order).await;
+        let view = self.view(&order, sdk.as_ref()).await;
         let (pan, kind) = match self.checked_card(tn, form.get("card_number").unwrap_or_default()) {
             Ok(card) => card,
             Err(error) => return self.card_page(&view, Some(&error.to_string())),
@@ -210,11 +221,12 @@ impl Gateway {
     /// `POST /gateway/pay/{tn}/confirm`: the payment, then its result; a mistake the payer
     /// can correct shows the step again with what was wrong.
     pub async fn page_confirm(&self, tn: &str, body: &[u8]) -> Page {
-        let order = match self.page_order(tn).await {
+        let form = Form::parse_urlencoded(body).unwrap_or_default();
+        let sdk = posted_visit(&form);
+        let order = match self.sdk_page_order(tn, sdk.as_ref()).await {
             Ok(order) => order,
             Err(page) => return page,
         };
-        let form = Form::parse_urlencoded(body).unwrap_or_default();
         let request = PayRequest {
             card_number: form.get("card_number").unwrap_or_default().to_owned(),
             sms_code: form.get("sms_code").unwrap_or_default().to_owned(),
@@ -225,7 +237,7 @@ impl Gateway {
             phone: form.non_blank("phone").map(str::to_owned),
             id_number: form.non_blank("id_number").map(str::to_owned),
         };
-        let view = self.view(&order).await;
+        let view = self.view(&order, sdk.as_ref()).await;
         if let Some((pan, kind)) = self.card_kind_of(&request.card_number)
             && let Some(holder) = self.payer.holder(&pan)
             && (request.holder_name.is_none()
@@ -236,7 +248,7 @@ impl Gateway {
         }
         match self.pay(tn, &request).await {
             Ok(_) => match self.page_order(tn).await {
-                Ok(order) => self.page_for(&order, None).await,
+                Ok(order) => self.page_for(&order, None, sdk.as_ref()).await,
                 Err(page) => page,
             },
             Err(
@@ -263,7 +275,10 @@ impl Gateway {
                     &error.to_string(),
                     None,
                 ),
-                Ok(order) => self.page_for(&order, Some(&error.to_string())).await,
+                Ok(order) => {
+                    self.page_for(&order, Some(&error.to_string()), sdk.as_ref())
+                        .await
+                }
                 Err(page) => page,
             },
         }
@@ -296,12 +311,36 @@ impl Gateway {
         }
     }
 
-    fn payable(&self, order: &OrderRow) -> bool {
+    pub(crate) fn payable(&self, order: &OrderRow) -> bool {
         order.status == OrderStatus::Issued.as_str()
             && self.merchant_now_seconds(&order.mer_id) <= order.pay_timeout
     }
 
-    async fn view(&self, order: &OrderRow) -> OrderView {
+    /// The order `tn` for a page, refused when the SDK's WAP pay brought the payer and the
+    /// merchant lacks the SDK-WAP permission.
+    async fn sdk_page_order(&self, tn: &str, sdk: Option<&SdkVisit>) -> Result<OrderRow, Page> {
+        let order = self.page_order(tn).await?;
+        if sdk.is_some_and(|visit| visit.flow == SdkFlow::Wap) {
+            let merchant = self.merchant(&order.mer_id).await.ok().flatten();
+            if !merchant.is_some_and(|merchant| merchant.permissions.sdk_wap) {
+                let back = sdk.map(|visit| sdk::return_link(&visit.return_url, "fail", None));
+                return Err(render(
+                    403,
+                    &RefusedPage {
+                        title: "This merchant cannot take WAP pay 商户未开通 WAP 支付",
+                        message: "The merchant has not been granted WAP pay through the payment \
+                                  SDK (SDK WAP). Go back and pay another way, or with the Cloud \
+                                  QuickPass app.",
+                        resp_code: Some(RespCode::NoPermission.code()),
+                        back,
+                    },
+                ));
+            }
+        }
+        Ok(order)
+    }
+
+    async fn view(&self, order: &OrderRow, sdk: Option<&SdkVisit>) -> OrderView {
         let merchant = self.merchant(&order.mer_id).await.ok().flatten();
         OrderView {
             tn: order.tn.clone(),
@@ -311,6 +350,9 @@ impl Gateway {
             mer_id: order.mer_id.clone(),
             order_id: order.order_id.clone(),
             amount: format!("{}.{:02}", order.amount / 100, order.amount % 100),
+            sdk: sdk.cloned(),
+            sdk_query: sdk.map(SdkVisit::query).unwrap_or_default(),
+            sdk_back: sdk.map(|visit| self.sdk_return(order, visit)),
         }
     }
 
@@ -368,7 +410,7 @@ impl Gateway {
             if error.is_some() { 422 } else { 200 },
             &DetailsPage {
                 order,
-                page_path: page_path(&order.tn),
+                page_path: format!("{}{}", page_path(&order.tn), order.sdk_query),
                 confirm_path: confirm_path(&order.tn),
                 card_number: pan.expose(),
                 card_masked: mask_digits(pan.expose()),
@@ -385,8 +427,8 @@ impl Gateway {
 
     /// The page an order's state calls for: the card step while it can be paid, else its
     /// result (`note` says why a payment just asked for was not taken).
-    async fn page_for(&self, order: &OrderRow, note: Option<&str>) -> Page {
-        let view = self.view(order).await;
+    async fn page_for(&self, order: &OrderRow, note: Option<&str>, sdk: Option<&SdkVisit>) -> Page {
+        let view = self.view(order, sdk).await;
         let card_details = self.card_details(&order.mer_id).await;
         if self.payable(order) {
             return self.card_page(&view, note);
@@ -463,6 +505,11 @@ impl Gateway {
             ),
         }
     }
+}
+
+/// The SDK visit a page's form carried on.
+fn posted_visit(form: &Form) -> Option<SdkVisit> {
+    SdkVisit::read(form.get(sdk::FLOW_FIELD), form.get(sdk::RETURN_FIELD))
 }
 
 fn capitalized(text: &str) -> String {

@@ -232,7 +232,7 @@ impl PayError {
     }
 }
 
-fn unavailable(error: StoreError) -> PayError {
+pub(crate) fn unavailable(error: StoreError) -> PayError {
     tracing::error!(error = %error, "gateway: the order book failed during a payment");
     PayError::Unavailable
 }

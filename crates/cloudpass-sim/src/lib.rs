@@ -3,6 +3,8 @@
 //!
 //! - [`issuer_host`]: a bank — its side of the token service's issuer protocol, its SMS
 //!   inbox, its back office.
+//! - [`demo_shop`]: the demo institution (`/demo-merchant`), a shop that pays through the
+//!   gateway's UPACP API with its own merchant certificates.
 //! - [`phone`]: a device card — its keys, its ATC, its cryptograms.
 //! - [`handset`]: the phones and watches people sign the app in on, holding device cards.
 //! - [`phone_page`]: the phone simulator's page (`/phone`): tap a device card at a POS.
@@ -10,6 +12,7 @@
 //! - [`webhook_sink`]: the wallets' and banks' notification receivers.
 
 pub mod bank;
+pub mod demo_shop;
 pub mod handset;
 pub mod issuer_host;
 pub mod issuer_iso;

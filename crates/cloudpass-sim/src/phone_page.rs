@@ -60,6 +60,10 @@ pub trait PhoneApp: Send + Sync {
     ) -> BoxFuture<'a, Result<(), String>>;
     /// The `Set-Cookie` value that remembers the app's language (`zh` or `en`).
     fn language_cookie(&self, code: &'static str) -> String;
+    /// Whether the app is installed on the phone of this browser (the request's cookies).
+    fn installed(&self, cookies: Option<&str>) -> bool;
+    /// The `Set-Cookie` value that installs or removes the app on this browser's phone.
+    fn installed_cookie(&self, installed: bool) -> String;
 }
 
 pub struct PhoneSimulator {
@@ -78,6 +82,7 @@ pub fn router(simulator: Arc<PhoneSimulator>) -> Router {
     Router::new()
         .route("/phone", get(show))
         .route("/phone/tap", post(tap))
+        .route("/phone/app", post(install))
         .with_state(simulator)
 }
 
@@ -114,6 +119,11 @@ struct Words {
     bad_pin: &'static str,
     pos_offline: &'static str,
     phone_failed: &'static str,
+    app_installed: &'static str,
+    app_not_installed: &'static str,
+    app_why: &'static str,
+    install: &'static str,
+    uninstall: &'static str,
 }
 
 const CHINESE: Words = Words {
@@ -148,6 +158,11 @@ const CHINESE: Words = Words {
     bad_pin: "密码为 4 至 12 位数字。",
     pos_offline: "POS 无法连接交换中心，请稍后再试。",
     phone_failed: "手机无法完成支付：",
+    app_installed: "这部手机已安装云闪付 App。",
+    app_not_installed: "这部手机未安装云闪付 App。",
+    app_why: "商户 H5 页面调起支付（CloudPass.startPay）时：已安装且已登录，在 App 内确认付款（控件支付）；已安装未登录，进入云闪付收银台；未安装，在商户页面内 WAP 支付。",
+    install: "安装云闪付 App",
+    uninstall: "卸载云闪付 App",
 };
 
 const ENGLISH: Words = Words {
@@ -182,6 +197,11 @@ const ENGLISH: Words = Words {
     bad_pin: "A PIN is 4 to 12 digits.",
     pos_offline: "The POS cannot reach the switch; try again shortly.",
     phone_failed: "The phone could not pay: ",
+    app_installed: "Cloud QuickPass is installed on this phone.",
+    app_not_installed: "Cloud QuickPass is not installed on this phone.",
+    app_why: "When a shop's page starts a payment (CloudPass.startPay): installed and logged in, you confirm it in the app (control pay); installed and logged out, the Cloud QuickPass cashier opens; not installed, you pay by WAP inside the shop's page.",
+    install: "Install Cloud QuickPass",
+    uninstall: "Uninstall Cloud QuickPass",
 };
 
 /// A PIN pad waiting for the PIN of one tap.
@@ -214,6 +234,8 @@ struct PhonePage<'a> {
     result: Option<TapResult>,
     error: Option<String>,
     terminal_id: &'a str,
+    /// Whether the app is installed on this browser's phone.
+    installed: bool,
 }
 
 fn words(language: &str) -> &'static Words {
@@ -260,6 +282,7 @@ fn page(status: StatusCode, template: &PhonePage<'_>) -> Response {
 struct Answer<'a> {
     simulator: &'a PhoneSimulator,
     user: Option<&'a AppUser>,
+    installed: bool,
 }
 
 impl Answer<'_> {
@@ -286,6 +309,7 @@ impl Answer<'_> {
                 result,
                 error,
                 terminal_id: &self.simulator.pos.config().terminal_id,
+                installed: self.installed,
             },
         )
     }
@@ -313,6 +337,7 @@ async fn show(
     let mut response = Answer {
         simulator: &simulator,
         user: user.as_ref(),
+        installed: simulator.app.installed(cookies(&headers)),
     }
     .render(StatusCode::OK, None, None, None);
     if let Some(cookie) =
@@ -374,6 +399,7 @@ async fn tap(
     let answer = Answer {
         simulator: &simulator,
         user: Some(&user),
+        installed: simulator.app.installed(cookie_header),
     };
     let form = TapForm::parse(&body);
     if user.csrf.is_empty() || !bool::from(form.csrf.as_bytes().ct_eq(user.csrf.as_bytes())) {
@@ -389,6 +415,32 @@ async fn tap(
         Ok(Paid::Done(result)) => answer.render(StatusCode::OK, None, Some(result), None),
         Err(message) => answer.render(StatusCode::UNPROCESSABLE_ENTITY, None, None, Some(message)),
     }
+}
+
+/// `POST /phone/app` (`installed=1` or `0`): installs or removes the app on this browser's
+/// phone, a setting of the simulator rather than of an account, so it needs no sign-in. A
+/// form another site makes the browser post is refused (the browser's `Sec-Fetch-Site`).
+async fn install(
+    State(simulator): State<Arc<PhoneSimulator>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if matches!(site, Some("cross-site" | "same-site")) {
+        return (
+            StatusCode::FORBIDDEN,
+            "This form can only be posted from /phone.",
+        )
+            .into_response();
+    }
+    let installed = form_urlencoded::parse(&body).any(|(k, v)| k == "installed" && v == "1");
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    headers.insert(LOCATION, HeaderValue::from_static("/phone"));
+    if let Ok(cookie) = HeaderValue::from_str(&simulator.app.installed_cookie(installed)) {
+        headers.append(SET_COOKIE, cookie);
+    }
+    response
 }
 
 enum Paid {

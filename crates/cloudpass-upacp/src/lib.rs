@@ -10,10 +10,12 @@
 //!   with the right `respCode` when malformed.
 //! - [`pki`]: the platform's root, middle, signing and encryption certificates in UnionPay's
 //!   shape, and merchants' certificates under them.
+//! - [`app_result`]: the payment control's synchronous result (`result_data`) for the SDK.
 //! - [`time`]: `yyyyMMddHHmmss` Beijing times.
 //!
 //! The facts come from reference/upacp.md §2–§3; docs/upacp.md is the contract.
 
+pub mod app_result;
 pub mod certificate;
 pub mod code;
 pub mod form;

@@ -65,6 +65,11 @@ pub fn router(wallet: Arc<Wallet>) -> Router {
             "/wallet/tsp/notifications",
             axum::routing::post(crate::notifications::receive),
         )
+        .route("/wallet/cashier", get(crate::sdk_pages::cashier))
+        .route("/sdk/cloudpass.js", get(crate::sdk_pages::script))
+        .route("/sdk/start", get(crate::sdk_pages::start))
+        .route("/sdk/route", get(crate::sdk_pages::route_payer))
+        .route("/sdk/return", get(crate::sdk_pages::back_to_merchant))
         .route("/wallet/static/wallet.css", get(style))
         .with_state(wallet)
 }
@@ -77,6 +82,8 @@ struct AccountPage<'a> {
     csrf: &'a str,
     signing_up: bool,
     error: Option<String>,
+    /// The app page to go on to after logging in (from the cashier).
+    next: Option<String>,
 }
 
 #[derive(Template)]
@@ -169,23 +176,31 @@ impl Visit {
         self.finish(response)
     }
 
-    pub(crate) fn redirect(mut self, to: &'static str, cookie: Option<String>) -> Response {
+    /// A 303 to `to`: a path of this site, or the institution's page the SDK named.
+    pub(crate) fn redirect(mut self, to: &str, cookie: Option<String>) -> Response {
         self.set_cookies.extend(cookie);
         let mut response = StatusCode::SEE_OTHER.into_response();
-        response
-            .headers_mut()
-            .insert(LOCATION, HeaderValue::from_static(to));
+        let location =
+            HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/wallet"));
+        response.headers_mut().insert(LOCATION, location);
         self.finish(response)
     }
 
     /// The sign-up (`signing_up`) or log-in form, with what went wrong.
-    fn account_page(self, status: StatusCode, signing_up: bool, error: Option<String>) -> Response {
+    fn account_page(
+        self,
+        status: StatusCode,
+        signing_up: bool,
+        error: Option<String>,
+        next: Option<String>,
+    ) -> Response {
         let (t, csrf) = (self.texts(), self.csrf.clone());
         let page = AccountPage {
             t,
             csrf: &csrf,
             signing_up,
             error,
+            next,
         };
         self.page(status, &page)
     }
@@ -245,6 +260,20 @@ pub(crate) struct PageQuery {
     removed: Option<String>,
     /// What the last change on the devices page did.
     pub(crate) done: Option<String>,
+    /// Where the log-in page goes on to (see [`next_page`]).
+    next: Option<String>,
+}
+
+/// The page to go on to after logging in: a path of the app's own pages only (`/wallet/…`),
+/// never another site.
+fn next_page(next: Option<&str>) -> Option<String> {
+    let next = next?;
+    let safe = next.starts_with("/wallet/")
+        && !next.contains("//")
+        && !next.contains('\\')
+        && next.len() <= 2048
+        && next.chars().all(|c| c.is_ascii_graphic());
+    safe.then(|| next.to_owned())
 }
 
 /// A posted form, read once.
@@ -426,7 +455,12 @@ async fn sign_up_page(
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    Visit::read(&wallet, &headers, query.lang.as_deref()).account_page(StatusCode::OK, true, None)
+    Visit::read(&wallet, &headers, query.lang.as_deref()).account_page(
+        StatusCode::OK,
+        true,
+        None,
+        None,
+    )
 }
 
 async fn log_in_page(
@@ -434,7 +468,13 @@ async fn log_in_page(
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    Visit::read(&wallet, &headers, query.lang.as_deref()).account_page(StatusCode::OK, false, None)
+    let next = next_page(query.next.as_deref());
+    Visit::read(&wallet, &headers, query.lang.as_deref()).account_page(
+        StatusCode::OK,
+        false,
+        None,
+        next,
+    )
 }
 
 /// A posted form with its visit, or the page that refuses it for a missing CSRF token.
@@ -457,11 +497,12 @@ fn signed_in_or_again(
     visit: Visit,
     signing_up: bool,
     outcome: Result<crate::account::NewSession, AccountError>,
+    next: Option<String>,
 ) -> Response {
     match outcome {
         Ok(new) => {
             let cookie = session::set_cookie(SESSION_COOKIE, &new.token, new.max_age_seconds);
-            visit.redirect("/wallet", Some(cookie))
+            visit.redirect(next.as_deref().unwrap_or("/wallet"), Some(cookie))
         }
         Err(error) => {
             let status = match error {
@@ -473,7 +514,7 @@ fn signed_in_or_again(
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             let message = texts::account_error(visit.language, &error);
-            visit.account_page(status, signing_up, Some(message))
+            visit.account_page(status, signing_up, Some(message), next)
         }
     }
 }
@@ -492,7 +533,7 @@ async fn sign_up(
             form.text("password_again"),
         )
         .await;
-    Ok(signed_in_or_again(visit, true, outcome))
+    Ok(signed_in_or_again(visit, true, outcome, None))
 }
 
 async fn log_in(
@@ -502,6 +543,7 @@ async fn log_in(
     body: Bytes,
 ) -> Result<Response, Response> {
     let (visit, form) = posted(&wallet, &headers, &body)?;
+    let next = next_page(form.get("next"));
     let address = peer.map(|Extension(PeerAddr(peer))| peer.ip());
     let now = wallet.clock.now_millis();
     if address.is_some_and(|address| wallet.login_throttle.blocked(address, now)) {
@@ -509,6 +551,7 @@ async fn log_in(
             visit,
             false,
             Err(AccountError::AddressThrottled),
+            next,
         ));
     }
     let outcome = wallet
@@ -520,7 +563,7 @@ async fn log_in(
     {
         wallet.login_throttle.record_failure(address, now);
     }
-    Ok(signed_in_or_again(visit, false, outcome))
+    Ok(signed_in_or_again(visit, false, outcome, next))
 }
 
 async fn log_out(

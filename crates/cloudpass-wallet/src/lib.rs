@@ -15,6 +15,7 @@ pub mod http;
 pub mod notifications;
 pub mod password;
 mod pay_pages;
+mod sdk_pages;
 pub mod session;
 pub mod texts;
 

@@ -12,6 +12,7 @@ use cloudpass_gateway::PayError;
 
 use crate::app_pay::{AppCard, AppPaid, AppPayError};
 use crate::http::{Visit, posted_by_person, signed_in};
+use crate::sdk_pages;
 use crate::texts::{self, Language, Texts};
 use crate::{SignedIn, Wallet};
 
@@ -29,6 +30,10 @@ struct PayPage<'a> {
     ask_password: bool,
     error: Option<String>,
     result: Option<Shown>,
+    /// The institution's page that sent the payer here through the SDK (control pay).
+    return_url: Option<&'a str>,
+    /// Back to it with the order's result, through `/sdk/return`.
+    back: Option<String>,
 }
 
 /// A payment's outcome as the page shows it.
@@ -47,6 +52,9 @@ struct Shown {
 pub(crate) struct PayQuery {
     tn: Option<String>,
     lang: Option<String>,
+    /// The institution's page, when the payment SDK sent the payer (control pay).
+    #[serde(rename = "return")]
+    return_url: Option<String>,
 }
 
 /// What the page needs to know of one step.
@@ -56,6 +64,8 @@ struct Step<'a> {
     ask_password: bool,
     error: Option<String>,
     result: Option<Shown>,
+    /// The institution's page the SDK named, checked.
+    return_url: Option<&'a str>,
 }
 
 /// The confirm screen of `tn` for `person`, or the page that says why there is none.
@@ -68,6 +78,9 @@ async fn render(
 ) -> Response {
     let t = visit.texts();
     let csrf = visit.csrf.clone();
+    let back = step
+        .return_url
+        .map(|url| crate::sdk_pages::return_address(step.tn, url));
     let (amount, merchant, order_id) = match wallet.app_pay.order(step.tn).await {
         Ok(order) => (
             format!("{} CNY", order.amount.to_decimal_string()),
@@ -90,6 +103,8 @@ async fn render(
                 ask_password: false,
                 error: Some(message),
                 result: None,
+                return_url: step.return_url,
+                back,
             };
             return visit.page(StatusCode::NOT_FOUND, &page);
         }
@@ -111,6 +126,8 @@ async fn render(
         ask_password: step.ask_password,
         error: step.error,
         result: step.result,
+        return_url: step.return_url,
+        back,
     };
     visit.page(status, &page)
 }
@@ -139,16 +156,24 @@ pub(crate) async fn show(
     headers: HeaderMap,
 ) -> Response {
     let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
-    let Some((_, person)) = signed_in(&wallet, &headers).await else {
-        return visit.redirect("/wallet/login", None);
-    };
     let tn = query.tn.unwrap_or_default();
+    let return_url = checked_return(query.return_url.as_deref());
+    let Some((_, person)) = signed_in(&wallet, &headers).await else {
+        // Log in, then back to this payment.
+        let here = match return_url {
+            Some(url) => sdk_pages::app_address("/wallet/pay", &tn, url),
+            None => format!("/wallet/pay?tn={}", sdk_pages::encode(&tn)),
+        };
+        let to = format!("/wallet/login?next={}", sdk_pages::encode(&here));
+        return visit.redirect(&to, None);
+    };
     let step = Step {
         tn: &tn,
         chosen: "",
         ask_password: false,
         error: None,
         result: None,
+        return_url,
     };
     render(&wallet, visit, &person, StatusCode::OK, step).await
 }
@@ -174,6 +199,7 @@ pub(crate) async fn pay(
         ask_password: false,
         error: None,
         result: None,
+        return_url: checked_return(form.get("return")),
     };
     let status = match paid {
         Ok(AppPaid::NeedsPassword) => {
@@ -214,4 +240,9 @@ pub(crate) async fn pay(
         }
     };
     Ok(render(&wallet, visit, &person, status, step).await)
+}
+
+/// The institution's page the SDK named, when it is a valid one.
+fn checked_return(url: Option<&str>) -> Option<&str> {
+    url.filter(|url| cloudpass_gateway::sdk::return_url_is_valid(url))
 }

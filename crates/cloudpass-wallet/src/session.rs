@@ -17,6 +17,9 @@ use zeroize::Zeroizing;
 pub const SESSION_COOKIE: &str = "cp_wallet";
 pub const CSRF_COOKIE: &str = "cp_wallet_csrf";
 pub const LANGUAGE_COOKIE: &str = "cp_wallet_lang";
+/// "The app is installed on this phone" (`1`), a per-browser setting made on the phone
+/// simulator: the payment SDK runs the app's flows when it is set and WAP pay when not.
+pub const APP_INSTALLED_COOKIE: &str = "cp_app_installed";
 const TOKEN_BYTES: usize = 32;
 /// The longest a cookie value we read may be.
 const COOKIE_VALUE_MAX: usize = 128;

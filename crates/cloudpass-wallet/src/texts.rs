@@ -128,6 +128,18 @@ pub struct Texts {
     pub not_paid: &'static str,
     pub pay_no_cards: &'static str,
     pub pay_no_order: &'static str,
+    pub sdk_opening: &'static str,
+    pub sdk_continue: &'static str,
+    pub cashier_title: &'static str,
+    pub cashier_by_card: &'static str,
+    pub cashier_log_in: &'static str,
+    pub cashier_log_in_why: &'static str,
+    pub back_to_merchant: &'static str,
+    pub cancel_payment: &'static str,
+    pub sdk_bad_return: &'static str,
+    pub sdk_bad_mode: &'static str,
+    pub sdk_production_mode: &'static str,
+    pub sdk_no_gateway: &'static str,
 }
 
 const CHINESE: Texts = Texts {
@@ -220,6 +232,18 @@ const CHINESE: Texts = Texts {
     not_paid: "支付未成功",
     pay_no_cards: "云闪付 App 中还没有可用于付款的卡。在“我的设备”中添加“云闪付 App（HCE）”，并把银行卡添加到其中。",
     pay_no_order: "找不到可支付的订单，请返回商户重新下单。",
+    sdk_opening: "正在打开云闪付…",
+    sdk_continue: "继续",
+    cashier_title: "云闪付收银台",
+    cashier_by_card: "输入卡号付款",
+    cashier_log_in: "登录云闪付，用已绑定的卡付款",
+    cashier_log_in_why: "登录后可使用已绑定的卡和优惠。",
+    back_to_merchant: "返回商户",
+    cancel_payment: "取消付款，返回商户",
+    sdk_bad_return: "商户页面没有给出有效的返回地址（以 http:// 或 https:// 开头的完整地址，不带 #）。请联系商户。",
+    sdk_bad_mode: "商户页面给出的 mode 无效：应为 \"00\"（生产）或 \"01\"（测试）。请返回商户。",
+    sdk_production_mode: "这里是 cloudpass 测试环境：请以 mode \"01\" 调起支付。请返回商户。",
+    sdk_no_gateway: "支付网关暂不可用，请稍后再试。",
 };
 
 const ENGLISH: Texts = Texts {
@@ -312,6 +336,18 @@ const ENGLISH: Texts = Texts {
     not_paid: "Not paid",
     pay_no_cards: "This app has no card to pay with yet. Under My devices add “This app (HCE)” and put a card onto it.",
     pay_no_order: "No payable order has this number; go back to the merchant and order again.",
+    sdk_opening: "Opening Cloud QuickPass…",
+    sdk_continue: "Continue",
+    cashier_title: "Cloud QuickPass cashier",
+    cashier_by_card: "Pay by card number",
+    cashier_log_in: "Log in and pay with a bound card",
+    cashier_log_in_why: "Your bound cards and discounts are there once you log in.",
+    back_to_merchant: "Back to the merchant",
+    cancel_payment: "Cancel and go back to the merchant",
+    sdk_bad_return: "The merchant's page gave no valid return address (a full http:// or https:// address without #). Please contact the merchant.",
+    sdk_bad_mode: "The merchant's page gave an invalid mode: it must be \"00\" (production) or \"01\" (test). Go back to the merchant.",
+    sdk_production_mode: "This is the cloudpass test environment: start the payment with mode \"01\". Go back to the merchant.",
+    sdk_no_gateway: "The payment gateway is not available; try again shortly.",
 };
 
 /// An account error in the page's language.

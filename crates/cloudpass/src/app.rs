@@ -390,6 +390,16 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         })
         // The Cloud QuickPass app's pages and the phone simulator, beside the sandbox bank
         // their cards come from.
+        // The demo institution: a shop that reaches the gateway over HTTP like any other.
+        .merge(match &gateway {
+            Some(_) => cloudpass_sim::demo_shop::router(Arc::new(crate::sandbox_upacp::demo_shop(
+                &config.data_dir,
+                &base_url,
+                Arc::clone(&clock),
+                Arc::clone(&random),
+            )?)),
+            None => Router::new(),
+        })
         .merge(match &sandbox {
             Some(_) => wallet_and_phones(
                 &config,

@@ -151,6 +151,16 @@ impl PhoneApp for WalletOnPhone {
     fn language_cookie(&self, code: &'static str) -> String {
         session::set_cookie(LANGUAGE_COOKIE, code, 24 * 60 * 60)
     }
+
+    fn installed(&self, cookies: Option<&str>) -> bool {
+        session::cookie(cookies, session::APP_INSTALLED_COOKIE) == Some("1")
+    }
+
+    fn installed_cookie(&self, installed: bool) -> String {
+        // A year: a setting of the phone, as an installed app stays installed.
+        let value = if installed { "1" } else { "0" };
+        session::set_cookie(session::APP_INSTALLED_COOKIE, value, 365 * 24 * 60 * 60)
+    }
 }
 
 /// The phone simulator: the handsets, the app, and a sandbox terminal linked to the switch

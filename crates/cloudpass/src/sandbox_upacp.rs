@@ -20,6 +20,10 @@ use crate::data_dir;
 
 pub const SANDBOX_MER_ID: &str = "777290058110048";
 pub const SANDBOX_MERCHANT_NAME: &str = "cloudpass sandbox merchant";
+/// The demo institution (`/demo-merchant`) and its second merchant number, without the
+/// SDK-WAP permission.
+pub const DEMO_SHOP_MER_ID: &str = "777290058110100";
+pub const DEMO_SHOP_NO_SDK_WAP_MER_ID: &str = "777290058110101";
 /// The secure key (signMethod 11/12) of UnionPay's demos; a sandbox fixture only.
 pub const SANDBOX_SECURE_KEY: &str = "88888888";
 /// The sandbox merchant's PFX password: that of UnionPay's test PFX, so SDK configurations
@@ -83,7 +87,67 @@ pub fn load_or_create(data_dir: &Path, now: i64) -> Result<(PlatformSigner, Merc
         secure_key: Some(Zeroizing::new(SANDBOX_SECURE_KEY.as_bytes().to_vec())),
         permissions: Permissions::ALL,
     });
+    let without_sdk_wap = Permissions {
+        sdk_wap: false,
+        ..Permissions::ALL
+    };
+    for (mer_id, name, permissions) in [
+        (DEMO_SHOP_MER_ID, "cloudpass demo shop", Permissions::ALL),
+        (
+            DEMO_SHOP_NO_SDK_WAP_MER_ID,
+            "cloudpass demo shop (no SDK WAP)",
+            without_sdk_wap,
+        ),
+    ] {
+        let pem = dir.join(format!("merchant-{mer_id}.pem"));
+        if !pem.exists() {
+            issue_merchant(data_dir, mer_id, &dir, now, SANDBOX_PFX_PASSWORD)?;
+        }
+        merchants.add(Merchant {
+            mer_id: mer_id.into(),
+            name: name.into(),
+            certificate: Some(read_certificate(&pem)?),
+            secure_key: None,
+            permissions,
+        });
+    }
     Ok((signer, merchants))
+}
+
+/// The demo institution, with its keys and the platform's CA from the data directory (made
+/// by [`load_or_create`]); it reaches the gateway at `base_url`, over HTTP, as anyone would.
+pub fn demo_shop(
+    data_dir: &Path,
+    base_url: &str,
+    clock: std::sync::Arc<dyn cloudpass_core::Clock>,
+    random: std::sync::Arc<dyn cloudpass_core::Random>,
+) -> Result<cloudpass_sim::demo_shop::DemoShop, String> {
+    use cloudpass_sim::demo_shop::{
+        DemoShop, DemoShopParts, PlatformTrust, ShopMerchant, UpacpClient,
+    };
+    let dir = dir(data_dir);
+    let merchant = |mer_id: &str| -> Result<ShopMerchant, String> {
+        let name = format!("merchant-{mer_id}");
+        Ok(ShopMerchant {
+            mer_id: mer_id.into(),
+            key: RsaSigningKey::from_pkcs8_der(&read_key(&dir.join(format!("{name}.key")))?)
+                .map_err(|e| e.to_string())?,
+            certificate: read_certificate(&dir.join(format!("{name}.pem")))?,
+        })
+    };
+    let trust = PlatformTrust {
+        root: read_certificate(&dir.join("root.pem"))?,
+        middle: read_certificate(&dir.join("middle.pem"))?,
+        signer_name: TEST_SIGNER_NAME.into(),
+    };
+    Ok(DemoShop::new(DemoShopParts {
+        client: UpacpClient::new(base_url.to_owned(), trust).map_err(|e| e.to_string())?,
+        main: merchant(DEMO_SHOP_MER_ID)?,
+        no_sdk_wap: merchant(DEMO_SHOP_NO_SDK_WAP_MER_ID)?,
+        public_base: base_url.to_owned(),
+        clock,
+        random,
+    }))
 }
 
 /// Issues a merchant signing certificate under the platform's middle CA (as UnionPay's test

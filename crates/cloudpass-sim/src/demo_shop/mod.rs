@@ -1,0 +1,262 @@
+//! The demo institution (`/demo-merchant`): a small shop that takes payments through the
+//! cloudpass gateway exactly as an outside institution would — UPACP over HTTP, signed with
+//! its own merchant certificates, every answer and notification verified through the
+//! platform's CA (`client`). No internal shortcut: it holds no handle on the gateway.
+//!
+//! Its checkout ranks the ways to pay as Cloud QuickPass's merchants do: the shop's own
+//! balance first, Cloud QuickPass second (`appTransReq.do` for a TN, then the payment SDK,
+//! which picks control pay, the cashier or WAP pay by itself), a bank card third (API WAP:
+//! `frontTransReq.do`, channelType 08, on the gateway's page). Each order's page shows its
+//! state from `queryTrans.do`, the notification the shop received, the SDK's synchronous
+//! result once the shop's server verified its signature, and a refund (`backTransReq.do`).
+//!
+//! The shop has two merchant numbers: one with the SDK-WAP permission and one without, so
+//! the refusal a merchant without it gets can be seen. Its order book and the visitors'
+//! balances live in memory: it is a stand-in, and a restart opens a new shop.
+
+pub mod client;
+mod pages;
+mod words;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use cloudpass_core::{Clock, Random};
+
+pub use client::{PlatformTrust, ShopMerchant, UpacpClient};
+pub use pages::router;
+
+/// A visitor's shop balance when they first come: 20.00 CNY.
+pub const STARTING_BALANCE_FEN: u64 = 2_000;
+
+/// What the shop sells.
+#[derive(Debug)]
+pub struct Item {
+    pub id: &'static str,
+    pub name_zh: &'static str,
+    pub name_en: &'static str,
+    pub price_fen: u64,
+}
+
+pub const CATALOG: [Item; 3] = [
+    Item {
+        id: "latte",
+        name_zh: "拿铁咖啡",
+        name_en: "Latte",
+        price_fen: 1_250,
+    },
+    Item {
+        id: "notebook",
+        name_zh: "笔记本",
+        name_en: "Notebook",
+        price_fen: 5_800,
+    },
+    Item {
+        id: "headphones",
+        name_zh: "耳机",
+        name_en: "Headphones",
+        price_fen: 29_900,
+    },
+];
+
+/// Which of the shop's merchant numbers an order is taken under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storefront {
+    /// With the SDK-WAP permission.
+    Main,
+    /// Without it.
+    NoSdkWap,
+}
+
+/// How an order is being paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Balance,
+    QuickPass,
+    Card,
+}
+
+impl Method {
+    pub fn code(self) -> &'static str {
+        match self {
+            Method::Balance => "balance",
+            Method::QuickPass => "quickpass",
+            Method::Card => "card",
+        }
+    }
+}
+
+/// One order in the shop's book.
+#[derive(Debug, Clone)]
+pub struct ShopOrder {
+    /// The shop's order number, also its UPACP `orderId`.
+    pub id: String,
+    pub visitor: String,
+    pub item: &'static Item,
+    pub storefront: Storefront,
+    /// `txnTime` of the UPACP order.
+    pub txn_time: String,
+    pub method: Option<Method>,
+    pub tn: Option<String>,
+    pub paid_from_balance: bool,
+    /// What the verified notification said (`respCode`), once one came.
+    pub notified: Option<String>,
+    /// The SDK's synchronous result, once verified.
+    pub app_result: Option<String>,
+    pub refunded_fen: u64,
+}
+
+#[derive(Default)]
+struct Book {
+    orders: BTreeMap<String, ShopOrder>,
+    balances: HashMap<String, u64>,
+}
+
+pub struct DemoShop {
+    client: UpacpClient,
+    main: ShopMerchant,
+    no_sdk_wap: ShopMerchant,
+    /// The shop's address as browsers and the gateway reach it (`http://host:port`): its
+    /// `backUrl`, `frontUrl` and SDK return pages are under it.
+    public_base: String,
+    book: Mutex<Book>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+}
+
+pub struct DemoShopParts {
+    pub client: UpacpClient,
+    pub main: ShopMerchant,
+    pub no_sdk_wap: ShopMerchant,
+    pub public_base: String,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+}
+
+impl DemoShop {
+    pub fn new(parts: DemoShopParts) -> DemoShop {
+        DemoShop {
+            client: parts.client,
+            main: parts.main,
+            no_sdk_wap: parts.no_sdk_wap,
+            public_base: parts.public_base,
+            book: Mutex::new(Book::default()),
+            clock: parts.clock,
+            random: parts.random,
+        }
+    }
+
+    fn merchant(&self, storefront: Storefront) -> &ShopMerchant {
+        match storefront {
+            Storefront::Main => &self.main,
+            Storefront::NoSdkWap => &self.no_sdk_wap,
+        }
+    }
+
+    fn now_seconds(&self) -> i64 {
+        self.clock.now_millis().div_euclid(1_000)
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new order of `item` for `visitor`.
+    pub fn new_order(&self, visitor: &str, item: &'static Item, storefront: Storefront) -> String {
+        let txn_time = cloudpass_upacp::time::format_beijing(self.now_seconds());
+        let id = format!("DS{txn_time}{:06}", self.random.below(1_000_000));
+        let order = ShopOrder {
+            id: id.clone(),
+            visitor: visitor.to_owned(),
+            item,
+            storefront,
+            txn_time,
+            method: None,
+            tn: None,
+            paid_from_balance: false,
+            notified: None,
+            app_result: None,
+            refunded_fen: 0,
+        };
+        self.book().orders.insert(id.clone(), order);
+        id
+    }
+
+    pub fn order(&self, id: &str) -> Option<ShopOrder> {
+        self.book().orders.get(id).cloned()
+    }
+
+    /// The visitor's orders, newest first.
+    pub fn orders_of(&self, visitor: &str) -> Vec<ShopOrder> {
+        let book = self.book();
+        let mut orders: Vec<ShopOrder> = book
+            .orders
+            .values()
+            .filter(|o| o.visitor == visitor)
+            .cloned()
+            .collect();
+        orders.reverse();
+        orders
+    }
+
+    pub fn balance(&self, visitor: &str) -> u64 {
+        self.book()
+            .balances
+            .get(visitor)
+            .copied()
+            .unwrap_or(STARTING_BALANCE_FEN)
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut ShopOrder)) {
+        if let Some(order) = self.book().orders.get_mut(id) {
+            change(order);
+        }
+    }
+
+    /// Pays `id` from its visitor's balance; false when the balance is too low or the order
+    /// already has a way of paying.
+    pub fn pay_from_balance(&self, id: &str) -> bool {
+        let mut book = self.book();
+        let Some(order) = book.orders.get(id).cloned() else {
+            return false;
+        };
+        let balance = book
+            .balances
+            .get(&order.visitor)
+            .copied()
+            .unwrap_or(STARTING_BALANCE_FEN);
+        if order.method.is_some() || balance < order.item.price_fen {
+            return false;
+        }
+        book.balances
+            .insert(order.visitor.clone(), balance - order.item.price_fen);
+        if let Some(order) = book.orders.get_mut(id) {
+            order.method = Some(Method::Balance);
+            order.paid_from_balance = true;
+        }
+        true
+    }
+
+    /// Claims `id` for `method`; false when another way of paying was chosen before.
+    fn choose(&self, id: &str, method: Method) -> bool {
+        let mut book = self.book();
+        match book.orders.get_mut(id) {
+            Some(order) if order.method.is_none() || order.method == Some(method) => {
+                order.method = Some(method);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The shop's page of order `id`, as the SDK and the gateway send the payer back to it.
+    pub fn order_address(&self, id: &str) -> String {
+        format!("{}/demo-merchant/orders/{id}", self.public_base)
+    }
+
+    fn notify_address(&self) -> String {
+        format!("{}/demo-merchant/notify", self.public_base)
+    }
+}
