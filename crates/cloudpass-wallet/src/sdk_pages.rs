@@ -96,6 +96,7 @@ struct CashierPage<'a> {
     t: &'a Texts,
     order: SdkOrder,
     amount: String,
+    return_url: String,
     by_card: String,
     log_in: String,
     cancel: String,
@@ -227,6 +228,7 @@ pub(crate) async fn cashier(
         by_card: hosted_page(&tn, SdkFlow::Cashier, &return_url),
         log_in: format!("/wallet/login?next={}", encode(&control_pay)),
         cancel: return_address(&tn, &return_url),
+        return_url,
         order,
     };
     visit.page(StatusCode::OK, &page)

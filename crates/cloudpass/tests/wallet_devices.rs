@@ -15,6 +15,7 @@ mod support;
 use support::app::*;
 use support::browser::{self, Browser};
 use support::network::balance;
+use support::wallet::{CARD_PHONE, CMB_DEBIT, sign_up_with_a_card};
 
 on_both_backends!(
     a_card_bound_in_the_app_goes_onto_a_phone_and_pays_at_a_pos,
@@ -22,36 +23,9 @@ on_both_backends!(
     the_app_pays_a_tn_with_its_own_card_and_asks_the_password_over_the_limit,
 );
 
-const PASSWORD: &str = "quick pass 2026";
-const CMB_DEBIT: &str = "6226090000000048";
 const CMB_PIN: &str = "111101";
-const CARD_PHONE: &str = "18100000000";
 /// 华夏贷记: its bank wants a texted code before it goes onto a device (yellow).
 const HUAXIA_CREDIT: &str = "6226388000000095";
-
-/// Signs up `phone` (English pages) and binds the sandbox's CMB debit card.
-async fn sign_up_with_a_card(
-    app: &TestApp,
-    chromium: &Browser,
-    phone: &str,
-) -> chromiumoxide::Page {
-    let page = chromium
-        .open(&format!("{}/wallet/signup?lang=en", app.base))
-        .await;
-    browser::wait_for(&page, "#password_again").await;
-    browser::fill(&page, "#phone", phone).await;
-    browser::fill(&page, "#password", PASSWORD).await;
-    browser::fill(&page, "#password_again", PASSWORD).await;
-    browser::click_to(&page, "#submit", "#bind").await;
-    browser::click_to(&page, "#bind", "#card_number").await;
-    browser::fill(&page, "#card_number", CMB_DEBIT).await;
-    browser::fill(&page, "#expiry", "2912").await;
-    browser::click_to(&page, "#next", "#code").await;
-    let code = app.latest_otp(CARD_PHONE).await;
-    browser::fill(&page, "#code", &code).await;
-    browser::click_to(&page, "#confirm", "#notice").await;
-    page
-}
 
 /// Taps `amount` with the first device's default card on the phone simulator; returns the
 /// field 39 the POS got (after the PIN pad, when `pin` is given and the POS asks).

@@ -12,6 +12,7 @@ pub mod browser;
 pub mod network;
 pub mod pki;
 pub mod upacp;
+pub mod wallet;
 
 /// Instantiates each `async fn name(backend: Backend)` of the file as a test on SQLite and
 /// one on PostgreSQL (`sqlite::name`, `postgres::name`).

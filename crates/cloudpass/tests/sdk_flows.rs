@@ -1,0 +1,200 @@
+//! The payment SDK's three flows from the demo institution's checkout, in a real headless
+//! Chromium: the shop (`/demo-merchant`) gets a TN over UPACP with its own certificate, its
+//! page calls `CloudPass.startPay`, and cloudpass picks the flow by itself — WAP pay when the
+//! app is not installed on the phone (the phone simulator's setting), control pay in the app
+//! when it is installed and logged in, the cashier when installed and logged out (by card
+//! number, or by logging in). Each payment is checked where it counts: the order's state
+//! from the shop's query, the notification the shop verified, the synchronous result the
+//! shop's server verified, and the bank's ledger. A merchant without the SDK-WAP permission
+//! is refused, and a refund gives the money back. Screenshots land in `target/screenshots/`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[macro_use]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chromiumoxide::Page;
+use support::app::*;
+use support::browser::{self, Browser};
+use support::network::balance;
+use support::wallet::{CMB_DEBIT, PASSWORD, sign_up_with_a_card};
+
+on_both_backends!(the_three_sdk_flows_pay_from_the_demo_shop_s_checkout);
+
+const CMB_PIN: &str = "111101";
+const LATTE_FEN: i64 = 1_250;
+
+/// The value of `expression` on `page`, polled until it is `expected` (reloading the page
+/// between polls when `reload`), or a panic that says what it was.
+async fn wait_until(page: &Page, expression: &str, expected: &str, reload: bool) {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(value) = page.evaluate(expression).await
+            && let Ok(value) = value.into_value::<String>()
+        {
+            if value == expected {
+                return;
+            }
+            last = value;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if reload {
+            let _ = page.reload().await;
+        }
+    }
+    let html = page.content().await.unwrap_or_default();
+    panic!("{expression} stayed {last:?}, not {expected:?}:\n{html}");
+}
+
+const ORDER_STATE: &str = "document.querySelector('#order').dataset.state";
+const APP_RESULT: &str = "document.querySelector('#app-result').dataset.result";
+const NOTIFIED: &str = "document.querySelector('#notification').dataset.code";
+
+/// From the shop's front page: buys a latte under `storefront` and chooses Cloud QuickPass,
+/// which leads to a page that shows `expect`.
+async fn buy_with_quickpass(page: &Page, app: &TestApp, storefront: &str, expect: &str) {
+    page.goto(format!("{}/demo-merchant?lang=en", app.base))
+        .await
+        .unwrap();
+    browser::wait_for(page, "#buy-latte").await;
+    page.evaluate(format!(
+        "document.querySelector('#storefront-latte').value = '{storefront}'"
+    ))
+    .await
+    .unwrap();
+    browser::click_to(page, "#buy-latte", "#way-quickpass").await;
+    browser::click_to(page, "#pay-quickpass", expect).await;
+}
+
+/// On the gateway's hosted page: pays with the CMB debit card (its SMS code, its holder as
+/// UnionPay's test data has them, and its PIN).
+async fn pay_by_card_number(page: &Page) {
+    browser::fill(page, "#card_number", CMB_DEBIT).await;
+    browser::click_to(page, "#next", "#sms_code").await;
+    browser::fill(page, "#sms_code", "111111").await;
+    browser::fill(page, "#holder_name", "张三").await;
+    browser::fill(page, "#phone", "18100000000").await;
+    browser::fill(page, "#id_number", "510265790128303").await;
+    browser::fill(page, "#pin", CMB_PIN).await;
+    let result = browser::click_to(page, "#pay", "#result").await;
+    assert!(result.starts_with("Payment successful"), "{result}");
+}
+
+/// Back at the shop: the order is paid (the shop's query says so) and the shop's server
+/// verified the synchronous result `app_result` ("" when there is none, as for WAP pay).
+async fn shop_says_paid(page: &Page, app_result: &str) {
+    wait_until(page, ORDER_STATE, "paid", false).await;
+    wait_until(page, APP_RESULT, app_result, false).await;
+    // The notification arrives on its own; the page shows it once it has.
+    wait_until(page, NOTIFIED, "00", true).await;
+}
+
+async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let chromium = Browser::launch().await;
+    let page = sign_up_with_a_card(&app, &chromium, "13900000201").await;
+    // The app itself as a device, with the debit card: control pay pays with it.
+    browser::click_to(&page, "#devices", "#devices-empty").await;
+    page.evaluate("document.querySelector('#choice').value = 'app'")
+        .await
+        .unwrap();
+    browser::click_to(&page, "#add-device", "#notice").await;
+    browser::click_to(&page, "#device-1 button.add-to-device", "#notice").await;
+    let start = balance(&app, CMB_DEBIT).await;
+
+    // Not installed: WAP pay on the gateway's page; the result is asynchronous.
+    buy_with_quickpass(&page, &app, "main", "#card_number").await;
+    let url = page.url().await.unwrap().unwrap();
+    assert!(url.contains("sdk_flow=wap"), "{url}");
+    browser::screenshot(&page, &format!("sdk-1-wap-{backend:?}")).await;
+    pay_by_card_number(&page).await;
+    browser::click_to(&page, "#return", "#order").await;
+    shop_says_paid(&page, "").await;
+    browser::screenshot(&page, &format!("sdk-2-shop-order-paid-{backend:?}")).await;
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - LATTE_FEN);
+
+    // Installed (on the phone simulator) and logged in: control pay in the app.
+    page.goto(format!("{}/phone", app.base)).await.unwrap();
+    browser::click_to(&page, "#install", "#uninstall").await;
+    buy_with_quickpass(&page, &app, "main", "#pay").await;
+    assert!(browser::text(&page, "#cancel").await.is_some());
+    browser::screenshot(&page, &format!("sdk-3-control-pay-{backend:?}")).await;
+    let result = browser::click_to(&page, "#pay", "#result").await;
+    assert!(
+        result.contains("Paid") && result.contains("debit"),
+        "{result}"
+    );
+    browser::click_to(&page, "#return", "#order").await;
+    shop_says_paid(&page, "success").await;
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 2 * LATTE_FEN);
+
+    // Control pay given up: the shop hears `cancel`, signed, and nothing moves.
+    buy_with_quickpass(&page, &app, "main", "#pay").await;
+    browser::click_to(&page, "#cancel", "#order").await;
+    wait_until(&page, APP_RESULT, "cancel", false).await;
+    wait_until(&page, ORDER_STATE, "unpaid", false).await;
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 2 * LATTE_FEN);
+
+    // Installed, logged out: the cashier — by card number on the gateway's page ...
+    page.goto(format!("{}/wallet", app.base)).await.unwrap();
+    browser::click_to(&page, "#log-out", "#submit").await;
+    buy_with_quickpass(&page, &app, "main", "#cashier").await;
+    browser::screenshot(&page, &format!("sdk-4-cashier-{backend:?}")).await;
+    // The language switch keeps the payment (a page without its TN would be a dead end).
+    let switch = page
+        .evaluate("document.querySelector('#language').getAttribute('href')")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+    assert!(
+        switch.contains("&tn=") && switch.contains("&return="),
+        "{switch}"
+    );
+    browser::click_to(&page, "#by-card", "#card_number").await;
+    let url = page.url().await.unwrap().unwrap();
+    assert!(url.contains("sdk_flow=cashier"), "{url}");
+    pay_by_card_number(&page).await;
+    browser::click_to(&page, "#return", "#order").await;
+    shop_says_paid(&page, "success").await;
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 3 * LATTE_FEN);
+
+    // ... or by logging in and paying with the app's card.
+    buy_with_quickpass(&page, &app, "main", "#cashier").await;
+    browser::click_to(&page, "#log-in", "#phone").await;
+    browser::fill(&page, "#phone", "13900000201").await;
+    browser::fill(&page, "#password", PASSWORD).await;
+    browser::click_to(&page, "#submit", "#pay").await;
+    browser::click_to(&page, "#pay", "#result").await;
+    browser::click_to(&page, "#return", "#order").await;
+    shop_says_paid(&page, "success").await;
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 4 * LATTE_FEN);
+
+    // The shop refunds the last order in full: the card gets it back, once.
+    browser::click_to(&page, "#refund", "#refunded").await;
+    wait_until(&page, ORDER_STATE, "refunded", false).await;
+    assert!(browser::text(&page, "#refund").await.is_none());
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 3 * LATTE_FEN);
+
+    // Not installed, and the merchant lacks SDK WAP: refused, with the way back.
+    page.goto(format!("{}/phone", app.base)).await.unwrap();
+    browser::click_to(&page, "#uninstall", "#install").await;
+    buy_with_quickpass(&page, &app, "no-sdk-wap", "#resp-code").await;
+    assert_eq!(
+        browser::text(&page, "#resp-code").await.unwrap(),
+        "respCode 32"
+    );
+    let why = browser::text(&page, "#message").await.unwrap();
+    assert!(why.contains("SDK WAP"), "{why}");
+    browser::screenshot(&page, &format!("sdk-5-no-sdk-wap-{backend:?}")).await;
+    browser::click_to(&page, "#return", "#order").await;
+    wait_until(&page, ORDER_STATE, "unpaid", false).await;
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 3 * LATTE_FEN);
+
+    let html = page.content().await.unwrap();
+    assert!(!html.contains(CMB_DEBIT) && !html.contains(CMB_PIN));
+    chromium.close().await;
+    app.stop().await;
+}
