@@ -22,6 +22,8 @@ use crate::pay::{CardKind, PaidWith, PayError, PayResult, Sending};
 pub struct DeviceOrder {
     pub tn: String,
     pub mer_id: String,
+    /// The merchant's name as registered (its `merId` when it has none).
+    pub merchant_name: String,
     pub order_id: String,
     pub amount: Money,
     pub terminal: TerminalData,
@@ -54,7 +56,12 @@ impl Gateway {
         };
         let mut unpredictable_number = [0u8; 4];
         self.random.fill(&mut unpredictable_number);
+        let merchant_name = match self.merchant(&order.mer_id).await {
+            Ok(Some(merchant)) => merchant.name.clone(),
+            _ => order.mer_id.clone(),
+        };
         Ok(DeviceOrder {
+            merchant_name,
             tn: order.tn,
             mer_id: order.mer_id,
             order_id: order.order_id,

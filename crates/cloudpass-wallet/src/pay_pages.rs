@@ -84,7 +84,7 @@ async fn render(
     let (amount, merchant, order_id) = match wallet.app_pay.order(step.tn).await {
         Ok(order) => (
             format!("{} CNY", order.amount.to_decimal_string()),
-            order.mer_id,
+            order.merchant_name,
             order.order_id,
         ),
         // A paid order is no longer payable: the result still shows.

@@ -53,8 +53,14 @@ const APP_RESULT: &str = "document.querySelector('#app-result').dataset.result";
 const NOTIFIED: &str = "document.querySelector('#notification').dataset.code";
 
 /// From the shop's front page: buys a latte under `storefront` and chooses Cloud QuickPass,
-/// which leads to a page that shows `expect`.
-async fn buy_with_quickpass(page: &Page, app: &TestApp, storefront: &str, expect: &str) {
+/// which leads to a page that shows `expect`; the checkout's screenshot as `screenshot`.
+async fn buy_with_quickpass(
+    page: &Page,
+    app: &TestApp,
+    storefront: &str,
+    expect: &str,
+    screenshot: Option<&str>,
+) {
     page.goto(format!("{}/demo-merchant?lang=en", app.base))
         .await
         .unwrap();
@@ -65,6 +71,9 @@ async fn buy_with_quickpass(page: &Page, app: &TestApp, storefront: &str, expect
     .await
     .unwrap();
     browser::click_to(page, "#buy-latte", "#way-quickpass").await;
+    if let Some(name) = screenshot {
+        browser::screenshot(page, name).await;
+    }
     browser::click_to(page, "#pay-quickpass", expect).await;
 }
 
@@ -105,7 +114,14 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     let start = balance(&app, CMB_DEBIT).await;
 
     // Not installed: WAP pay on the gateway's page; the result is asynchronous.
-    buy_with_quickpass(&page, &app, "main", "#card_number").await;
+    buy_with_quickpass(
+        &page,
+        &app,
+        "main",
+        "#card_number",
+        Some(&format!("sdk-0-checkout-{backend:?}")),
+    )
+    .await;
     let url = page.url().await.unwrap().unwrap();
     assert!(url.contains("sdk_flow=wap"), "{url}");
     browser::screenshot(&page, &format!("sdk-1-wap-{backend:?}")).await;
@@ -118,7 +134,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     // Installed (on the phone simulator) and logged in: control pay in the app.
     page.goto(format!("{}/phone", app.base)).await.unwrap();
     browser::click_to(&page, "#install", "#uninstall").await;
-    buy_with_quickpass(&page, &app, "main", "#pay").await;
+    buy_with_quickpass(&page, &app, "main", "#pay", None).await;
     assert!(browser::text(&page, "#cancel").await.is_some());
     browser::screenshot(&page, &format!("sdk-3-control-pay-{backend:?}")).await;
     let result = browser::click_to(&page, "#pay", "#result").await;
@@ -131,7 +147,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     assert_eq!(balance(&app, CMB_DEBIT).await, start - 2 * LATTE_FEN);
 
     // Control pay given up: the shop hears `cancel`, signed, and nothing moves.
-    buy_with_quickpass(&page, &app, "main", "#pay").await;
+    buy_with_quickpass(&page, &app, "main", "#pay", None).await;
     browser::click_to(&page, "#cancel", "#order").await;
     wait_until(&page, APP_RESULT, "cancel", false).await;
     wait_until(&page, ORDER_STATE, "unpaid", false).await;
@@ -140,7 +156,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     // Installed, logged out: the cashier — by card number on the gateway's page ...
     page.goto(format!("{}/wallet", app.base)).await.unwrap();
     browser::click_to(&page, "#log-out", "#submit").await;
-    buy_with_quickpass(&page, &app, "main", "#cashier").await;
+    buy_with_quickpass(&page, &app, "main", "#cashier", None).await;
     browser::screenshot(&page, &format!("sdk-4-cashier-{backend:?}")).await;
     // The language switch keeps the payment (a page without its TN would be a dead end).
     let switch = page
@@ -162,7 +178,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     assert_eq!(balance(&app, CMB_DEBIT).await, start - 3 * LATTE_FEN);
 
     // ... or by logging in and paying with the app's card.
-    buy_with_quickpass(&page, &app, "main", "#cashier").await;
+    buy_with_quickpass(&page, &app, "main", "#cashier", None).await;
     browser::click_to(&page, "#log-in", "#phone").await;
     browser::fill(&page, "#phone", "13900000201").await;
     browser::fill(&page, "#password", PASSWORD).await;
@@ -181,7 +197,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     // Not installed, and the merchant lacks SDK WAP: refused, with the way back.
     page.goto(format!("{}/phone", app.base)).await.unwrap();
     browser::click_to(&page, "#uninstall", "#install").await;
-    buy_with_quickpass(&page, &app, "no-sdk-wap", "#resp-code").await;
+    buy_with_quickpass(&page, &app, "no-sdk-wap", "#resp-code", None).await;
     assert_eq!(
         browser::text(&page, "#resp-code").await.unwrap(),
         "respCode 32"

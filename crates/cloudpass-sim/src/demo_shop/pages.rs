@@ -250,9 +250,10 @@ struct CheckoutPage<'a> {
 async fn checkout(
     State(shop): State<Arc<DemoShop>>,
     Path(id): Path<String>,
+    Query(query): Query<LangQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::read(&shop, &headers, None);
+    let visit = Visit::read(&shop, &headers, query.lang.as_deref());
     let Some(order) = visit.order(&shop, &id) else {
         return no_order(visit);
     };
