@@ -175,6 +175,16 @@ pub trait GatewayStore: Send + Sync {
         &self,
         tn: &str,
     ) -> impl Future<Output = StoreResult<Vec<NotificationRow>>> + Send;
+    /// The newest orders (consumes and returns), newest first, at most `limit`: the
+    /// operator console's list.
+    fn recent_orders(&self, limit: i64) -> impl Future<Output = StoreResult<Vec<OrderRow>>> + Send;
+    /// How many consumes are in each state, by state.
+    fn order_counts(&self) -> impl Future<Output = StoreResult<Vec<(String, i64)>>> + Send;
+    /// The newest notifications, newest first, at most `limit`.
+    fn recent_notifications(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<NotificationRow>>> + Send;
     /// Registers a merchant; false (and nothing written) when its `merId` is taken.
     fn insert_merchant(
         &self,
@@ -509,6 +519,35 @@ macro_rules! gateway_backend {
                     .collect()
             }
 
+            async fn recent_orders(&self, limit: i64) -> StoreResult<Vec<OrderRow>> {
+                sqlx::query(concat!("SELECT ", order_columns!(), " FROM gateway_orders ORDER BY created_at DESC, tn DESC LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::order_from)
+                    .collect()
+            }
+
+            async fn order_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+                let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM gateway_orders WHERE kind = 'consume' GROUP BY status ORDER BY status")
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.iter()
+                    .map(|row| Ok((row.try_get::<String, _>("status")?, row.try_get::<i64, _>("n")?)))
+                    .collect()
+            }
+
+            async fn recent_notifications(&self, limit: i64) -> StoreResult<Vec<NotificationRow>> {
+                sqlx::query(concat!("SELECT ", notification_columns!(), " FROM gateway_notifications ORDER BY id DESC LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::notification_from)
+                    .collect()
+            }
+
             async fn insert_order(&self, given: &OrderRow) -> StoreResult<OrderInsert> {
                 let order = given.clone();
                 let inserted = self
@@ -688,6 +727,27 @@ impl GatewayStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.notifications_of(tn).await,
             AnyStore::Postgres(store) => store.notifications_of(tn).await,
+        }
+    }
+
+    async fn recent_orders(&self, limit: i64) -> StoreResult<Vec<OrderRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.recent_orders(limit).await,
+            AnyStore::Postgres(store) => store.recent_orders(limit).await,
+        }
+    }
+
+    async fn order_counts(&self) -> StoreResult<Vec<(String, i64)>> {
+        match self {
+            AnyStore::Sqlite(store) => store.order_counts().await,
+            AnyStore::Postgres(store) => store.order_counts().await,
+        }
+    }
+
+    async fn recent_notifications(&self, limit: i64) -> StoreResult<Vec<NotificationRow>> {
+        match self {
+            AnyStore::Sqlite(store) => store.recent_notifications(limit).await,
+            AnyStore::Postgres(store) => store.recent_notifications(limit).await,
         }
     }
 

@@ -246,6 +246,14 @@ pub trait TokenStore: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = StoreResult<Option<JournalRow>>> + Send;
+    /// The switch's newest journal entries, newest first, at most `limit`: the operator
+    /// console's list.
+    fn recent_journal(
+        &self,
+        limit: i64,
+    ) -> impl Future<Output = StoreResult<Vec<JournalRow>>> + Send;
+    /// The newest tokens, newest first, at most `limit`.
+    fn recent_tokens(&self, limit: i64) -> impl Future<Output = StoreResult<Vec<TokenRow>>> + Send;
     /// Advices due at `now`, oldest first; an advice waits while an earlier one about the same
     /// original transaction is unacknowledged (an advice of a stand-in approval reaches the
     /// issuer before the reversal of that approval).
@@ -402,6 +410,8 @@ delegate! {
     fn provisioning_declines_of_card(&self, card_fingerprint: &[u8], since: i64, limit: i64) -> StoreResult<Vec<DeclineRow>>;
     fn journal_apply(&self, ops: &[JournalOp]) -> StoreResult<Vec<JournalOutcome>>;
     fn journal_entry(&self, id: &str) -> StoreResult<Option<JournalRow>>;
+    fn recent_journal(&self, limit: i64) -> StoreResult<Vec<JournalRow>>;
+    fn recent_tokens(&self, limit: i64) -> StoreResult<Vec<TokenRow>>;
     fn saf_due(&self, now: i64, limit: i64) -> StoreResult<Vec<SafRow>>;
     fn saf_record(&self, id: &str, delivery: &SafDelivery) -> StoreResult<()>;
     fn saf_entry(&self, id: &str) -> StoreResult<Option<SafRow>>;

@@ -1455,6 +1455,26 @@ macro_rules! backend {
                     .transpose()
             }
 
+            async fn recent_journal(&self, limit: i64) -> StoreResult<Vec<JournalRow>> {
+                sqlx::query("SELECT * FROM switch_journal ORDER BY received_at DESC, id DESC LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::journal_from)
+                    .collect()
+            }
+
+            async fn recent_tokens(&self, limit: i64) -> StoreResult<Vec<TokenRow>> {
+                sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens ORDER BY created_at DESC, id DESC LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(Self::token_from)
+                    .collect()
+            }
+
             async fn saf_due(&self, now: i64, limit: i64) -> StoreResult<Vec<SafRow>> {
                 sqlx::query(
                     "SELECT * FROM switch_saf s WHERE s.acknowledged_at IS NULL AND s.next_attempt_at <= $1 \

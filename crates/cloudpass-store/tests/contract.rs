@@ -62,6 +62,7 @@ contract!(
     wallet_accounts_are_unique_and_sessions_expire,
     wallet_cards_are_bound_once_per_account,
     wallet_devices_are_bounded_and_signed_out_once,
+    console_lists_are_newest_first_and_counted,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1845,4 +1846,91 @@ async fn wallet_devices_are_bounded_and_signed_out_once(store: AnyStore) {
     );
     let found = store.wallet_device("u_1", "d_0").await.unwrap().unwrap();
     assert_eq!(found.signed_out_at, Some(NOW + 5));
+}
+
+async fn console_lists_are_newest_first_and_counted(store: AnyStore) {
+    // Three orders made one after another; the second is paid, with its notification.
+    let mut orders = Vec::new();
+    for (n, tn) in [
+        "611854042060710157701",
+        "611854042060710157702",
+        "611854042060710157703",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut row = order(tn, &format!("CONSOLE{n}"));
+        row.created_at = 100 + n as i64;
+        assert_eq!(
+            store.insert_order(&row).await.unwrap(),
+            OrderInsert::Inserted
+        );
+        orders.push(row);
+    }
+    let mut paid = orders[1].clone();
+    paid.status = "paid".into();
+    paid.version = 2;
+    let notification = NotificationRow {
+        id: 0,
+        tn: paid.tn.clone(),
+        mer_id: paid.mer_id.clone(),
+        url: paid.back_url.clone(),
+        body: "respCode=00".into(),
+        attempts: 0,
+        next_attempt_at: 10,
+        delivered_at: None,
+        failed_at: None,
+        last_status: None,
+        created_at: 5,
+    };
+    store
+        .update_order(&paid, Some(&notification))
+        .await
+        .unwrap();
+    let newest: Vec<String> = store
+        .recent_orders(2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.tn)
+        .collect();
+    assert_eq!(newest, vec![orders[2].tn.clone(), orders[1].tn.clone()]);
+    assert_eq!(
+        store.order_counts().await.unwrap(),
+        vec![("issued".to_owned(), 2), ("paid".to_owned(), 1)]
+    );
+    let sent = store.recent_notifications(10).await.unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].tn, paid.tn);
+
+    // The journal, newest first.
+    let mut older = journal_row("000011");
+    older.received_at = NOW - 5;
+    let newer = journal_row("000012");
+    store
+        .journal_apply(&[
+            JournalOp::Begin(older.clone()),
+            JournalOp::Begin(newer.clone()),
+        ])
+        .await
+        .unwrap();
+    let journal = store.recent_journal(1).await.unwrap();
+    assert_eq!(journal, vec![newer]);
+    assert_eq!(store.recent_journal(10).await.unwrap().len(), 2);
+
+    // Tokens, newest first.
+    seed(&store).await;
+    let mut first = token_row("tok_c1", "6231180000000101", "card_1", "dev_1", true);
+    first.created_at = NOW - 10;
+    let second = token_row("tok_c2", "6231180000000102", "card_2", "dev_1", false);
+    store.commit(&insert(first)).await.unwrap();
+    store.commit(&insert(second)).await.unwrap();
+    let tokens: Vec<String> = store
+        .recent_tokens(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(tokens, vec!["tok_c2".to_owned(), "tok_c1".to_owned()]);
 }
