@@ -104,6 +104,19 @@ pub struct CaseStatus {
     pub passed_at: Option<i64>,
 }
 
+/// A merchant as the operator console lists it.
+#[derive(Debug, Clone)]
+pub struct MerchantSummary {
+    pub mer_id: String,
+    pub name: String,
+    pub permissions: Vec<&'static str>,
+    /// Registered in the store (`cloudpass merchant add`), not one the wiring fixed.
+    pub registered: bool,
+    /// Certification cases passed, of `total`.
+    pub passed: usize,
+    pub total: usize,
+}
+
 /// A merchant's checklist (JSON).
 #[derive(Debug, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Certification {
@@ -173,6 +186,44 @@ impl Gateway {
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .remove(&(mer_id.to_owned(), case));
         }
+    }
+
+    /// Every merchant of this gateway — the fixed ones, then those registered in the store —
+    /// with its permissions and how far its certification has come.
+    pub async fn merchant_summaries(&self) -> Result<Vec<MerchantSummary>, StoreError> {
+        let mut summaries: Vec<MerchantSummary> = self
+            .merchants
+            .all()
+            .iter()
+            .map(|m| MerchantSummary {
+                mer_id: m.mer_id.clone(),
+                name: m.name.clone(),
+                permissions: m.permissions.names(),
+                registered: false,
+                passed: 0,
+                total: Case::ALL.len(),
+            })
+            .collect();
+        for row in self.store.merchants().await? {
+            if self.merchants.contains(&row.mer_id) {
+                continue;
+            }
+            summaries.push(MerchantSummary {
+                permissions: crate::Permissions::parse(&row.permissions)
+                    .map(|p| p.names())
+                    .unwrap_or_default(),
+                mer_id: row.mer_id,
+                name: row.name,
+                registered: true,
+                passed: 0,
+                total: Case::ALL.len(),
+            });
+        }
+        for summary in &mut summaries {
+            let recorded = self.store.certification_of(&summary.mer_id).await?;
+            summary.passed = checklist(&summary.mer_id, &recorded).passed;
+        }
+        Ok(summaries)
     }
 
     /// The checklist of a merchant of this gateway; `None` when there is no such merchant.

@@ -234,6 +234,13 @@ impl Merchants {
     pub fn contains(&self, mer_id: &str) -> bool {
         self.by_id.contains_key(mer_id)
     }
+
+    /// Every fixed merchant, by `merId`.
+    pub fn all(&self) -> Vec<Arc<Merchant>> {
+        let mut all: Vec<Arc<Merchant>> = self.by_id.values().cloned().collect();
+        all.sort_by(|a, b| a.mer_id.cmp(&b.mer_id));
+        all
+    }
 }
 
 /// Registered merchants read lately: the merchant (or its absence) and when it was read.

@@ -390,6 +390,17 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         })
         // The Cloud QuickPass app's pages and the phone simulator, beside the sandbox bank
         // their cards come from.
+        // The operator console, behind the sandbox operator's key.
+        .merge(match &sandbox {
+            Some(parts) => cloudpass_console::router(Arc::new(cloudpass_console::Console::new(
+                tsp.store().clone(),
+                gateway.clone(),
+                parts.operator_key.clone(),
+                Arc::clone(&clock),
+                Arc::clone(&random),
+            ))),
+            None => Router::new(),
+        })
         // The demo institution: a shop that reaches the gateway over HTTP like any other.
         .merge(match &gateway {
             Some(_) => cloudpass_sim::demo_shop::router(Arc::new(crate::sandbox_upacp::demo_shop(

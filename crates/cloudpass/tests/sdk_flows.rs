@@ -211,6 +211,61 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
 
     let html = page.content().await.unwrap();
     assert!(!html.contains(CMB_DEBIT) && !html.contains(CMB_PIN));
+
+    // The operator finds every step in the console: a wrong key is refused; the orders, the
+    // refunded one with its notification sent and acknowledged, the refund that returns it.
+    page.goto(format!("{}/console", app.base)).await.unwrap();
+    browser::fill(&page, "#operator_key", "not the key").await;
+    let error = browser::click_to(&page, "#log-in", "#error").await;
+    assert!(error.starts_with("That is not the operator key"), "{error}");
+    browser::fill(&page, "#operator_key", app.operator_key()).await;
+    browser::click_to(&page, "#log-in", "#counters").await;
+    let paid = browser::text(&page, "#count-orders dd[data-label=refunded]").await;
+    assert_eq!(paid.as_deref(), Some("1"), "one consume refunded in full");
+    browser::click_to(&page, "#nav-orders", "#orders").await;
+    browser::screenshot(&page, &format!("console-1-orders-{backend:?}")).await;
+    let refund_tn = page
+        .evaluate("[...document.querySelectorAll('#orders tr[data-tn]')].find(r => r.children[4].textContent === 'refund').dataset.tn")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+    page.goto(format!("{}/console/orders/{refund_tn}", app.base))
+        .await
+        .unwrap();
+    browser::wait_for(&page, "#order").await;
+    // The refund links to the consume it returns: open that.
+    browser::click_to(
+        &page,
+        "#order a[href^='/console/orders/']",
+        "#notifications",
+    )
+    .await;
+    assert_eq!(browser::text(&page, "#state").await.unwrap(), "refunded");
+    assert_eq!(browser::text(&page, "#amount").await.unwrap(), "12.50 CNY");
+    let card = browser::text(&page, "#card").await.unwrap();
+    // Paid in the app: the order keeps the device card's number, masked.
+    assert!(
+        card.starts_with("623118******") && card.ends_with("debit"),
+        "{card}"
+    );
+    let delivered = page
+        .evaluate("document.querySelectorAll('#notifications tr.notification[data-state=delivered]').length")
+        .await
+        .unwrap()
+        .into_value::<i64>()
+        .unwrap();
+    assert!(
+        delivered >= 1,
+        "the shop acknowledged the payment's notification"
+    );
+    browser::screenshot(&page, &format!("console-2-order-{backend:?}")).await;
+    browser::click_to(&page, "#nav-journal", "#journal").await;
+    let journal = page.content().await.unwrap();
+    assert!(!journal.contains(CMB_DEBIT));
+    browser::click_to(&page, "#nav-merchants", "#merchants").await;
+    let merchants = browser::text(&page, "#merchants").await.unwrap();
+    assert!(merchants.contains("777290058110101"), "{merchants}");
     chromium.close().await;
     app.stop().await;
 }

@@ -101,6 +101,7 @@ pub fn run(args: ServeArgs) -> CliResult {
         println!("  Cloud QuickPass app (sign up, bind a card, add it to a phone): {base}/wallet  (docs/wallet.md)");
         println!("  phone simulator (tap a device card at a POS, through the switch): {base}/phone");
         println!("  demo institution (a shop paying through the UPACP API; the payment SDK's three flows): {base}/demo-merchant  (SDK: {base}/sdk/cloudpass.js, docs/sdk.md)");
+        println!("  operator console (journal, orders, tokens, notifications, merchants): {base}/console  (log in with the key in {}/sandbox-operator.key)", running_data_dir.display());
         println!("  walkthrough: docs/tsp-api.md");
         tracing::info!(address = %base, "serving");
         let _ = tokio::signal::ctrl_c().await;
