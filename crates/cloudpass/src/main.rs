@@ -35,6 +35,8 @@ enum Command {
     Switch(cli::parties::SwitchArgs),
     /// The sandbox bank alone (serve runs it too): its ISO 8583 port and its HTTP side.
     IssuerSim(cli::parties::IssuerSimArgs),
+    /// The whole story on temporary storage, through the real ports, every step checked.
+    Demo(cli::demo::DemoArgs),
     /// A sandbox terminal and phone: pay by tap or in an app against a running network.
     #[command(subcommand)]
     Pos(cli::pos::PosCommand),
@@ -59,10 +61,16 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default: info for cloudpass, warn for the rest).
-fn init_logging() {
+/// Logs to stderr; `RUST_LOG` filters (default: info for cloudpass, warn for the rest; errors
+/// only under `demo`, whose narrative is its output and whose sandbox warnings are expected).
+fn init_logging(quiet: bool) {
+    let default = if quiet {
+        "error"
+    } else {
+        "warn,cloudpass=info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,cloudpass=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -71,7 +79,7 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(matches!(cli.command, Command::Demo(_)));
     // Every HTTP client and TLS port uses rustls with the ring provider.
     cloudpass_http::tls::install_provider();
     let result = match cli.command {
@@ -79,6 +87,7 @@ fn main() -> ExitCode {
         Command::Tokens(command) => cli::tokens::run(command),
         Command::Device(command) => cli::device::run(command),
         Command::Pos(command) => cli::pos::run(command),
+        Command::Demo(args) => cli::demo::run(args),
         Command::Switch(args) => cli::parties::switch(args),
         Command::IssuerSim(args) => cli::parties::issuer_sim(args),
         Command::Sandbox(command) => cli::sandbox::run(command),

@@ -1,5 +1,6 @@
 //! Tool commands: each reads its input, calls a library crate, prints the result.
 
+pub mod demo;
 pub mod device;
 pub mod hsm;
 pub mod iso8583;

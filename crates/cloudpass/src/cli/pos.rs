@@ -224,7 +224,7 @@ impl SavedPhone {
     }
 }
 
-async fn api(
+pub(super) async fn api(
     client: &reqwest::Client,
     base: &str,
     key: &str,
@@ -332,7 +332,7 @@ async fn provision(common: &Common, path: &Path) -> Result<SavedPhone, String> {
 
 /// The sandbox terminal: its master key from the data directory, linked to the switch and
 /// (when `online`) signed on.
-async fn open_terminal(
+pub(super) async fn open_terminal(
     terminal: &str,
     switch: SocketAddr,
     data_dir: &Path,
