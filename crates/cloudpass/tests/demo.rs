@@ -21,10 +21,13 @@ fn the_demo_tells_the_whole_story_and_every_step_is_verified() {
         stdout.contains(&format!("{steps} of {steps} steps verified")),
         "{stdout}"
     );
-    assert!(steps >= 9, "{stdout}");
+    assert!(steps >= 12, "{stdout}");
     for story in [
         "three tokens, one PAR",
+        "under and over the no-PIN limit",
         "WAP pay",
+        "Control pay",
+        "cashier",
         "refunds",
         "lost phone",
         "reissues",

@@ -7,6 +7,7 @@
 
 mod network;
 mod shop;
+mod wallet_app;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub(crate) struct Demo {
     pub(crate) shop_orders: Vec<(String, String)>,
     /// The browser that shops at the demo institution.
     pub(crate) visitor: Option<shop::Visitor>,
+    /// The browser of the person with the Cloud QuickPass app.
+    pub(crate) app_user: Option<shop::Visitor>,
 }
 
 impl Demo {
@@ -155,6 +158,7 @@ async fn run_story(args: DemoArgs) -> CliResult {
         devices: network::Devices::default(),
         shop_orders: Vec::new(),
         visitor: None,
+        app_user: None,
     };
     let started = Instant::now();
     let (ok, total) = tell(&mut demo).await;
@@ -177,7 +181,7 @@ async fn run_story(args: DemoArgs) -> CliResult {
 /// steps the story has.
 async fn tell(demo: &mut Demo) -> (bool, usize) {
     let mut story = Story::default();
-    const TOTAL: usize = 9;
+    const TOTAL: usize = 12;
     let ok = story
         .step("A bank with cards", network::the_bank(demo))
         .await
@@ -204,6 +208,24 @@ async fn tell(demo: &mut Demo) -> (bool, usize) {
             .await
         && story
             .step("The institution refunds it", shop::refund(demo))
+            .await
+        && story
+            .step(
+                "Sign up in the app, bind the card, put it onto the app",
+                wallet_app::sign_up_and_add_the_card_to_the_app(demo),
+            )
+            .await
+        && story
+            .step(
+                "Control pay from the demo institution",
+                wallet_app::control_pay(demo),
+            )
+            .await
+        && story
+            .step(
+                "The cashier from the demo institution",
+                wallet_app::cashier(demo),
+            )
             .await
         && story
             .step("A lost phone, then found", network::lost_phone(demo))

@@ -115,7 +115,7 @@ pub(crate) async fn one_card_three_devices(demo: &mut Demo) -> StepResult {
 }
 
 /// The newest one-time code the sandbox bank texted to `phone`.
-async fn latest_code(demo: &Demo, phone: &str) -> Result<String, String> {
+pub(crate) async fn latest_code(demo: &Demo, phone: &str) -> Result<String, String> {
     let key = demo
         .app
         .sandbox

@@ -18,14 +18,14 @@ pub(crate) struct Visitor {
 }
 
 /// An answer: its status, where it sends the visitor, its page.
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    html: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) location: Option<String>,
+    pub(crate) html: String,
 }
 
 impl Visitor {
-    fn new(base: &str) -> Result<Visitor, String> {
+    pub(crate) fn new(base: &str) -> Result<Visitor, String> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -35,6 +35,11 @@ impl Visitor {
             base: base.to_owned(),
             cookies: BTreeMap::new(),
         })
+    }
+
+    /// The value of the cookie `name`, once set.
+    pub(crate) fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.get(name).cloned()
     }
 
     fn url(&self, path: &str) -> String {
@@ -78,12 +83,16 @@ impl Visitor {
         })
     }
 
-    async fn get(&mut self, path: &str) -> Result<Page, String> {
+    pub(crate) async fn get(&mut self, path: &str) -> Result<Page, String> {
         let request = self.http.get(self.url(path));
         self.send(request).await
     }
 
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Result<Page, String> {
+    pub(crate) async fn post(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<Page, String> {
         let body: String = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(fields)
             .finish();
@@ -97,7 +106,7 @@ impl Visitor {
 }
 
 /// The value of the first `attribute="…"` after `marker` in `html`, unescaped.
-fn attribute(html: &str, marker: &str, attribute: &str) -> Option<String> {
+pub(crate) fn attribute(html: &str, marker: &str, attribute: &str) -> Option<String> {
     let after = &html[html.find(marker)?..];
     let start = after.find(&format!("{attribute}=\""))? + attribute.len() + 2;
     let value = &after[start..];
@@ -111,7 +120,7 @@ fn attribute(html: &str, marker: &str, attribute: &str) -> Option<String> {
     )
 }
 
-fn expect(page: &Page, status: StatusCode, what: &str) -> Result<(), String> {
+pub(crate) fn expect(page: &Page, status: StatusCode, what: &str) -> Result<(), String> {
     if page.status == status {
         Ok(())
     } else {
@@ -123,7 +132,7 @@ fn expect(page: &Page, status: StatusCode, what: &str) -> Result<(), String> {
 }
 
 /// Buys a latte at the shop and chooses Cloud QuickPass: the order's number and its TN.
-async fn buy_with_quickpass(visitor: &mut Visitor) -> Result<(String, String), String> {
+pub(crate) async fn buy_with_quickpass(visitor: &mut Visitor) -> Result<(String, String), String> {
     visitor.get("/demo-merchant").await?;
     let created = visitor
         .post(
@@ -147,7 +156,10 @@ async fn buy_with_quickpass(visitor: &mut Visitor) -> Result<(String, String), S
 
 /// The shop's page of `order_id`: its state (from the shop's query) and the notification's
 /// respCode, once the shop has one.
-async fn shop_order(visitor: &mut Visitor, order_id: &str) -> Result<(String, String), String> {
+pub(crate) async fn shop_order(
+    visitor: &mut Visitor,
+    order_id: &str,
+) -> Result<(String, String), String> {
     let page = visitor
         .get(&format!("/demo-merchant/orders/{order_id}"))
         .await?;
@@ -179,7 +191,39 @@ pub(crate) async fn wap_pay(demo: &mut Demo) -> StepResult {
             "the app is not installed: expected WAP pay, went to {hosted}"
         ));
     }
-    let sdk = [("sdk_flow", "wap"), ("sdk_return", return_url.as_str())];
+    let paid = pay_on_hosted_page(&mut visitor, &tn, "wap", &return_url).await?;
+    let back = attribute(&paid, "id=\"return\"", "href")
+        .ok_or("the hosted page's result has no way back to the shop")?;
+    if !back.contains("#pay_result=unknown") {
+        return Err(format!(
+            "WAP pay's result should be asynchronous (unknown): {back}"
+        ));
+    }
+    let (state, _) = shop_order(&mut visitor, &order_id).await?;
+    if state != "paid" {
+        return Err(format!("the shop's query should say paid, says {state}"));
+    }
+    let notified = wait_for_notification(&mut visitor, &order_id).await?;
+    if before - demo.balance(DEBIT).await? != 1_250 {
+        return Err("the bank's ledger did not move 12.50".into());
+    }
+    demo.shop_orders.push((order_id.clone(), tn.clone()));
+    demo.visitor = Some(visitor);
+    Ok(format!(
+        "the shop gets TN …{} over appTransReq.do; the SDK finds no app on this phone and sends the payer to WAP pay; paid by card number on the hosted page; back at the shop, its query says paid and its verified notification says respCode {notified}; 12.50 left the card",
+        &tn[tn.len() - 4..]
+    ))
+}
+
+/// Pays `tn` on the gateway's hosted page with the CMB debit card (its SMS code, its holder
+/// as UnionPay's test data has them, its PIN), in the SDK's `flow`; the result page.
+pub(crate) async fn pay_on_hosted_page(
+    visitor: &mut Visitor,
+    tn: &str,
+    flow: &str,
+    return_url: &str,
+) -> Result<String, String> {
+    let sdk = [("sdk_flow", flow), ("sdk_return", return_url)];
     let card = visitor
         .post(
             &format!("/gateway/pay/{tn}/card"),
@@ -205,27 +249,8 @@ pub(crate) async fn wap_pay(demo: &mut Demo) -> StepResult {
             .concat(),
         )
         .await?;
-    let back = attribute(&paid.html, "id=\"return\"", "href")
-        .ok_or("the hosted page's result has no way back to the shop")?;
-    if !back.contains("#pay_result=unknown") {
-        return Err(format!(
-            "WAP pay's result should be asynchronous (unknown): {back}"
-        ));
-    }
-    let (state, _) = shop_order(&mut visitor, &order_id).await?;
-    if state != "paid" {
-        return Err(format!("the shop's query should say paid, says {state}"));
-    }
-    let notified = wait_for_notification(&mut visitor, &order_id).await?;
-    if before - demo.balance(DEBIT).await? != 1_250 {
-        return Err("the bank's ledger did not move 12.50".into());
-    }
-    demo.shop_orders.push((order_id.clone(), tn.clone()));
-    demo.visitor = Some(visitor);
-    Ok(format!(
-        "the shop gets TN …{} over appTransReq.do; the SDK finds no app on this phone and sends the payer to WAP pay; paid by card number on the hosted page; back at the shop, its query says paid and its verified notification says respCode {notified}; 12.50 left the card",
-        &tn[tn.len() - 4..]
-    ))
+    expect(&paid, StatusCode::OK, "the hosted page's payment")?;
+    Ok(paid.html)
 }
 
 /// Reloads the shop's order page until the gateway's notification has reached the shop.
