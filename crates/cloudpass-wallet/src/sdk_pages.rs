@@ -251,11 +251,12 @@ pub(crate) async fn back_to_merchant(
         Some(gateway) => gateway.sdk_outcome(&tn).await.ok(),
         None => None,
     };
-    let link = match outcome {
-        Some(outcome) => outcome.return_link(&return_url),
-        None => sdk::return_link(&return_url, "fail", None),
-    };
-    visit.redirect(&link, None)
+    // Only an order's TN sends anyone anywhere: without one this would redirect to any
+    // address for anybody.
+    match outcome {
+        Some(outcome) => visit.redirect(&outcome.return_link(&return_url), None),
+        None => problem(visit, StatusCode::NOT_FOUND, t.pay_no_order, None),
+    }
 }
 
 /// An app page of `tn` that goes back to `return_url` when done.

@@ -20,7 +20,10 @@ use support::browser::{self, Browser};
 use support::network::balance;
 use support::wallet::{CMB_DEBIT, PASSWORD, sign_up_with_a_card};
 
-on_both_backends!(the_three_sdk_flows_pay_from_the_demo_shop_s_checkout);
+on_both_backends!(
+    the_three_sdk_flows_pay_from_the_demo_shop_s_checkout,
+    the_sdk_refuses_what_it_cannot_trust,
+);
 
 const CMB_PIN: &str = "111101";
 const LATTE_FEN: i64 = 1_250;
@@ -267,5 +270,57 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     let merchants = browser::text(&page, "#merchants").await.unwrap();
     assert!(merchants.contains("777290058110101"), "{merchants}");
     chromium.close().await;
+    app.stop().await;
+}
+
+/// The SDK's addresses from outside: the script is served; a return address that is not one,
+/// a production mode in the sandbox, an unknown TN — each refused on a page that says so, and
+/// nobody is sent to an address without an order's TN.
+async fn the_sdk_refuses_what_it_cannot_trust(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", app.base);
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let script = get("/sdk/cloudpass.js".into()).await;
+    assert_eq!(script.status(), 200);
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(script.text().await.unwrap().contains("startPay"));
+
+    let evil = "https%3A%2F%2Fevil.example%2F";
+    let unknown = get(format!(
+        "/sdk/return?tn=123456789012345678901&return={evil}"
+    ))
+    .await;
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.headers().get("location").is_none());
+
+    let bad_return = get("/sdk/route?tn=1&mode=01&return=javascript%3Aalert(1)".into()).await;
+    assert_eq!(bad_return.status(), 400);
+    let page = bad_return.text().await.unwrap();
+    assert!(page.contains("id=\"error\"") && !page.contains("javascript:alert"));
+
+    let production = get(format!("/sdk/route?tn=1&mode=00&return={evil}")).await;
+    assert_eq!(production.status(), 409);
+    assert!(
+        production
+            .text()
+            .await
+            .unwrap()
+            .contains("https://evil.example/#pay_result=fail")
+    );
+    let no_order = get(format!(
+        "/sdk/route?tn=123456789012345678901&mode=01&return={evil}"
+    ))
+    .await;
+    assert_eq!(no_order.status(), 404);
     app.stop().await;
 }

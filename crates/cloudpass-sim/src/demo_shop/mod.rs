@@ -26,6 +26,9 @@ use cloudpass_core::{Clock, Random};
 pub use client::{PlatformTrust, ShopMerchant, UpacpClient};
 pub use pages::router;
 
+/// Orders and visitors the shop remembers; past it, the oldest go (it is a stand-in that
+/// anyone can fill).
+pub const BOOK_MAX: usize = 10_000;
 /// A visitor's shop balance when they first come: 20.00 CNY.
 pub const STARTING_BALANCE_FEN: u64 = 2_000;
 
@@ -180,7 +183,12 @@ impl DemoShop {
             app_result: None,
             refunded_fen: 0,
         };
-        self.book().orders.insert(id.clone(), order);
+        let mut book = self.book();
+        // Order numbers start with their time: the first is the oldest.
+        while book.orders.len() >= BOOK_MAX {
+            book.orders.pop_first();
+        }
+        book.orders.insert(id.clone(), order);
         id
     }
 
@@ -228,6 +236,10 @@ impl DemoShop {
             .copied()
             .unwrap_or(STARTING_BALANCE_FEN);
         if order.method.is_some() || balance < order.item.price_fen {
+            return false;
+        }
+        // A full book takes no new visitor's balance payment (their other ways still work).
+        if book.balances.len() >= BOOK_MAX && !book.balances.contains_key(&order.visitor) {
             return false;
         }
         book.balances
