@@ -455,11 +455,12 @@ async fn sign_up_page(
     Query(query): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
+    let next = next_page(query.next.as_deref());
     Visit::read(&wallet, &headers, query.lang.as_deref()).account_page(
         StatusCode::OK,
         true,
         None,
-        None,
+        next,
     )
 }
 
@@ -533,7 +534,12 @@ async fn sign_up(
             form.text("password_again"),
         )
         .await;
-    Ok(signed_in_or_again(visit, true, outcome, None))
+    Ok(signed_in_or_again(
+        visit,
+        true,
+        outcome,
+        next_page(form.get("next")),
+    ))
 }
 
 async fn log_in(

@@ -183,6 +183,17 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     // ... or by logging in and paying with the app's card.
     buy_with_quickpass(&page, &app, "main", "#cashier", None).await;
     browser::click_to(&page, "#log-in", "#phone").await;
+    // Someone without an account signs up from here and comes back to the payment too.
+    let sign_up = page
+        .evaluate("document.querySelector('#to-sign-up').getAttribute('href')")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+    assert!(
+        sign_up.starts_with("/wallet/signup?next=/wallet/pay%3Ftn%3D"),
+        "{sign_up}"
+    );
     browser::fill(&page, "#phone", "13900000201").await;
     browser::fill(&page, "#password", PASSWORD).await;
     browser::click_to(&page, "#submit", "#pay").await;
