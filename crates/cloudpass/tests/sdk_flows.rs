@@ -23,6 +23,7 @@ use support::wallet::{CMB_DEBIT, PASSWORD, sign_up_with_a_card};
 on_both_backends!(
     the_three_sdk_flows_pay_from_the_demo_shop_s_checkout,
     the_sdk_refuses_what_it_cannot_trust,
+    result_data_verifies_from_outside_as_the_docs_say,
 );
 
 const CMB_PIN: &str = "111101";
@@ -333,5 +334,64 @@ async fn the_sdk_refuses_what_it_cannot_trust(backend: Backend) {
     ))
     .await;
     assert_eq!(no_order.status(), 404);
+    app.stop().await;
+}
+
+/// `result_data` checked by an independent client written from docs/sdk.md (Python,
+/// PyPI `cryptography`): a TN issued over UPACP and given up in the app comes back `cancel`,
+/// signed; the same result with its data changed does not verify.
+async fn result_data_verifies_from_outside_as_the_docs_say(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let merchant = support::upacp::Merchant::sandbox(&app.base, &app.data_dir);
+    let answer = merchant
+        .post(
+            "/gateway/api/appTransReq.do",
+            merchant.consume("SDKRESULT01", 1_250),
+        )
+        .await;
+    let tn = answer.get("tn").unwrap().to_owned();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let back = http
+        .get(format!(
+            "{}/sdk/return?tn={tn}&return=https%3A%2F%2Fshop.example%2Fr",
+            app.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 303);
+    let location = back.headers()["location"].to_str().unwrap().to_owned();
+    let (page, fragment) = location.split_once('#').unwrap();
+    assert_eq!(page, "https://shop.example/r");
+    let fields: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(fragment.as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(fields["pay_result"], "cancel");
+    let result_data = &fields["result_data"];
+    let verify = |data: &str| {
+        std::process::Command::new(support::interop_python())
+            .arg(support::interop_dir().join("verify_app_result.py"))
+            .arg(app.data_dir.join("upacp").join("sign.pem"))
+            .arg(&tn)
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let verified = verify(result_data);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&verified.stdout).trim(), "cancel");
+    let forged = result_data.replace("pay_result=cancel", "pay_result=success");
+    assert_ne!(&forged, result_data);
+    let refused = verify(&forged);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("signature does not verify"));
     app.stop().await;
 }
