@@ -24,6 +24,7 @@ on_both_backends!(
     the_three_sdk_flows_pay_from_the_demo_shop_s_checkout,
     the_sdk_refuses_what_it_cannot_trust,
     result_data_verifies_from_outside_as_the_docs_say,
+    one_wap_permission_without_the_other_is_refused_clearly,
 );
 
 const CMB_PIN: &str = "111101";
@@ -393,5 +394,119 @@ async fn result_data_verifies_from_outside_as_the_docs_say(backend: Backend) {
     let refused = verify(&forged);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("signature does not verify"));
+    app.stop().await;
+}
+
+/// A merchant registered with `permissions`, its certificate issued by the platform into
+/// `dir`, as an integration would use it.
+async fn registered_merchant(
+    app: &TestApp,
+    mer_id: &str,
+    permissions: &str,
+    dir: &std::path::Path,
+) -> support::upacp::Merchant {
+    use cloudpass_store::{GatewayStore, MerchantRow};
+    let now = support::upacp::now_seconds();
+    let (pem, _) =
+        cloudpass::sandbox_upacp::issue_merchant(&app.data_dir, mer_id, dir, now, "000000")
+            .unwrap();
+    let row = MerchantRow {
+        mer_id: mer_id.into(),
+        name: format!("shop {mer_id}"),
+        certificate_pem: std::fs::read_to_string(pem).unwrap(),
+        permissions: permissions.into(),
+        secure_key_sealed: None,
+        created_at: now * 1000,
+        updated_at: now * 1000,
+    };
+    assert!(app.running.tsp.store().insert_merchant(&row).await.unwrap());
+    support::upacp::Merchant::from_files(&app.base, &app.data_dir, mer_id, dir)
+}
+
+/// The hosted page as the SDK sends a payer without the app to it, for a new order of
+/// `merchant`.
+async fn sdk_wap_page(
+    app: &TestApp,
+    merchant: &support::upacp::Merchant,
+    order: &str,
+) -> reqwest::Response {
+    let answer = merchant
+        .post(
+            "/gateway/api/appTransReq.do",
+            merchant.consume(order, 1_250),
+        )
+        .await;
+    let tn = answer.get("tn").unwrap();
+    reqwest::get(format!(
+        "{}/gateway/pay/{tn}?sdk_flow=wap&sdk_return=https%3A%2F%2Fshop.example%2Fr",
+        app.base
+    ))
+    .await
+    .unwrap()
+}
+
+/// SDK WAP and API WAP are two permissions: a merchant with one and not the other is refused
+/// on the route it lacks — with respCode 32 and a page that names the permission — and
+/// served on the other.
+async fn one_wap_permission_without_the_other_is_refused_clearly(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let dir = app.data_dir.join("wap-merchants");
+    std::fs::create_dir_all(&dir).unwrap();
+    let all_but = |lacking: &str| {
+        [
+            "app_consume",
+            "back_consume",
+            "pc_consume",
+            "api_wap",
+            "sdk_wap",
+            "undo",
+            "refund",
+            "query",
+            "card_details",
+        ]
+        .into_iter()
+        .filter(|name| *name != lacking)
+        .collect::<Vec<_>>()
+        .join(",")
+    };
+    let sdk_only = registered_merchant(&app, "777290058119001", &all_but("api_wap"), &dir).await;
+    let api_only = registered_merchant(&app, "777290058119002", &all_but("sdk_wap"), &dir).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let front = |merchant: &support::upacp::Merchant, order: &str| {
+        let form = merchant.sign(
+            merchant
+                .consume(order, 1_250)
+                .with("frontUrl", "https://shop.example/back"),
+        );
+        http.post(format!("{}/gateway/api/frontTransReq.do", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_urlencoded())
+            .send()
+    };
+    // API WAP: the merchant's own form to frontTransReq.do.
+    let refused = front(&sdk_only, "WAPSDKONLY01").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("respCode 32") && page.contains("API WAP"),
+        "{page}"
+    );
+    let served = front(&api_only, "WAPAPIONLY01").await.unwrap();
+    assert_eq!(served.status(), 302);
+    // SDK WAP: the hosted page the SDK sends a payer without the app to.
+    assert_eq!(
+        sdk_wap_page(&app, &sdk_only, "WAPSDKONLY02").await.status(),
+        200
+    );
+    let refused = sdk_wap_page(&app, &api_only, "WAPAPIONLY02").await;
+    assert_eq!(refused.status(), 403);
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("respCode 32") && page.contains("SDK WAP"),
+        "{page}"
+    );
     app.stop().await;
 }
