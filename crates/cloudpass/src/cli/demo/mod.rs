@@ -161,7 +161,7 @@ async fn run_story(args: DemoArgs) -> CliResult {
         app_user: None,
     };
     let started = Instant::now();
-    let (ok, total) = tell(&mut demo).await;
+    let ok = tell(&mut demo).await;
     println!("finished in {:.1} s", started.elapsed().as_secs_f64());
     demo.app.stop().await;
     if args.keep {
@@ -169,7 +169,6 @@ async fn run_story(args: DemoArgs) -> CliResult {
     } else {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
-    let _ = total;
     if ok {
         Ok(())
     } else {
@@ -177,9 +176,8 @@ async fn run_story(args: DemoArgs) -> CliResult {
     }
 }
 
-/// Every step, in order; stops at the first that fails. Whether all passed, and how many
-/// steps the story has.
-async fn tell(demo: &mut Demo) -> (bool, usize) {
+/// Every step, in order; stops at the first that fails. Whether all passed.
+async fn tell(demo: &mut Demo) -> bool {
     let mut story = Story::default();
     const TOTAL: usize = 12;
     let ok = story
@@ -240,5 +238,5 @@ async fn tell(demo: &mut Demo) -> (bool, usize) {
             )
             .await;
     story.print_summary(TOTAL);
-    (ok, TOTAL)
+    ok
 }
