@@ -7,7 +7,7 @@ use askama::Template;
 use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,9 +18,11 @@ use cloudpass_store::{GatewayStore, TokenStore};
 use subtle::ConstantTimeEq;
 
 use crate::views::{self, Count, HistoryLine, JournalLine, NotificationLine, OrderLine, TokenLine};
+use crate::words::{Words, words};
 use crate::{COUNTED_ROWS, Console, LIST_ROWS};
 
 const SESSION_COOKIE: &str = "cp_console";
+const LANGUAGE_COOKIE: &str = "cp_console_lang";
 
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
@@ -39,7 +41,47 @@ pub fn router(console: Arc<Console>) -> Router {
         .with_state(console)
 }
 
-fn page(status: StatusCode, template: &impl Template) -> Response {
+/// `?lang=zh|en` on any page: switches the console's language (kept in a cookie).
+#[derive(serde::Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+/// The language of a request, and the cookie that keeps a new choice.
+struct Visit {
+    w: &'static Words,
+    set_cookie: Option<String>,
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(COOKIE)?
+        .to_str()
+        .ok()?
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+impl Visit {
+    fn read(headers: &HeaderMap, lang: Option<&str>) -> Visit {
+        match lang {
+            Some(code @ ("zh" | "en")) => Visit {
+                w: words(code),
+                set_cookie: Some(format!(
+                    "{LANGUAGE_COOKIE}={code}; Path=/console; Max-Age=31536000; HttpOnly; Secure; SameSite=Strict"
+                )),
+            },
+            _ => Visit {
+                w: words(cookie(headers, LANGUAGE_COOKIE).unwrap_or("zh")),
+                set_cookie: None,
+            },
+        }
+    }
+}
+
+fn page(visit: &Visit, status: StatusCode, template: &impl Template) -> Response {
     let Ok(html) = template.render() else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,6 +107,13 @@ fn page(status: StatusCode, template: &impl Template) -> Response {
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    if let Some(value) = visit
+        .set_cookie
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        headers.append(SET_COOKIE, value);
+    }
     response
 }
 
@@ -80,14 +129,7 @@ fn redirect(to: &'static str, cookie: Option<String>) -> Response {
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(COOKIE)?
-        .to_str()
-        .ok()?
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value)
+    cookie(headers, SESSION_COOKIE)
 }
 
 /// Whether the request comes from a signed-in operator.
@@ -104,30 +146,22 @@ fn from_this_site(headers: &HeaderMap) -> bool {
     )
 }
 
-/// The page of a signed-in operator, or the way to the login.
-macro_rules! signed_in {
-    ($console:expr, $headers:expr) => {
-        if !operator(&$console, &$headers) {
-            return redirect("/console/login", None);
-        }
-    };
-}
-
 #[derive(Template)]
 #[template(path = "console_login.html")]
 struct LoginPage {
+    w: &'static Words,
     nav: &'static str,
     error: Option<&'static str>,
 }
 
-async fn login_page() -> Response {
-    page(
-        StatusCode::OK,
-        &LoginPage {
-            nav: "",
-            error: None,
-        },
-    )
+fn login(visit: &Visit, status: StatusCode, error: Option<&'static str>) -> Response {
+    let w = visit.w;
+    page(visit, status, &LoginPage { w, nav: "", error })
+}
+
+async fn login_page(Query(query): Query<LangQuery>, headers: HeaderMap) -> Response {
+    let visit = Visit::read(&headers, query.lang.as_deref());
+    login(&visit, StatusCode::OK, None)
 }
 
 async fn log_in(
@@ -136,15 +170,18 @@ async fn log_in(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let visit = Visit::read(&headers, None);
     let now = console.clock.now_millis();
     let address = peer.map(|Extension(PeerAddr(peer))| peer.ip());
     if !from_this_site(&headers) {
-        let error = Some("This form can only be posted from the console's login page.");
-        return page(StatusCode::FORBIDDEN, &LoginPage { nav: "", error });
+        return login(&visit, StatusCode::FORBIDDEN, Some(visit.w.cross_site));
     }
     if address.is_some_and(|a| console.login_throttle.blocked(a, now)) {
-        let error = Some("Too many failed logins from this address; wait a minute and try again.");
-        return page(StatusCode::TOO_MANY_REQUESTS, &LoginPage { nav: "", error });
+        return login(
+            &visit,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(visit.w.throttled),
+        );
     }
     let key = form_urlencoded::parse(&body)
         .find(|(name, _)| name == "operator_key")
@@ -155,10 +192,7 @@ async fn log_in(
         if let Some(address) = address {
             console.login_throttle.record_failure(address, now);
         }
-        let error = Some(
-            "That is not the operator key. It is in sandbox-operator.key in the data directory.",
-        );
-        return page(StatusCode::UNAUTHORIZED, &LoginPage { nav: "", error });
+        return login(&visit, StatusCode::UNAUTHORIZED, Some(visit.w.wrong_key));
     }
     let token = console.sessions.open(console.random.as_ref(), now);
     let cookie = format!(
@@ -179,30 +213,54 @@ async fn log_out(State(console): State<Arc<Console>>, headers: HeaderMap) -> Res
     redirect("/console/login", Some(cookie))
 }
 
-/// The page that says the store could not be read.
+/// The page that says what could not be shown.
 #[derive(Template)]
 #[template(path = "console_problem.html")]
 struct ProblemPage {
+    w: &'static Words,
     nav: &'static str,
-    message: String,
+    message: &'static str,
 }
 
-fn problem(status: StatusCode, message: impl Into<String>) -> Response {
-    let message = message.into();
-    page(status, &ProblemPage { nav: "", message })
+fn problem(visit: &Visit, status: StatusCode, message: &'static str) -> Response {
+    let w = visit.w;
+    page(
+        visit,
+        status,
+        &ProblemPage {
+            w,
+            nav: "",
+            message,
+        },
+    )
 }
 
-fn unavailable(error: impl std::fmt::Display) -> Response {
+fn unavailable(visit: &Visit, error: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %error, "console: the store could not be read");
     problem(
+        visit,
         StatusCode::SERVICE_UNAVAILABLE,
-        "The platform's store could not be read; reload in a moment.",
+        visit.w.store_unavailable,
     )
+}
+
+/// The visit of a signed-in operator, or the way to the login.
+fn operator_visit(
+    console: &Console,
+    headers: &HeaderMap,
+    lang: Option<&str>,
+) -> Result<Visit, Response> {
+    if operator(console, headers) {
+        Ok(Visit::read(headers, lang))
+    } else {
+        Err(redirect("/console/login", None))
+    }
 }
 
 #[derive(Template)]
 #[template(path = "console_overview.html")]
 struct OverviewPage {
+    w: &'static Words,
     nav: &'static str,
     now: String,
     orders: Vec<Count>,
@@ -212,8 +270,15 @@ struct OverviewPage {
     counted: i64,
 }
 
-async fn overview(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    signed_in!(console, headers);
+async fn overview(
+    State(console): State<Arc<Console>>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
+        Ok(visit) => visit,
+        Err(login) => return login,
+    };
     let store = &console.store;
     let (orders, journal, notifications, tokens) = match (
         store.order_counts().await,
@@ -222,9 +287,10 @@ async fn overview(State(console): State<Arc<Console>>, headers: HeaderMap) -> Re
         store.recent_tokens(COUNTED_ROWS).await,
     ) {
         (Ok(o), Ok(j), Ok(n), Ok(t)) => (o, j, n, t),
-        _ => return unavailable("a counter's query failed"),
+        _ => return unavailable(&visit, "a counter's query failed"),
     };
     let overview = OverviewPage {
+        w: visit.w,
         nav: "overview",
         now: views::beijing(console.clock.now_millis()),
         orders,
@@ -237,33 +303,43 @@ async fn overview(State(console): State<Arc<Console>>, headers: HeaderMap) -> Re
         tokens: views::tally(tokens.iter().map(|t| t.status.as_str())),
         counted: COUNTED_ROWS,
     };
-    page(StatusCode::OK, &overview)
+    page(&visit, StatusCode::OK, &overview)
 }
 
 #[derive(Template)]
 #[template(path = "console_orders.html")]
 struct OrdersPage {
+    w: &'static Words,
     nav: &'static str,
     orders: Vec<OrderLine>,
 }
 
-async fn orders(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    signed_in!(console, headers);
+async fn orders(
+    State(console): State<Arc<Console>>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
+        Ok(visit) => visit,
+        Err(login) => return login,
+    };
     match console.store.recent_orders(LIST_ROWS).await {
-        Ok(rows) => page(
-            StatusCode::OK,
-            &OrdersPage {
+        Ok(rows) => {
+            let orders = OrdersPage {
+                w: visit.w,
                 nav: "orders",
                 orders: rows.iter().map(views::order_line).collect(),
-            },
-        ),
-        Err(error) => unavailable(error),
+            };
+            page(&visit, StatusCode::OK, &orders)
+        }
+        Err(error) => unavailable(&visit, error),
     }
 }
 
 #[derive(Template)]
 #[template(path = "console_order.html")]
 struct OrderPage {
+    w: &'static Words,
     nav: &'static str,
     order: OrderLine,
     notifications: Vec<NotificationLine>,
@@ -272,71 +348,95 @@ struct OrderPage {
 async fn order(
     State(console): State<Arc<Console>>,
     Path(tn): Path<String>,
+    Query(query): Query<LangQuery>,
     headers: HeaderMap,
 ) -> Response {
-    signed_in!(console, headers);
+    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
+        Ok(visit) => visit,
+        Err(login) => return login,
+    };
     let row = match console.store.order_by_tn(&tn).await {
         Ok(Some(row)) => row,
-        Ok(None) => return problem(StatusCode::NOT_FOUND, "No order has this TN."),
-        Err(error) => return unavailable(error),
+        Ok(None) => return problem(&visit, StatusCode::NOT_FOUND, visit.w.no_such_order),
+        Err(error) => return unavailable(&visit, error),
     };
     let notifications = match console.store.notifications_of(&row.tn).await {
         Ok(rows) => rows.iter().map(views::notification_line).collect(),
-        Err(error) => return unavailable(error),
+        Err(error) => return unavailable(&visit, error),
     };
     let order = OrderPage {
+        w: visit.w,
         nav: "orders",
         order: views::order_line(&row),
         notifications,
     };
-    page(StatusCode::OK, &order)
+    page(&visit, StatusCode::OK, &order)
 }
 
 #[derive(Template)]
 #[template(path = "console_journal.html")]
 struct JournalPage {
+    w: &'static Words,
     nav: &'static str,
     entries: Vec<JournalLine>,
 }
 
-async fn journal(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    signed_in!(console, headers);
+async fn journal(
+    State(console): State<Arc<Console>>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
+        Ok(visit) => visit,
+        Err(login) => return login,
+    };
     match console.store.recent_journal(LIST_ROWS).await {
-        Ok(rows) => page(
-            StatusCode::OK,
-            &JournalPage {
+        Ok(rows) => {
+            let journal = JournalPage {
+                w: visit.w,
                 nav: "journal",
                 entries: rows.iter().map(views::journal_line).collect(),
-            },
-        ),
-        Err(error) => unavailable(error),
+            };
+            page(&visit, StatusCode::OK, &journal)
+        }
+        Err(error) => unavailable(&visit, error),
     }
 }
 
 #[derive(Template)]
 #[template(path = "console_tokens.html")]
 struct TokensPage {
+    w: &'static Words,
     nav: &'static str,
     tokens: Vec<TokenLine>,
 }
 
-async fn tokens(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    signed_in!(console, headers);
+async fn tokens(
+    State(console): State<Arc<Console>>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
+        Ok(visit) => visit,
+        Err(login) => return login,
+    };
     match console.store.recent_tokens(LIST_ROWS).await {
-        Ok(rows) => page(
-            StatusCode::OK,
-            &TokensPage {
+        Ok(rows) => {
+            let tokens = TokensPage {
+                w: visit.w,
                 nav: "tokens",
                 tokens: rows.iter().map(views::token_line).collect(),
-            },
-        ),
-        Err(error) => unavailable(error),
+            };
+            page(&visit, StatusCode::OK, &tokens)
+        }
+        Err(error) => unavailable(&visit, error),
     }
 }
 
 #[derive(Template)]
 #[template(path = "console_token.html")]
 struct TokenPage {
+    w: &'static Words,
     nav: &'static str,
     token: TokenLine,
     history: Vec<HistoryLine>,
@@ -345,75 +445,99 @@ struct TokenPage {
 async fn token(
     State(console): State<Arc<Console>>,
     Path(id): Path<String>,
+    Query(query): Query<LangQuery>,
     headers: HeaderMap,
 ) -> Response {
-    signed_in!(console, headers);
+    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
+        Ok(visit) => visit,
+        Err(login) => return login,
+    };
     let row = match console.store.token(&id).await {
         Ok(Some(row)) => row,
-        Ok(None) => return problem(StatusCode::NOT_FOUND, "No token has this id."),
-        Err(error) => return unavailable(error),
+        Ok(None) => return problem(&visit, StatusCode::NOT_FOUND, visit.w.no_such_token),
+        Err(error) => return unavailable(&visit, error),
     };
     match console.store.history(&row.id).await {
-        Ok(history) => page(
-            StatusCode::OK,
-            &TokenPage {
+        Ok(history) => {
+            let token = TokenPage {
+                w: visit.w,
                 nav: "tokens",
                 token: views::token_line(&row),
                 history: history.iter().map(views::history_line).collect(),
-            },
-        ),
-        Err(error) => unavailable(error),
+            };
+            page(&visit, StatusCode::OK, &token)
+        }
+        Err(error) => unavailable(&visit, error),
     }
 }
 
 #[derive(Template)]
 #[template(path = "console_notifications.html")]
 struct NotificationsPage {
+    w: &'static Words,
     nav: &'static str,
     notifications: Vec<NotificationLine>,
 }
 
-async fn notifications(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    signed_in!(console, headers);
+async fn notifications(
+    State(console): State<Arc<Console>>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
+        Ok(visit) => visit,
+        Err(login) => return login,
+    };
     match console.store.recent_notifications(LIST_ROWS).await {
-        Ok(rows) => page(
-            StatusCode::OK,
-            &NotificationsPage {
+        Ok(rows) => {
+            let notifications = NotificationsPage {
+                w: visit.w,
                 nav: "notifications",
                 notifications: rows.iter().map(views::notification_line).collect(),
-            },
-        ),
-        Err(error) => unavailable(error),
+            };
+            page(&visit, StatusCode::OK, &notifications)
+        }
+        Err(error) => unavailable(&visit, error),
     }
 }
 
 #[derive(Template)]
 #[template(path = "console_merchants.html")]
 struct MerchantsPage {
+    w: &'static Words,
     nav: &'static str,
     merchants: Vec<MerchantSummary>,
 }
 
-async fn merchants(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    signed_in!(console, headers);
+async fn merchants(
+    State(console): State<Arc<Console>>,
+    Query(query): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
+        Ok(visit) => visit,
+        Err(login) => return login,
+    };
     let Some(gateway) = console.gateway.as_ref() else {
-        return problem(StatusCode::NOT_FOUND, "This platform runs no gateway.");
+        return problem(&visit, StatusCode::NOT_FOUND, visit.w.no_gateway);
     };
     match gateway.merchant_summaries().await {
-        Ok(merchants) => page(
-            StatusCode::OK,
-            &MerchantsPage {
+        Ok(merchants) => {
+            let merchants = MerchantsPage {
+                w: visit.w,
                 nav: "merchants",
                 merchants,
-            },
-        ),
-        Err(error) => unavailable(error),
+            };
+            page(&visit, StatusCode::OK, &merchants)
+        }
+        Err(error) => unavailable(&visit, error),
     }
 }
 
 #[derive(Template)]
 #[template(path = "console_merchant.html")]
 struct MerchantPage {
+    w: &'static Words,
     nav: &'static str,
     report: Certification,
     passed_at: Vec<String>,
@@ -422,16 +546,20 @@ struct MerchantPage {
 async fn merchant(
     State(console): State<Arc<Console>>,
     Path(mer_id): Path<String>,
+    Query(query): Query<LangQuery>,
     headers: HeaderMap,
 ) -> Response {
-    signed_in!(console, headers);
+    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
+        Ok(visit) => visit,
+        Err(login) => return login,
+    };
     let Some(gateway) = console.gateway.as_ref() else {
-        return problem(StatusCode::NOT_FOUND, "This platform runs no gateway.");
+        return problem(&visit, StatusCode::NOT_FOUND, visit.w.no_gateway);
     };
     match gateway.certification(&mer_id).await {
-        Ok(Some(report)) => page(
-            StatusCode::OK,
-            &MerchantPage {
+        Ok(Some(report)) => {
+            let merchant = MerchantPage {
+                w: visit.w,
                 nav: "merchants",
                 passed_at: report
                     .cases
@@ -439,10 +567,11 @@ async fn merchant(
                     .map(|c| c.passed_at.map(views::beijing).unwrap_or_default())
                     .collect(),
                 report,
-            },
-        ),
-        Ok(None) => problem(StatusCode::NOT_FOUND, "No merchant has this merId."),
-        Err(error) => unavailable(error),
+            };
+            page(&visit, StatusCode::OK, &merchant)
+        }
+        Ok(None) => problem(&visit, StatusCode::NOT_FOUND, visit.w.no_such_merchant),
+        Err(error) => unavailable(&visit, error),
     }
 }
 

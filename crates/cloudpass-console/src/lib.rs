@@ -12,6 +12,7 @@
 mod http;
 mod sessions;
 mod views;
+mod words;
 
 use std::sync::Arc;
 

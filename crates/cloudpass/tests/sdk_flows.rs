@@ -230,7 +230,12 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
 
     // The operator finds every step in the console: a wrong key is refused; the orders, the
     // refunded one with its notification sent and acknowledged, the refund that returns it.
+    // In Chinese first (the default), then in English.
     page.goto(format!("{}/console", app.base)).await.unwrap();
+    browser::fill(&page, "#operator_key", "not the key").await;
+    let error = browser::click_to(&page, "#log-in", "#error").await;
+    assert!(error.starts_with("运营密钥不正确"), "{error}");
+    browser::click_to(&page, "#language", "#operator_key").await;
     browser::fill(&page, "#operator_key", "not the key").await;
     let error = browser::click_to(&page, "#log-in", "#error").await;
     assert!(error.starts_with("That is not the operator key"), "{error}");
