@@ -95,18 +95,7 @@ fn page(visit: &Visit, status: StatusCode, template: &impl Template) -> Response
         CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    cloudpass_http::pages::secure_page(headers, cloudpass_http::pages::Scripts::None);
     if let Some(value) = visit
         .set_cookie
         .as_deref()

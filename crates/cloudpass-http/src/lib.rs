@@ -12,6 +12,7 @@ pub mod auth;
 pub mod body;
 pub mod errors;
 pub mod openapi;
+pub mod pages;
 
 pub use body::{BodyError, parse_json};
 pub use errors::{ErrorBody, json_error, status_error, with_json_errors};

@@ -238,18 +238,7 @@ impl Visit {
 
 /// The headers of every wallet answer.
 fn secure(headers: &mut HeaderMap) {
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    cloudpass_http::pages::secure_page(headers, cloudpass_http::pages::Scripts::None);
 }
 
 /// The `?lang=` of a page address, and `bound=1` or `removed=1` after a card was.

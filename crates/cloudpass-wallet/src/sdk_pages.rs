@@ -125,11 +125,11 @@ pub(crate) async fn route_payer(
     Query(query): Query<StartQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
-    let t = visit.texts();
-    let Some(return_url) = query.return_url.filter(|url| sdk::return_url_is_valid(url)) else {
-        return problem(visit, StatusCode::BAD_REQUEST, t.sdk_bad_return, None);
+    let (visit, return_url) = match checked_visit(&wallet, &headers, &query) {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
+    let t = visit.texts();
     let failed = sdk::return_link(&return_url, "fail", None);
     match query.mode.as_deref() {
         Some("01") => {}
@@ -188,6 +188,28 @@ async fn order_problem(
     problem(visit, status, message, Some(failed))
 }
 
+/// The visit of an SDK address with the institution's page it names, or the page that
+/// refuses a return address that is not one (with no way back: there is none to trust).
+fn checked_visit(
+    wallet: &Wallet,
+    headers: &HeaderMap,
+    query: &StartQuery,
+) -> Result<(Visit, String), Response> {
+    let visit = Visit::read(wallet, headers, query.lang.as_deref());
+    match query.return_url.as_deref() {
+        Some(url) if sdk::return_url_is_valid(url) => Ok((visit, url.to_owned())),
+        _ => {
+            let t = visit.texts();
+            Err(problem(
+                visit,
+                StatusCode::BAD_REQUEST,
+                t.sdk_bad_return,
+                None,
+            ))
+        }
+    }
+}
+
 fn problem(visit: Visit, status: StatusCode, message: &str, back: Option<String>) -> Response {
     let t = visit.texts();
     visit.page(status, &ProblemPage { t, message, back })
@@ -199,11 +221,11 @@ pub(crate) async fn cashier(
     Query(query): Query<StartQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
-    let t = visit.texts();
-    let Some(return_url) = query.return_url.filter(|url| sdk::return_url_is_valid(url)) else {
-        return problem(visit, StatusCode::BAD_REQUEST, t.sdk_bad_return, None);
+    let (visit, return_url) = match checked_visit(&wallet, &headers, &query) {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
+    let t = visit.texts();
     let tn = query.tn.unwrap_or_default();
     let Some(gateway) = wallet.app_pay.gateway.as_ref() else {
         let failed = sdk::return_link(&return_url, "fail", None);
@@ -241,11 +263,11 @@ pub(crate) async fn back_to_merchant(
     Query(query): Query<StartQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::read(&wallet, &headers, query.lang.as_deref());
-    let t = visit.texts();
-    let Some(return_url) = query.return_url.filter(|url| sdk::return_url_is_valid(url)) else {
-        return problem(visit, StatusCode::BAD_REQUEST, t.sdk_bad_return, None);
+    let (visit, return_url) = match checked_visit(&wallet, &headers, &query) {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
+    let t = visit.texts();
     let tn = query.tn.unwrap_or_default();
     let outcome = match wallet.app_pay.gateway.as_ref() {
         Some(gateway) => gateway.sdk_outcome(&tn).await.ok(),

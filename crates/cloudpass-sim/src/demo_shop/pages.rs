@@ -102,14 +102,7 @@ impl Visit {
 
     fn finish(self, mut response: Response) -> Response {
         let headers = response.headers_mut();
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(
-            "content-security-policy",
-            HeaderValue::from_static(
-                "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            ),
-        );
-        headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        cloudpass_http::pages::secure_page(headers, cloudpass_http::pages::Scripts::OwnOrigin);
         for cookie in self.set_cookies {
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 headers.append(SET_COOKIE, value);
