@@ -111,6 +111,8 @@ pub fn register_participants(switch: &Switch, terminal_master: KeyHandle) -> Res
 
 /// The card `cloudpass pos` puts on a new phone: 招商借记, green, PIN 111101.
 pub const DEFAULT_PHONE_CARD: &str = "6226090000000048";
+/// 华夏贷记: its bank wants an SMS code before it goes onto a device (yellow); CVN2 248.
+pub const STEP_UP_CARD: &str = "6226388000000095";
 
 /// The wallet account seeded with every token requestor.
 pub const ACCOUNT_ID: &str = "alice";
@@ -208,7 +210,7 @@ pub fn cards() -> Vec<SimCard> {
     let cards = [
         // 招商借记: PIN 111101 as published.
         Card {
-            number: "6226090000000048",
+            number: DEFAULT_PHONE_CARD,
             expiry: "2912",
             cvn2: None,
             phone: "18100000000",
@@ -220,7 +222,7 @@ pub fn cards() -> Vec<SimCard> {
         },
         // 华夏贷记: the yellow path (SMS code to 18100000000). No PIN is published: 111111.
         Card {
-            number: "6226388000000095",
+            number: STEP_UP_CARD,
             expiry: "2912",
             cvn2: Some("248"),
             phone: "18100000000",

@@ -35,7 +35,7 @@ pub(crate) const DEBIT_PIN: &str = "111101";
 /// The number the bank reissues it under.
 pub(crate) const REISSUED: &str = "6226090000000055";
 /// The sandbox's Huaxia credit card: its bank wants a texted code first.
-pub(crate) const CREDIT: &str = "6226388000000095";
+pub(crate) const CREDIT: &str = cloudpass::sandbox::STEP_UP_CARD;
 /// The phone the sandbox bank texts the published cards' codes to.
 pub(crate) const CARD_PHONE: &str = "18100000000";
 
