@@ -8,12 +8,14 @@ use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use cloudpass_gateway::Gateway;
 use cloudpass_gateway::certification::{Certification, MerchantSummary};
 use cloudpass_http::PeerAddr;
+use cloudpass_http::pages::{self, Scripts, cookie};
 use cloudpass_store::{GatewayStore, TokenStore};
 use subtle::ConstantTimeEq;
 
@@ -53,17 +55,6 @@ struct Visit {
     set_cookie: Option<String>,
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(COOKIE)?
-        .to_str()
-        .ok()?
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
 impl Visit {
     fn read(headers: &HeaderMap, lang: Option<&str>) -> Visit {
         match lang {
@@ -82,20 +73,8 @@ impl Visit {
 }
 
 fn page(visit: &Visit, status: StatusCode, template: &impl Template) -> Response {
-    let Ok(html) = template.render() else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "This page could not be shown.",
-        )
-            .into_response();
-    };
-    let mut response = (status, html).into_response();
+    let mut response = pages::html(status, template.render(), Scripts::None, "console");
     let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    cloudpass_http::pages::secure_page(headers, cloudpass_http::pages::Scripts::None);
     if let Some(value) = visit
         .set_cookie
         .as_deref()
@@ -246,6 +225,10 @@ fn operator_visit(
     }
 }
 
+/// An operator's page, or the answer that stands instead of it: the way to the login, a
+/// page that says what is not there, the store's trouble.
+type Answer = Result<Response, Response>;
+
 #[derive(Template)]
 #[template(path = "console_overview.html")]
 struct OverviewPage {
@@ -263,21 +246,17 @@ async fn overview(
     State(console): State<Arc<Console>>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
-) -> Response {
-    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
-        Ok(visit) => visit,
-        Err(login) => return login,
-    };
+) -> Answer {
+    let visit = operator_visit(&console, &headers, query.lang.as_deref())?;
     let store = &console.store;
-    let (orders, journal, notifications, tokens) = match (
-        store.order_counts().await,
-        store.recent_journal(COUNTED_ROWS).await,
-        store.recent_notifications(COUNTED_ROWS).await,
-        store.recent_tokens(COUNTED_ROWS).await,
-    ) {
-        (Ok(o), Ok(j), Ok(n), Ok(t)) => (o, j, n, t),
-        _ => return unavailable(&visit, "a counter's query failed"),
-    };
+    let failed = |error| unavailable(&visit, error);
+    let orders = store.order_counts().await.map_err(failed)?;
+    let journal = store.recent_journal(COUNTED_ROWS).await.map_err(failed)?;
+    let notifications = store
+        .recent_notifications(COUNTED_ROWS)
+        .await
+        .map_err(failed)?;
+    let tokens = store.recent_tokens(COUNTED_ROWS).await.map_err(failed)?;
     let overview = OverviewPage {
         w: visit.w,
         nav: "overview",
@@ -292,7 +271,7 @@ async fn overview(
         tokens: views::tally(tokens.iter().map(|t| t.status.as_str())),
         counted: COUNTED_ROWS,
     };
-    page(&visit, StatusCode::OK, &overview)
+    Ok(page(&visit, StatusCode::OK, &overview))
 }
 
 #[derive(Template)]
@@ -307,22 +286,19 @@ async fn orders(
     State(console): State<Arc<Console>>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
-) -> Response {
-    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
-        Ok(visit) => visit,
-        Err(login) => return login,
+) -> Answer {
+    let visit = operator_visit(&console, &headers, query.lang.as_deref())?;
+    let rows = console
+        .store
+        .recent_orders(LIST_ROWS)
+        .await
+        .map_err(|e| unavailable(&visit, e))?;
+    let orders = OrdersPage {
+        w: visit.w,
+        nav: "orders",
+        orders: rows.iter().map(views::order_line).collect(),
     };
-    match console.store.recent_orders(LIST_ROWS).await {
-        Ok(rows) => {
-            let orders = OrdersPage {
-                w: visit.w,
-                nav: "orders",
-                orders: rows.iter().map(views::order_line).collect(),
-            };
-            page(&visit, StatusCode::OK, &orders)
-        }
-        Err(error) => unavailable(&visit, error),
-    }
+    Ok(page(&visit, StatusCode::OK, &orders))
 }
 
 #[derive(Template)]
@@ -339,27 +315,26 @@ async fn order(
     Path(tn): Path<String>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
-) -> Response {
-    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
-        Ok(visit) => visit,
-        Err(login) => return login,
-    };
-    let row = match console.store.order_by_tn(&tn).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return problem(&visit, StatusCode::NOT_FOUND, visit.w.no_such_order),
-        Err(error) => return unavailable(&visit, error),
-    };
-    let notifications = match console.store.notifications_of(&row.tn).await {
-        Ok(rows) => rows.iter().map(views::notification_line).collect(),
-        Err(error) => return unavailable(&visit, error),
-    };
+) -> Answer {
+    let visit = operator_visit(&console, &headers, query.lang.as_deref())?;
+    let row = console
+        .store
+        .order_by_tn(&tn)
+        .await
+        .map_err(|e| unavailable(&visit, e))?
+        .ok_or_else(|| problem(&visit, StatusCode::NOT_FOUND, visit.w.no_such_order))?;
+    let notifications = console
+        .store
+        .notifications_of(&row.tn)
+        .await
+        .map_err(|e| unavailable(&visit, e))?;
     let order = OrderPage {
         w: visit.w,
         nav: "orders",
         order: views::order_line(&row),
-        notifications,
+        notifications: notifications.iter().map(views::notification_line).collect(),
     };
-    page(&visit, StatusCode::OK, &order)
+    Ok(page(&visit, StatusCode::OK, &order))
 }
 
 #[derive(Template)]
@@ -374,22 +349,19 @@ async fn journal(
     State(console): State<Arc<Console>>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
-) -> Response {
-    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
-        Ok(visit) => visit,
-        Err(login) => return login,
+) -> Answer {
+    let visit = operator_visit(&console, &headers, query.lang.as_deref())?;
+    let rows = console
+        .store
+        .recent_journal(LIST_ROWS)
+        .await
+        .map_err(|e| unavailable(&visit, e))?;
+    let journal = JournalPage {
+        w: visit.w,
+        nav: "journal",
+        entries: rows.iter().map(views::journal_line).collect(),
     };
-    match console.store.recent_journal(LIST_ROWS).await {
-        Ok(rows) => {
-            let journal = JournalPage {
-                w: visit.w,
-                nav: "journal",
-                entries: rows.iter().map(views::journal_line).collect(),
-            };
-            page(&visit, StatusCode::OK, &journal)
-        }
-        Err(error) => unavailable(&visit, error),
-    }
+    Ok(page(&visit, StatusCode::OK, &journal))
 }
 
 #[derive(Template)]
@@ -404,22 +376,19 @@ async fn tokens(
     State(console): State<Arc<Console>>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
-) -> Response {
-    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
-        Ok(visit) => visit,
-        Err(login) => return login,
+) -> Answer {
+    let visit = operator_visit(&console, &headers, query.lang.as_deref())?;
+    let rows = console
+        .store
+        .recent_tokens(LIST_ROWS)
+        .await
+        .map_err(|e| unavailable(&visit, e))?;
+    let tokens = TokensPage {
+        w: visit.w,
+        nav: "tokens",
+        tokens: rows.iter().map(views::token_line).collect(),
     };
-    match console.store.recent_tokens(LIST_ROWS).await {
-        Ok(rows) => {
-            let tokens = TokensPage {
-                w: visit.w,
-                nav: "tokens",
-                tokens: rows.iter().map(views::token_line).collect(),
-            };
-            page(&visit, StatusCode::OK, &tokens)
-        }
-        Err(error) => unavailable(&visit, error),
-    }
+    Ok(page(&visit, StatusCode::OK, &tokens))
 }
 
 #[derive(Template)]
@@ -436,28 +405,26 @@ async fn token(
     Path(id): Path<String>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
-) -> Response {
-    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
-        Ok(visit) => visit,
-        Err(login) => return login,
+) -> Answer {
+    let visit = operator_visit(&console, &headers, query.lang.as_deref())?;
+    let row = console
+        .store
+        .token(&id)
+        .await
+        .map_err(|e| unavailable(&visit, e))?
+        .ok_or_else(|| problem(&visit, StatusCode::NOT_FOUND, visit.w.no_such_token))?;
+    let history = console
+        .store
+        .history(&row.id)
+        .await
+        .map_err(|e| unavailable(&visit, e))?;
+    let token = TokenPage {
+        w: visit.w,
+        nav: "tokens",
+        token: views::token_line(&row),
+        history: history.iter().map(views::history_line).collect(),
     };
-    let row = match console.store.token(&id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return problem(&visit, StatusCode::NOT_FOUND, visit.w.no_such_token),
-        Err(error) => return unavailable(&visit, error),
-    };
-    match console.store.history(&row.id).await {
-        Ok(history) => {
-            let token = TokenPage {
-                w: visit.w,
-                nav: "tokens",
-                token: views::token_line(&row),
-                history: history.iter().map(views::history_line).collect(),
-            };
-            page(&visit, StatusCode::OK, &token)
-        }
-        Err(error) => unavailable(&visit, error),
-    }
+    Ok(page(&visit, StatusCode::OK, &token))
 }
 
 #[derive(Template)]
@@ -472,22 +439,27 @@ async fn notifications(
     State(console): State<Arc<Console>>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
-) -> Response {
-    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
-        Ok(visit) => visit,
-        Err(login) => return login,
+) -> Answer {
+    let visit = operator_visit(&console, &headers, query.lang.as_deref())?;
+    let rows = console
+        .store
+        .recent_notifications(LIST_ROWS)
+        .await
+        .map_err(|e| unavailable(&visit, e))?;
+    let notifications = NotificationsPage {
+        w: visit.w,
+        nav: "notifications",
+        notifications: rows.iter().map(views::notification_line).collect(),
     };
-    match console.store.recent_notifications(LIST_ROWS).await {
-        Ok(rows) => {
-            let notifications = NotificationsPage {
-                w: visit.w,
-                nav: "notifications",
-                notifications: rows.iter().map(views::notification_line).collect(),
-            };
-            page(&visit, StatusCode::OK, &notifications)
-        }
-        Err(error) => unavailable(&visit, error),
-    }
+    Ok(page(&visit, StatusCode::OK, &notifications))
+}
+
+/// The gateway whose merchants the console shows, or the page that says there is none.
+fn gateway<'a>(console: &'a Console, visit: &Visit) -> Result<&'a Gateway, Response> {
+    console
+        .gateway
+        .as_deref()
+        .ok_or_else(|| problem(visit, StatusCode::NOT_FOUND, visit.w.no_gateway))
 }
 
 #[derive(Template)]
@@ -502,25 +474,18 @@ async fn merchants(
     State(console): State<Arc<Console>>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
-) -> Response {
-    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
-        Ok(visit) => visit,
-        Err(login) => return login,
+) -> Answer {
+    let visit = operator_visit(&console, &headers, query.lang.as_deref())?;
+    let merchants = gateway(&console, &visit)?
+        .merchant_summaries()
+        .await
+        .map_err(|e| unavailable(&visit, e))?;
+    let merchants = MerchantsPage {
+        w: visit.w,
+        nav: "merchants",
+        merchants,
     };
-    let Some(gateway) = console.gateway.as_ref() else {
-        return problem(&visit, StatusCode::NOT_FOUND, visit.w.no_gateway);
-    };
-    match gateway.merchant_summaries().await {
-        Ok(merchants) => {
-            let merchants = MerchantsPage {
-                w: visit.w,
-                nav: "merchants",
-                merchants,
-            };
-            page(&visit, StatusCode::OK, &merchants)
-        }
-        Err(error) => unavailable(&visit, error),
-    }
+    Ok(page(&visit, StatusCode::OK, &merchants))
 }
 
 #[derive(Template)]
@@ -537,31 +502,24 @@ async fn merchant(
     Path(mer_id): Path<String>,
     Query(query): Query<LangQuery>,
     headers: HeaderMap,
-) -> Response {
-    let visit = match operator_visit(&console, &headers, query.lang.as_deref()) {
-        Ok(visit) => visit,
-        Err(login) => return login,
+) -> Answer {
+    let visit = operator_visit(&console, &headers, query.lang.as_deref())?;
+    let report = gateway(&console, &visit)?
+        .certification(&mer_id)
+        .await
+        .map_err(|e| unavailable(&visit, e))?
+        .ok_or_else(|| problem(&visit, StatusCode::NOT_FOUND, visit.w.no_such_merchant))?;
+    let merchant = MerchantPage {
+        w: visit.w,
+        nav: "merchants",
+        passed_at: report
+            .cases
+            .iter()
+            .map(|c| c.passed_at.map(views::beijing).unwrap_or_default())
+            .collect(),
+        report,
     };
-    let Some(gateway) = console.gateway.as_ref() else {
-        return problem(&visit, StatusCode::NOT_FOUND, visit.w.no_gateway);
-    };
-    match gateway.certification(&mer_id).await {
-        Ok(Some(report)) => {
-            let merchant = MerchantPage {
-                w: visit.w,
-                nav: "merchants",
-                passed_at: report
-                    .cases
-                    .iter()
-                    .map(|c| c.passed_at.map(views::beijing).unwrap_or_default())
-                    .collect(),
-                report,
-            };
-            page(&visit, StatusCode::OK, &merchant)
-        }
-        Ok(None) => problem(&visit, StatusCode::NOT_FOUND, visit.w.no_such_merchant),
-        Err(error) => unavailable(&visit, error),
-    }
+    Ok(page(&visit, StatusCode::OK, &merchant))
 }
 
 async fn style() -> Response {

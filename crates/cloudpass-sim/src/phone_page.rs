@@ -18,7 +18,7 @@ use askama::Template;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -247,25 +247,8 @@ fn cookies(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn page(status: StatusCode, template: &PhonePage<'_>) -> Response {
-    let html = match template.render() {
-        Ok(html) => html,
-        Err(error) => {
-            tracing::error!(error = %error, "phone simulator: the page could not be rendered");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "This page could not be shown.",
-            )
-                .into_response();
-        }
-    };
-    let mut response = (status, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    cloudpass_http::pages::secure_page(headers, cloudpass_http::pages::Scripts::None);
-    response
+    use cloudpass_http::pages::{Scripts, html};
+    html(status, template.render(), Scripts::None, "phone simulator")
 }
 
 struct Answer<'a> {

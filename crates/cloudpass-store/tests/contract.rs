@@ -1273,6 +1273,23 @@ async fn push_receipts_spend_once_and_declines_are_counted(store: AnyStore) {
     );
 }
 
+/// The first notification of `order`, due at 10.
+fn notification_of(order: &OrderRow) -> NotificationRow {
+    NotificationRow {
+        id: 0,
+        tn: order.tn.clone(),
+        mer_id: order.mer_id.clone(),
+        url: order.back_url.clone(),
+        body: "respCode=00".into(),
+        attempts: 0,
+        next_attempt_at: 10,
+        delivered_at: None,
+        failed_at: None,
+        last_status: None,
+        created_at: 5,
+    }
+}
+
 fn order(tn: &str, order_id: &str) -> OrderRow {
     OrderRow {
         tn: tn.into(),
@@ -1512,19 +1529,7 @@ async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {
     paid.pay_card_masked = Some("622638******0095".into());
     paid.paid_at = Some(5);
     paid.version = 4;
-    let notification = NotificationRow {
-        id: 0,
-        tn: first.tn.clone(),
-        mer_id: first.mer_id.clone(),
-        url: first.back_url.clone(),
-        body: "respCode=00".into(),
-        attempts: 0,
-        next_attempt_at: 10,
-        delivered_at: None,
-        failed_at: None,
-        last_status: None,
-        created_at: 5,
-    };
+    let notification = notification_of(&first);
     store
         .update_order(&paid, Some(&notification))
         .await
@@ -1870,19 +1875,7 @@ async fn console_lists_are_newest_first_and_counted(store: AnyStore) {
     let mut paid = orders[1].clone();
     paid.status = "paid".into();
     paid.version = 2;
-    let notification = NotificationRow {
-        id: 0,
-        tn: paid.tn.clone(),
-        mer_id: paid.mer_id.clone(),
-        url: paid.back_url.clone(),
-        body: "respCode=00".into(),
-        attempts: 0,
-        next_attempt_at: 10,
-        delivered_at: None,
-        failed_at: None,
-        last_status: None,
-        created_at: 5,
-    };
+    let notification = notification_of(&paid);
     store
         .update_order(&paid, Some(&notification))
         .await

@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cloudpass_http::PeerAddr;
+use cloudpass_http::pages::{self, Scripts};
 
 use crate::cards::{Binding, BoundCard};
 use crate::device_pages;
@@ -157,23 +158,12 @@ impl Visit {
     }
 
     pub(crate) fn page(self, status: StatusCode, template: &impl Template) -> Response {
-        let html = match template.render() {
-            Ok(html) => html,
-            Err(error) => {
-                tracing::error!(error = %error, "wallet: a page could not be rendered");
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "This page could not be shown.",
-                )
-                    .into_response();
-            }
-        };
-        let mut response = (status, html).into_response();
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        self.finish(response)
+        self.finish(pages::html(
+            status,
+            template.render(),
+            Scripts::None,
+            "wallet",
+        ))
     }
 
     /// A 303 to `to`: a path of this site, or the institution's page the SDK named.
@@ -238,7 +228,7 @@ impl Visit {
 
 /// The headers of every wallet answer.
 fn secure(headers: &mut HeaderMap) {
-    cloudpass_http::pages::secure_page(headers, cloudpass_http::pages::Scripts::None);
+    pages::secure_page(headers, Scripts::None);
 }
 
 /// The `?lang=` of a page address, and `bound=1` or `removed=1` after a card was.

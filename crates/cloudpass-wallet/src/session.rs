@@ -21,8 +21,6 @@ pub const LANGUAGE_COOKIE: &str = "cp_wallet_lang";
 /// simulator: the payment SDK runs the app's flows when it is set and WAP pay when not.
 pub const APP_INSTALLED_COOKIE: &str = "cp_app_installed";
 const TOKEN_BYTES: usize = 32;
-/// The longest a cookie value we read may be.
-const COOKIE_VALUE_MAX: usize = 128;
 
 /// A fresh random token, base64url (43 characters).
 pub fn new_token(random: &dyn Random) -> Zeroizing<String> {
@@ -41,12 +39,7 @@ pub fn token_hash(token: &str) -> String {
 
 /// The value of cookie `name` in a `Cookie` header, if present and of a sane size.
 pub fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
-    header?
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim())
-        .filter(|value| !value.is_empty() && value.len() <= COOKIE_VALUE_MAX)
+    cloudpass_http::pages::cookie_in(header, name)
 }
 
 /// A `Set-Cookie` value for one of the wallet's cookies; `max_age_seconds` 0 deletes it.

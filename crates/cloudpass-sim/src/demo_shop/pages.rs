@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cloudpass_core::{Currency, Money, hex};
+use cloudpass_http::pages::{self, Scripts, cookie_in as cookie};
 use cloudpass_upacp::Form;
 use cloudpass_upacp::app_result::ResultData;
 
@@ -76,20 +77,8 @@ impl Visit {
     }
 
     fn page(self, status: StatusCode, template: &impl Template) -> Response {
-        let Ok(html) = template.render() else {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "This page could not be shown.",
-            )
-                .into_response();
-        };
-        let mut response = (status, html).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        self.finish(response)
+        let answer = pages::html(status, template.render(), Scripts::OwnOrigin, "demo shop");
+        self.finish(answer)
     }
 
     fn redirect(self, to: &str) -> Response {
@@ -102,7 +91,7 @@ impl Visit {
 
     fn finish(self, mut response: Response) -> Response {
         let headers = response.headers_mut();
-        cloudpass_http::pages::secure_page(headers, cloudpass_http::pages::Scripts::OwnOrigin);
+        pages::secure_page(headers, Scripts::OwnOrigin);
         for cookie in self.set_cookies {
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 headers.append(SET_COOKIE, value);
@@ -115,14 +104,6 @@ impl Visit {
     fn order(&self, shop: &DemoShop, id: &str) -> Option<ShopOrder> {
         shop.order(id).filter(|o| o.visitor == self.visitor)
     }
-}
-
-fn cookie<'a>(cookies: Option<&'a str>, name: &str) -> Option<&'a str> {
-    cookies?
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
 }
 
 fn shop_cookie(name: &str, value: &str) -> String {
@@ -327,19 +308,34 @@ fn consume_form(shop: &DemoShop, order: &ShopOrder, channel: &str) -> Form {
         .with("backUrl", shop.notify_address())
 }
 
+/// The visitor's order `id`, claimed for `method` by a form of this site; else the order's
+/// page (it has a way of paying already) or the page that says there is no such order.
+fn claim(
+    shop: &DemoShop,
+    headers: &HeaderMap,
+    id: &str,
+    method: Method,
+) -> Result<(Visit, ShopOrder), Response> {
+    let visit = Visit::read(shop, headers, None);
+    let Some(order) = visit.order(shop, id) else {
+        return Err(no_order(visit));
+    };
+    if !from_this_site(headers) || !shop.choose(id, method) {
+        return Err(visit.redirect(&format!("/demo-merchant/orders/{id}")));
+    }
+    Ok((visit, order))
+}
+
 /// Cloud QuickPass: a TN from `appTransReq.do`, then the SDK on the next page.
 async fn quickpass(
     State(shop): State<Arc<DemoShop>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::read(&shop, &headers, None);
-    let Some(order) = visit.order(&shop, &id) else {
-        return no_order(visit);
+    let (visit, order) = match claim(&shop, &headers, &id, Method::QuickPass) {
+        Ok(claimed) => claimed,
+        Err(answer) => return answer,
     };
-    if !from_this_site(&headers) || !shop.choose(&id, Method::QuickPass) {
-        return visit.redirect(&format!("/demo-merchant/orders/{id}"));
-    }
     let tn = match order.tn.clone() {
         Some(tn) => tn,
         None => match issue_tn(&shop, &order).await {
@@ -391,13 +387,10 @@ async fn card(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let visit = Visit::read(&shop, &headers, None);
-    let Some(order) = visit.order(&shop, &id) else {
-        return no_order(visit);
+    let (visit, order) = match claim(&shop, &headers, &id, Method::Card) {
+        Ok(claimed) => claimed,
+        Err(answer) => return answer,
     };
-    if !from_this_site(&headers) || !shop.choose(&id, Method::Card) {
-        return visit.redirect(&format!("/demo-merchant/orders/{id}"));
-    }
     let form = consume_form(&shop, &order, "08").with("frontUrl", shop.order_address(&id));
     let front_fields = match shop
         .client
