@@ -240,6 +240,7 @@ struct OverviewPage {
     notifications: Vec<Count>,
     tokens: Vec<Count>,
     counted: i64,
+    campaigns: Vec<views::CampaignLine>,
 }
 
 async fn overview(
@@ -257,6 +258,21 @@ async fn overview(
         .await
         .map_err(failed)?;
     let tokens = store.recent_tokens(COUNTED_ROWS).await.map_err(failed)?;
+    let campaigns = match &console.gateway {
+        Some(gateway) => {
+            let spent = gateway
+                .campaigns_spent()
+                .await
+                .map_err(|error| unavailable(&visit, error))?;
+            gateway
+                .campaigns()
+                .iter()
+                .zip(spent)
+                .map(|(campaign, spent)| views::campaign_line(campaign, spent))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let overview = OverviewPage {
         w: visit.w,
         nav: "overview",
@@ -270,6 +286,7 @@ async fn overview(
         ),
         tokens: views::tally(tokens.iter().map(|t| t.status.as_str())),
         counted: COUNTED_ROWS,
+        campaigns,
     };
     Ok(page(&visit, StatusCode::OK, &overview))
 }

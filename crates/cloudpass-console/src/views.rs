@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use cloudpass_core::card_number::mask_digits;
+use cloudpass_core::discount::Campaign;
 use cloudpass_core::{Currency, Money};
 use cloudpass_store::{HistoryRow, JournalRow, NotificationRow, OrderRow, TokenRow};
 
@@ -34,6 +35,9 @@ pub struct OrderLine {
     pub kind: String,
     pub channel: String,
     pub amount: String,
+    /// The sponsor's part and its campaign ("5.00 · CQP202612001"), when a campaign paid
+    /// part of it.
+    pub discount: Option<String>,
     pub refunded: String,
     pub status: String,
     pub card: String,
@@ -45,6 +49,26 @@ pub struct OrderLine {
     pub updated: String,
 }
 
+/// A campaign's budget as the overview shows it.
+pub struct CampaignLine {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub spent_fen: u64,
+    pub spent: String,
+    pub budget: String,
+}
+
+pub fn campaign_line(campaign: &Campaign, spent_fen: u64) -> CampaignLine {
+    let fen = |amount: u64| yuan(i64::try_from(amount).unwrap_or(i64::MAX));
+    CampaignLine {
+        id: campaign.id,
+        name: campaign.name_zh,
+        spent_fen,
+        spent: fen(spent_fen),
+        budget: fen(campaign.budget),
+    }
+}
+
 pub fn order_line(row: &OrderRow) -> OrderLine {
     OrderLine {
         tn: row.tn.clone(),
@@ -53,6 +77,11 @@ pub fn order_line(row: &OrderRow) -> OrderLine {
         kind: row.kind.clone(),
         channel: row.channel.clone(),
         amount: yuan(row.amount),
+        discount: row
+            .campaign_id
+            .as_deref()
+            .filter(|_| row.discount > 0)
+            .map(|campaign| format!("{} · {campaign}", yuan(row.discount))),
         refunded: yuan(row.refunded),
         status: row.status.clone(),
         // Stored masked already; masked again so nothing longer can ever show.

@@ -9,6 +9,7 @@ pub mod card_number;
 pub mod clock;
 pub mod default_card;
 pub mod device;
+pub mod discount;
 pub mod expiry;
 pub mod hex;
 pub mod lifecycle;

@@ -101,6 +101,9 @@ pub struct OrderState {
     pub refund_reserved: u64,
     /// When the payment was approved (unix seconds), once it was.
     pub paid_at: Option<i64>,
+    /// The part of `amount` a campaign's sponsor carries (`discount`): refunds of such an
+    /// order go one at a time, so each one's split is decided on what is final.
+    pub discount: u64,
 }
 
 impl OrderState {
@@ -111,6 +114,7 @@ impl OrderState {
             refunded: 0,
             refund_reserved: 0,
             paid_at: None,
+            discount: 0,
         }
     }
 
@@ -250,6 +254,9 @@ fn reserve_refund(state: OrderState, amount: u64, now: i64) -> Result<OrderState
     if amount > state.refundable() {
         return Err(OrderRefusal::AboveRefundable);
     }
+    if state.discount > 0 && state.refund_reserved > 0 {
+        return Err(OrderRefusal::ReturnInProgress);
+    }
     Ok(OrderState {
         refund_reserved: state.refund_reserved + amount,
         ..state
@@ -384,6 +391,69 @@ mod tests {
     fn paid(amount: u64) -> OrderState {
         let state = apply(OrderState::issued(amount), OrderEvent::PaymentSent).unwrap();
         apply(state, OrderEvent::PaymentApproved { at: 1_000 }).unwrap()
+    }
+
+    #[test]
+    fn refunds_of_a_discounted_order_go_one_at_a_time() {
+        let discounted = OrderState {
+            discount: 500,
+            ..paid(5_800)
+        };
+        let first = apply(
+            discounted,
+            OrderEvent::RefundSent {
+                amount: 800,
+                now: 1_060,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            apply(
+                first,
+                OrderEvent::RefundSent {
+                    amount: 800,
+                    now: 1_060
+                }
+            ),
+            Err(OrderRefusal::ReturnInProgress)
+        );
+        let answered = apply(
+            first,
+            OrderEvent::RefundAnswered {
+                amount: 800,
+                approved: true,
+            },
+        )
+        .unwrap();
+        assert!(
+            apply(
+                answered,
+                OrderEvent::RefundSent {
+                    amount: 800,
+                    now: 1_060
+                }
+            )
+            .is_ok()
+        );
+        // Without a discount, refunds may overlap as before.
+        let plain = apply(
+            paid(5_800),
+            OrderEvent::RefundSent {
+                amount: 800,
+                now: 1_060,
+            },
+        )
+        .unwrap();
+        assert!(
+            apply(
+                plain,
+                OrderEvent::RefundSent {
+                    amount: 800,
+                    now: 1_060
+                }
+            )
+            .is_ok()
+        );
     }
 
     fn all_events() -> Vec<OrderEvent> {

@@ -263,6 +263,8 @@ fn pay_error_code(error: &PayError) -> RespCode {
         PayError::NotPayable(_) | PayError::TimedOut | PayError::UnknownTn => {
             RespCode::OriginalNotFoundOrBadState
         }
-        PayError::NetworkNotReady | PayError::Unavailable => RespCode::Busy,
+        PayError::NetworkNotReady | PayError::Unavailable | PayError::DiscountChanged => {
+            RespCode::Busy
+        }
     }
 }

@@ -214,6 +214,8 @@ fn new_order(
         kind: "consume".into(),
         original_tn: None,
         request_echo: request.header.echo().to_urlencoded(),
+        discount: 0,
+        campaign_id: None,
     }
 }
 

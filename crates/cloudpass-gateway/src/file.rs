@@ -3,11 +3,12 @@
 //! consume, undo and refund that succeeded that day, fields separated by `|`:
 //!
 //! ```text
-//! queryId|txnType|orderId|txnTime|txnAmt|currencyCode|settleDate|traceNo|traceTime|accNo|origQryId
+//! queryId|txnType|orderId|txnTime|txnAmt|currencyCode|settleDate|traceNo|traceTime|accNo|origQryId|discount
 //! ```
 //!
 //! `txnType` is 01 (consume: money to the merchant), 31 (undo) or 04 (refund: money back to
-//! the card); `accNo` is masked; `origQryId` is empty for a consume. The file is sent as
+//! the card); `accNo` is masked; `origQryId` is empty for a consume; `discount` is the part
+//! of `txnAmt` a campaign's sponsor paid (or got back), 0 without one. The file is sent as
 //! `fileContent` = base64(zlib deflate(UTF-8 text)), as UnionPay's SDKs read it.
 
 use std::io::Write;
@@ -114,7 +115,7 @@ fn line(
         .cloned()
         .unwrap_or_default();
     format!(
-        "{}|{txn_type}|{}|{}|{}|{:03}|{settle_date}|{}|{}|{}|{original}\n",
+        "{}|{txn_type}|{}|{}|{}|{:03}|{settle_date}|{}|{}|{}|{original}|{}\n",
         trade.query_id.clone().unwrap_or_default(),
         trade.order_id,
         trade.txn_time,
@@ -123,6 +124,7 @@ fn line(
         trade.auth_stan.clone().unwrap_or_default(),
         trade.auth_transmission_time.clone().unwrap_or_default(),
         trade.pay_card_masked.clone().unwrap_or_default(),
+        trade.discount,
     )
 }
 

@@ -332,7 +332,9 @@ async fn pay_sms(
 fn pay_error(error: &PayError) -> Response {
     let status = match error {
         PayError::UnknownTn => StatusCode::NOT_FOUND,
-        PayError::NotPayable(_) | PayError::TimedOut => StatusCode::CONFLICT,
+        PayError::NotPayable(_) | PayError::TimedOut | PayError::DiscountChanged => {
+            StatusCode::CONFLICT
+        }
         PayError::TooManyTries | PayError::SmsTooSoon(_) | PayError::TooManySmsCodes => {
             StatusCode::TOO_MANY_REQUESTS
         }

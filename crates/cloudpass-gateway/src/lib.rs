@@ -14,6 +14,7 @@ mod back_consume;
 pub mod certification;
 mod consume;
 pub mod device_pay;
+pub mod discount;
 mod file;
 pub mod http;
 pub mod identity;
@@ -63,6 +64,8 @@ pub struct GatewayConfig {
     /// How long a payment may stay unanswered before the sweep reverses it: longer than the
     /// terminal's answer timeout and all its reversal attempts.
     pub unanswered_after_seconds: i64,
+    /// The marketing campaigns app payments may get a discount from (none unless set).
+    pub campaigns: Vec<cloudpass_core::discount::Campaign>,
 }
 
 impl Default for GatewayConfig {
@@ -73,6 +76,7 @@ impl Default for GatewayConfig {
             notify: notify::NotifyConfig::default(),
             merchant_cache_millis: merchant::MERCHANT_CACHE_MILLIS,
             unanswered_after_seconds: 120,
+            campaigns: Vec::new(),
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct Gateway {
     sms_codes: Mutex<sms::SentCodes>,
     /// Payments the pending trigger holds before sending (see `pending`).
     held: Mutex<Vec<pending::HeldPayment>>,
+    /// Held while an app payment's discount is decided and recorded (see `discount`).
+    campaign_lock: tokio::sync::Mutex<()>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
     config: GatewayConfig,
@@ -142,6 +148,7 @@ impl Gateway {
             tries: Mutex::new(HashMap::new()),
             sms_codes: Mutex::new(HashMap::new()),
             held: Mutex::new(Vec::new()),
+            campaign_lock: tokio::sync::Mutex::new(()),
             clock: parts.clock,
             random: parts.random,
             config: parts.config,

@@ -132,6 +132,10 @@ impl Gateway {
         if let Some(original) = original {
             form.set("origQryId", original.query_id.clone().unwrap_or_default());
         }
+        // A campaign's part: of the payment, or of what a return gives back.
+        if let Some(coupon_info) = self.coupon_info(order) {
+            form.set("couponInfo", coupon_info);
+        }
         if card_details {
             form.set("accNo", order.pay_card_masked.clone().unwrap_or_default());
             form.set(

@@ -89,5 +89,6 @@ pub(crate) fn state_of(order: &OrderRow) -> OrderState {
         refunded: u64::try_from(order.refunded).unwrap_or(0),
         refund_reserved: u64::try_from(order.refund_reserved).unwrap_or(0),
         paid_at: order.paid_at.map(|millis| millis.div_euclid(1_000)),
+        discount: u64::try_from(order.discount).unwrap_or(0),
     }
 }

@@ -203,6 +203,8 @@ pub enum PayError {
     BadInput(&'static str),
     #[error("the payment network is not ready; try again shortly")]
     NetworkNotReady,
+    #[error("the discount shown is no longer available; look at the amount again and confirm")]
+    DiscountChanged,
     #[error("the order book is not available; try again")]
     Unavailable,
 }
@@ -227,6 +229,7 @@ impl PayError {
             PayError::MissingInput(_) => "input_missing",
             PayError::BadInput(_) => "input_invalid",
             PayError::NetworkNotReady => "network_not_ready",
+            PayError::DiscountChanged => "discount_changed",
             PayError::Unavailable => "unavailable",
         }
     }
@@ -323,6 +326,10 @@ impl Gateway {
             .record(order, OrderEvent::PaymentSent, |row| {
                 row.auth_stan = Some(stan);
                 row.auth_transmission_time = Some(time);
+                // A card number pays the whole amount: no discount (an earlier app payment
+                // that never left may have set one).
+                row.discount = 0;
+                row.campaign_id = None;
             })
             .await?;
         if let Some(seconds) = self.payer.pending_seconds(&card.pan)

@@ -88,6 +88,11 @@ impl Gateway {
             self.certify(mer_id, Case::QueriedPaid).await;
         }
         let mut fields = trade_fields(&order, merchant);
+        if order.query_id.is_some()
+            && let Some(coupon_info) = self.coupon_info(&order)
+        {
+            fields.set("couponInfo", coupon_info);
+        }
         fields
             .set("origRespCode", code.code())
             .set("origRespMsg", resp_msg(code, detail));

@@ -7,6 +7,7 @@
 //! keeps none.
 
 use cloudpass_acquirer::{CardReturn, OriginalPurchase, ReturnKind};
+use cloudpass_core::discount;
 use cloudpass_core::order::{self, OrderEvent, OrderRefusal};
 use cloudpass_core::{Currency, Money};
 use cloudpass_store::{GatewayStore, OrderRow};
@@ -16,6 +17,7 @@ use cloudpass_upacp::request::{Header, Refusal, Return, TxnType, refuse};
 
 use crate::certification::Case;
 use crate::consume::{Recorded, request_digest, store_failure};
+use crate::discount::card_part;
 use crate::merchant::Merchant;
 use crate::orders::{RecordError, state_of};
 use crate::query::trade_code;
@@ -128,8 +130,24 @@ impl Gateway {
         };
         // Refused by the rules: nothing is stored.
         order::apply(state_of(&original), event).map_err(refusal_code)?;
-        let message = self.build_return(&original, undo, amount)?;
-        let row = match self.new_return(form, &request, &original, &message).await? {
+        // A discounted consume gives back to the card only what the card paid; the sponsor's
+        // part goes back to its campaign (refunds of such an order go one at a time, so
+        // `refunded` is final here).
+        let sponsor = if undo {
+            u64::try_from(original.discount).unwrap_or(0)
+        } else {
+            discount::sponsor_share(
+                u64::try_from(original.amount).unwrap_or(0),
+                u64::try_from(original.discount).unwrap_or(0),
+                u64::try_from(original.refunded).unwrap_or(0),
+                amount,
+            )
+        };
+        let message = self.build_return(&original, undo, amount - sponsor)?;
+        let row = match self
+            .new_return(form, &request, &original, &message, sponsor)
+            .await?
+        {
             Recorded::Fresh(row) => row,
             Recorded::Repeat(existing) => {
                 return Ok(self.return_answer(form, &existing, &original));
@@ -154,7 +172,12 @@ impl Gateway {
                 return Err(refusal);
             }
         };
-        let (row, original) = self.send_return(row, original, &message).await;
+        let (row, original) = if card_part(&row) == 0 {
+            // All of it the sponsor's: the card's bank has nothing to give back.
+            self.record_return_answer(row, original, "00").await
+        } else {
+            self.send_return(row, original, &message).await
+        };
         Ok(self.return_answer(form, &row, &original))
     }
 
@@ -185,6 +208,7 @@ impl Gateway {
         request: &Return,
         original: &OrderRow,
         message: &CardReturn,
+        sponsor: u64,
     ) -> Result<Recorded, Refusal> {
         let digest = request_digest(form);
         let now = self.merchant_now_millis(&request.header.mer_id);
@@ -223,11 +247,14 @@ impl Gateway {
             kind: kind.to_owned(),
             original_tn: Some(original.tn.clone()),
             request_echo: request.header.echo().to_urlencoded(),
+            discount: i64::try_from(sponsor).unwrap_or(0),
+            campaign_id: original.campaign_id.clone(),
         };
         self.insert_fresh(&digest, make).await
     }
 
-    /// The return's message: a void or refund of `original` for `amount`, numbered now. It
+    /// The return's message: a void or refund of `original` giving the card `amount`,
+    /// numbered now. It
     /// is built before anything is stored, so the return's order records its STAN and time
     /// and can be sent again, the same message, whatever happens to this process.
     fn build_return(

@@ -19,6 +19,7 @@ use cloudpass_core::{Currency, Money};
 use cloudpass_store::{GatewayStore, OrderRow};
 
 use crate::Gateway;
+use crate::discount::card_part;
 use crate::returns::return_kind;
 
 /// Orders settled per sweep, at most.
@@ -51,7 +52,8 @@ impl Gateway {
                 tracing::error!(tn = %order.tn, "gateway: an unanswered payment has no STAN to reverse it by");
                 continue;
             };
-            let amount = Money::new(u64::try_from(order.amount).unwrap_or(0), Currency::CNY);
+            // What the authorization asked of the card: the amount less any discount.
+            let amount = Money::new(card_part(&order), Currency::CNY);
             let acknowledged = terminal.reverse_purchase(stan, time, amount).await;
             if !matches!(acknowledged.as_deref(), Some("00" | "25")) {
                 tracing::warn!(tn = %order.tn, "gateway: the reversal of an unanswered payment was not acknowledged; trying again later");
@@ -92,13 +94,18 @@ impl Gateway {
         else {
             return false;
         };
+        // All of it the sponsor's: nothing goes to the card's bank (see `returns`).
+        if card_part(&row) == 0 {
+            self.record_return_answer(row, original, "00").await;
+            return true;
+        }
         let message = terminal.card_return_again(
             return_kind(row.kind == "undo"),
             OriginalPurchase {
                 stan: original_stan,
                 transmission_time: original_time,
             },
-            Money::new(u64::try_from(row.amount).unwrap_or(0), Currency::CNY),
+            Money::new(card_part(&row), Currency::CNY),
             OriginalPurchase {
                 stan,
                 transmission_time: time,

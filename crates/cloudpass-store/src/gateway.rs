@@ -59,6 +59,11 @@ pub struct OrderRow {
     /// What notifications repeat of the request (bizType, accessType and its merchant
     /// fields), URL-encoded; '' for orders from before it was kept.
     pub request_echo: String,
+    /// Fen. On a consume: the part of `amount` a campaign's sponsor carries, the card being
+    /// charged the rest. On a return: the sponsor's part of what it returns.
+    pub discount: i64,
+    /// The campaign that gave the discount.
+    pub campaign_id: Option<String>,
 }
 
 /// A notification to a merchant's `backUrl`.
@@ -180,6 +185,9 @@ pub trait GatewayStore: Send + Sync {
     fn recent_orders(&self, limit: i64) -> impl Future<Output = StoreResult<Vec<OrderRow>>> + Send;
     /// How many consumes are in each state, by state.
     fn order_counts(&self) -> impl Future<Output = StoreResult<Vec<(String, i64)>>> + Send;
+    /// What the campaign `campaign_id` has given away and not had back: the discounts of its
+    /// consumes that are paid or in flight, less the sponsor's parts of returns that succeeded.
+    fn campaign_spent(&self, campaign_id: &str) -> impl Future<Output = StoreResult<i64>> + Send;
     /// The newest notifications, newest first, at most `limit`.
     fn recent_notifications(
         &self,
@@ -244,7 +252,7 @@ macro_rules! notification_columns {
 
 macro_rules! order_columns {
     () => {
-        "tn, mer_id, order_id, txn_time, amount, currency, channel, back_url, front_url, req_reserved, pay_timeout, request_digest, status, refunded, refund_reserved, paid_at, query_id, pay_response_code, pay_card_masked, pay_card_type, auth_stan, auth_transmission_time, created_at, updated_at, version, kind, original_tn, request_echo"
+        "tn, mer_id, order_id, txn_time, amount, currency, channel, back_url, front_url, req_reserved, pay_timeout, request_digest, status, refunded, refund_reserved, paid_at, query_id, pay_response_code, pay_card_masked, pay_card_type, auth_stan, auth_transmission_time, created_at, updated_at, version, kind, original_tn, request_echo, discount, campaign_id"
     };
 }
 
@@ -281,6 +289,8 @@ macro_rules! gateway_backend {
                     kind: row.try_get("kind")?,
                     original_tn: row.try_get("original_tn")?,
                     request_echo: row.try_get("request_echo")?,
+                    discount: row.try_get("discount")?,
+                    campaign_id: row.try_get("campaign_id")?,
                 })
             }
 
@@ -538,6 +548,17 @@ macro_rules! gateway_backend {
                     .collect()
             }
 
+            async fn campaign_spent(&self, campaign_id: &str) -> StoreResult<i64> {
+                // A failed or closed consume holds nothing; a return counts once it succeeded.
+                let row = sqlx::query(
+                    "SELECT CAST(COALESCE(SUM(CASE WHEN kind = 'consume' THEN discount ELSE -discount END), 0) AS BIGINT) AS spent FROM gateway_orders WHERE campaign_id = $1 AND ((kind = 'consume' AND status NOT IN ('issued', 'failed', 'closed')) OR (kind <> 'consume' AND status = 'paid'))",
+                )
+                .bind(campaign_id)
+                .fetch_one(self.reader())
+                .await?;
+                Ok(row.try_get("spent")?)
+            }
+
             async fn recent_notifications(&self, limit: i64) -> StoreResult<Vec<NotificationRow>> {
                 sqlx::query(concat!("SELECT ", notification_columns!(), " FROM gateway_notifications ORDER BY id DESC LIMIT $1"))
                     .bind(limit)
@@ -555,7 +576,7 @@ macro_rules! gateway_backend {
                         Box::pin(async move {
                             let o: &OrderRow = &order;
                             let row = sqlx::query(concat!(
-                                "INSERT INTO gateway_orders (", order_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28) ON CONFLICT DO NOTHING RETURNING tn"
+                                "INSERT INTO gateway_orders (", order_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) ON CONFLICT DO NOTHING RETURNING tn"
                             ))
                             .bind(&o.tn).bind(&o.mer_id).bind(&o.order_id).bind(&o.txn_time)
                             .bind(o.amount).bind(o.currency).bind(&o.channel).bind(&o.back_url)
@@ -566,7 +587,7 @@ macro_rules! gateway_backend {
                             .bind(&o.pay_card_type).bind(&o.auth_stan)
                             .bind(&o.auth_transmission_time).bind(o.created_at)
                             .bind(o.updated_at).bind(o.version).bind(&o.kind).bind(&o.original_tn)
-                            .bind(&o.request_echo)
+                            .bind(&o.request_echo).bind(o.discount).bind(&o.campaign_id)
                             .fetch_optional(&mut *conn)
                             .await?;
                             Ok(row.is_some())
@@ -607,13 +628,13 @@ macro_rules! gateway_backend {
                     Box::pin(async move {
                         let o: &OrderRow = &order;
                         let done = sqlx::query(
-                            "UPDATE gateway_orders SET status = $2, refunded = $3, refund_reserved = $4, paid_at = $5, query_id = $6, pay_response_code = $7, pay_card_masked = $8, pay_card_type = $9, auth_stan = $10, auth_transmission_time = $11, updated_at = $12, version = $13 WHERE tn = $1 AND version = $14",
+                            "UPDATE gateway_orders SET status = $2, refunded = $3, refund_reserved = $4, paid_at = $5, query_id = $6, pay_response_code = $7, pay_card_masked = $8, pay_card_type = $9, auth_stan = $10, auth_transmission_time = $11, updated_at = $12, version = $13, discount = $15, campaign_id = $16 WHERE tn = $1 AND version = $14",
                         )
                         .bind(&o.tn).bind(&o.status).bind(o.refunded).bind(o.refund_reserved)
                         .bind(o.paid_at).bind(&o.query_id).bind(&o.pay_response_code)
                         .bind(&o.pay_card_masked).bind(&o.pay_card_type).bind(&o.auth_stan)
                         .bind(&o.auth_transmission_time).bind(o.updated_at).bind(o.version)
-                        .bind(o.version - 1)
+                        .bind(o.version - 1).bind(o.discount).bind(&o.campaign_id)
                         .execute(&mut *conn)
                         .await?;
                         if done.rows_affected() != 1 {
@@ -741,6 +762,13 @@ impl GatewayStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.order_counts().await,
             AnyStore::Postgres(store) => store.order_counts().await,
+        }
+    }
+
+    async fn campaign_spent(&self, campaign_id: &str) -> StoreResult<i64> {
+        match self {
+            AnyStore::Sqlite(store) => store.campaign_spent(campaign_id).await,
+            AnyStore::Postgres(store) => store.campaign_spent(campaign_id).await,
         }
     }
 

@@ -63,6 +63,7 @@ contract!(
     wallet_cards_are_bound_once_per_account,
     wallet_devices_are_bounded_and_signed_out_once,
     console_lists_are_newest_first_and_counted,
+    campaign_spending_is_summed_from_its_orders,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1320,6 +1321,8 @@ fn order(tn: &str, order_id: &str) -> OrderRow {
         kind: "consume".into(),
         original_tn: None,
         request_echo: "bizType=000201&accessType=2&subMerId=SUB001".into(),
+        discount: 0,
+        campaign_id: None,
     }
 }
 
@@ -1926,4 +1929,56 @@ async fn console_lists_are_newest_first_and_counted(store: AnyStore) {
         .map(|t| t.id)
         .collect();
     assert_eq!(tokens, vec!["tok_c2".to_owned(), "tok_c1".to_owned()]);
+}
+
+/// A campaign's spending is what its paid and in-flight consumes took off, less what
+/// succeeded returns gave back; failed, closed and unsent payments and other campaigns'
+/// orders do not count, and the discount is written with the order's state.
+async fn campaign_spending_is_summed_from_its_orders(store: AnyStore) {
+    let campaign = |tn: &str, order_id: &str, kind: &str, status: &str, discount: i64| {
+        let mut row = order(tn, order_id);
+        row.kind = kind.into();
+        row.status = status.into();
+        row.discount = discount;
+        row.campaign_id = Some("CP2026120001".into());
+        row
+    };
+    assert_eq!(store.campaign_spent("CP2026120001").await.unwrap(), 0);
+    for row in [
+        campaign("611854042060710157701", "D01", "consume", "paid", 500),
+        campaign("611854042060710157702", "D02", "consume", "paying", 500),
+        campaign("611854042060710157703", "D03", "consume", "refunded", 500),
+        campaign("611854042060710157704", "D04", "consume", "failed", 500),
+        campaign("611854042060710157705", "D05", "consume", "issued", 500),
+        campaign("611854042060710157706", "D06", "consume", "closed", 500),
+        campaign("611854042060710157707", "D07", "refund", "paid", 250),
+        campaign("611854042060710157708", "D08", "refund", "paying", 250),
+        campaign("611854042060710157709", "D09", "refund", "failed", 250),
+    ] {
+        assert_eq!(
+            store.insert_order(&row).await.unwrap(),
+            OrderInsert::Inserted
+        );
+    }
+    let mut other = campaign("611854042060710157710", "D10", "consume", "paid", 900);
+    other.campaign_id = Some("CP2026120002".into());
+    store.insert_order(&other).await.unwrap();
+    assert_eq!(store.campaign_spent("CP2026120001").await.unwrap(), 1_250);
+    assert_eq!(store.campaign_spent("CP2026120002").await.unwrap(), 900);
+    assert_eq!(store.campaign_spent("CP2026120009").await.unwrap(), 0);
+
+    // The discount and campaign are set by the write that marks a payment sent.
+    let plain = order("611854042060710157711", "D11");
+    store.insert_order(&plain).await.unwrap();
+    let mut sending = plain.clone();
+    sending.status = "paying".into();
+    sending.discount = 500;
+    sending.campaign_id = Some("CP2026120002".into());
+    sending.version += 1;
+    store.update_order(&sending, None).await.unwrap();
+    assert_eq!(
+        store.order_by_tn(&plain.tn).await.unwrap(),
+        Some(sending.clone())
+    );
+    assert_eq!(store.campaign_spent("CP2026120002").await.unwrap(), 1_400);
 }

@@ -132,6 +132,7 @@ impl AppPay {
                     } else {
                         CardKind::Debit
                     },
+                    charge: order.charge,
                 },
             )
             .await?;

@@ -15,6 +15,7 @@ use crate::http::{Visit, posted_by_person, signed_in};
 use crate::sdk_pages;
 use crate::texts::{self, Language, Texts};
 use crate::{SignedIn, Wallet};
+use cloudpass_gateway::device_pay::DeviceOrder;
 
 #[derive(Template)]
 #[template(path = "pay.html")]
@@ -22,7 +23,10 @@ struct PayPage<'a> {
     t: &'a Texts,
     csrf: &'a str,
     tn: &'a str,
+    /// What the card is charged.
     amount: String,
+    /// The order's total and the campaign's discount, when one applies.
+    discount: Option<String>,
     merchant: String,
     order_id: String,
     cards: Vec<AppCard>,
@@ -38,8 +42,9 @@ struct PayPage<'a> {
 
 /// A payment's outcome as the page shows it.
 struct Shown {
-    /// The order's amount, read before it was paid.
+    /// What the card was charged, read before it was paid.
     amount: String,
+    discount: Option<String>,
     paid: bool,
     status: &'static str,
     resp_code: &'static str,
@@ -81,14 +86,13 @@ async fn render(
     let back = step
         .return_url
         .map(|url| crate::sdk_pages::return_address(step.tn, url));
-    let (amount, merchant, order_id) = match wallet.app_pay.order(step.tn).await {
-        Ok(order) => (
-            format!("{} CNY", order.amount.to_decimal_string()),
-            order.merchant_name,
-            order.order_id,
-        ),
+    let (amount, discount, merchant, order_id) = match wallet.app_pay.order(step.tn).await {
+        Ok(order) => {
+            let (amount, discount) = amounts(visit.language, t, &order);
+            (amount, discount, order.merchant_name, order.order_id)
+        }
         // A paid order is no longer payable: the result still shows.
-        Err(_) if step.result.is_some() => (String::new(), String::new(), String::new()),
+        Err(_) if step.result.is_some() => (String::new(), None, String::new(), String::new()),
         Err(error) => {
             let message = pay_error(visit.language, t, &error);
             let page = PayPage {
@@ -96,6 +100,7 @@ async fn render(
                 csrf: &csrf,
                 tn: step.tn,
                 amount: String::new(),
+                discount: None,
                 merchant: String::new(),
                 order_id: String::new(),
                 cards: Vec::new(),
@@ -119,6 +124,7 @@ async fn render(
         csrf: &csrf,
         tn: step.tn,
         amount,
+        discount,
         merchant,
         order_id,
         cards,
@@ -132,6 +138,24 @@ async fn render(
     visit.page(status, &page)
 }
 
+/// What the card is charged, and the order's total with the discount when one applies.
+fn amounts(language: Language, t: &Texts, order: &DeviceOrder) -> (String, Option<String>) {
+    let charge = format!("{} CNY", order.charge.to_decimal_string());
+    let discount = order.discount.as_ref().map(|discount| {
+        let name = match language {
+            Language::Chinese => discount.name_zh,
+            Language::English => discount.name_en,
+        };
+        format!(
+            "{} {} CNY · {name}: −{} CNY",
+            t.pay_order_total,
+            order.amount.to_decimal_string(),
+            discount.offset.to_decimal_string()
+        )
+    });
+    (charge, discount)
+}
+
 fn pay_error(language: Language, t: &Texts, error: &AppPayError) -> String {
     match (language, error) {
         (
@@ -141,6 +165,7 @@ fn pay_error(language: Language, t: &Texts, error: &AppPayError) -> String {
             ),
         ) => t.pay_no_order.into(),
         (_, AppPayError::NoCard) => t.pay_no_cards.into(),
+        (_, AppPayError::Gateway(PayError::DiscountChanged)) => t.pay_discount_changed.into(),
         (_, AppPayError::Device(device)) => texts::device_error(language, device),
         (Language::Chinese, AppPayError::BadPassword) => "支付密码为 4 至 12 位数字。".into(),
         (Language::Chinese, AppPayError::Gateway(PayError::NetworkNotReady)) => {
@@ -185,9 +210,9 @@ pub(crate) async fn pay(
 ) -> Result<Response, Response> {
     let (visit, form, person) = posted_by_person(&wallet, &headers, &body).await?;
     let (tn, token) = (form.text("tn"), form.text("token"));
-    let amount = match wallet.app_pay.order(tn).await {
-        Ok(order) => format!("{} CNY", order.amount.to_decimal_string()),
-        Err(_) => String::new(),
+    let (amount, discount) = match wallet.app_pay.order(tn).await {
+        Ok(order) => amounts(visit.language, visit.texts(), &order),
+        Err(_) => (String::new(), None),
     };
     let paid = wallet
         .app_pay
@@ -224,6 +249,7 @@ pub(crate) async fn pay(
                 .unwrap_or_default();
             step.result = Some(Shown {
                 amount,
+                discount,
                 paid: result.status == "paid",
                 status: result.status,
                 resp_code: result.resp_code,

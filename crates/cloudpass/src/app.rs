@@ -103,7 +103,10 @@ impl AppConfig {
             pool: PoolOptions::default(),
             tsp: TspConfig::default(),
             notifier: NotifierConfig::default(),
-            gateway: cloudpass_gateway::GatewayConfig::default(),
+            gateway: cloudpass_gateway::GatewayConfig {
+                campaigns: crate::sandbox::CAMPAIGNS.to_vec(),
+                ..Default::default()
+            },
             max_requests_in_flight: 512,
             switch_listen: SocketAddr::new(listen.ip(), ephemeral_or(DEFAULT_SWITCH_PORT)),
             issuer_iso_listen: SocketAddr::new(listen.ip(), ephemeral_or(DEFAULT_ISSUER_ISO_PORT)),

@@ -109,6 +109,21 @@ pub fn register_participants(switch: &Switch, terminal_master: KeyHandle) -> Res
     Ok(())
 }
 
+/// The sandbox's marketing campaign: 5.00 off app payments of 50.00 or more (control pay,
+/// and the cashier after logging in), paid for by UnionPay, 10,000.00 in all. Payments by
+/// card number get none; the merchant is paid the whole amount either way.
+pub const CAMPAIGNS: [cloudpass_core::discount::Campaign; 1] =
+    [cloudpass_core::discount::Campaign {
+        id: "CQP202612001",
+        kind: "CP01",
+        sponsor: cloudpass_core::discount::UNIONPAY_SPONSOR,
+        name_zh: "云闪付满50减5",
+        name_en: "Cloud QuickPass 5.00 off 50.00",
+        threshold: 5_000,
+        offset: 500,
+        budget: 1_000_000,
+    }];
+
 /// The card `cloudpass pos` puts on a new phone: 招商借记, green, PIN 111101.
 pub const DEFAULT_PHONE_CARD: &str = "6226090000000048";
 /// 华夏贷记: its bank wants an SMS code before it goes onto a device (yellow); CVN2 248.

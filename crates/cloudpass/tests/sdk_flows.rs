@@ -25,10 +25,14 @@ on_both_backends!(
     the_sdk_refuses_what_it_cannot_trust,
     result_data_verifies_from_outside_as_the_docs_say,
     one_wap_permission_without_the_other_is_refused_clearly,
+    a_campaign_takes_its_discount_off_in_the_app_and_the_shop_is_paid_in_full,
 );
 
 const CMB_PIN: &str = "111101";
 const LATTE_FEN: i64 = 1_250;
+const NOTEBOOK_FEN: i64 = 5_800;
+/// The sandbox campaign's discount on app payments of 50.00 or more.
+const CAMPAIGN_OFF_FEN: i64 = 500;
 
 /// The value of `expression` on `page`, polled until it is `expected` (reloading the page
 /// between polls when `reload`), or a panic that says what it was.
@@ -57,11 +61,12 @@ const ORDER_STATE: &str = "document.querySelector('#order').dataset.state";
 const APP_RESULT: &str = "document.querySelector('#app-result').dataset.result";
 const NOTIFIED: &str = "document.querySelector('#notification').dataset.code";
 
-/// From the shop's front page: buys a latte under `storefront` and chooses Cloud QuickPass,
+/// From the shop's front page: buys `item` under `storefront` and chooses Cloud QuickPass,
 /// which leads to a page that shows `expect`; the checkout's screenshot as `screenshot`.
 async fn buy_with_quickpass(
     page: &Page,
     app: &TestApp,
+    item: &str,
     storefront: &str,
     expect: &str,
     screenshot: Option<&str>,
@@ -69,13 +74,13 @@ async fn buy_with_quickpass(
     page.goto(format!("{}/demo-merchant?lang=en", app.base))
         .await
         .unwrap();
-    browser::wait_for(page, "#buy-latte").await;
+    browser::wait_for(page, &format!("#buy-{item}")).await;
     page.evaluate(format!(
-        "document.querySelector('#storefront-latte').value = '{storefront}'"
+        "document.querySelector('#storefront-{item}').value = '{storefront}'"
     ))
     .await
     .unwrap();
-    browser::click_to(page, "#buy-latte", "#way-quickpass").await;
+    browser::click_to(page, &format!("#buy-{item}"), "#way-quickpass").await;
     if let Some(name) = screenshot {
         browser::screenshot(page, name).await;
     }
@@ -105,23 +110,49 @@ async fn shop_says_paid(page: &Page, app_result: &str) {
     wait_until(page, NOTIFIED, "00", true).await;
 }
 
+/// In the app: the app itself as a device, with the debit card (control pay pays with it).
+async fn put_the_card_on_the_app(page: &Page) {
+    browser::click_to(page, "#devices", "#devices-empty").await;
+    page.evaluate("document.querySelector('#choice').value = 'app'")
+        .await
+        .unwrap();
+    browser::click_to(page, "#add-device", "#notice").await;
+    browser::click_to(page, "#device-1 button.add-to-device", "#notice").await;
+}
+
+/// What the console's overview says the sandbox campaign has spent, in fen.
+async fn campaign_spent(page: &Page, app: &TestApp) -> i64 {
+    page.goto(format!("{}/console?lang=en", app.base))
+        .await
+        .unwrap();
+    if page.find_element("#operator_key").await.is_ok() {
+        browser::fill(page, "#operator_key", app.operator_key()).await;
+        browser::click_to(page, "#log-in", "#counters").await;
+    }
+    browser::wait_for(page, "#campaigns").await;
+    page.evaluate(
+        "document.querySelector('#campaigns dd[data-campaign=CQP202612001]').dataset.spent",
+    )
+    .await
+    .unwrap()
+    .into_value::<String>()
+    .unwrap()
+    .parse()
+    .unwrap()
+}
+
 async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend) {
     let app = TestApp::start(backend).await;
     let chromium = Browser::launch().await;
     let page = sign_up_with_a_card(&app, &chromium, "13900000201").await;
-    // The app itself as a device, with the debit card: control pay pays with it.
-    browser::click_to(&page, "#devices", "#devices-empty").await;
-    page.evaluate("document.querySelector('#choice').value = 'app'")
-        .await
-        .unwrap();
-    browser::click_to(&page, "#add-device", "#notice").await;
-    browser::click_to(&page, "#device-1 button.add-to-device", "#notice").await;
+    put_the_card_on_the_app(&page).await;
     let start = balance(&app, CMB_DEBIT).await;
 
     // Not installed: WAP pay on the gateway's page; the result is asynchronous.
     buy_with_quickpass(
         &page,
         &app,
+        "latte",
         "main",
         "#card_number",
         Some(&format!("sdk-0-checkout-{backend:?}")),
@@ -139,7 +170,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     // Installed (on the phone simulator) and logged in: control pay in the app.
     page.goto(format!("{}/phone", app.base)).await.unwrap();
     browser::click_to(&page, "#install", "#uninstall").await;
-    buy_with_quickpass(&page, &app, "main", "#pay", None).await;
+    buy_with_quickpass(&page, &app, "latte", "main", "#pay", None).await;
     assert!(browser::text(&page, "#cancel").await.is_some());
     browser::screenshot(&page, &format!("sdk-3-control-pay-{backend:?}")).await;
     let result = browser::click_to(&page, "#pay", "#result").await;
@@ -152,7 +183,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     assert_eq!(balance(&app, CMB_DEBIT).await, start - 2 * LATTE_FEN);
 
     // Control pay given up: the shop hears `cancel`, signed, and nothing moves.
-    buy_with_quickpass(&page, &app, "main", "#pay", None).await;
+    buy_with_quickpass(&page, &app, "latte", "main", "#pay", None).await;
     browser::click_to(&page, "#cancel", "#order").await;
     wait_until(&page, APP_RESULT, "cancel", false).await;
     wait_until(&page, ORDER_STATE, "unpaid", false).await;
@@ -161,7 +192,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     // Installed, logged out: the cashier — by card number on the gateway's page ...
     page.goto(format!("{}/wallet", app.base)).await.unwrap();
     browser::click_to(&page, "#log-out", "#submit").await;
-    buy_with_quickpass(&page, &app, "main", "#cashier", None).await;
+    buy_with_quickpass(&page, &app, "latte", "main", "#cashier", None).await;
     browser::screenshot(&page, &format!("sdk-4-cashier-{backend:?}")).await;
     // The language switch keeps the payment (a page without its TN would be a dead end).
     let switch = page
@@ -183,7 +214,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     assert_eq!(balance(&app, CMB_DEBIT).await, start - 3 * LATTE_FEN);
 
     // ... or by logging in and paying with the app's card.
-    buy_with_quickpass(&page, &app, "main", "#cashier", None).await;
+    buy_with_quickpass(&page, &app, "latte", "main", "#cashier", None).await;
     browser::click_to(&page, "#log-in", "#phone").await;
     // Someone without an account signs up from here and comes back to the payment too.
     let sign_up = page
@@ -213,7 +244,7 @@ async fn the_three_sdk_flows_pay_from_the_demo_shop_s_checkout(backend: Backend)
     // Not installed, and the merchant lacks SDK WAP: refused, with the way back.
     page.goto(format!("{}/phone", app.base)).await.unwrap();
     browser::click_to(&page, "#uninstall", "#install").await;
-    buy_with_quickpass(&page, &app, "no-sdk-wap", "#resp-code", None).await;
+    buy_with_quickpass(&page, &app, "latte", "no-sdk-wap", "#resp-code", None).await;
     assert_eq!(
         browser::text(&page, "#resp-code").await.unwrap(),
         "respCode 32"
@@ -513,5 +544,85 @@ async fn one_wap_permission_without_the_other_is_refused_clearly(backend: Backen
         page.contains("respCode 32") && page.contains("SDK WAP"),
         "{page}"
     );
+    app.stop().await;
+}
+
+/// The sandbox campaign (5.00 off app payments of 50.00 or more, paid for by UnionPay): the
+/// app's confirm screen shows it and charges the card the rest; the shop's query and
+/// notification carry it in `couponInfo` and settle the shop the whole amount; a full refund
+/// gives the card what it paid and the campaign its 5.00; paying by card number in the
+/// cashier gets no discount.
+async fn a_campaign_takes_its_discount_off_in_the_app_and_the_shop_is_paid_in_full(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    let chromium = Browser::launch().await;
+    let page = sign_up_with_a_card(&app, &chromium, "13900000202").await;
+    put_the_card_on_the_app(&page).await;
+    page.goto(format!("{}/phone", app.base)).await.unwrap();
+    browser::click_to(&page, "#install", "#uninstall").await;
+    let start = balance(&app, CMB_DEBIT).await;
+
+    // Control pay of a 58.00 notebook: 53.00 to pay, the discount named.
+    buy_with_quickpass(&page, &app, "notebook", "main", "#pay", None).await;
+    assert_eq!(browser::text(&page, "#amount").await.unwrap(), "53.00 CNY");
+    let discount = browser::text(&page, "#discount").await.unwrap();
+    assert!(
+        discount.contains("58.00") && discount.contains("−5.00"),
+        "{discount}"
+    );
+    browser::screenshot(&page, &format!("sdk-6-control-pay-discount-{backend:?}")).await;
+    let result = browser::click_to(&page, "#pay", "#result").await;
+    assert!(
+        result.contains("Paid") && result.contains("53.00"),
+        "{result}"
+    );
+    browser::click_to(&page, "#return", "#order").await;
+    shop_says_paid(&page, "success").await;
+    assert_eq!(
+        balance(&app, CMB_DEBIT).await,
+        start - (NOTEBOOK_FEN - CAMPAIGN_OFF_FEN)
+    );
+    // The shop's query: couponInfo from UnionPay's campaign, and the whole 58.00 settled.
+    let coupon = page
+        .evaluate("document.querySelector('#coupon').dataset.offset")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+    assert_eq!(coupon, CAMPAIGN_OFF_FEN.to_string());
+    let sponsor = browser::text(&page, "#coupon").await.unwrap();
+    assert!(sponsor.contains("00010000"), "{sponsor}");
+    assert_eq!(
+        browser::text(&page, "#settled").await.unwrap(),
+        "Settled to the shop: 58.00 CNY"
+    );
+    browser::screenshot(&page, &format!("sdk-7-shop-order-discount-{backend:?}")).await;
+    let order_page = page.url().await.unwrap().unwrap();
+    assert_eq!(campaign_spent(&page, &app).await, CAMPAIGN_OFF_FEN);
+
+    // Refunded in full by the shop: the card gets its 53.00, the campaign its 5.00.
+    page.goto(order_page).await.unwrap();
+    browser::click_to(&page, "#refund", "#refunded").await;
+    wait_until(&page, ORDER_STATE, "refunded", false).await;
+    assert_eq!(balance(&app, CMB_DEBIT).await, start);
+    assert_eq!(campaign_spent(&page, &app).await, 0);
+
+    // Logged out, the cashier's card-number payment: no discount, 58.00 from the card.
+    page.goto(format!("{}/wallet", app.base)).await.unwrap();
+    browser::click_to(&page, "#log-out", "#submit").await;
+    buy_with_quickpass(&page, &app, "notebook", "main", "#cashier", None).await;
+    browser::click_to(&page, "#by-card", "#card_number").await;
+    pay_by_card_number(&page).await;
+    browser::click_to(&page, "#return", "#order").await;
+    shop_says_paid(&page, "success").await;
+    assert!(browser::text(&page, "#coupon").await.is_none());
+    assert_eq!(
+        browser::text(&page, "#settled").await.unwrap(),
+        "Settled to the shop: 58.00 CNY"
+    );
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - NOTEBOOK_FEN);
+    assert_eq!(campaign_spent(&page, &app).await, 0);
+    chromium.close().await;
     app.stop().await;
 }

@@ -411,7 +411,13 @@ async fn card(
 
 /// What `queryTrans.do` says of an order.
 enum QueryState {
-    Paid { query_id: String },
+    Paid {
+        query_id: String,
+        /// What the shop is settled (`settleAmt`), fen.
+        settled: u64,
+        /// A campaign's discount the payer got (`couponInfo`), paid for by its sponsor.
+        coupon: Option<Coupon>,
+    },
     Unpaid,
     Pending,
     Failed(String),
@@ -446,11 +452,55 @@ async fn query(shop: &DemoShop, order: &ShopOrder) -> QueryState {
     match (text("respCode").as_str(), text("origRespCode").as_str()) {
         ("00", "00") => QueryState::Paid {
             query_id: text("queryId"),
+            settled: text("settleAmt").parse().unwrap_or(0),
+            coupon: answer.get("couponInfo").and_then(Coupon::parse),
         },
         ("00", "03" | "04" | "05") => QueryState::Pending,
         ("00", code) => QueryState::Failed(format!("{} ({code})", text("origRespMsg"))),
         ("34", _) => QueryState::Unpaid,
         (code, _) => QueryState::Unknown(format!("{} ({code})", text("respMsg"))),
+    }
+}
+
+/// A discount as `couponInfo` tells it: a JSON array of what each sponsor put in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Coupon {
+    /// `offstAmt` of every sponsor, summed, fen.
+    pub offset_fen: u64,
+    /// `desc`, or `id` without one.
+    pub name: String,
+    /// `spnsrId` of the first sponsor.
+    pub sponsor: String,
+}
+
+impl Coupon {
+    pub fn offset_yuan(&self) -> String {
+        yuan(self.offset_fen)
+    }
+
+    fn parse(info: &str) -> Option<Coupon> {
+        let entries: Vec<serde_json::Value> = serde_json::from_str(info).ok()?;
+        let text = |entry: &serde_json::Value, key: &str| {
+            entry
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let first = entries.first()?;
+        let offset_fen = entries
+            .iter()
+            .map(|entry| text(entry, "offstAmt").parse::<u64>().ok())
+            .sum::<Option<u64>>()?;
+        let name = match text(first, "desc") {
+            desc if desc.is_empty() => text(first, "id"),
+            desc => desc,
+        };
+        Some(Coupon {
+            offset_fen,
+            name,
+            sponsor: text(first, "spnsrId"),
+        })
     }
 }
 
@@ -468,6 +518,10 @@ struct OrderPage<'a> {
     query_id: Option<String>,
     refundable: bool,
     method_label: &'static str,
+    /// The discount the payer got, and what the shop is settled, once paid.
+    coupon: Option<Coupon>,
+    /// `settleAmt`, fen and yuan.
+    settled: Option<(u64, String)>,
 }
 
 async fn order_page(
@@ -481,14 +535,23 @@ async fn order_page(
         return no_order(visit);
     };
     let w = visit.w;
+    let (mut coupon, mut settled) = (None, None);
     let (state, state_text, query_id) = match order.method {
         Some(Method::Balance) => ("paid", w.state_paid.to_owned(), None),
         None => ("unpaid", w.state_unpaid.to_owned(), None),
         Some(_) => match query(&shop, &order).await {
-            QueryState::Paid { .. } if order.refunded_fen >= order.item.price_fen => {
-                ("refunded", w.state_refunded.to_owned(), None)
+            QueryState::Paid {
+                query_id,
+                settled: settle_amt,
+                coupon: discount,
+            } => {
+                (coupon, settled) = (discount, Some((settle_amt, yuan(settle_amt))));
+                if order.refunded_fen >= order.item.price_fen {
+                    ("refunded", w.state_refunded.to_owned(), None)
+                } else {
+                    ("paid", w.state_paid.to_owned(), Some(query_id))
+                }
             }
-            QueryState::Paid { query_id } => ("paid", w.state_paid.to_owned(), Some(query_id)),
             QueryState::Unpaid => ("unpaid", w.state_unpaid.to_owned(), None),
             QueryState::Pending => ("pending", w.state_pending.to_owned(), None),
             QueryState::Failed(why) => ("failed", format!("{} · {why}", w.state_failed), None),
@@ -510,6 +573,8 @@ async fn order_page(
             Some(Method::Card) => w.by_card,
             None => "",
         },
+        coupon,
+        settled,
         order,
     };
     visit.page(StatusCode::OK, &page)
@@ -600,7 +665,7 @@ async fn refund(
     if !from_this_site(&headers) || remaining == 0 {
         return visit.redirect(&back);
     }
-    let QueryState::Paid { query_id } = query(&shop, &order).await else {
+    let QueryState::Paid { query_id, .. } = query(&shop, &order).await else {
         return visit.redirect(&back);
     };
     let now = shop.now_seconds();
@@ -653,4 +718,32 @@ async fn script() -> Response {
         include_str!("../../static/shop.js"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Coupon;
+
+    #[test]
+    fn coupon_info_is_read_as_a_sum_over_its_sponsors() {
+        let one = r#"[{"id":"CQP202612001","offstAmt":"500","spnsrId":"00010000","type":"CP01","desc":"满50减5"}]"#;
+        assert_eq!(
+            Coupon::parse(one),
+            Some(Coupon {
+                offset_fen: 500,
+                name: "满50减5".into(),
+                sponsor: "00010000".into()
+            })
+        );
+        // UnionPay's example: one campaign, two sponsors, no desc read from the second.
+        let two = r#"[{"type":"DD01","spnsrId":"00010000","offstAmt":"500","id":"cupcp01000023"},{"type":"DD01","spnsrId":"848120048712365","offstAmt":"500","id":"cupcp01000023"}]"#;
+        let coupon = Coupon::parse(two).unwrap();
+        assert_eq!(
+            (coupon.offset_fen, coupon.name.as_str()),
+            (1_000, "cupcp01000023")
+        );
+        assert_eq!(Coupon::parse("[]"), None);
+        assert_eq!(Coupon::parse(r#"[{"offstAmt":"five"}]"#), None);
+        assert_eq!(Coupon::parse("not json"), None);
+    }
 }

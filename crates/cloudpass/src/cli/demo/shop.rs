@@ -132,12 +132,15 @@ pub(crate) fn expect(page: &Page, status: StatusCode, what: &str) -> Result<(), 
 }
 
 /// Buys a latte at the shop and chooses Cloud QuickPass: the order's number and its TN.
-pub(crate) async fn buy_with_quickpass(visitor: &mut Visitor) -> Result<(String, String), String> {
+pub(crate) async fn buy_with_quickpass(
+    visitor: &mut Visitor,
+    item: &str,
+) -> Result<(String, String), String> {
     visitor.get("/demo-merchant").await?;
     let created = visitor
         .post(
             "/demo-merchant/orders",
-            &[("item", "latte"), ("storefront", "main")],
+            &[("item", item), ("storefront", "main")],
         )
         .await?;
     let checkout = created.location.ok_or("the shop made no order")?;
@@ -173,7 +176,7 @@ pub(crate) async fn shop_order(
 pub(crate) async fn wap_pay(demo: &mut Demo) -> StepResult {
     let before = demo.balance(DEBIT).await?;
     let mut visitor = Visitor::new(&demo.base)?;
-    let (order_id, tn) = buy_with_quickpass(&mut visitor).await?;
+    let (order_id, tn) = buy_with_quickpass(&mut visitor, "latte").await?;
     let return_url = format!("{}/demo-merchant/orders/{order_id}", demo.base);
     // CloudPass.startPay: cloudpass's page, then the route it moves on to.
     let query = form_urlencoded::Serializer::new(String::new())

@@ -128,8 +128,15 @@ async fn report_result(
         .to_owned())
 }
 
-/// Pays a latte by Cloud QuickPass with `pay` doing the payer's part from where the SDK sent
-/// them; checks the synchronous result, the shop's query and the ledger.
+/// The notebook: 58.00, over the sandbox campaign's 50.00.
+const NOTEBOOK_FEN: i64 = 5_800;
+/// The sandbox campaign's discount on app payments of 50.00 or more.
+const CAMPAIGN_OFF_FEN: i64 = 500;
+
+/// Pays a notebook by Cloud QuickPass, in the app (`by_card` false: the campaign's discount
+/// comes off) or by card number in the cashier (none does), from where the SDK sent the
+/// payer; checks the synchronous result, the shop's query (the whole 58.00 settled, the
+/// discount in `couponInfo` or none) and the ledger (what the card was charged).
 async fn checkout(demo: &mut Demo, expect_route: &str, by_card: bool) -> Result<String, String> {
     let mut visitor = demo.app_user.take().ok_or("no app user")?;
     let outcome = checkout_with(demo, &mut visitor, expect_route, by_card).await;
@@ -144,7 +151,7 @@ async fn checkout_with(
     by_card: bool,
 ) -> Result<String, String> {
     let before = demo.balance(DEBIT).await?;
-    let (order_id, tn) = buy_with_quickpass(visitor).await?;
+    let (order_id, tn) = buy_with_quickpass(visitor, "notebook").await?;
     let return_url = format!("{}/demo-merchant/orders/{order_id}", demo.base);
     let routed = start_pay(visitor, &tn, &return_url).await?;
     if !routed.starts_with(expect_route) {
@@ -165,6 +172,9 @@ async fn checkout_with(
         attribute(&paid, "id=\"return\"", "href").ok_or("no way back from the hosted page")?
     } else {
         let screen = visitor.get(&routed).await?;
+        if attribute(&screen.html, "id=\"discount\"", "class").is_none() {
+            return Err("the app's confirm screen shows no discount on a 58.00 order".into());
+        }
         let token = attribute(&screen.html, "name=\"token\"", "value")
             .or_else(|| attribute(&screen.html, "<option", "value"))
             .ok_or("the app offers no card to pay with")?;
@@ -202,8 +212,32 @@ async fn checkout_with(
     if state != "paid" {
         return Err(format!("the shop's query should say paid, says {state}"));
     }
-    if before - demo.balance(DEBIT).await? != 1_250 {
-        return Err("the bank's ledger did not move 12.50".into());
+    let page = visitor
+        .get(&format!("/demo-merchant/orders/{order_id}"))
+        .await?;
+    let coupon = attribute(&page.html, "id=\"coupon\"", "data-offset");
+    let (expect_coupon, charged) = if by_card {
+        (None, NOTEBOOK_FEN)
+    } else {
+        (
+            Some(CAMPAIGN_OFF_FEN.to_string()),
+            NOTEBOOK_FEN - CAMPAIGN_OFF_FEN,
+        )
+    };
+    if coupon != expect_coupon {
+        return Err(format!(
+            "the shop's query should carry couponInfo {expect_coupon:?}, carries {coupon:?}"
+        ));
+    }
+    let settled = attribute(&page.html, "id=\"settled\"", "data-fen");
+    if settled.as_deref() != Some("5800") {
+        return Err("the shop's query should say 58.00 is settled to it".into());
+    }
+    if before - demo.balance(DEBIT).await? != charged {
+        return Err(format!(
+            "the bank's ledger should have moved {charged} fen, moved {}",
+            before - demo.balance(DEBIT).await?
+        ));
     }
     Ok(tn)
 }
@@ -211,7 +245,7 @@ async fn checkout_with(
 pub(crate) async fn control_pay(demo: &mut Demo) -> StepResult {
     let tn = checkout(demo, "/wallet/pay?", false).await?;
     Ok(format!(
-        "app installed and logged in: the SDK opens the app's confirm screen (control pay) for TN …{}; paid with the app's own device card; the signed result `success` verified by the shop's server, its query says paid, 12.50 left the card",
+        "app installed and logged in: the SDK opens the app's confirm screen (control pay) for TN …{}, a 58.00 notebook with UnionPay's campaign taking 5.00 off; paid with the app's own device card; the signed result `success` verified by the shop's server, its query says paid with couponInfo 5.00 and 58.00 settled to the shop, 53.00 left the card",
         &tn[tn.len() - 4..]
     ))
 }
@@ -224,7 +258,7 @@ pub(crate) async fn cashier(demo: &mut Demo) -> StepResult {
     expect(&out?, StatusCode::SEE_OTHER, "logging out")?;
     let tn = checkout(demo, "/wallet/cashier?", true).await?;
     Ok(format!(
-        "app installed, logged out: the SDK opens the cashier for TN …{}; paid by card number on the hosted page; the signed result `success` verified by the shop's server, its query says paid, 12.50 left the card",
+        "app installed, logged out: the SDK opens the cashier for TN …{}; paid by card number on the hosted page, so no discount; the signed result `success` verified by the shop's server, its query says paid, 58.00 left the card",
         &tn[tn.len() - 4..]
     ))
 }
