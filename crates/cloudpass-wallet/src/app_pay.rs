@@ -37,6 +37,8 @@ pub enum AppPayError {
     NoCard,
     #[error("the payment password is 4 to 12 digits")]
     BadPassword,
+    #[error("the payment form did not say what amount was confirmed; open the payment again")]
+    NoConfirmedAmount,
     #[error("{0}")]
     Gateway(#[from] PayError),
 }
@@ -92,7 +94,9 @@ impl AppPay {
         Ok(cards)
     }
 
-    /// Pays `tn` with the app's card `token_id`, with the payment password if given.
+    /// Pays `tn` with the app's card `token_id`, with the payment password if given, for
+    /// `confirmed` (fen): the charge the screen showed. When the charge is no longer that
+    /// (a campaign's budget ran out since), nothing is sent.
     pub async fn pay(
         &self,
         devices: &Devices,
@@ -100,6 +104,7 @@ impl AppPay {
         tn: &str,
         token_id: &str,
         password: Option<&str>,
+        confirmed: Option<&str>,
     ) -> Result<AppPaid, AppPayError> {
         let gateway = self.gateway.as_ref().ok_or(AppPayError::NoGateway)?;
         let card = self
@@ -113,7 +118,13 @@ impl AppPay {
             .filter(|p| !p.is_empty())
             .map(|p| Pin::parse(p).map_err(|_| AppPayError::BadPassword))
             .transpose()?;
+        let confirmed: u64 = confirmed
+            .and_then(|fen| fen.trim().parse().ok())
+            .ok_or(AppPayError::NoConfirmedAmount)?;
         let order = gateway.device_order(tn.trim()).await?;
+        if order.charge.minor_units() != confirmed {
+            return Err(PayError::DiscountChanged.into());
+        }
         let cryptogram =
             devices.in_app(person, &card.device_id, &card.token_id, &order.terminal)?;
         if cryptogram.needs_password && password.is_none() {

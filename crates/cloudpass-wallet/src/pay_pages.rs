@@ -23,8 +23,9 @@ struct PayPage<'a> {
     t: &'a Texts,
     csrf: &'a str,
     tn: &'a str,
-    /// What the card is charged.
+    /// What the card is charged, and in fen (the form says what the person confirmed).
     amount: String,
+    charge_fen: u64,
     /// The order's total and the campaign's discount, when one applies.
     discount: Option<String>,
     merchant: String,
@@ -86,34 +87,45 @@ async fn render(
     let back = step
         .return_url
         .map(|url| crate::sdk_pages::return_address(step.tn, url));
-    let (amount, discount, merchant, order_id) = match wallet.app_pay.order(step.tn).await {
-        Ok(order) => {
-            let (amount, discount) = amounts(visit.language, t, &order);
-            (amount, discount, order.merchant_name, order.order_id)
-        }
-        // A paid order is no longer payable: the result still shows.
-        Err(_) if step.result.is_some() => (String::new(), None, String::new(), String::new()),
-        Err(error) => {
-            let message = pay_error(visit.language, t, &error);
-            let page = PayPage {
-                t,
-                csrf: &csrf,
-                tn: step.tn,
-                amount: String::new(),
-                discount: None,
-                merchant: String::new(),
-                order_id: String::new(),
-                cards: Vec::new(),
-                chosen: "",
-                ask_password: false,
-                error: Some(message),
-                result: None,
-                return_url: step.return_url,
-                back,
-            };
-            return visit.page(StatusCode::NOT_FOUND, &page);
-        }
-    };
+    let (amount, charge_fen, discount, merchant, order_id) =
+        match wallet.app_pay.order(step.tn).await {
+            Ok(order) => {
+                let (amount, discount) = amounts(visit.language, t, &order);
+                let charge_fen = order.charge.minor_units();
+                (
+                    amount,
+                    charge_fen,
+                    discount,
+                    order.merchant_name,
+                    order.order_id,
+                )
+            }
+            // A paid order is no longer payable: the result still shows.
+            Err(_) if step.result.is_some() => {
+                (String::new(), 0, None, String::new(), String::new())
+            }
+            Err(error) => {
+                let message = pay_error(visit.language, t, &error);
+                let page = PayPage {
+                    t,
+                    csrf: &csrf,
+                    tn: step.tn,
+                    amount: String::new(),
+                    charge_fen: 0,
+                    discount: None,
+                    merchant: String::new(),
+                    order_id: String::new(),
+                    cards: Vec::new(),
+                    chosen: "",
+                    ask_password: false,
+                    error: Some(message),
+                    result: None,
+                    return_url: step.return_url,
+                    back,
+                };
+                return visit.page(StatusCode::NOT_FOUND, &page);
+            }
+        };
     let cards = wallet
         .app_pay
         .cards(&wallet.devices, person)
@@ -124,6 +136,7 @@ async fn render(
         csrf: &csrf,
         tn: step.tn,
         amount,
+        charge_fen,
         discount,
         merchant,
         order_id,
@@ -216,7 +229,14 @@ pub(crate) async fn pay(
     };
     let paid = wallet
         .app_pay
-        .pay(&wallet.devices, &person, tn, token, form.get("password"))
+        .pay(
+            &wallet.devices,
+            &person,
+            tn,
+            token,
+            form.get("password"),
+            form.get("charge"),
+        )
         .await;
     let mut step = Step {
         tn,

@@ -26,6 +26,7 @@ on_both_backends!(
     result_data_verifies_from_outside_as_the_docs_say,
     one_wap_permission_without_the_other_is_refused_clearly,
     a_campaign_takes_its_discount_off_in_the_app_and_the_shop_is_paid_in_full,
+    a_spent_campaign_changes_the_amount_before_anything_is_charged,
 );
 
 const CMB_PIN: &str = "111101";
@@ -623,6 +624,58 @@ async fn a_campaign_takes_its_discount_off_in_the_app_and_the_shop_is_paid_in_fu
     );
     assert_eq!(balance(&app, CMB_DEBIT).await, start - NOTEBOOK_FEN);
     assert_eq!(campaign_spent(&page, &app).await, 0);
+    chromium.close().await;
+    app.stop().await;
+}
+
+/// A campaign with budget for one discount, two payers' confirm screens open at once, both
+/// showing 53.00: the first pays 53.00; the second, confirmed on a screen the budget no
+/// longer backs, is charged nothing and told the new amount; confirmed again, it pays 58.00.
+async fn a_spent_campaign_changes_the_amount_before_anything_is_charged(backend: Backend) {
+    let app = TestApp::start_with(backend, |config| {
+        for campaign in &mut config.gateway.campaigns {
+            campaign.budget = 500;
+        }
+    })
+    .await;
+    let chromium = Browser::launch().await;
+    let first = sign_up_with_a_card(&app, &chromium, "13900000203").await;
+    put_the_card_on_the_app(&first).await;
+    first.goto(format!("{}/phone", app.base)).await.unwrap();
+    browser::click_to(&first, "#install", "#uninstall").await;
+    let start = balance(&app, CMB_DEBIT).await;
+    buy_with_quickpass(&first, &app, "notebook", "main", "#pay", None).await;
+    // The same browser, a second tab: the same app session and phone. (Each tab navigates
+    // in front: a tab behind may never finish loading in headless Chromium.)
+    let second = chromium.open(&format!("{}/demo-merchant", app.base)).await;
+    buy_with_quickpass(&second, &app, "notebook", "main", "#pay", None).await;
+    for page in [&first, &second] {
+        assert_eq!(browser::text(page, "#amount").await.unwrap(), "53.00 CNY");
+    }
+
+    first.bring_to_front().await.unwrap();
+    let result = browser::click_to(&first, "#pay", "#result").await;
+    assert!(result.contains("53.00"), "{result}");
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 5_300);
+
+    second.bring_to_front().await.unwrap();
+    let error = browser::click_to(&second, "#pay", "#error").await;
+    assert!(error.starts_with("The discount has changed"), "{error}");
+    assert_eq!(
+        browser::text(&second, "#amount").await.unwrap(),
+        "58.00 CNY"
+    );
+    assert!(browser::text(&second, "#discount").await.is_none());
+    assert_eq!(
+        balance(&app, CMB_DEBIT).await,
+        start - 5_300,
+        "nothing was charged"
+    );
+    browser::screenshot(&second, &format!("sdk-8-discount-changed-{backend:?}")).await;
+    let result = browser::click_to(&second, "#pay", "#result").await;
+    assert!(result.contains("58.00"), "{result}");
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 5_300 - NOTEBOOK_FEN);
+    assert_eq!(campaign_spent(&second, &app).await, 500);
     chromium.close().await;
     app.stop().await;
 }

@@ -377,7 +377,9 @@ async fn the_app_pays_a_tn_with_its_own_card_and_asks_the_password_over_the_limi
     assert_eq!(balance(&app, CMB_DEBIT).await, before - 1_250);
     let tn = issue_tn(&app, "APPPAY0003", 80_000).await;
     assert_eq!(pay_in_app(&page, &app, &tn, Some(CMB_PIN)).await, "paid");
-    assert_eq!(balance(&app, CMB_DEBIT).await, before - 81_250);
+    // 800.00 less the sandbox campaign's 5.00 (app payments of 50.00 or more).
+    assert_eq!(browser::text(&page, "#amount").await.unwrap(), "795.00 CNY");
+    assert_eq!(balance(&app, CMB_DEBIT).await, before - 1_250 - 79_500);
     let html = page.content().await.unwrap();
     assert!(!html.contains(CMB_DEBIT) && !html.contains(CMB_PIN));
     app.stop().await;

@@ -178,6 +178,12 @@ async fn checkout_with(
         let token = attribute(&screen.html, "name=\"token\"", "value")
             .or_else(|| attribute(&screen.html, "<option", "value"))
             .ok_or("the app offers no card to pay with")?;
+        // The charge the screen showed is what the person confirms.
+        let charge = attribute(&screen.html, "name=\"charge\"", "value")
+            .ok_or("the app's confirm screen names no charge")?;
+        if charge != (NOTEBOOK_FEN - CAMPAIGN_OFF_FEN).to_string() {
+            return Err(format!("the app should charge 53.00, shows {charge} fen"));
+        }
         let csrf = csrf(visitor);
         let paid = visitor
             .post(
@@ -186,6 +192,7 @@ async fn checkout_with(
                     ("csrf", &csrf),
                     ("tn", &tn),
                     ("token", &token),
+                    ("charge", &charge),
                     ("return", &return_url),
                 ],
             )
