@@ -254,9 +254,9 @@ impl Gateway {
     }
 
     /// The return's message: a void or refund of `original` giving the card `amount`,
-    /// numbered now. It
-    /// is built before anything is stored, so the return's order records its STAN and time
-    /// and can be sent again, the same message, whatever happens to this process.
+    /// numbered now. It is built before anything is stored, so the return's order records its
+    /// STAN and time and can be sent again, the same message, whatever happens to this
+    /// process.
     fn build_return(
         &self,
         original: &OrderRow,

@@ -592,6 +592,14 @@ async fn a_campaign_takes_its_discount_off_in_the_app_and_the_shop_is_paid_in_fu
         .into_value::<String>()
         .unwrap();
     assert_eq!(coupon, CAMPAIGN_OFF_FEN.to_string());
+    // The notification the shop verified says the same.
+    let notified = page
+        .evaluate("document.querySelector('#notification').dataset.discount")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+    assert_eq!(notified, CAMPAIGN_OFF_FEN.to_string());
     let sponsor = browser::text(&page, "#coupon").await.unwrap();
     assert!(sponsor.contains("00010000"), "{sponsor}");
     assert_eq!(
@@ -599,13 +607,41 @@ async fn a_campaign_takes_its_discount_off_in_the_app_and_the_shop_is_paid_in_fu
         "Settled to the shop: 58.00 CNY"
     );
     browser::screenshot(&page, &format!("sdk-7-shop-order-discount-{backend:?}")).await;
-    let order_page = page.url().await.unwrap().unwrap();
+    let query_id = page
+        .evaluate("document.querySelector('#method').textContent.match(/queryId (\\d+)/)[1]")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
     assert_eq!(campaign_spent(&page, &app).await, CAMPAIGN_OFF_FEN);
 
-    // Refunded in full by the shop: the card gets its 53.00, the campaign its 5.00.
-    page.goto(order_page).await.unwrap();
-    browser::click_to(&page, "#refund", "#refunded").await;
-    wait_until(&page, ORDER_STATE, "refunded", false).await;
+    // Refunded by the shop in three parts over UPACP, with its own key: each part gives the
+    // card its share of what it paid and the campaign the rest (26.50 + 2.50, 26.50 + 2.49);
+    // the last fen is all the campaign's, so it succeeds without a message to the bank.
+    let shop = support::upacp::Merchant::from_files(
+        &app.base,
+        &app.data_dir,
+        "777290058110100",
+        &app.data_dir.join("upacp"),
+    );
+    for (n, (refund, to_card)) in [(2_900, 2_650), (2_899, 2_650), (1, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let before = balance(&app, CMB_DEBIT).await;
+        let answer = shop
+            .post(
+                "/gateway/api/backTransReq.do",
+                shop.back("04", &format!("DISCOUNTREFUND{n}"), refund, &query_id),
+            )
+            .await;
+        assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+        assert_eq!(
+            balance(&app, CMB_DEBIT).await - before,
+            to_card,
+            "refund {n}"
+        );
+    }
     assert_eq!(balance(&app, CMB_DEBIT).await, start);
     assert_eq!(campaign_spent(&page, &app).await, 0);
 
@@ -618,6 +654,13 @@ async fn a_campaign_takes_its_discount_off_in_the_app_and_the_shop_is_paid_in_fu
     browser::click_to(&page, "#return", "#order").await;
     shop_says_paid(&page, "success").await;
     assert!(browser::text(&page, "#coupon").await.is_none());
+    let notified = page
+        .evaluate("document.querySelector('#notification').dataset.discount")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+    assert_eq!(notified, "", "no couponInfo without a discount");
     assert_eq!(
         browser::text(&page, "#settled").await.unwrap(),
         "Settled to the shop: 58.00 CNY"

@@ -104,6 +104,8 @@ pub struct ShopOrder {
     pub paid_from_balance: bool,
     /// What the verified notification said (`respCode`), once one came.
     pub notified: Option<String>,
+    /// The discount the verified notification's `couponInfo` told of, fen.
+    pub notified_discount: Option<u64>,
     /// The SDK's synchronous result, once verified.
     pub app_result: Option<String>,
     pub refunded_fen: u64,
@@ -180,6 +182,7 @@ impl DemoShop {
             tn: None,
             paid_from_balance: false,
             notified: None,
+            notified_discount: None,
             app_result: None,
             refunded_fen: 0,
         };

@@ -611,7 +611,14 @@ async fn notify(State(shop): State<Arc<DemoShop>>, body: Bytes) -> Response {
         return (StatusCode::BAD_REQUEST, "no orderId or respCode").into_response();
     };
     let code = code.to_owned();
-    shop.update(order_id, |o| o.notified = Some(code));
+    let discount = form
+        .get("couponInfo")
+        .and_then(Coupon::parse)
+        .map(|coupon| coupon.offset_fen);
+    shop.update(order_id, |o| {
+        o.notified = Some(code);
+        o.notified_discount = discount;
+    });
     (StatusCode::OK, "ok").into_response()
 }
 
