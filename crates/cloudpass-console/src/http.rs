@@ -268,7 +268,7 @@ async fn overview(
                 .campaigns()
                 .iter()
                 .zip(spent)
-                .map(|(campaign, spent)| views::campaign_line(campaign, spent))
+                .map(|(campaign, spent)| views::campaign_line(campaign, spent, visit.w.lang))
                 .collect()
         }
         None => Vec::new(),

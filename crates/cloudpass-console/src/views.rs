@@ -58,11 +58,16 @@ pub struct CampaignLine {
     pub budget: String,
 }
 
-pub fn campaign_line(campaign: &Campaign, spent_fen: u64) -> CampaignLine {
+/// `campaign` with what it has spent, named in the page's language (`zh-CN` or `en`).
+pub fn campaign_line(campaign: &Campaign, spent_fen: u64, lang: &str) -> CampaignLine {
     let fen = |amount: u64| yuan(i64::try_from(amount).unwrap_or(i64::MAX));
     CampaignLine {
         id: campaign.id,
-        name: campaign.name_zh,
+        name: if lang == "en" {
+            campaign.name_en
+        } else {
+            campaign.name_zh
+        },
         spent_fen,
         spent: fen(spent_fen),
         budget: fen(campaign.budget),
