@@ -550,9 +550,9 @@ async fn one_wap_permission_without_the_other_is_refused_clearly(backend: Backen
 
 /// The sandbox campaign (5.00 off app payments of 50.00 or more, paid for by UnionPay): the
 /// app's confirm screen shows it and charges the card the rest; the shop's query and
-/// notification carry it in `couponInfo` and settle the shop the whole amount; a full refund
-/// gives the card what it paid and the campaign its 5.00; paying by card number in the
-/// cashier gets no discount.
+/// notification carry it in `couponInfo` and settle the shop the whole amount; three partial
+/// refunds give the card what it paid and the campaign its 5.00, the last fen the campaign's
+/// alone; paying by card number in the cashier gets no discount.
 async fn a_campaign_takes_its_discount_off_in_the_app_and_the_shop_is_paid_in_full(
     backend: Backend,
 ) {
