@@ -8,23 +8,26 @@
 //! decrypted lives in memory for the payment only and is zeroized after; none of it is
 //! stored, logged or echoed.
 
-use cloudpass_core::Pan;
+use cloudpass_core::{AccountNumber, Pan};
 use cloudpass_crypto::pin::format0_decode;
 use cloudpass_crypto::upacp::RsaDecryptingKey;
 use cloudpass_store::{GatewayStore, OrderRow};
 use cloudpass_upacp::Form;
 use cloudpass_upacp::code::RespCode;
-use cloudpass_upacp::request::{BackConsume, ConsumeSms, Header, Refusal, refuse};
+use cloudpass_upacp::request::{
+    BackConsume, CardSource, ConsumeSms, CustomerInfo, Header, Refusal, refuse,
+};
 use zeroize::Zeroizing;
 
+use crate::card_tokens::OpenedCard;
 use crate::consume::store_failure;
 use crate::merchant::Merchant;
 use crate::query::trade_code;
-use crate::sms::order_key;
+use crate::sms::{CodeFor, order_key};
 use crate::{Gateway, PayError, PayRequest};
 
 /// The UTF-8 text of an encrypted field, or the refusal naming it.
-fn open_text(
+pub(crate) fn open_text(
     key: &RsaDecryptingKey,
     sealed: &str,
     refusal: &str,
@@ -46,7 +49,8 @@ impl Gateway {
     ) -> Result<String, Refusal> {
         let request = BackConsume::parse(form)?;
         self.may_pay_from_server(merchant, &request.encrypt_cert_id)?;
-        let payer = self.open_payer(&request)?;
+        let card = self.card_named(&request.card, &header.mer_id).await?;
+        let payer = self.open_payer(&request.customer_info, &card)?;
         let order = self
             .record_consume(form, header, &request.consume)
             .await?
@@ -85,17 +89,15 @@ impl Gateway {
         form: &Form,
         merchant: &Merchant,
     ) -> Result<String, Refusal> {
+        if header_sub_type(form) == Some("00") {
+            return self.open_sms_code(form, merchant).await;
+        }
         let request = ConsumeSms::parse(form)?;
         self.may_pay_from_server(merchant, &request.encrypt_cert_id)?;
-        let card_number = open_text(
-            &self.signer.decryption_key,
-            &request.acc_no,
-            "accNo could not be decrypted with the platform's encryption key",
-        )?;
-        let pan = Pan::parse(card_number.trim())
-            .ok()
-            .filter(|pan| self.payer.card_kind(pan).is_some())
-            .ok_or_else(|| refuse(RespCode::InvalidCard, "accNo is not a card of this network"))?;
+        let pan = self
+            .card_named(&request.card, &request.header.mer_id)
+            .await?
+            .pan;
         if self.payer.published_sms_codes(&pan).is_empty() {
             let key = order_key(
                 &request.header.mer_id,
@@ -103,22 +105,52 @@ impl Gateway {
                 &request.header.txn_time_text,
             );
             let amount = i64::try_from(request.amount).unwrap_or(i64::MAX);
-            if let Err(error) = self
-                .send_code(&key, pan, &request.header.mer_id, amount)
-                .await
-            {
-                let code = match error {
-                    PayError::SmsUnavailable => RespCode::IdentityOrPhone,
-                    _ => RespCode::RiskLimited,
-                };
-                return Err(refuse(code, error.to_string()));
-            }
+            self.send_code(
+                &key,
+                pan,
+                &request.header.mer_id,
+                CodeFor::Payment { amount },
+            )
+            .await
+            .map_err(sms_refusal)?;
         }
         Ok(self.answer(Some(form), RespCode::Success, "", Form::new()))
     }
 
+    /// The card a request from the merchant's server names: its `accNo` decrypted, or the
+    /// card behind its token (whose PIN blocks are formed with the token's digits, the
+    /// merchant not knowing the card's number).
+    pub(crate) async fn card_named(
+        &self,
+        source: &CardSource,
+        mer_id: &str,
+    ) -> Result<OpenedCard, Refusal> {
+        match source {
+            CardSource::AccNo(sealed) => {
+                let number = open_text(
+                    &self.signer.decryption_key,
+                    sealed,
+                    "accNo could not be decrypted with the platform's encryption key",
+                )?;
+                let pan = Pan::parse(number.trim())
+                    .ok()
+                    .filter(|pan| self.payer.card_kind(pan).is_some())
+                    .ok_or_else(|| {
+                        refuse(RespCode::InvalidCard, "accNo is not a card of this network")
+                    })?;
+                let pin_account = Zeroizing::new(pan.expose().to_owned());
+                Ok(OpenedCard {
+                    pan,
+                    expiry: None,
+                    pin_account,
+                })
+            }
+            CardSource::Token { token, tr_id } => self.card_of_token(mer_id, token, tr_id).await,
+        }
+    }
+
     /// The checks of a request that carries the card's data from the merchant's server.
-    fn may_pay_from_server(
+    pub(crate) fn may_pay_from_server(
         &self,
         merchant: &Merchant,
         encrypt_cert_id: &str,
@@ -138,15 +170,11 @@ impl Gateway {
         Ok(())
     }
 
-    /// The payer's input from the encrypted fields.
-    fn open_payer(&self, request: &BackConsume) -> Result<PayRequest, Refusal> {
+    /// The payer's input: the card, and the checks of `customerInfo` decrypted. A PIN block
+    /// is formed with `card.pin_account`; an expiry kept with a token stands when the
+    /// request gives none.
+    fn open_payer(&self, info: &CustomerInfo, card: &OpenedCard) -> Result<PayRequest, Refusal> {
         let key = &self.signer.decryption_key;
-        let card_number = open_text(
-            key,
-            &request.acc_no,
-            "accNo could not be decrypted with the platform's encryption key",
-        )?;
-        let info = &request.customer_info;
         let sms_code = info
             .get("smsCode")
             .ok_or_else(|| refuse(RespCode::MissingField, "customerInfo has no smsCode"))?;
@@ -165,21 +193,44 @@ impl Gateway {
                         "customerInfo.pin must be an 8-byte ISO 9564 format 0 PIN block",
                     )
                 })?;
-                let pin = format0_decode(&block, card_number.trim()).map_err(|_| {
+                let pin = format0_decode(&block, &card.pin_account).map_err(|_| {
                     refuse(
                         RespCode::FormatError,
-                        "customerInfo.pin is not a format 0 PIN block of this card",
+                        "customerInfo.pin is not a format 0 PIN block of this card (or token)",
                     )
                 })?;
                 Some(pin.expose().to_owned())
             }
         };
-        let mut cvn2 = info.get("cvn2").map(str::to_owned);
-        let mut expiry = info.get("expired").map(str::to_owned);
-        let mut phone = info.get("phoneNo").map(str::to_owned);
+        let customer = self.customer_fields(info)?;
+        Ok(PayRequest {
+            card_number: card.pan.expose().to_owned(),
+            sms_code: sms_code.to_owned(),
+            pin,
+            cvn2: customer.cvn2.clone(),
+            expiry: customer.expiry.clone().or_else(|| card.expiry.clone()),
+            holder_name: customer.name.clone(),
+            phone: customer.phone.clone(),
+            id_number: customer.id_number.clone(),
+        })
+    }
+
+    /// The holder's fields of `customerInfo`, those in `encryptedInfo` decrypted.
+    pub(crate) fn customer_fields(&self, info: &CustomerInfo) -> Result<CustomerFields, Refusal> {
+        let mut fields = CustomerFields {
+            cvn2: info.get("cvn2").map(str::to_owned),
+            expiry: info.get("expired").map(str::to_owned),
+            phone: info.get("phoneNo").map(str::to_owned),
+            name: info.get("customerNm").map(str::to_owned),
+            // certifTp 01 is the ID card; another type's number is not compared with it.
+            id_number: match info.get("certifTp") {
+                None | Some("01") => info.get("certifId").map(str::to_owned),
+                Some(_) => None,
+            },
+        };
         if let Some(sealed) = info.get("encryptedInfo") {
             let text = open_text(
-                key,
+                &self.signer.decryption_key,
                 sealed,
                 "customerInfo.encryptedInfo could not be decrypted with the platform's encryption key",
             )?;
@@ -190,29 +241,19 @@ impl Gateway {
                 )
             })?;
             if let Some(value) = sealed_fields.non_blank("cvn2") {
-                cvn2 = Some(value.to_owned());
+                fields.cvn2 = Some(value.to_owned());
             }
             if let Some(value) = sealed_fields.non_blank("expired") {
-                expiry = Some(value.to_owned());
+                fields.expiry = Some(value.to_owned());
             }
             if let Some(value) = sealed_fields.non_blank("phoneNo") {
-                phone = Some(value.to_owned());
+                fields.phone = Some(value.to_owned());
+            }
+            if let Some(value) = sealed_fields.non_blank("certifId") {
+                fields.id_number = Some(value.to_owned());
             }
         }
-        Ok(PayRequest {
-            card_number: card_number.trim().to_owned(),
-            sms_code: sms_code.to_owned(),
-            pin,
-            cvn2,
-            expiry,
-            holder_name: info.get("customerNm").map(str::to_owned),
-            phone,
-            // certifTp 01 is the ID card; another type's number is not compared with it.
-            id_number: match info.get("certifTp") {
-                None | Some("01") => info.get("certifId").map(str::to_owned),
-                Some(_) => None,
-            },
-        })
+        Ok(fields)
     }
 
     /// The final answer: by the order's state, or by why the payment was not taken.
@@ -246,8 +287,43 @@ impl Gateway {
     }
 }
 
+/// The holder's fields a merchant's server sent (`customerInfo`, `encryptedInfo` opened);
+/// wiped when dropped.
+pub(crate) struct CustomerFields {
+    pub(crate) cvn2: Option<String>,
+    pub(crate) expiry: Option<String>,
+    pub(crate) phone: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) id_number: Option<String>,
+}
+
+impl Drop for CustomerFields {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.cvn2.zeroize();
+        self.expiry.zeroize();
+        self.phone.zeroize();
+        self.name.zeroize();
+        self.id_number.zeroize();
+    }
+}
+
+/// `txnSubType` as sent, before the request is read by its type.
+fn header_sub_type(form: &Form) -> Option<&str> {
+    form.non_blank("txnSubType")
+}
+
+/// The refusal of an SMS code that could not be sent.
+pub(crate) fn sms_refusal(error: PayError) -> Refusal {
+    let code = match error {
+        PayError::SmsUnavailable => RespCode::IdentityOrPhone,
+        _ => RespCode::RiskLimited,
+    };
+    refuse(code, error.to_string())
+}
+
 /// The UPACP code of a payment the checks stopped before the network.
-fn pay_error_code(error: &PayError) -> RespCode {
+pub(crate) fn pay_error_code(error: &PayError) -> RespCode {
     match error {
         PayError::WrongSmsCode(_)
         | PayError::SmsUnavailable

@@ -11,6 +11,7 @@
 
 mod answer;
 mod back_consume;
+mod card_tokens;
 pub mod certification;
 mod consume;
 pub mod device_pay;
@@ -45,7 +46,7 @@ use cloudpass_upacp::Certificate;
 
 pub use merchant::{
     MERCHANT_CACHE_MILLIS, Merchant, MerchantRowError, MerchantSecrets, Merchants, Permissions,
-    UnknownPermission, secret_owner, secure_key_is_valid,
+    UnknownPermission, card_token_owner, secret_owner, secure_key_is_valid,
 };
 pub use pay::{BoxFuture, CardKind, PayError, PayRequest, PayResult, PayerChecks, TestCard};
 pub use sms::SmsSent;

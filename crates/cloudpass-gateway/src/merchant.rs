@@ -156,11 +156,22 @@ impl std::fmt::Debug for Merchant {
     }
 }
 
-/// Opens what the platform sealed for a merchant: its secure key. The platform seals with its
-/// data key and the merchant's [`secret_owner`] bound in, so a sealed key copied onto another
-/// merchant's row does not open.
+/// What the platform seals for merchants: their secure keys, and the cards behind the tokens
+/// they opened (`card_tokens`). The platform seals with its data key and the owner bound in
+/// (the merchant's [`secret_owner`], or the token), so a sealed value copied onto another
+/// row does not open.
 pub trait MerchantSecrets: Send + Sync {
+    /// A merchant's secure key.
     fn open(&self, mer_id: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>>;
+    /// Seals the card behind `token`; `None` when the sealing key is not there.
+    fn seal_card(&self, token: &str, card: &[u8]) -> Option<Vec<u8>>;
+    /// The card behind `token`, as [`MerchantSecrets::seal_card`] sealed it.
+    fn open_card(&self, token: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>>;
+}
+
+/// The owner the card behind a merchant's token is sealed to.
+pub fn card_token_owner(token: &str) -> String {
+    format!("card token {token}")
 }
 
 /// The owner a merchant's sealed secrets are bound to.

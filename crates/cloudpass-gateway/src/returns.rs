@@ -72,6 +72,8 @@ impl Gateway {
             TxnType::EncryptCertificate => return self.encryption_certificate(form),
             TxnType::SmsCode => return self.back_sms_code(form, merchant).await,
             TxnType::Consume => return self.back_consume(form, header, merchant).await,
+            TxnType::OpenToken => return self.open_token(form, merchant).await,
+            TxnType::DeleteToken => return self.delete_token(form, merchant).await,
             _ => {}
         }
         let request = Return::parse(form)?;

@@ -77,6 +77,15 @@ pub struct SmsSent {
     pub message: String,
 }
 
+/// What a code is sent for: its text says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CodeFor {
+    /// A payment of `amount` fen.
+    Payment { amount: i64 },
+    /// Opening the card for token payment at the merchant.
+    Opening,
+}
+
 /// What the payer's code is checked against.
 pub(crate) enum Expected {
     /// The card's published test codes.
@@ -99,17 +108,25 @@ impl Gateway {
                 message: format!("a published test card: no code is sent; its SMS code is {code}"),
             });
         }
-        self.send_code(tn, pan, &order.mer_id, order.amount).await
+        self.send_code(
+            tn,
+            pan,
+            &order.mer_id,
+            CodeFor::Payment {
+                amount: order.amount,
+            },
+        )
+        .await
     }
 
     /// Texts a fresh code for `pan` to the card's phone, kept under `key` (a TN, or a back
-    /// consume's order to come, [`order_key`]) for a payment of `amount` fen to `mer_id`.
+    /// consume's or an opening's request to come, [`order_key`]), for `purpose` at `mer_id`.
     pub(crate) async fn send_code(
         &self,
         key: &str,
         pan: Pan,
         mer_id: &str,
-        amount: i64,
+        purpose: CodeFor,
     ) -> Result<SmsSent, PayError> {
         let now = self.merchant_now_millis(mer_id);
         self.reserve_send(key, now)?;
@@ -118,16 +135,27 @@ impl Gateway {
             Ok(Some(merchant)) => merchant.name.clone(),
             _ => mer_id.to_owned(),
         };
-        let amount =
-            Money::new(u64::try_from(amount).unwrap_or(0), Currency::CNY).to_decimal_string();
-        let text = Zeroizing::new(format!(
-            "【中国银联】验证码{code}，您正在向{merchant}支付{amount}元，{minutes}分钟内有效，请勿泄露。\
-             Your code is {code} for paying CNY {amount} to {merchant} with the card ending \
-             {last4}. It expires in {minutes} minutes. Do not share it.",
-            code = code.as_str(),
-            minutes = CODE_VALID_SECONDS / 60,
-            last4 = pan.last4(),
-        ));
+        let minutes = CODE_VALID_SECONDS / 60;
+        let text = Zeroizing::new(match purpose {
+            CodeFor::Payment { amount } => {
+                let amount = Money::new(u64::try_from(amount).unwrap_or(0), Currency::CNY)
+                    .to_decimal_string();
+                format!(
+                    "【中国银联】验证码{code}，您正在向{merchant}支付{amount}元，{minutes}分钟内有效，请勿泄露。\
+                     Your code is {code} for paying CNY {amount} to {merchant} with the card ending \
+                     {last4}. It expires in {minutes} minutes. Do not share it.",
+                    code = code.as_str(),
+                    last4 = pan.last4(),
+                )
+            }
+            CodeFor::Opening => format!(
+                "【中国银联】验证码{code}，您正在{merchant}开通银联无跳转支付（尾号{last4}的卡），{minutes}分钟内有效，请勿泄露。\
+                 Your code is {code} for letting {merchant} keep the card ending {last4} for \
+                 payments. It expires in {minutes} minutes. Do not share it.",
+                code = code.as_str(),
+                last4 = pan.last4(),
+            ),
+        });
         let Some(sent_to) = self.payer.send_text(&pan, &text).await else {
             return Err(PayError::SmsUnavailable);
         };

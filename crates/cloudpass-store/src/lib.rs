@@ -8,6 +8,7 @@
 //! outbox in the same transaction, and the mapping rules (one live token per card per
 //! device, one default per device) are also unique indexes, so no race can break them.
 
+mod card_tokens;
 mod error;
 mod gateway;
 mod rows;
@@ -20,6 +21,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use card_tokens::{CardTokenInsert, CardTokenRow, CardTokenStore};
 pub use error::{Duplicate, StoreError};
 pub use gateway::{
     GatewayStore, MERCHANTS_LISTED_MAX, MerchantRow, NotificationRow, OrderInsert, OrderRow,

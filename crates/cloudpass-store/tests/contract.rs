@@ -64,6 +64,7 @@ contract!(
     wallet_devices_are_bounded_and_signed_out_once,
     console_lists_are_newest_first_and_counted,
     campaign_spending_is_summed_from_its_orders,
+    card_tokens_are_opened_once_and_deleted_once,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -1981,4 +1982,78 @@ async fn campaign_spending_is_summed_from_its_orders(store: AnyStore) {
         Some(sending.clone())
     );
     assert_eq!(store.campaign_spent("CP2026120002").await.unwrap(), 1_400);
+}
+
+/// A merchant's opening is named by its orderId and txnTime: the same names find the token
+/// already opened (its digest tells a repeat from another request); a drawn token already
+/// taken is told apart; a token is deleted once, and stays to be read.
+async fn card_tokens_are_opened_once_and_deleted_once(store: AnyStore) {
+    let row = CardTokenRow {
+        token: "6299000000000000017".into(),
+        mer_id: "777290058110048".into(),
+        tr_id: "62000000001".into(),
+        order_id: "OPEN0001".into(),
+        txn_time: "20261204120000".into(),
+        request_digest: "d1".into(),
+        sealed_card: vec![7; 60],
+        card_masked: "622609******0048".into(),
+        card_type: "01".into(),
+        status: "active".into(),
+        opened_at: NOW,
+        deleted_at: None,
+    };
+    assert_eq!(store.card_token(&row.token).await.unwrap(), None);
+    assert_eq!(
+        store.insert_card_token(&row).await.unwrap(),
+        CardTokenInsert::Inserted
+    );
+    assert_eq!(
+        store.card_token(&row.token).await.unwrap(),
+        Some(row.clone())
+    );
+
+    // The same opening again, under another drawn token: the first is found.
+    let mut again = row.clone();
+    again.token = "6299000000000000025".into();
+    assert_eq!(
+        store.insert_card_token(&again).await.unwrap(),
+        CardTokenInsert::Exists(Box::new(row.clone()))
+    );
+    assert_eq!(store.card_token(&again.token).await.unwrap(), None);
+
+    // Another opening drawing a token that is taken.
+    let mut taken = row.clone();
+    taken.order_id = "OPEN0002".into();
+    assert_eq!(
+        store.insert_card_token(&taken).await.unwrap(),
+        CardTokenInsert::TokenTaken
+    );
+    // The same orderId under another merchant is its own opening.
+    let mut other_merchant = again.clone();
+    other_merchant.mer_id = "777290058110097".into();
+    assert_eq!(
+        store.insert_card_token(&other_merchant).await.unwrap(),
+        CardTokenInsert::Inserted
+    );
+
+    assert!(store.delete_card_token(&row.token, NOW + 5).await.unwrap());
+    assert!(!store.delete_card_token(&row.token, NOW + 9).await.unwrap());
+    assert!(
+        !store
+            .delete_card_token("6299000000000000099", NOW)
+            .await
+            .unwrap()
+    );
+    let deleted = store.card_token(&row.token).await.unwrap().unwrap();
+    assert_eq!(deleted.status, "deleted");
+    assert_eq!(deleted.deleted_at, Some(NOW + 5));
+    assert_eq!(
+        store
+            .card_token(&other_merchant.token)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        "active"
+    );
 }

@@ -9,6 +9,11 @@ use crate::form::Form;
 use crate::signing::{SignMethod, Version};
 use crate::time::parse_beijing;
 
+mod token_pay;
+pub use token_pay::{
+    CardSource, OpenSms, TOKEN_PAY_BIZ_TYPE, TokenDelete, TokenOpen, TokenPayData,
+};
+
 /// A refused request: the code and what exactly is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{} {detail}", code.code())]
@@ -34,8 +39,13 @@ pub enum TxnType {
     Undo,
     FileTransfer,
     EncryptCertificate,
-    /// 77: an SMS code sent to the card's phone, for a back consume to come.
+    /// 77: an SMS code sent to the card's phone, for a back consume or a token opening to
+    /// come.
     SmsCode,
+    /// 79: a card opened for token payment (开通), its token returned.
+    OpenToken,
+    /// 74: a token deleted (删除标记).
+    DeleteToken,
 }
 
 impl TxnType {
@@ -48,6 +58,8 @@ impl TxnType {
             "76" => TxnType::FileTransfer,
             "95" => TxnType::EncryptCertificate,
             "77" => TxnType::SmsCode,
+            "79" => TxnType::OpenToken,
+            "74" => TxnType::DeleteToken,
             _ => return None,
         })
     }
@@ -61,6 +73,8 @@ impl TxnType {
             TxnType::FileTransfer => "76",
             TxnType::EncryptCertificate => "95",
             TxnType::SmsCode => "77",
+            TxnType::OpenToken => "79",
+            TxnType::DeleteToken => "74",
         }
     }
 }
@@ -171,8 +185,8 @@ pub struct Consume {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackConsume {
     pub consume: Consume,
-    /// `accNo`: base64 RSA to the platform's encryption certificate.
-    pub acc_no: String,
+    /// The card: `accNo`, or with bizType 000902 the token of `tokenPayData`.
+    pub card: CardSource,
     pub customer_info: CustomerInfo,
     /// `encryptCertId`: the decimal serial of the certificate the fields are encrypted to.
     pub encrypt_cert_id: String,
@@ -230,7 +244,7 @@ impl BackConsume {
     pub fn parse(form: &Form) -> Result<BackConsume, Refusal> {
         let consume = Consume::parse(form)?;
         Ok(BackConsume {
-            acc_no: required(form, "accNo")?.to_owned(),
+            card: CardSource::parse(form, &consume.header)?,
             customer_info: CustomerInfo::parse(required(form, "customerInfo")?)?,
             encrypt_cert_id: digits(form, "encryptCertId", 1..=40)?,
             consume,
@@ -239,16 +253,16 @@ impl BackConsume {
 }
 
 /// A consume's SMS code (`backTransReq.do`, txnType 77, txnSubType 02): sent to the phone of
-/// the card (`accNo`, encrypted as a back consume's) for the order the back consume will
-/// make (`orderId`, `txnTime`, `txnAmt`).
+/// the card (`accNo`, encrypted as a back consume's, or a token) for the order the back
+/// consume will make (`orderId`, `txnTime`, `txnAmt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumeSms {
     pub header: Header,
     pub order_id: String,
     /// `txnAmt`, fen.
     pub amount: u64,
-    /// `accNo`: base64 RSA to the platform's encryption certificate.
-    pub acc_no: String,
+    /// The card: `accNo`, or with bizType 000902 the token of `tokenPayData`.
+    pub card: CardSource,
     pub encrypt_cert_id: String,
 }
 
@@ -266,7 +280,7 @@ impl ConsumeSms {
         Ok(ConsumeSms {
             order_id: alphanumeric(form, "orderId", 8..=40)?,
             amount: amount(form)?,
-            acc_no: required(form, "accNo")?.to_owned(),
+            card: CardSource::parse(form, &header)?,
             encrypt_cert_id: digits(form, "encryptCertId", 1..=40)?,
             header,
         })

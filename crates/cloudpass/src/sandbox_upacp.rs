@@ -422,14 +422,28 @@ pub async fn gateway_terminal(
     Ok(std::sync::Arc::new(terminal))
 }
 
-/// Registered merchants' secure keys, sealed and opened with the token service's data key
-/// (the same sealing as the participants' shared secrets), bound to the merchant.
+/// Registered merchants' secure keys and the cards behind their tokens, sealed and opened
+/// with the token service's data key (the same sealing as the participants' shared secrets),
+/// bound to the merchant or the token.
 pub struct SealedBy(pub std::sync::Arc<cloudpass_tsp::Tsp>);
 
 impl cloudpass_gateway::MerchantSecrets for SealedBy {
     fn open(&self, mer_id: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         self.0
             .open_secret(&cloudpass_gateway::secret_owner(mer_id), sealed)
+            .ok()
+            .map(|secret| Zeroizing::new(secret.expose().to_vec()))
+    }
+
+    fn seal_card(&self, token: &str, card: &[u8]) -> Option<Vec<u8>> {
+        self.0
+            .seal_secret(&cloudpass_gateway::card_token_owner(token), card)
+            .ok()
+    }
+
+    fn open_card(&self, token: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        self.0
+            .open_secret(&cloudpass_gateway::card_token_owner(token), sealed)
             .ok()
             .map(|secret| Zeroizing::new(secret.expose().to_vec()))
     }

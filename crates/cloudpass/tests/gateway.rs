@@ -31,6 +31,8 @@ on_both_backends!(
     the_pending_trigger_card_leaves_a_trade_pending_then_paid,
     notifications_repeat_the_access_of_the_request,
     a_back_consume_of_a_card_without_a_published_code_sends_one_first,
+    a_card_opened_for_token_payment_is_paid_by_its_token_until_deleted,
+    a_token_of_a_card_without_a_published_code_is_opened_and_paid_with_texted_codes,
 );
 
 fn merchant(app: &TestApp, scenario: &str) -> Value {
@@ -1534,4 +1536,266 @@ async fn a_back_consume_of_a_card_without_a_published_code_sends_one_first(backe
 
 fn phone_masked(phone: &str) -> String {
     format!("{}****{}", &phone[..3], &phone[phone.len() - 4..])
+}
+
+/// The sandbox merchant's token requestor id in these tests.
+const TR_ID: &str = "62000000001";
+
+/// Signs and seals for token payment (bizType 000902) as the sandbox merchant.
+struct TokenPay {
+    certificate: cloudpass_upacp::Certificate,
+    public: Vec<u8>,
+}
+
+impl TokenPay {
+    fn new(app: &TestApp) -> TokenPay {
+        let certificate = cloudpass_upacp::Certificate::from_pem(
+            &std::fs::read_to_string(app.data_dir.join("upacp").join("encrypt.pem")).unwrap(),
+        )
+        .unwrap();
+        let public = certificate.public_key_info_der().unwrap();
+        TokenPay {
+            certificate,
+            public,
+        }
+    }
+
+    fn seal(&self, text: &[u8]) -> String {
+        cloudpass_crypto::upacp::encrypt_base64(&self.public, text).unwrap()
+    }
+
+    fn customer_info(inner: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{{{inner}}}"))
+    }
+
+    /// txnType 79 (or 77/00 with `sub_type` "00" and `txn_type` "77") for `card`.
+    fn opening(
+        &self,
+        txn_type: &str,
+        order_id: &str,
+        card: &str,
+        info: Option<&str>,
+    ) -> cloudpass_upacp::Form {
+        let mut form = consume_form(order_id, "1");
+        form.remove("txnAmt");
+        form.remove("currencyCode");
+        form.remove("backUrl");
+        form.set("txnType", txn_type)
+            .set("txnSubType", "00")
+            .set("bizType", "000902")
+            .set("accNo", self.seal(card.as_bytes()))
+            .set("encryptCertId", self.certificate.cert_id())
+            .set("tokenPayData", format!("{{trId={TR_ID}&tokenType=01}}"));
+        if let Some(info) = info {
+            form.set("customerInfo", Self::customer_info(info));
+        }
+        form
+    }
+
+    /// A request of `txn_type` (01 a consume, 74 a deletion) naming the card by `token`.
+    fn consume(
+        &self,
+        txn_type: &str,
+        order_id: &str,
+        amount: &str,
+        token: &str,
+        tr_id: &str,
+    ) -> cloudpass_upacp::Form {
+        let mut form = consume_form(order_id, amount);
+        form.set("txnType", txn_type)
+            .set("bizType", "000902")
+            .set("encryptCertId", self.certificate.cert_id())
+            .set("tokenPayData", format!("{{token={token}&trId={tr_id}}}"));
+        form
+    }
+
+    fn pin_block(&self, pin: &str, account: &str) -> String {
+        let pin = cloudpass_crypto::Pin::parse(pin).unwrap();
+        self.seal(
+            cloudpass_crypto::pin::format0_encode(&pin, account)
+                .unwrap()
+                .as_slice(),
+        )
+    }
+}
+
+/// The token of an opening's answer.
+fn token_of(answer: &cloudpass_upacp::Form) -> String {
+    let data = answer
+        .get("tokenPayData")
+        .unwrap_or_else(|| panic!("{answer:?}"));
+    let inner = data
+        .strip_prefix('{')
+        .and_then(|d| d.strip_suffix('}'))
+        .unwrap();
+    let fields = cloudpass_upacp::Form::parse_raw(inner).unwrap();
+    assert_eq!(fields.get("trId"), Some(TR_ID));
+    assert_eq!(fields.get("tokenType"), Some("01"));
+    fields.get("token").unwrap().to_owned()
+}
+
+/// Token payment with published test cards: a credit card is opened with its SMS code and
+/// expiry and gets a token (the same request again gets the same one; another request under
+/// the same names is refused 12); the token pays with the CVN2 alone, the ledger moves, and
+/// the card is kept sealed, never in clear. A debit card's token pays with a PIN block formed
+/// with the token. A wrong trId or another's token is refused 61; a deleted token 63, and
+/// deleting it again is refused 63 too.
+async fn a_card_opened_for_token_payment_is_paid_by_its_token_until_deleted(backend: Backend) {
+    use cloudpass_store::CardTokenStore;
+
+    let app = TestApp::start(backend).await;
+    let store = app.running.tsp.store().clone();
+    let kit = TokenPay::new(&app);
+    let back = "/gateway/api/backTransReq.do";
+    let credit_start = balance(&app, HUAXIA_CREDIT).await;
+    let debit_start = balance(&app, CMB_DEBIT).await;
+
+    // A wrong SMS code opens nothing.
+    let wrong = kit.opening("79", "OPENTOKEN001", HUAXIA_CREDIT, Some("smsCode=000000"));
+    let answer = post_signed(&app, back, wrong).await;
+    assert_eq!(answer.get("respCode"), Some("71"), "{answer:?}");
+    assert_eq!(answer.get("tokenPayData"), None);
+
+    let sealed_expiry = kit.seal(b"expired=2912");
+    let opening = kit.opening(
+        "79",
+        "OPENTOKEN002",
+        HUAXIA_CREDIT,
+        Some(&format!(
+            "smsCode=111111&customerNm=张三&encryptedInfo={sealed_expiry}"
+        )),
+    );
+    let answer = post_signed(&app, back, opening.clone()).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    assert_eq!(answer.get("accNo"), Some("622638******0095"));
+    assert_eq!(answer.get("payCardType"), Some("02"));
+    support::upacp::verify_from_platform(&app.data_dir, &answer);
+    let token = token_of(&answer);
+    assert_eq!(token.len(), 19);
+    assert!(cloudpass_core::luhn_valid(token.as_bytes()));
+    let row = store.card_token(&token).await.unwrap().unwrap();
+    assert!(
+        !row.sealed_card
+            .windows(HUAXIA_CREDIT.len())
+            .any(|w| w == HUAXIA_CREDIT.as_bytes()),
+        "the card is sealed"
+    );
+    // The same request again: the same token. Another under the same names: 12.
+    let again = post_signed(&app, back, opening.clone()).await;
+    assert_eq!(token_of(&again), token);
+    let mut other = opening.clone();
+    other.set("accNo", kit.seal(CMB_DEBIT.as_bytes()));
+    let answer = post_signed(&app, back, other).await;
+    assert_eq!(answer.get("respCode"), Some("12"), "{answer:?}");
+
+    // The token pays: the CVN2 in customerInfo, the expiry kept with the token.
+    let mut consume = kit.consume("01", "TOKENPAY0001", "2300", &token, TR_ID);
+    let cvn2 = kit.seal(b"cvn2=248");
+    consume.set(
+        "customerInfo",
+        TokenPay::customer_info(&format!("smsCode=111111&encryptedInfo={cvn2}")),
+    );
+    let answer = post_signed(&app, back, consume.clone()).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    assert!(answer.get("queryId").is_some());
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, credit_start - 2300);
+
+    // Only with the trId it was opened with.
+    let mut foreign = kit.consume("01", "TOKENPAY0002", "100", &token, "62000000002");
+    foreign.set(
+        "customerInfo",
+        consume.get("customerInfo").unwrap().to_owned(),
+    );
+    let answer = post_signed(&app, back, foreign).await;
+    assert_eq!(answer.get("respCode"), Some("61"), "{answer:?}");
+    assert!(!answer.get("respMsg").unwrap_or("").contains(&token));
+    // The card number and a token together: 10.
+    let mut both = consume.clone();
+    both.set("orderId", "TOKENPAY0003")
+        .set("accNo", kit.seal(HUAXIA_CREDIT.as_bytes()));
+    let answer = post_signed(&app, back, both).await;
+    assert_eq!(answer.get("respCode"), Some("10"), "{answer:?}");
+
+    // A debit card's token pays with a PIN block formed with the token.
+    let opening = kit.opening("79", "OPENTOKEN003", CMB_DEBIT, Some("smsCode=111111"));
+    let answer = post_signed(&app, back, opening).await;
+    assert_eq!(answer.get("payCardType"), Some("01"), "{answer:?}");
+    let debit_token = token_of(&answer);
+    assert_ne!(debit_token, token);
+    let mut consume = kit.consume("01", "TOKENPAY0004", "1200", &debit_token, TR_ID);
+    let info = format!(
+        "smsCode=111111&pin={}",
+        kit.pin_block("111101", &debit_token)
+    );
+    consume.set("customerInfo", TokenPay::customer_info(&info));
+    let answer = post_signed(&app, back, consume).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    assert_eq!(balance(&app, CMB_DEBIT).await, debit_start - 1200);
+
+    // Deleted: refused 63 from then on, and nothing moves.
+    let mut delete = kit.consume("74", "DELTOKEN0001", "1", &token, TR_ID);
+    delete.set("txnSubType", "01");
+    for key in ["txnAmt", "currencyCode", "backUrl", "encryptCertId"] {
+        delete.remove(key);
+    }
+    let answer = post_signed(&app, back, delete.clone()).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    let mut again = delete;
+    again.set("orderId", "DELTOKEN0002");
+    let answer = post_signed(&app, back, again).await;
+    assert_eq!(answer.get("respCode"), Some("63"), "{answer:?}");
+    let mut after = kit.consume("01", "TOKENPAY0005", "100", &token, TR_ID);
+    after.set(
+        "customerInfo",
+        TokenPay::customer_info(&format!("smsCode=111111&encryptedInfo={cvn2}")),
+    );
+    let answer = post_signed(&app, back, after).await;
+    assert_eq!(answer.get("respCode"), Some("63"), "{answer:?}");
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, credit_start - 2300);
+    app.stop().await;
+}
+
+/// A card without a published SMS code: 77/00 texts the opening's code, 79 opens it; then
+/// 77/02 names the card by its token and texts the payment's code, which the consume takes.
+async fn a_token_of_a_card_without_a_published_code_is_opened_and_paid_with_texted_codes(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    let (reissued, phone) = reissued_card(&app).await;
+    let start = balance(&app, reissued).await;
+    let kit = TokenPay::new(&app);
+    let back = "/gateway/api/backTransReq.do";
+
+    let sms = kit.opening("77", "OPENSMS00001", reissued, None);
+    let answer = post_signed(&app, back, sms.clone()).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    let code = app.latest_otp(phone).await;
+    let mut opening = sms;
+    opening.set("txnType", "79").set(
+        "customerInfo",
+        TokenPay::customer_info(&format!("smsCode={code}")),
+    );
+    let answer = post_signed(&app, back, opening.clone()).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    let token = token_of(&answer);
+    // The code was used: the same opening again is its repeat, another is refused 71.
+    let mut other = opening;
+    other.set("orderId", "OPENSMS00002");
+    let answer = post_signed(&app, back, other).await;
+    assert_eq!(answer.get("respCode"), Some("71"), "{answer:?}");
+
+    // The SMS request names the order the consume will make: same orderId and txnTime.
+    let mut consume = kit.consume("01", "TOKENSMS0001", "880", &token, TR_ID);
+    let mut sms = consume.clone();
+    sms.set("txnType", "77").set("txnSubType", "02");
+    let answer = post_signed(&app, back, sms).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    let code = app.latest_otp(phone).await;
+    let info = format!("smsCode={code}&pin={}", kit.pin_block("123456", &token));
+    consume.set("customerInfo", TokenPay::customer_info(&info));
+    let answer = post_signed(&app, back, consume).await;
+    assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
+    assert_eq!(balance(&app, reissued).await, start - 880);
+    app.stop().await;
 }
