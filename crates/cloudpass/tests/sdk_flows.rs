@@ -27,6 +27,7 @@ on_both_backends!(
     one_wap_permission_without_the_other_is_refused_clearly,
     a_campaign_takes_its_discount_off_in_the_app_and_the_shop_is_paid_in_full,
     a_spent_campaign_changes_the_amount_before_anything_is_charged,
+    a_card_bound_at_the_shop_pays_by_token_and_is_removed,
 );
 
 const CMB_PIN: &str = "111101";
@@ -721,4 +722,87 @@ async fn a_spent_campaign_changes_the_amount_before_anything_is_charged(backend:
     assert_eq!(campaign_spent(&second, &app).await, 500);
     chromium.close().await;
     app.stop().await;
+}
+
+/// The shop's third way to pay: a card bound at the shop. The visitor binds the Huaxia
+/// credit card from the checkout (a wrong SMS code first, then the right one), pays the
+/// notebook with it by token (a wrong code first: the shop makes the next try a new UPACP
+/// order), the bank's ledger moves and the notification comes; the shop refunds it; removing
+/// the card deletes its token at the gateway. No page shows the card number.
+async fn a_card_bound_at_the_shop_pays_by_token_and_is_removed(backend: Backend) {
+    use cloudpass_store::CardTokenStore;
+
+    let app = TestApp::start(backend).await;
+    let chromium = Browser::launch().await;
+    let page = chromium
+        .open(&format!("{}/demo-merchant?lang=en", app.base))
+        .await;
+    let start = balance(&app, HUAXIA_CREDIT).await;
+    browser::click_to(&page, "#buy-notebook", "#way-bound").await;
+    browser::click_to(&page, "#bind-a-card", "#card-number").await;
+    browser::fill(&page, "#card-number", HUAXIA_CREDIT).await;
+    browser::fill(&page, "#expiry", "2912").await;
+    browser::click_to(&page, "#send-code", "#sms-code").await;
+    browser::fill(&page, "#sms-code", "000000").await;
+    let error = browser::click_to(&page, "#bind", "#error").await;
+    assert!(error.contains("(71)"), "{error}");
+    browser::fill(&page, "#sms-code", "111111").await;
+    browser::click_to(&page, "#bind", ".pay-bound").await;
+    let listed = browser::text(&page, "#way-bound").await.unwrap();
+    assert!(listed.contains("ending 0095 (credit)"), "{listed}");
+    browser::screenshot(&page, &format!("shop-bound-card-checkout-{backend:?}")).await;
+    let token = page
+        .evaluate("document.querySelector('.pay-bound').dataset.token")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap();
+
+    // A wrong code is refused before any money moves; the next try is a new UPACP order.
+    browser::click_to(&page, ".pay-bound", "#cvn2").await;
+    let first_try = data_order(&page).await;
+    browser::fill(&page, "#sms-code", "000000").await;
+    browser::fill(&page, "#cvn2", "248").await;
+    let error = browser::click_to(&page, "#pay-bound", "#error").await;
+    assert!(error.contains("(71)"), "{error}");
+    assert_eq!(data_order(&page).await, format!("{first_try}R1"));
+    browser::screenshot(&page, &format!("shop-bound-card-pay-{backend:?}")).await;
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, start);
+    browser::fill(&page, "#sms-code", "111111").await;
+    browser::fill(&page, "#cvn2", "248").await;
+    browser::click_to(&page, "#pay-bound", "#order").await;
+    wait_until(&page, ORDER_STATE, "paid", false).await;
+    wait_until(&page, NOTIFIED, "00", true).await;
+    let method = browser::text(&page, "#method").await.unwrap();
+    assert!(method.starts_with("A card bound at this shop"), "{method}");
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, start - NOTEBOOK_FEN);
+
+    browser::click_to(&page, "#refund", "#refunded").await;
+    assert_eq!(balance(&app, HUAXIA_CREDIT).await, start);
+
+    // Removing the card deletes its token at the gateway.
+    page.goto(format!("{}/demo-merchant/cards", app.base))
+        .await
+        .unwrap();
+    browser::wait_for(&page, ".bound-card").await;
+    let html = page.content().await.unwrap();
+    assert!(
+        !html.contains(HUAXIA_CREDIT),
+        "no page shows the card number"
+    );
+    browser::click_to(&page, ".bound-card button", "#no-cards").await;
+    let store = app.running.tsp.store().clone();
+    let row = store.card_token(&token).await.unwrap().unwrap();
+    assert_eq!(row.status, "deleted");
+    chromium.close().await;
+    app.stop().await;
+}
+
+/// The UPACP orderId of the bound-card payment page's current try.
+async fn data_order(page: &Page) -> String {
+    page.evaluate("document.querySelector('#bound-pay').dataset.order")
+        .await
+        .unwrap()
+        .into_value::<String>()
+        .unwrap()
 }

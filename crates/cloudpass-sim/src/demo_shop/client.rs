@@ -35,6 +35,10 @@ pub enum ShopClientError {
     BadSignature(String),
     #[error("the request could not be signed")]
     Signing,
+    #[error("the platform's encryption certificate could not be read")]
+    EncryptionCertificate,
+    #[error("a field could not be encrypted to the platform's encryption certificate")]
+    Encrypting,
     #[error("the gateway refused: {1} ({0})")]
     Refused(String, String),
 }
@@ -47,6 +51,8 @@ pub struct UpacpClient {
     /// The platform's signing certificate from the last verified answer: the one the app's
     /// synchronous results are signed with (their `cert_id` names it).
     platform_signer: Mutex<Option<Certificate>>,
+    /// The platform's encryption certificate (txnType 95), once asked for.
+    encryption: Mutex<Option<Certificate>>,
 }
 
 impl UpacpClient {
@@ -59,6 +65,7 @@ impl UpacpClient {
             gateway_base,
             trust,
             platform_signer: Mutex::new(None),
+            encryption: Mutex::new(None),
         })
     }
 
@@ -123,6 +130,47 @@ impl UpacpClient {
     /// The platform's signing certificate, once an answer has shown it.
     pub fn platform_signer(&self) -> Option<Certificate> {
         self.platform_signer.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// The platform's encryption certificate, asked for once with txnType 95: what `accNo`,
+    /// PIN blocks and `encryptedInfo` are encrypted to.
+    pub async fn encryption_certificate(
+        &self,
+        merchant: &ShopMerchant,
+        now: i64,
+    ) -> Result<Certificate, ShopClientError> {
+        if let Some(known) = self.encryption.lock().ok().and_then(|c| c.clone()) {
+            return Ok(known);
+        }
+        let txn_time = cloudpass_upacp::time::format_beijing(now);
+        let form = Form::new()
+            .with("version", "5.1.0")
+            .with("encoding", "UTF-8")
+            .with("txnType", "95")
+            .with("txnSubType", "00")
+            .with("bizType", "000000")
+            .with("accessType", "0")
+            .with("channelType", "07")
+            .with("certType", "01")
+            .with("merId", merchant.mer_id.clone())
+            .with("orderId", format!("EC{txn_time}"))
+            .with("txnTime", txn_time);
+        let answer = self
+            .post(merchant, "/gateway/api/backTransReq.do", form, now)
+            .await?;
+        let certificate = answer
+            .get("encryptPubKeyCert")
+            .and_then(|pem| Certificate::from_pem(pem).ok())
+            .ok_or_else(|| {
+                ShopClientError::Refused(
+                    answer.get("respCode").unwrap_or("").to_owned(),
+                    answer.get("respMsg").unwrap_or("").to_owned(),
+                )
+            })?;
+        if let Ok(mut known) = self.encryption.lock() {
+            *known = Some(certificate.clone());
+        }
+        Ok(certificate)
     }
 
     /// A signed form for the payer's browser to post to `frontTransReq.do` (API WAP).

@@ -5,8 +5,10 @@
 //!
 //! Its checkout ranks the ways to pay as Cloud QuickPass's merchants do: the shop's own
 //! balance first, Cloud QuickPass second (`appTransReq.do` for a TN, then the payment SDK,
-//! which picks control pay, the cashier or WAP pay by itself), a bank card third (API WAP:
-//! `frontTransReq.do`, channelType 08, on the gateway's page). Each order's page shows its
+//! which picks control pay, the cashier or WAP pay by itself), the cards bound at the shop
+//! third (token payment, `bound_cards`: the shop keeps a token, never the card number), and
+//! any other bank card last (API WAP: `frontTransReq.do`, channelType 08, on the gateway's
+//! page). Each order's page shows its
 //! state from `queryTrans.do`, the notification the shop received, the SDK's synchronous
 //! result once the shop's server verified its signature, and a refund (`backTransReq.do`).
 //!
@@ -14,6 +16,7 @@
 //! the refusal a merchant without it gets can be seen. Its order book and the visitors'
 //! balances live in memory: it is a stand-in, and a restart opens a new shop.
 
+mod bound_cards;
 pub mod client;
 mod pages;
 mod words;
@@ -31,6 +34,10 @@ pub use pages::router;
 pub const BOOK_MAX: usize = 10_000;
 /// A visitor's shop balance when they first come: 20.00 CNY.
 pub const STARTING_BALANCE_FEN: u64 = 2_000;
+/// The shop's token requestor id (`trId`) for token payment.
+pub const TOKEN_REQUESTOR_ID: &str = "62000000048";
+/// Cards a visitor may bind at the shop.
+pub const BOUND_CARDS_MAX: usize = 5;
 
 /// What the shop sells.
 #[derive(Debug)]
@@ -76,6 +83,8 @@ pub enum Storefront {
 pub enum Method {
     Balance,
     QuickPass,
+    /// A card bound at the shop (token payment).
+    BoundCard,
     Card,
 }
 
@@ -84,6 +93,7 @@ impl Method {
         match self {
             Method::Balance => "balance",
             Method::QuickPass => "quickpass",
+            Method::BoundCard => "bound",
             Method::Card => "card",
         }
     }
@@ -109,12 +119,56 @@ pub struct ShopOrder {
     /// The SDK's synchronous result, once verified.
     pub app_result: Option<String>,
     pub refunded_fen: u64,
+    /// Tries with a bound card the gateway refused before any money moved (a wrong SMS
+    /// code): each next try is a new UPACP order, `{id}R{attempt}` at a new `txnTime`.
+    pub attempt: u32,
+}
+
+impl ShopOrder {
+    /// The UPACP `orderId` of the order's current try.
+    pub fn upacp_order_id(&self) -> String {
+        if self.attempt == 0 {
+            self.id.clone()
+        } else {
+            format!("{}R{}", self.id, self.attempt)
+        }
+    }
+}
+
+/// The shop's order number of a UPACP `orderId` (a retry's `{id}R{n}` included).
+pub fn shop_order_id(upacp_order_id: &str) -> &str {
+    upacp_order_id
+        .split_once('R')
+        .map_or(upacp_order_id, |(id, _)| id)
+}
+
+/// A card bound at the shop: its token and what may be shown of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundCard {
+    pub token: String,
+    /// First 6 and last 4 digits, as the gateway gave them.
+    pub masked: String,
+    /// `payCardType` 02.
+    pub credit: bool,
+}
+
+/// A binding waiting for its SMS code: the card number lives here, in memory, only until
+/// the opening is sent (then it is wiped), never in a page.
+struct PendingBind {
+    number: zeroize::Zeroizing<String>,
+    expiry: Option<String>,
+    order_id: String,
+    txn_time: String,
+    /// The order whose checkout the visitor came from.
+    return_to: Option<String>,
 }
 
 #[derive(Default)]
 struct Book {
     orders: BTreeMap<String, ShopOrder>,
     balances: HashMap<String, u64>,
+    cards: HashMap<String, Vec<BoundCard>>,
+    binds: HashMap<String, PendingBind>,
 }
 
 pub struct DemoShop {
@@ -185,6 +239,7 @@ impl DemoShop {
             notified_discount: None,
             app_result: None,
             refunded_fen: 0,
+            attempt: 0,
         };
         let mut book = self.book();
         // Order numbers start with their time: the first is the oldest.
@@ -264,6 +319,63 @@ impl DemoShop {
             }
             _ => false,
         }
+    }
+
+    /// The visitor's bound cards.
+    pub fn cards_of(&self, visitor: &str) -> Vec<BoundCard> {
+        self.book().cards.get(visitor).cloned().unwrap_or_default()
+    }
+
+    /// The visitor's bound card with `token`.
+    pub fn card_of(&self, visitor: &str, token: &str) -> Option<BoundCard> {
+        self.cards_of(visitor)
+            .into_iter()
+            .find(|c| c.token == token)
+    }
+
+    /// Whether the visitor may bind another card.
+    fn may_bind(&self, visitor: &str) -> bool {
+        let book = self.book();
+        match book.cards.get(visitor) {
+            Some(cards) => cards.len() < BOUND_CARDS_MAX,
+            None => book.cards.len() < BOOK_MAX,
+        }
+    }
+
+    fn add_card(&self, visitor: &str, card: BoundCard) {
+        let mut book = self.book();
+        let cards = book.cards.entry(visitor.to_owned()).or_default();
+        if !cards.iter().any(|c| c.token == card.token) {
+            cards.push(card);
+        }
+    }
+
+    fn remove_card(&self, visitor: &str, token: &str) {
+        if let Some(cards) = self.book().cards.get_mut(visitor) {
+            cards.retain(|c| c.token != token);
+        }
+    }
+
+    /// Keeps a binding until its SMS code comes (one per visitor: a new one replaces it).
+    fn start_bind(&self, visitor: &str, bind: PendingBind) {
+        let mut book = self.book();
+        if book.binds.len() >= BOOK_MAX && !book.binds.contains_key(visitor) {
+            book.binds.clear();
+        }
+        book.binds.insert(visitor.to_owned(), bind);
+    }
+
+    fn take_bind(&self, visitor: &str) -> Option<PendingBind> {
+        self.book().binds.remove(visitor)
+    }
+
+    /// The next try of `id` with a bound card: a new UPACP order at a new time.
+    fn next_attempt(&self, id: &str) {
+        let txn_time = cloudpass_upacp::time::format_beijing(self.now_seconds());
+        self.update(id, |o| {
+            o.attempt += 1;
+            o.txn_time = txn_time;
+        });
     }
 
     /// The shop's page of order `id`, as the SDK and the gateway send the payer back to it.

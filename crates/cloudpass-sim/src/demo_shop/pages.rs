@@ -38,18 +38,19 @@ pub fn router(shop: Arc<DemoShop>) -> Router {
         .route("/demo-merchant/orders/{id}/refund", post(refund))
         .route("/demo-merchant/notify", post(notify))
         .route("/demo-merchant/static/shop.js", get(script))
+        .merge(super::bound_cards::routes())
         .with_state(shop)
 }
 
 /// The browser's visitor number and language, and the cookies to set.
-struct Visit {
-    visitor: String,
-    w: &'static Words,
+pub(super) struct Visit {
+    pub(super) visitor: String,
+    pub(super) w: &'static Words,
     set_cookies: Vec<String>,
 }
 
 impl Visit {
-    fn read(shop: &DemoShop, headers: &HeaderMap, lang: Option<&str>) -> Visit {
+    pub(super) fn read(shop: &DemoShop, headers: &HeaderMap, lang: Option<&str>) -> Visit {
         let cookies = headers.get(COOKIE).and_then(|v| v.to_str().ok());
         let mut set_cookies = Vec::new();
         let visitor = match cookie(cookies, VISITOR_COOKIE).filter(|v| v.len() == 32) {
@@ -76,12 +77,12 @@ impl Visit {
         }
     }
 
-    fn page(self, status: StatusCode, template: &impl Template) -> Response {
+    pub(super) fn page(self, status: StatusCode, template: &impl Template) -> Response {
         let answer = pages::html(status, template.render(), Scripts::OwnOrigin, "demo shop");
         self.finish(answer)
     }
 
-    fn redirect(self, to: &str) -> Response {
+    pub(super) fn redirect(self, to: &str) -> Response {
         let mut response = StatusCode::SEE_OTHER.into_response();
         if let Ok(location) = HeaderValue::from_str(to) {
             response.headers_mut().insert(LOCATION, location);
@@ -101,7 +102,7 @@ impl Visit {
     }
 
     /// The order `id` when it is this visitor's.
-    fn order(&self, shop: &DemoShop, id: &str) -> Option<ShopOrder> {
+    pub(super) fn order(&self, shop: &DemoShop, id: &str) -> Option<ShopOrder> {
         shop.order(id).filter(|o| o.visitor == self.visitor)
     }
 }
@@ -112,29 +113,29 @@ fn shop_cookie(name: &str, value: &str) -> String {
 
 /// Whether a posted form came from a page of this site (the browser's `Sec-Fetch-Site`; a
 /// client that sends none is not a browser another site can drive).
-fn from_this_site(headers: &HeaderMap) -> bool {
+pub(super) fn from_this_site(headers: &HeaderMap) -> bool {
     !matches!(
         headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
         Some("cross-site" | "same-site")
     )
 }
 
-fn fields(body: &[u8]) -> Vec<(String, String)> {
+pub(super) fn fields(body: &[u8]) -> Vec<(String, String)> {
     form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
+pub(super) fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
     fields
         .iter()
         .find(|(k, _)| k == name)
         .map_or("", |(_, v)| v.as_str())
 }
 
-fn yuan(fen: u64) -> String {
+pub(super) fn yuan(fen: u64) -> String {
     Money::new(fen, Currency::CNY).to_decimal_string()
 }
 
-fn item_name(w: &Words, item: &Item) -> &'static str {
+pub(super) fn item_name(w: &Words, item: &Item) -> &'static str {
     if w.lang == "en" {
         item.name_en
     } else {
@@ -143,8 +144,8 @@ fn item_name(w: &Words, item: &Item) -> &'static str {
 }
 
 #[derive(serde::Deserialize)]
-struct LangQuery {
-    lang: Option<String>,
+pub(super) struct LangQuery {
+    pub(super) lang: Option<String>,
 }
 
 /// An order as the list shows it.
@@ -219,6 +220,8 @@ struct CheckoutPage<'a> {
     balance_enough: bool,
     mer_id: String,
     sdk_wap: bool,
+    /// The visitor's bound cards: token and label.
+    cards: Vec<(String, String)>,
 }
 
 async fn checkout(
@@ -243,6 +246,7 @@ async fn checkout(
         balance_enough: balance >= order.item.price_fen,
         mer_id: shop.merchant(order.storefront).mer_id.clone(),
         sdk_wap: order.storefront == Storefront::Main,
+        cards: super::bound_cards::labelled(visit.w, &shop.cards_of(&visit.visitor)),
         order,
     };
     visit.page(StatusCode::OK, &page)
@@ -250,18 +254,18 @@ async fn checkout(
 
 #[derive(Template)]
 #[template(path = "demo_problem.html")]
-struct ProblemPage<'a> {
-    w: &'a Words,
-    message: String,
+pub(super) struct ProblemPage<'a> {
+    pub(super) w: &'a Words,
+    pub(super) message: String,
 }
 
-fn no_order(visit: Visit) -> Response {
+pub(super) fn no_order(visit: Visit) -> Response {
     let message = visit.w.no_order.to_owned();
     let w = visit.w;
     visit.page(StatusCode::NOT_FOUND, &ProblemPage { w, message })
 }
 
-fn gateway_problem(visit: Visit, error: &super::client::ShopClientError) -> Response {
+pub(super) fn gateway_problem(visit: Visit, error: &super::client::ShopClientError) -> Response {
     let w = visit.w;
     let message = format!("{}{error}", w.gateway_failed);
     visit.page(StatusCode::BAD_GATEWAY, &ProblemPage { w, message })
@@ -291,7 +295,7 @@ struct StartPage<'a> {
 }
 
 /// The consume every way of paying through the gateway starts from.
-fn consume_form(shop: &DemoShop, order: &ShopOrder, channel: &str) -> Form {
+pub(super) fn consume_form(shop: &DemoShop, order: &ShopOrder, channel: &str) -> Form {
     Form::new()
         .with("version", "5.1.0")
         .with("encoding", "UTF-8")
@@ -301,7 +305,7 @@ fn consume_form(shop: &DemoShop, order: &ShopOrder, channel: &str) -> Form {
         .with("channelType", channel)
         .with("accessType", "0")
         .with("merId", shop.merchant(order.storefront).mer_id.clone())
-        .with("orderId", order.id.clone())
+        .with("orderId", order.upacp_order_id())
         .with("txnTime", order.txn_time.clone())
         .with("txnAmt", order.item.price_fen.to_string())
         .with("currencyCode", "156")
@@ -310,7 +314,7 @@ fn consume_form(shop: &DemoShop, order: &ShopOrder, channel: &str) -> Form {
 
 /// The visitor's order `id`, claimed for `method` by a form of this site; else the order's
 /// page (it has a way of paying already) or the page that says there is no such order.
-fn claim(
+pub(super) fn claim(
     shop: &DemoShop,
     headers: &HeaderMap,
     id: &str,
@@ -433,7 +437,7 @@ async fn query(shop: &DemoShop, order: &ShopOrder) -> QueryState {
         .with("bizType", "000000")
         .with("accessType", "0")
         .with("merId", shop.merchant(order.storefront).mer_id.clone())
-        .with("orderId", order.id.clone())
+        .with("orderId", order.upacp_order_id())
         .with("txnTime", order.txn_time.clone());
     let answer = match shop
         .client
@@ -570,6 +574,7 @@ async fn order_page(
         method_label: match order.method {
             Some(Method::Balance) => w.by_balance,
             Some(Method::QuickPass) => w.by_quickpass,
+            Some(Method::BoundCard) => w.by_bound_card,
             Some(Method::Card) => w.by_card,
             None => "",
         },
@@ -615,7 +620,7 @@ async fn notify(State(shop): State<Arc<DemoShop>>, body: Bytes) -> Response {
         .get("couponInfo")
         .and_then(Coupon::parse)
         .map(|coupon| coupon.offset_fen);
-    shop.update(order_id, |o| {
+    shop.update(super::shop_order_id(order_id), |o| {
         o.notified = Some(code);
         o.notified_discount = discount;
     });
