@@ -293,6 +293,58 @@ def sms_scenario(m):
     return out
 
 
+def token_scenario(m):
+    """Token payment as docs/upacp.md tells it: open a card (79), pay by its token (01 with
+    bizType 000902; a debit card's PIN block formed with the token), delete it (74)."""
+    answer = m.post("/gateway/api/backTransReq.do", {
+        "version": "5.1.0", "encoding": "UTF-8", "txnType": "95", "txnSubType": "00",
+        "bizType": "000000", "accessType": "0", "merId": MER_ID, "certType": "01",
+        "txnTime": beijing_now(),
+    })
+    cert = x509.load_pem_x509_certificate(answer["encryptPubKeyCert"].encode())
+
+    def seal(data):
+        return base64.b64encode(cert.public_key().encrypt(data, padding.PKCS1v15())).decode()
+
+    def b64(text):
+        return base64.b64encode(text.encode()).decode()
+
+    tr_id = "62000000048"
+    common = {"version": "5.1.0", "encoding": "UTF-8", "bizType": "000902", "accessType": "0",
+              "channelType": "07", "merId": MER_ID, "encryptCertId": str(cert.serial_number)}
+
+    def open_card(n, pan, info):
+        txn_time = beijing_now()
+        opened = m.post("/gateway/api/backTransReq.do", dict(
+            common, txnType="79", txnSubType="00", orderId="PY" + txn_time + f"6{n}",
+            txnTime=txn_time, accNo=seal(pan.encode()), customerInfo=b64("{" + info + "}"),
+            tokenPayData="{trId=" + tr_id + "&tokenType=01}"))
+        token = parse_raw(opened["tokenPayData"][1:-1])["token"]
+        return opened, token
+
+    def pay(n, token, amount, info):
+        txn_time = beijing_now()
+        return m.post("/gateway/api/backTransReq.do", dict(
+            common, txnType="01", txnSubType="01", orderId="PY" + txn_time + f"7{n}",
+            txnTime=txn_time, txnAmt=str(amount), currencyCode="156",
+            backUrl="https://merchant.example/notify", customerInfo=b64("{" + info + "}"),
+            tokenPayData="{token=" + token + "&trId=" + tr_id + "}"))
+
+    out = {}
+    out["debit_open"], debit = open_card(1, "6226090000000048", "smsCode=111111")
+    out["debit_pay"] = pay(1, debit, 701, "smsCode=111111&pin=" + seal(pin_block("111101", debit)))
+    out["credit_open"], credit = open_card(
+        2, "6226388000000095", "smsCode=111111&encryptedInfo=" + seal(b"expired=2912"))
+    cvn2 = "smsCode=111111&encryptedInfo=" + seal(b"cvn2=248")
+    out["credit_pay"] = pay(2, credit, 702, cvn2)
+    txn_time = beijing_now()
+    out["delete"] = m.post("/gateway/api/backTransReq.do", dict(
+        common, txnType="74", txnSubType="01", orderId="PY" + txn_time + "80", txnTime=txn_time,
+        tokenPayData="{token=" + credit + "&trId=" + tr_id + "}"))
+    out["after_delete"] = pay(3, credit, 703, cvn2)
+    return out
+
+
 def refusals_scenario(m):
     txn_time = beijing_now()
     order_id = "PY" + txn_time + "02"
@@ -319,6 +371,7 @@ def main():
     scenarios = {
         "pay": pay_scenario, "returns": returns_scenario, "recon": recon_scenario,
         "refusals": refusals_scenario, "backpay": backpay_scenario, "sms": sms_scenario,
+        "token": token_scenario,
     }
     result = scenarios[scenario](merchant)
     print(json.dumps(result, ensure_ascii=False))
