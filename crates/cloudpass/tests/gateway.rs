@@ -1756,13 +1756,22 @@ async fn a_card_opened_for_token_payment_is_paid_by_its_token_until_deleted(back
 
     // The independent Python merchant, written from docs/upacp.md, does the same.
     let result = merchant(&app, "token");
-    for step in ["debit_open", "debit_pay", "credit_open", "credit_pay", "delete"] {
+    for step in [
+        "debit_open",
+        "debit_pay",
+        "credit_open",
+        "credit_pay",
+        "delete",
+    ] {
         assert_eq!(result[step]["respCode"], "00", "{step}: {result}");
     }
     assert_eq!(result["credit_open"]["payCardType"], "02", "{result}");
     assert_eq!(result["after_delete"]["respCode"], "63", "{result}");
     assert_eq!(balance(&app, CMB_DEBIT).await, debit_start - 1200 - 701);
-    assert_eq!(balance(&app, HUAXIA_CREDIT).await, credit_start - 2300 - 702);
+    assert_eq!(
+        balance(&app, HUAXIA_CREDIT).await,
+        credit_start - 2300 - 702
+    );
     app.stop().await;
 }
 

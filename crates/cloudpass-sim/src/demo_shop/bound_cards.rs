@@ -46,6 +46,15 @@ pub(super) fn routes() -> Router<Arc<DemoShop>> {
         .route("/demo-merchant/orders/{id}/bound/pay", post(pay))
 }
 
+/// A page shown again with what went wrong is 422; otherwise 200.
+fn status_of(error: &Option<String>) -> StatusCode {
+    if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// A bound card as the pages show it.
 struct CardLine {
     token: String,
@@ -115,12 +124,7 @@ fn render_cards(shop: &DemoShop, visit: Visit, order: String, error: Option<Stri
         code_step,
         error,
     };
-    let status = if page.error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    visit.page(status, &page)
+    visit.page(status_of(&page.error), &page)
 }
 
 async fn cards_page(
@@ -424,12 +428,7 @@ fn pay_page(visit: Visit, order: ShopOrder, card: &BoundCard, error: Option<Stri
         error,
         order,
     };
-    let status = if page.error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    visit.page(status, &page)
+    visit.page(status_of(&page.error), &page)
 }
 
 /// Paying with a bound card: the SMS code is sent, then the page asks for it.
