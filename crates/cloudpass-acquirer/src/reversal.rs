@@ -14,6 +14,12 @@ const COPIED: [u8; 8] = [2, 3, 4, 14, 22, 25, 37, 49];
 /// The first wait between attempts; doubled each time, up to 32 times it.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
+/// Whether a reversal's answer says the switch does not know this terminal's keys (A0) or
+/// could not decide (96): sign on again and repeat.
+fn needs_sign_on(code: Option<&str>) -> bool {
+    matches!(code, Some("A0" | "96"))
+}
+
 impl Terminal {
     /// Reverses a request that got no answer, repeating until acknowledged; the
     /// acknowledgement's field 39, or `None` if none came.
@@ -53,14 +59,31 @@ impl Terminal {
         self.send_reversal(reversal).await
     }
 
+    /// Sends `reversal` until an answer comes. An answer of A0 (the MAC not recognised) or
+    /// 96 (the switch could not decide) is not the end: the switch may have lost this
+    /// terminal's keys, so the terminal signs on again and repeats it, once.
     async fn send_reversal(&self, reversal: Message<'static>) -> Option<String> {
-        for attempt in 0..self.config.reversal_attempts.max(1) {
+        let mut signed_on_again = false;
+        let mut attempt = 0;
+        while attempt < self.config.reversal_attempts.max(1) {
             if attempt > 0 {
                 tokio::time::sleep(FIRST_BACKOFF * (1 << attempt.min(5))).await;
             }
-            if let Ok(answer) = self.send(reversal.clone()).await {
-                return answer.get_str(39).map(str::to_owned);
+            attempt += 1;
+            let Ok(answer) = self.send(reversal.clone()).await else {
+                continue;
+            };
+            let code = answer.get_str(39).map(str::to_owned);
+            if needs_sign_on(code.as_deref()) && !signed_on_again {
+                signed_on_again = true;
+                // Signed on, the repeat does not count as an attempt; otherwise the next
+                // attempt repeats the reversal as it is.
+                if self.sign_on().await.is_ok() {
+                    attempt -= 1;
+                }
+                continue;
             }
+            return code;
         }
         None
     }

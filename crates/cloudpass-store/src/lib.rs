@@ -13,6 +13,7 @@ mod error;
 mod gateway;
 mod rows;
 mod sql;
+mod terminal_keys;
 pub mod testing;
 mod wallet;
 
@@ -28,6 +29,7 @@ pub use gateway::{
 };
 pub use rows::*;
 pub use sql::{PgStore, SqliteStore};
+pub use terminal_keys::{TerminalKeyStore, TerminalKeysRow};
 pub use wallet::{
     AccountRow, WALLET_CARDS_MAX, WALLET_DEVICES_MAX, WalletCardRow, WalletDeviceRow,
     WalletSessionRow, WalletStore,

@@ -65,6 +65,7 @@ contract!(
     console_lists_are_newest_first_and_counted,
     campaign_spending_is_summed_from_its_orders,
     card_tokens_are_opened_once_and_deleted_once,
+    terminal_keys_are_kept_per_terminal_and_replaced,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -2055,5 +2056,33 @@ async fn card_tokens_are_opened_once_and_deleted_once(store: AnyStore) {
             .unwrap()
             .status,
         "active"
+    );
+}
+
+/// A terminal's keys from its last sign-on replace those before; each terminal has its own.
+async fn terminal_keys_are_kept_per_terminal_and_replaced(store: AnyStore) {
+    assert_eq!(store.terminal_keys().await.unwrap(), vec![]);
+    let row = |terminal: &str, pin: &str, at: i64| TerminalKeysRow {
+        acquirer_id: "48020000".into(),
+        terminal_id: terminal.into(),
+        pin_key: format!("cpk1.pin.{pin}"),
+        mac_key: format!("cpk1.mac.{pin}"),
+        signed_on_at: at,
+    };
+    store
+        .save_terminal_keys(&row("CPPOS001", "aa", NOW))
+        .await
+        .unwrap();
+    store
+        .save_terminal_keys(&row("CPPOS002", "bb", NOW))
+        .await
+        .unwrap();
+    store
+        .save_terminal_keys(&row("CPPOS001", "cc", NOW + 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.terminal_keys().await.unwrap(),
+        vec![row("CPPOS001", "cc", NOW + 1), row("CPPOS002", "bb", NOW)]
     );
 }

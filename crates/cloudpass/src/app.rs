@@ -484,6 +484,14 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         Some(parties) => registry::register_acquirers(&switch, parties, terminal_master)?,
         None => sandbox::register_participants(&switch, terminal_master)?,
     }
+    let restored = switch
+        .restore_working_keys()
+        .await
+        .map_err(|e| format!("the terminals' working keys could not be read: {e}"))?;
+    tracing::info!(
+        terminals = restored,
+        "switch: working keys restored from the last sign-ons"
+    );
     tasks.push(tokio::spawn(cloudpass_switch::server::serve(
         Arc::clone(&switch),
         switch_listener,

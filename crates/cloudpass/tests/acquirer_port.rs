@@ -28,7 +28,10 @@ const PLAIN_ACQUIRER: &str = sandbox::PLAIN_ACQUIRER_ID;
 const PLAIN_MERCHANT: &str = sandbox::PLAIN_MERCHANT_ID;
 const PLAIN_TERMINAL: &str = sandbox::PLAIN_TERMINALS[0];
 
-on_both_backends!(captured_cryptograms_stay_spent_after_a_restart);
+on_both_backends!(
+    captured_cryptograms_stay_spent_after_a_restart,
+    working_keys_survive_a_restart_and_a_reversal_answered_a0_signs_on_again,
+);
 
 fn terminal_data(amount: i64) -> TerminalData {
     TerminalData {
@@ -185,6 +188,50 @@ async fn captured_cryptograms_stay_spent_after_a_restart(backend: Backend) {
     let next = tap_request(&mut phone, 1500, "000004");
     assert_eq!(code_of(&app, &next).await, "00");
     assert_eq!(balance(&app, CMB_DEBIT).await, start - 3000);
+    app.stop().await;
+}
+
+/// A terminal's working keys are kept wrapped in the store: a MACing terminal that signed on
+/// before a switch restart pays after it without signing on again. A terminal whose keys the
+/// switch no longer holds (another sign-on of its id replaced them) has its reversal answered
+/// A0; it signs on again and repeats it, and the purchase is reversed.
+async fn working_keys_survive_a_restart_and_a_reversal_answered_a0_signs_on_again(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+    let start = balance(&app, CMB_DEBIT).await;
+    let shop = Shop::open(&app, "CPPOS003").await;
+    let paid = shop.tap(&mut phone, "12.00", None, false).await;
+    assert_eq!(paid.response_code.as_deref(), Some("00"), "{paid:?}");
+
+    let address = app.running.switch_addr;
+    let app = app
+        .restart_with(|config| config.switch_listen = address)
+        .await;
+    shop.wait_linked().await;
+    let paid = shop.tap(&mut phone, "13.00", None, false).await;
+    assert_eq!(
+        paid.response_code.as_deref(),
+        Some("00"),
+        "the MAC under the keys of the sign-on before the restart: {paid:?}"
+    );
+    assert!(paid.mac_ok);
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 2500);
+
+    let _other = Shop::open(&app, "CPPOS003").await;
+    let reversed = shop
+        .pos
+        .terminal()
+        .reverse_purchase(&paid.stan, &paid.transmission_time, cny("13.00"))
+        .await;
+    assert_eq!(reversed.as_deref(), Some("00"));
+    // The reversal reaches the bank as a store-and-forward advice.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while balance(&app, CMB_DEBIT).await != start - 1200 {
+        assert!(Instant::now() < deadline, "the reversal never reached the bank");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.stop().await;
 }
 

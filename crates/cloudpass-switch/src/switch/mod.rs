@@ -347,7 +347,7 @@ impl Switch {
             return (answer(request, ResponseCode::MacFailure), false);
         }
         let mut response = match request.mti().as_str() {
-            "0800" => self.sign_on(request, sender, admitted.master),
+            "0800" => self.sign_on(request, sender, admitted.master).await,
             "0200" | "0220" if returns::is_return(request) => self.card_return(request).await,
             "0100" | "0200" => self.financial(request).await,
             "0220" | "0221" => self.offline_clearing(request).await,

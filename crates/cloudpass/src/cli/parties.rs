@@ -225,6 +225,10 @@ pub fn switch(args: SwitchArgs) -> CliResult {
             config,
         }));
         sandbox::register_participants(&switch, terminal_master)?;
+        switch
+            .restore_working_keys()
+            .await
+            .map_err(|e| format!("the terminals' working keys could not be read: {e}"))?;
         let listener = listen(args.listen).await?;
         let server = tokio::spawn(cloudpass_switch::server::serve(
             Arc::clone(&switch),

@@ -29,6 +29,7 @@ pub fn cny(decimal: &str) -> Money {
 /// A signed-on sandbox terminal.
 pub struct Shop {
     pub pos: Pos,
+    link: Arc<Link>,
     _stop: watch::Sender<bool>,
 }
 
@@ -112,13 +113,29 @@ impl Shop {
                 reversal_attempts: 3,
             },
             &master,
-            link,
+            link.clone(),
             Arc::new(SystemClock),
             Arc::new(OsRandom),
         )
         .unwrap();
         pos.sign_on().await.expect("the sandbox terminal signs on");
-        Shop { pos, _stop: stop }
+        Shop {
+            pos,
+            link,
+            _stop: stop,
+        }
+    }
+
+    /// Waits until the terminal's link to the switch is up again (after a restart of the
+    /// switch on the same address).
+    pub async fn wait_linked(&self) {
+        for _ in 0..500 {
+            if self.link.is_up().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the terminal's link did not come back within 5 s");
     }
 
     /// The phone taps; the terminal sends the purchase (with the PIN if one is given).
