@@ -9,6 +9,7 @@ use cloudpass_iso8583::private::{FIELD_60, FIELD_61, Positional, values};
 use cloudpass_iso8583::tlv::{self, tags};
 use cloudpass_iso8583::{Message, Mti};
 
+use crate::pending::PendingReversal;
 use crate::terminal::{AcquirerError, Terminal};
 
 /// Field 3 of a purchase of goods and services.
@@ -181,6 +182,10 @@ impl Terminal {
     }
 
     async fn send_financial(&self, request: Message<'static>) -> Result<Outcome, AcquirerError> {
+        // Reversals kept from before go first, as a terminal's store and forward does.
+        if self.reversals_pending() {
+            self.flush_reversals().await;
+        }
         let mut outcome = Outcome::unanswered(&request);
         match self.send(request.clone()).await {
             Ok(answer) => {
@@ -195,7 +200,7 @@ impl Terminal {
                     });
             }
             Err(AcquirerError::Link(LinkError::Timeout)) => {
-                outcome.reversal = self.reverse(&request).await;
+                outcome.reversal = self.reverse_unanswered(&request).await;
             }
             Err(error) => return Err(error),
         }
@@ -302,4 +307,38 @@ fn card_not_present_check_value(cvn2: &str) -> Result<String, AcquirerError> {
 /// Field 37: the time of field 7 (hhmmss) then the STAN.
 pub(crate) fn rrn(transmission_time: &str, stan: &str) -> String {
     format!("{}{stan}", transmission_time.get(4..10).unwrap_or("000000"))
+}
+
+impl Terminal {
+    /// Reverses a request that got no answer, keeping the reversal first (by STAN, time and
+    /// amount) and forgetting it once the switch acknowledges it.
+    async fn reverse_unanswered(&self, request: &Message<'_>) -> Option<String> {
+        let amount = request
+            .get_str(4)
+            .zip(request.get_str(49))
+            .and_then(|(field4, field49)| {
+                let currency = cloudpass_core::Currency::parse_numeric(field49).ok()?;
+                cloudpass_core::Money::from_wire(field4, currency).ok()
+            });
+        let kept = amount.map(|amount| PendingReversal {
+            stan: request.get_str(11).unwrap_or("").to_owned(),
+            transmission_time: request.get_str(7).unwrap_or("").to_owned(),
+            amount,
+        });
+        if let Some(kept) = &kept
+            && let Err(error) = self.pending.keep(kept)
+        {
+            tracing::error!(error = %error, "terminal: a reversal could not be kept; it is sent now only");
+        }
+        let answer = self.reverse(request).await;
+        if let Some(kept) = &kept
+            && crate::pending::acknowledges(answer.as_deref())
+            && let Err(error) = self
+                .pending
+                .acknowledged(&kept.stan, &kept.transmission_time)
+        {
+            tracing::warn!(error = %error, "terminal: an acknowledged reversal could not be forgotten; it will be sent again");
+        }
+        answer
+    }
 }

@@ -18,6 +18,7 @@
 mod card_return;
 mod financial;
 mod offline;
+mod pending;
 mod reversal;
 mod sign_on;
 mod terminal;
@@ -27,4 +28,5 @@ pub use card_return::{CardReturn, OriginalPurchase, ReturnKind};
 pub use cloudpass_iso8583::exchange::{Exchange, LinkError};
 pub use financial::{EcommerceTerminal, Outcome, PreparedPurchase, Presentment, Purchase};
 pub use offline::OfflineSpendAdvice;
+pub use pending::{InMemoryReversals, PendingReversal, PendingReversals};
 pub use terminal::{AcquirerError, Terminal, TerminalConfig};

@@ -8,6 +8,7 @@ use cloudpass_crypto::{Hsm, KeyHandle, KeyUsage, MasterKey, SoftHsm};
 use cloudpass_iso8583::exchange::{Exchange, LinkError};
 use cloudpass_iso8583::{Message, Mti, profile};
 
+use crate::pending::{InMemoryReversals, PendingReversals};
 use crate::wire_time::wire_times;
 
 /// A terminal's identity and its acquirer's rules.
@@ -68,6 +69,8 @@ pub struct Terminal {
     stan: AtomicU32,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) random: Arc<dyn Random>,
+    /// Reversals the switch has not acknowledged (see `pending`).
+    pub(crate) pending: Arc<dyn PendingReversals>,
 }
 
 impl Terminal {
@@ -95,7 +98,15 @@ impl Terminal {
             stan: AtomicU32::new(u32::from_be_bytes(first_stan) % 900_000),
             clock,
             random,
+            pending: Arc::new(InMemoryReversals::default()),
         })
+    }
+
+    /// The same terminal keeping its unacknowledged reversals in `store` (in memory unless
+    /// given).
+    pub fn with_pending_reversals(mut self, store: Arc<dyn PendingReversals>) -> Self {
+        self.pending = store;
+        self
     }
 
     pub fn config(&self) -> &TerminalConfig {

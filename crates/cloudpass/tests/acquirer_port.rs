@@ -31,6 +31,7 @@ const PLAIN_TERMINAL: &str = sandbox::PLAIN_TERMINALS[0];
 on_both_backends!(
     captured_cryptograms_stay_spent_after_a_restart,
     working_keys_survive_a_restart_and_a_reversal_answered_a0_signs_on_again,
+    a_reversal_nobody_acknowledged_is_kept_and_sent_by_the_terminal_s_next_run,
 );
 
 fn terminal_data(amount: i64) -> TerminalData {
@@ -229,7 +230,149 @@ async fn working_keys_survive_a_restart_and_a_reversal_answered_a0_signs_on_agai
     // The reversal reaches the bank as a store-and-forward advice.
     let deadline = Instant::now() + Duration::from_secs(10);
     while balance(&app, CMB_DEBIT).await != start - 1200 {
-        assert!(Instant::now() < deadline, "the reversal never reached the bank");
+        assert!(
+            Instant::now() < deadline,
+            "the reversal never reached the bank"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+/// Between a terminal and the switch: passes everything, then (`drop_answers`) only the
+/// terminal's requests, then (`cut`) nothing at all — the switch as a terminal sees it when
+/// the platform dies after deciding and stays down.
+struct Interposer {
+    address: SocketAddr,
+    /// 0 pass, 1 drop the switch's answers, 2 drop everything.
+    mode: std::sync::Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl Interposer {
+    async fn start(switch: SocketAddr) -> Interposer {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        let mode = std::sync::Arc::new(AtomicU8::new(0));
+        let shared = mode.clone();
+        tokio::spawn(async move {
+            while let Ok((terminal, _)) = listener.accept().await {
+                let Ok(upstream) = TcpStream::connect(switch).await else {
+                    continue;
+                };
+                let (mut from_terminal, mut to_terminal) = terminal.into_split();
+                let (mut from_switch, mut to_switch) = upstream.into_split();
+                let (up, down) = (shared.clone(), shared.clone());
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8192];
+                    while let Ok(n @ 1..) = from_terminal.read(&mut buffer).await {
+                        if up.load(Ordering::SeqCst) < 2
+                            && to_switch.write_all(&buffer[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8192];
+                    while let Ok(n @ 1..) = from_switch.read(&mut buffer).await {
+                        if down.load(Ordering::SeqCst) == 0
+                            && to_terminal.write_all(&buffer[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Interposer { address, mode }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The chaos spot check's "charged without a sale": a purchase is approved and posted but its
+/// answer never reaches the terminal, and then the switch is gone for all the terminal's
+/// reversal attempts. The terminal keeps the reversal on disk (STAN, time and amount only);
+/// its next run — a new link, the same file — sends it before anything else, and the bank
+/// gets the money back.
+async fn a_reversal_nobody_acknowledged_is_kept_and_sent_by_the_terminal_s_next_run(
+    backend: Backend,
+) {
+    use cloudpass_sim::pos::{FileReversals, PendingReversals};
+
+    let app = TestApp::start(backend).await;
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+    let start = balance(&app, CMB_DEBIT).await;
+    let file = app
+        .data_dir
+        .join("terminals")
+        .join("CPPOS003-reversals.json");
+    let interposer = Interposer::start(app.running.switch_addr).await;
+    let shop = Shop::open_at(
+        &app,
+        interposer.address,
+        "CPPOS003",
+        sandbox::MERCHANT_CATEGORY,
+        Duration::from_millis(1500),
+    )
+    .await
+    .keeping(std::sync::Arc::new(
+        FileReversals::open(file.clone()).unwrap(),
+    ));
+
+    interposer.set(1);
+    let tapping = tokio::spawn(async move {
+        let outcome = shop.tap(&mut phone, "12.00", None, false).await;
+        (outcome, shop, phone)
+    });
+    // The bank posts it; then the switch is gone before the terminal gives up waiting.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while balance(&app, CMB_DEBIT).await != start - 1200 {
+        assert!(
+            Instant::now() < deadline,
+            "the purchase never reached the bank"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    interposer.set(2);
+    let (outcome, _shop, phone) = tapping.await.unwrap();
+    assert_eq!(outcome.response_code, None, "{outcome:?}");
+    assert_eq!(outcome.reversal, None, "no reversal was acknowledged");
+    let kept = FileReversals::open(file.clone()).unwrap().pending();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        (kept[0].stan.as_str(), kept[0].amount),
+        (outcome.stan.as_str(), cny("12.00"))
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains(CMB_DEBIT) && !text.contains(phone.token().expose()),
+        "no card or token number is kept"
+    );
+    assert_eq!(balance(&app, CMB_DEBIT).await, start - 1200);
+
+    // The terminal's next run, straight to the switch, with the same file.
+    let next = Shop::open(&app, "CPPOS003")
+        .await
+        .keeping(std::sync::Arc::new(
+            FileReversals::open(file.clone()).unwrap(),
+        ));
+    let sent = next.pos.terminal().flush_reversals().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1.as_deref(), Some("00"));
+    assert!(FileReversals::open(file).unwrap().pending().is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while balance(&app, CMB_DEBIT).await != start {
+        assert!(
+            Instant::now() < deadline,
+            "the reversal never reached the bank"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.stop().await;

@@ -21,7 +21,7 @@ use cloudpass_crypto::{DeviceKeyPair, OsRandom, Pin};
 use cloudpass_iso8583::link::Link;
 use cloudpass_iso8583::{Message, profile};
 use cloudpass_sim::phone::{Phone, envelope_from_json};
-use cloudpass_sim::pos::{Outcome, Pos, Presentment, Purchase, TerminalConfig};
+use cloudpass_sim::pos::{FileReversals, Outcome, Pos, Presentment, Purchase, TerminalConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -364,6 +364,11 @@ pub(super) async fn open_terminal(
             ));
         }
     }
+    let reversals_path = data_dir
+        .join("terminals")
+        .join(format!("{terminal}-reversals.json"));
+    let reversals = FileReversals::open(reversals_path.clone())
+        .map_err(|e| format!("cannot read {}: {e}", reversals_path.display()))?;
     let pos = Pos::new(
         terminal_config(terminal),
         &master,
@@ -371,13 +376,34 @@ pub(super) async fn open_terminal(
         Arc::new(SystemClock),
         Arc::new(OsRandom),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())?
+    .with_pending_reversals(Arc::new(reversals));
     if online {
         pos.sign_on()
             .await
             .map_err(|e| format!("terminal {terminal}: {e}"))?;
+        send_kept_reversals(&pos, terminal).await;
     }
     Ok((pos, stop))
+}
+
+/// Sends the reversals the terminal kept from an earlier run, before anything else.
+async fn send_kept_reversals(pos: &Pos, terminal: &str) {
+    for (reversal, answer) in pos.terminal().flush_reversals().await {
+        let what = format!(
+            "terminal {terminal} sent again the reversal of STAN {} ({})",
+            reversal.stan,
+            describe(reversal.amount)
+        );
+        match answer.as_deref() {
+            Some("00") => println!("{what}: reversed (00)"),
+            Some("25") => {
+                println!("{what}: the switch never saw the purchase (25); nothing to undo")
+            }
+            Some(code) if !matches!(code, "A0" | "96") => println!("{what}: answered {code}"),
+            _ => println!("{what}: still not acknowledged; kept for the next run"),
+        }
+    }
 }
 
 fn terminal_config(terminal: &str) -> TerminalConfig {
@@ -581,7 +607,7 @@ fn print_outcome(outcome: &Outcome, what: &str, amount: Money, token: String, te
         match &outcome.reversal {
             Some(code) => println!("  the terminal reversed the purchase (answer {code})"),
             None => println!(
-                "  the terminal's reversal was not acknowledged either; the switch will settle it"
+                "  the terminal's reversal was not acknowledged either; the terminal keeps it ({terminal}-reversals.json in the data directory's terminals/) and sends it again before its next transaction"
             ),
         }
     }

@@ -126,6 +126,14 @@ impl Shop {
         }
     }
 
+    /// The same terminal keeping its unacknowledged reversals in `store`.
+    pub fn keeping(self, store: Arc<dyn cloudpass_sim::pos::PendingReversals>) -> Shop {
+        Shop {
+            pos: self.pos.with_pending_reversals(store),
+            ..self
+        }
+    }
+
     /// Waits until the terminal's link to the switch is up again (after a restart of the
     /// switch on the same address).
     pub async fn wait_linked(&self) {
