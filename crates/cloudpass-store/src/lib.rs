@@ -8,6 +8,7 @@
 //! outbox in the same transaction, and the mapping rules (one live token per card per
 //! device, one default per device) are also unique indexes, so no race can break them.
 
+mod backlog;
 mod card_tokens;
 mod error;
 mod gateway;
@@ -22,6 +23,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use backlog::{Backlog, BacklogStore, Backlogs};
 pub use card_tokens::{CardTokenInsert, CardTokenRow, CardTokenStore};
 pub use error::{Duplicate, StoreError};
 pub use gateway::{

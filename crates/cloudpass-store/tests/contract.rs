@@ -66,6 +66,7 @@ contract!(
     campaign_spending_is_summed_from_its_orders,
     card_tokens_are_opened_once_and_deleted_once,
     terminal_keys_are_kept_per_terminal_and_replaced,
+    backlogs_count_what_is_pending_and_its_oldest,
 );
 
 const NOW: i64 = 1_764_000_000_000;
@@ -2085,4 +2086,64 @@ async fn terminal_keys_are_kept_per_terminal_and_replaced(store: AnyStore) {
         store.terminal_keys().await.unwrap(),
         vec![row("CPPOS001", "cc", NOW + 1), row("CPPOS002", "bb", NOW)]
     );
+}
+
+/// Operators' backlogs: advices not acknowledged and merchant notifications neither
+/// delivered nor given up, each with the creation time of the oldest.
+async fn backlogs_count_what_is_pending_and_its_oldest(store: AnyStore) {
+    store.ping().await.unwrap();
+    assert_eq!(store.backlogs().await.unwrap(), Backlogs::default());
+    let mut older = saf_row("000901", NOW);
+    older.created_at = NOW - 60_000;
+    store
+        .journal_apply(&[
+            JournalOp::Enqueue(older.clone()),
+            JournalOp::Enqueue(saf_row("000902", NOW)),
+        ])
+        .await
+        .unwrap();
+    let backlogs = store.backlogs().await.unwrap();
+    assert_eq!(
+        backlogs.store_and_forward,
+        Backlog {
+            pending: 2,
+            oldest_created_at: Some(NOW - 60_000)
+        }
+    );
+    store
+        .saf_record(
+            &older.id,
+            &SafDelivery::Acknowledged {
+                response_code: "00".into(),
+                at: NOW,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.backlogs().await.unwrap().store_and_forward,
+        Backlog {
+            pending: 1,
+            oldest_created_at: Some(NOW)
+        }
+    );
+
+    let first = order("611854042060710157801", "B01");
+    store.insert_order(&first).await.unwrap();
+    let mut paid = first.clone();
+    paid.status = "paid".into();
+    paid.version += 1;
+    store
+        .update_order(&paid, Some(&notification_of(&first)))
+        .await
+        .unwrap();
+    let backlogs = store.backlogs().await.unwrap();
+    assert_eq!(
+        backlogs.merchant_notifications,
+        Backlog {
+            pending: 1,
+            oldest_created_at: Some(5)
+        }
+    );
+    assert_eq!(backlogs.outbox, Backlog::default());
 }

@@ -8,8 +8,10 @@
 //! - [`journal::Journal`]: the journal's group commit.
 //! - [`server`]: the acquirers' ISO 8583 port.
 //! - [`vault::TokenVault`]: how the switch reads tokens (the token service implements it).
+//! - [`metrics`]: what the switch counts for operators (Prometheus text).
 
 pub mod journal;
+pub mod metrics;
 pub mod participants;
 pub mod server;
 pub mod switch;

@@ -374,8 +374,10 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         }
         None => None,
     };
+    let observed = crate::observe::Observed::new(tsp.store().clone(), Arc::clone(&clock));
     let router = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::observe::router(Arc::clone(&observed)))
         // The bound applies to the token service only: its requests call the stand-ins on this
         // same port, which must never wait behind them.
         .merge(cloudpass_tsp::http::router(Arc::clone(&tsp)).layer(
@@ -492,6 +494,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         terminals = restored,
         "switch: working keys restored from the last sign-ons"
     );
+    observed.set_switch(Arc::clone(&switch));
     tasks.push(tokio::spawn(cloudpass_switch::server::serve(
         Arc::clone(&switch),
         switch_listener,

@@ -5,6 +5,7 @@ pub mod app;
 pub mod data_dir;
 pub mod master_key;
 pub mod network;
+pub mod observe;
 pub mod registry;
 pub mod sandbox;
 pub mod sandbox_phone;

@@ -63,6 +63,8 @@ enum Command {
 
 /// Logs to stderr; `RUST_LOG` filters (default: info for cloudpass, warn for the rest; errors
 /// only under `demo`, whose narrative is its output and whose sandbox warnings are expected).
+/// `CLOUDPASS_LOG_FORMAT=json` writes one JSON object a line (time, level, target, message
+/// and the event's fields) for a log collector.
 fn init_logging(quiet: bool) {
     let default = if quiet {
         "error"
@@ -71,10 +73,15 @@ fn init_logging(quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let json = std::env::var("CLOUDPASS_LOG_FORMAT").is_ok_and(|format| format == "json");
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        logs.json().flatten_event(true).try_init()
+    } else {
+        logs.try_init()
+    };
 }
 
 fn main() -> ExitCode {

@@ -32,6 +32,7 @@ on_both_backends!(
     captured_cryptograms_stay_spent_after_a_restart,
     working_keys_survive_a_restart_and_a_reversal_answered_a0_signs_on_again,
     a_reversal_nobody_acknowledged_is_kept_and_sent_by_the_terminal_s_next_run,
+    operators_see_answers_backlogs_and_readiness,
 );
 
 fn terminal_data(amount: i64) -> TerminalData {
@@ -375,6 +376,81 @@ async fn a_reversal_nobody_acknowledged_is_kept_and_sent_by_the_terminal_s_next_
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    app.stop().await;
+}
+
+async fn get_text(app: &TestApp, path: &str) -> (u16, String) {
+    let response = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// `/metrics` counts the switch's answers by MTI, code and channel with their latency, and
+/// shows the issuer link, the database and the backlogs; `/readyz` is 200 while everything
+/// is up and 503, naming the issuer link, when the switch cannot reach the issuer.
+async fn operators_see_answers_backlogs_and_readiness(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
+    let shop = Shop::open(&app, "CPPOS003").await;
+    for amount in ["12.00", "13.00"] {
+        let paid = shop.tap(&mut phone, amount, None, false).await;
+        assert_eq!(paid.response_code.as_deref(), Some("00"), "{paid:?}");
+    }
+    let (status, metrics) = get_text(&app, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "cloudpass_switch_answers_total{mti=\"0210\",code=\"00\",channel=\"contactless\"} 2\n",
+        "cloudpass_database_up 1\n",
+        "cloudpass_issuer_link_up 1\n",
+        "cloudpass_backlog_pending{queue=\"store_and_forward\"} 0\n",
+        "cloudpass_backlog_oldest_age_seconds{queue=\"merchant_notifications\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    assert!(metrics.contains("cloudpass_backlog_pending{queue=\"outbox\"} "));
+    // The sign-ons (ours, and the sandbox's own terminals') are counted too, and timed.
+    assert!(
+        metrics
+            .contains("cloudpass_switch_answers_total{mti=\"0810\",code=\"00\",channel=\"none\"} ")
+    );
+    let timed: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("cloudpass_switch_answer_seconds_count "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(timed >= 3, "{metrics}");
+    assert!(!metrics.contains(CMB_DEBIT) && !metrics.contains(phone.token().expose()));
+    let (status, ready) = get_text(&app, "/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["checks"]["issuer_link"], "up");
+
+    // The issuer's port is gone: not ready, and why.
+    let nowhere = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let dead = nowhere.local_addr().unwrap();
+    drop(nowhere);
+    let app = app
+        .restart_with(|config| config.issuer_link_override = Some(dead))
+        .await;
+    let (status, body) = get_text(&app, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "not_ready");
+    assert_eq!(
+        body["message"],
+        "the switch's link to the issuer is down; see /metrics and the logs"
+    );
+    assert_eq!(body["checks"]["database"], "up");
+    let (_, metrics) = get_text(&app, "/metrics").await;
+    assert!(
+        metrics.contains("cloudpass_issuer_link_up 0\n"),
+        "{metrics}"
+    );
     app.stop().await;
 }
 

@@ -248,3 +248,68 @@ fn the_profile_page_lists_every_field_and_response_code() {
         );
     }
 }
+
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// `CLOUDPASS_LOG_FORMAT=json`: `serve` writes each log line as one JSON object with its
+/// time, level, target and message, for a log collector.
+#[test]
+fn serve_writes_json_log_lines_when_asked() {
+    use std::io::BufRead;
+
+    let dir = std::env::temp_dir().join(format!("cloudpass-jsonlog-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudpass"))
+        .args(["serve", "--listen", &free_port()])
+        .args(["--iso8583-listen", &free_port()])
+        .args(["--issuer-iso8583-listen", &free_port()])
+        .arg("--data-dir")
+        .arg(&dir)
+        .env("CLOUDPASS_LOG_FORMAT", "json")
+        .env_remove("CLOUDPASS_MASTER_KEY")
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(line) = received.recv_timeout(left) else {
+            break false;
+        };
+        let event: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
+        assert!(
+            event["timestamp"].is_string() && event["level"].is_string(),
+            "{line}"
+        );
+        let restored = event["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("working keys restored"));
+        seen.push(line);
+        if restored {
+            break true;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(found, "no start-up line; saw:\n{}", seen.join("\n"));
+}

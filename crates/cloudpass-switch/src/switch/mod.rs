@@ -108,6 +108,7 @@ pub struct Switch {
     config: SwitchConfig,
     store: AnyStore,
     journal: Journal,
+    metrics: crate::metrics::SwitchMetrics,
 }
 
 /// How far a request got towards the issuer, for the journal and the queue.
@@ -224,6 +225,7 @@ impl Switch {
             config: parts.config,
             journal: Journal::start(parts.store.clone()),
             store: parts.store,
+            metrics: crate::metrics::SwitchMetrics::default(),
         }
     }
 
@@ -292,6 +294,19 @@ impl Switch {
         }
     }
 
+    /// [`Switch::decide`], counted and timed for operators (`metrics`).
+    async fn answer_message(&self, request: &Message<'_>, raw: &[u8]) -> (Message<'static>, bool) {
+        let started = std::time::Instant::now();
+        let (response, registered) = self.decide(request, raw).await;
+        self.metrics.record(request, &response, started.elapsed());
+        (response, registered)
+    }
+
+    /// The switch's counters, for `/metrics`.
+    pub fn metrics(&self) -> &crate::metrics::SwitchMetrics {
+        &self.metrics
+    }
+
     /// The answer to a decoded message whose encoding is `raw`, and whether it came from a
     /// registered terminal that authenticated as its acquirer requires.
     ///
@@ -302,7 +317,7 @@ impl Switch {
     /// key, and one without is refused A0 when the acquirer requires MACs (sign-on excepted:
     /// it is how a terminal gets its MAC key). The answer to a MACed request is MACed in
     /// turn.
-    async fn answer_message(&self, request: &Message<'_>, raw: &[u8]) -> (Message<'static>, bool) {
+    async fn decide(&self, request: &Message<'_>, raw: &[u8]) -> (Message<'static>, bool) {
         let network = request.mti() == Mti::NETWORK_REQUEST;
         if network && text(request, 70) != "001" {
             return (network_answer(request, ResponseCode::Approved), false);
