@@ -103,6 +103,23 @@ impl Gateway {
         let header = &request.header;
         let digest = request_digest(form);
         let key = order_key(&header.mer_id, &request.order_id, &header.txn_time_text);
+        // A repeat of an opening already made is answered from it before any check: its SMS
+        // code was spent by the first request, and the merchant must get the same token back.
+        if let Some(existing) = self
+            .store
+            .card_token_of_opening(&header.mer_id, &request.order_id, &header.txn_time_text)
+            .await
+            .map_err(store_failure)?
+        {
+            return if existing.request_digest == digest {
+                Ok(self.opened(form, &existing))
+            } else {
+                Err(refuse(
+                    RespCode::Duplicate,
+                    "this orderId and txnTime already name another opening of this merchant",
+                ))
+            };
+        }
         let pan = self.card_number_of(&request.acc_no)?;
         let kind = self
             .payer

@@ -64,6 +64,13 @@ pub trait CardTokenStore: Send + Sync {
         &self,
         token: &str,
     ) -> impl Future<Output = StoreResult<Option<CardTokenRow>>> + Send;
+    /// The token a merchant opened with this orderId and txnTime, if it did.
+    fn card_token_of_opening(
+        &self,
+        mer_id: &str,
+        order_id: &str,
+        txn_time: &str,
+    ) -> impl Future<Output = StoreResult<Option<CardTokenRow>>> + Send;
     /// Marks an active token deleted at `at`; false when it is not active (or not there).
     fn delete_card_token(
         &self,
@@ -152,6 +159,15 @@ macro_rules! card_token_backend {
                     .transpose()
             }
 
+            async fn card_token_of_opening(
+                &self,
+                mer_id: &str,
+                order_id: &str,
+                txn_time: &str,
+            ) -> StoreResult<Option<CardTokenRow>> {
+                self.card_token_named(mer_id, order_id, txn_time).await
+            }
+
             async fn delete_card_token(&self, token: &str, at: i64) -> StoreResult<bool> {
                 let token = token.to_owned();
                 self.write(false, move |conn: &mut $conn| {
@@ -185,6 +201,26 @@ impl CardTokenStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.card_token(token).await,
             AnyStore::Postgres(store) => store.card_token(token).await,
+        }
+    }
+
+    async fn card_token_of_opening(
+        &self,
+        mer_id: &str,
+        order_id: &str,
+        txn_time: &str,
+    ) -> StoreResult<Option<CardTokenRow>> {
+        match self {
+            AnyStore::Sqlite(store) => {
+                store
+                    .card_token_of_opening(mer_id, order_id, txn_time)
+                    .await
+            }
+            AnyStore::Postgres(store) => {
+                store
+                    .card_token_of_opening(mer_id, order_id, txn_time)
+                    .await
+            }
         }
     }
 

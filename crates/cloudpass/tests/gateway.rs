@@ -1799,6 +1799,9 @@ async fn a_token_of_a_card_without_a_published_code_is_opened_and_paid_with_text
     assert_eq!(answer.get("respCode"), Some("00"), "{answer:?}");
     let token = token_of(&answer);
     // The code was used: the same opening again is its repeat, another is refused 71.
+    let again = post_signed(&app, back, opening.clone()).await;
+    assert_eq!(again.get("respCode"), Some("00"), "{again:?}");
+    assert_eq!(token_of(&again), token, "a repeat gets the same token");
     let mut other = opening;
     other.set("orderId", "OPENSMS00002");
     let answer = post_signed(&app, back, other).await;
