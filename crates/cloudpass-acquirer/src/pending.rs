@@ -89,4 +89,9 @@ impl Terminal {
     pub fn reversals_pending(&self) -> bool {
         !self.pending.pending().is_empty()
     }
+
+    /// How many reversals are waiting.
+    pub fn reversals_kept(&self) -> usize {
+        self.pending.pending().len()
+    }
 }

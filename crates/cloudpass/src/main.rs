@@ -3,6 +3,7 @@
 //! money itself.
 
 mod bench;
+mod chaos;
 mod cli;
 
 use std::process::ExitCode;
@@ -59,6 +60,9 @@ enum Command {
     /// Benchmarks that print throughput and latency percentiles.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The network under load while seeded faults hit it (kill -9, link faults, a locked
+    /// database), then an audit of the money; non-zero naming the seed if it fails.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default: info for cloudpass, warn for the rest; errors
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Merchant(command) => cli::merchant::run(command),
         Command::Upacp(command) => cli::upacp::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Chaos(args) => chaos::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

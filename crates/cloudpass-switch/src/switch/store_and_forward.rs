@@ -113,11 +113,40 @@ impl Switch {
             .set_text(60, field60.to_string())
             .set_text(90, field90);
         match self.issuer.request(&message).await {
-            Ok(answer) => SafDelivery::Acknowledged {
-                response_code: answer.get_str(39).unwrap_or("").to_owned(),
-                at: self.clock.now_millis(),
-            },
+            Ok(answer) if advice_taken(answer.get_str(39).unwrap_or("")) => {
+                SafDelivery::Acknowledged {
+                    response_code: answer.get_str(39).unwrap_or("").to_owned(),
+                    at: self.clock.now_millis(),
+                }
+            }
+            Ok(answer) => {
+                tracing::warn!(advice = %advice.mti, stan = %advice.stan, response_code = answer.get_str(39).unwrap_or(""), "store and forward: the issuer could not take the advice; retrying");
+                retry
+            }
             Err(_) => retry,
+        }
+    }
+}
+
+/// Whether an advice's answer says the issuer took it. 96 (its system failed) and 91 (it is
+/// inoperative) say it did not act on the advice, and an answer without field 39 says
+/// nothing: the advice is sent again. Any other answer is the issuer's decision on it (00
+/// done, 25 no such original, 12 refused) and ends the retries.
+pub(crate) fn advice_taken(response_code: &str) -> bool {
+    !matches!(response_code, "" | "96" | "91")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advice_taken;
+
+    #[test]
+    fn an_advice_the_issuer_could_not_act_on_is_sent_again() {
+        for code in ["00", "25", "12", "94"] {
+            assert!(advice_taken(code), "{code}");
+        }
+        for code in ["96", "91", ""] {
+            assert!(!advice_taken(code), "{code:?}");
         }
     }
 }

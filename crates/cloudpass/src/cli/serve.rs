@@ -50,8 +50,10 @@ pub struct ServeArgs {
     /// Production: the key ceremony's files, outside the data directory.
     #[arg(long, requires = "no_sandbox")]
     keys_dir: Option<PathBuf>,
-    /// Production: where the switch reaches the issuer's ISO 8583 host.
-    #[arg(long, requires = "no_sandbox")]
+    /// Where the switch reaches the issuer's ISO 8583 host: required in production; in the
+    /// sandbox the stand-in bank's port unless given (`cloudpass chaos` puts a fault proxy
+    /// between them).
+    #[arg(long)]
     issuer_iso8583: Option<SocketAddr>,
 }
 

@@ -1,0 +1,385 @@
+//! The audit at the end of a run: what the terminals saw against what the bank's ledger and
+//! the switch's journal hold, once the faults have stopped and every reversal and advice has
+//! been delivered. Each invariant is checked over every transaction; a violation names the
+//! transactions involved.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
+
+use super::load::{Answer, Attempt, Kind, Void};
+
+/// One invariant: how many things it looked at, and what broke it.
+pub struct Check {
+    pub name: &'static str,
+    pub checked: u64,
+    pub violations: Vec<String>,
+}
+
+impl Check {
+    fn new(name: &'static str) -> Check {
+        Check {
+            name,
+            checked: 0,
+            violations: Vec::new(),
+        }
+    }
+
+    fn expect(&mut self, holds: bool, violation: impl FnOnce() -> String) {
+        self.checked += 1;
+        if !holds {
+            self.violations.push(violation());
+        }
+    }
+}
+
+/// What the bank holds of one purchase.
+struct BankPurchase {
+    response_code: String,
+    reversed: bool,
+    /// What its ledger entries took from the card's account.
+    posted: i64,
+}
+
+impl BankPurchase {
+    fn stands(&self) -> bool {
+        self.response_code == "00" && !self.reversed
+    }
+
+    fn describe(&self) -> String {
+        match (self.response_code.as_str(), self.reversed) {
+            ("00", true) => "the bank approved and then reversed it".into(),
+            ("00", false) => format!("the bank posted it ({} fen)", self.posted),
+            (code, _) => format!("the bank declined it {code}"),
+        }
+    }
+}
+
+/// The facts read from the stores once the platform has stopped.
+pub struct Facts {
+    bank: HashMap<(String, String), BankPurchase>,
+    /// The switch's journal: the answer given to each purchase.
+    journal: HashMap<(String, String), Option<String>>,
+    ledger_debits: i64,
+    ledger_credits: i64,
+    /// Accounts whose balance differs from their ledger entries: (account, balance, entries).
+    accounts: Vec<(String, i64, i64)>,
+    accounts_checked: u64,
+    acquirer_net: i64,
+    advices_pending: i64,
+    /// Cards with more than one live token on a device; devices with more than one default.
+    mapping_breaks: Vec<String>,
+    tokens_checked: i64,
+}
+
+async fn open(path: &Path) -> Result<SqliteConnection, String> {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .connect()
+        .await
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// Store-and-forward advices the issuer has not acknowledged yet.
+pub async fn advices_pending(data_dir: &Path) -> Result<i64, String> {
+    let mut platform = open(&data_dir.join("cloudpass.sqlite")).await?;
+    let pending =
+        sqlx::query("SELECT COUNT(*) AS pending FROM switch_saf WHERE acknowledged_at IS NULL")
+            .fetch_one(&mut platform)
+            .await
+            .map_err(|e| format!("cannot count the advices: {e}"))
+            .map(|row| number(&row, "pending"));
+    let _ = platform.close().await;
+    pending
+}
+
+fn text(row: &SqliteRow, column: &str) -> String {
+    row.try_get::<String, _>(column).unwrap_or_default()
+}
+
+fn number(row: &SqliteRow, column: &str) -> i64 {
+    row.try_get::<i64, _>(column).unwrap_or_default()
+}
+
+impl Facts {
+    /// Reads the bank's database and the platform's (both SQLite files in `data_dir`).
+    pub async fn read(data_dir: &Path, acquirer: &str) -> Result<Facts, String> {
+        let mut bank = open(&data_dir.join("issuer-host.sqlite")).await?;
+        let failed = |e: sqlx::Error| format!("the audit's query failed: {e}");
+        let purchases = sqlx::query(
+            "SELECT t.stan, t.transmission_time, t.response_code, t.reversed, \
+             COALESCE((SELECT SUM(l.amount) FROM sim_ledger l WHERE l.transaction_id = t.id AND l.debit), 0) AS posted \
+             FROM sim_transactions t WHERE t.mti = '0200' AND ltrim(t.acquirer, '0') = ltrim($1, '0')",
+        )
+        .bind(acquirer)
+        .fetch_all(&mut bank)
+        .await
+        .map_err(failed)?
+        .iter()
+        .map(|row| {
+            (
+                (text(row, "stan"), text(row, "transmission_time")),
+                BankPurchase {
+                    response_code: text(row, "response_code"),
+                    reversed: number(row, "reversed") != 0,
+                    posted: number(row, "posted"),
+                },
+            )
+        })
+        .collect();
+        let totals = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN debit THEN amount ELSE 0 END), 0) AS debits, \
+             COALESCE(SUM(CASE WHEN debit THEN 0 ELSE amount END), 0) AS credits FROM sim_ledger",
+        )
+        .fetch_one(&mut bank)
+        .await
+        .map_err(failed)?;
+        let balances = sqlx::query(
+            "SELECT a.id, a.balance, \
+             COALESCE((SELECT SUM(CASE WHEN l.debit THEN -l.amount ELSE l.amount END) FROM sim_ledger l WHERE l.account = a.id), 0) AS entries \
+             FROM sim_accounts a",
+        )
+        .fetch_all(&mut bank)
+        .await
+        .map_err(failed)?;
+        let accounts_checked = balances.len() as u64;
+        let accounts = balances
+            .iter()
+            .map(|row| {
+                (
+                    text(row, "id"),
+                    number(row, "balance"),
+                    number(row, "entries"),
+                )
+            })
+            .filter(|(_, balance, entries)| balance != entries)
+            .collect();
+        let acquirer_net = sqlx::query(
+            "SELECT COALESCE(SUM(CASE WHEN debit THEN -amount ELSE amount END), 0) AS net FROM sim_ledger WHERE account = $1",
+        )
+        .bind(cloudpass_sim::bank::acquirer_account(acquirer))
+        .fetch_one(&mut bank)
+        .await
+        .map_err(failed)
+        .map(|row| number(&row, "net"))?;
+        let _ = bank.close().await;
+
+        let mut platform = open(&data_dir.join("cloudpass.sqlite")).await?;
+        let journal = sqlx::query(
+            "SELECT stan, transmission_time, response_code FROM switch_journal WHERE mti = '0200' AND acquirer_id = $1",
+        )
+        .bind(acquirer)
+        .fetch_all(&mut platform)
+        .await
+        .map_err(failed)?
+        .iter()
+        .map(|row| {
+            (
+                (text(row, "stan"), text(row, "transmission_time")),
+                row.try_get::<Option<String>, _>("response_code").ok().flatten(),
+            )
+        })
+        .collect();
+        let advices_pending =
+            sqlx::query("SELECT COUNT(*) AS pending FROM switch_saf WHERE acknowledged_at IS NULL")
+                .fetch_one(&mut platform)
+                .await
+                .map_err(failed)
+                .map(|row| number(&row, "pending"))?;
+        let mut mapping_breaks = Vec::new();
+        for row in sqlx::query(
+            "SELECT card_id, device_id, COUNT(*) AS live FROM tokens WHERE deleted = 0 GROUP BY card_id, device_id HAVING COUNT(*) > 1",
+        )
+        .fetch_all(&mut platform)
+        .await
+        .map_err(failed)?
+        {
+            mapping_breaks.push(format!(
+                "card {} has {} live tokens on device {}",
+                text(&row, "card_id"),
+                number(&row, "live"),
+                text(&row, "device_id")
+            ));
+        }
+        for row in sqlx::query(
+            "SELECT device_id, COUNT(*) AS defaults FROM tokens WHERE is_default = 1 GROUP BY device_id HAVING COUNT(*) > 1",
+        )
+        .fetch_all(&mut platform)
+        .await
+        .map_err(failed)?
+        {
+            mapping_breaks.push(format!(
+                "device {} has {} default cards",
+                text(&row, "device_id"),
+                number(&row, "defaults")
+            ));
+        }
+        let tokens_checked = sqlx::query("SELECT COUNT(*) AS tokens FROM tokens")
+            .fetch_one(&mut platform)
+            .await
+            .map_err(failed)
+            .map(|row| number(&row, "tokens"))?;
+        let _ = platform.close().await;
+        Ok(Facts {
+            bank: purchases,
+            journal,
+            ledger_debits: number(&totals, "debits"),
+            ledger_credits: number(&totals, "credits"),
+            accounts,
+            accounts_checked,
+            acquirer_net,
+            advices_pending,
+            mapping_breaks,
+            tokens_checked,
+        })
+    }
+}
+
+fn name(attempt: &Attempt) -> String {
+    format!(
+        "{} STAN {} at {} ({} fen, chaos card {})",
+        attempt.terminal, attempt.stan, attempt.transmission_time, attempt.amount, attempt.card
+    )
+}
+
+/// Whether the attempt's money should have stayed moved: approved and not voided.
+fn should_stand(attempt: &Attempt) -> bool {
+    attempt.answer == Answer::Approved
+        && !matches!(&attempt.void, Some(Void::Acknowledged(code)) if code == "00")
+}
+
+/// Every invariant over the attempts and the facts; `reversals_left` are the terminals'
+/// reversals still unacknowledged when the load was drained.
+pub fn check(attempts: &[Attempt], facts: &Facts, reversals_left: usize) -> Vec<Check> {
+    let mut posted = Check::new("approved at a terminal → posted once at the bank");
+    let mut voided = Check::new("voided at a terminal → reversed once at the bank");
+    let mut not_posted = Check::new("declined, unanswered or not sent → nothing posted");
+    let mut created = Check::new("posted at the bank → approved at a terminal");
+    let mut replays = Check::new("a cryptogram's ATC is accepted once");
+    let mut journal = Check::new("the answer a terminal got is the journal's");
+    let mut by_key: HashMap<(&str, &str), &Attempt> = HashMap::new();
+    for attempt in attempts {
+        by_key.insert((&attempt.stan, &attempt.transmission_time), attempt);
+        let key = (attempt.stan.clone(), attempt.transmission_time.clone());
+        let bank = facts.bank.get(&key);
+        let stands = bank.is_some_and(BankPurchase::stands);
+        let what_bank = || {
+            bank.map_or(
+                "the bank has no record of it".into(),
+                BankPurchase::describe,
+            )
+        };
+        if attempt.kind == Kind::Replay {
+            replays.expect(attempt.answer != Answer::Approved, || {
+                format!("{}: a replayed cryptogram was approved", name(attempt))
+            });
+        }
+        match (&attempt.answer, &attempt.void) {
+            (Answer::Approved, Some(Void::Acknowledged(code))) if code == "00" => {
+                voided.expect(!stands, || {
+                    format!("{}: voided, but {}", name(attempt), what_bank())
+                });
+            }
+            (Answer::Approved, Some(Void::Owed)) => voided.expect(false, || {
+                format!("{}: its void was never acknowledged", name(attempt))
+            }),
+            (Answer::Approved, _) => posted.expect(
+                stands && bank.is_some_and(|b| b.posted == attempt.amount as i64),
+                || format!("{}: approved, but {}", name(attempt), what_bank()),
+            ),
+            (answer, _) => not_posted.expect(!stands, || {
+                format!(
+                    "{}: {answer:?} at the terminal, but {}",
+                    name(attempt),
+                    what_bank()
+                )
+            }),
+        }
+        if let Answer::Approved | Answer::Declined(_) = &attempt.answer {
+            let given = match &attempt.answer {
+                Answer::Approved => "00",
+                Answer::Declined(code) => code.as_str(),
+                _ => "",
+            };
+            let recorded = facts.journal.get(&key);
+            journal.expect(
+                recorded.is_some_and(|code| code.as_deref() == Some(given)),
+                || {
+                    format!(
+                        "{}: the terminal got {given}, the journal holds {}",
+                        name(attempt),
+                        match recorded {
+                            None => "no such request".to_owned(),
+                            Some(None) => "no answer".to_owned(),
+                            Some(Some(code)) => code.clone(),
+                        }
+                    )
+                },
+            );
+        }
+    }
+    for ((stan, time), bank) in &facts.bank {
+        if bank.stands() {
+            created.expect(
+                by_key
+                    .get(&(stan.as_str(), time.as_str()))
+                    .is_some_and(|attempt| should_stand(attempt)),
+                || {
+                    format!(
+                        "STAN {stan} at {time}: {} and no terminal holds it approved",
+                        bank.describe()
+                    )
+                },
+            );
+        }
+    }
+
+    let mut ledger = Check::new("the ledger balances (debits = credits)");
+    ledger.expect(facts.ledger_debits == facts.ledger_credits, || {
+        format!(
+            "debits {} fen, credits {} fen",
+            facts.ledger_debits, facts.ledger_credits
+        )
+    });
+    let mut accounts = Check::new("every account's balance = its ledger entries");
+    accounts.checked = facts.accounts_checked;
+    for (account, balance, entries) in &facts.accounts {
+        accounts
+            .violations
+            .push(format!("{account}: balance {balance}, entries {entries}"));
+    }
+    let mut moved = Check::new("the acquirer is owed exactly what stands approved");
+    let expected: i64 = attempts
+        .iter()
+        .filter(|attempt| should_stand(attempt))
+        .map(|attempt| attempt.amount as i64)
+        .sum();
+    moved.expect(facts.acquirer_net == expected, || {
+        format!(
+            "the bank owes the acquirer {} fen; the terminals hold {expected} fen approved",
+            facts.acquirer_net
+        )
+    });
+    let mut drained = Check::new("no reversal left at a terminal, no advice stuck");
+    drained.expect(reversals_left == 0, || {
+        format!("{reversals_left} reversals never acknowledged")
+    });
+    drained.expect(facts.advices_pending == 0, || {
+        format!(
+            "{} store-and-forward advices never acknowledged",
+            facts.advices_pending
+        )
+    });
+    let mut mapping = Check::new("one live token per card and device, one default per device");
+    mapping.checked = u64::try_from(facts.tokens_checked).unwrap_or(0);
+    mapping
+        .violations
+        .extend(facts.mapping_breaks.iter().cloned());
+    vec![
+        posted, voided, not_posted, created, replays, journal, ledger, accounts, moved, drained,
+        mapping,
+    ]
+}

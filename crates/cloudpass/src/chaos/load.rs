@@ -1,0 +1,416 @@
+//! The load: phones tapping at sandbox terminals through the acquirer link's fault proxy —
+//! without PIN and with it, replays of a cryptogram already approved, and voids (acquirer
+//! reversals) of approved sales — each attempt recorded as the terminal saw it, for the
+//! audit. The terminals are the platform's own acquirer client (`cloudpass-acquirer`): a
+//! purchase left unanswered is kept as a reversal and sent until the switch acknowledges it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cloudpass::sandbox;
+use cloudpass_core::{Currency, Money, Random, SeededRandom, SystemClock, hex};
+use cloudpass_crypto::{DeviceKeyPair, OsRandom, Pin};
+use cloudpass_iso8583::link::Link;
+use cloudpass_sim::phone::{Phone, envelope_from_json};
+use cloudpass_sim::pos::{Outcome, Pos, Presentment, Purchase, TerminalConfig};
+use serde_json::json;
+use tokio::sync::watch;
+
+/// The sandbox bank's cards the phones carry: funded, green for provisioning, PIN published.
+pub struct ChaosCard {
+    pub number: &'static str,
+    pub expiry: &'static str,
+    pub pin: &'static str,
+}
+
+pub const CARDS: [ChaosCard; 3] = [
+    ChaosCard {
+        number: sandbox::DEFAULT_PHONE_CARD,
+        expiry: "2912",
+        pin: "111101",
+    },
+    ChaosCard {
+        number: "6216261000000000018",
+        expiry: "2912",
+        pin: "123456",
+    },
+    ChaosCard {
+        number: "5200831111111113",
+        expiry: "2911",
+        pin: "111111",
+    },
+];
+
+/// How long a terminal waits for an answer before it reverses.
+const TERMINAL_TIMEOUT: Duration = Duration::from_secs(4);
+/// The terminals' no-PIN limit: taps above it carry the PIN. Amounts are small so that the
+/// sandbox cards' balances and daily limits last a default run (about 20,000 purchases).
+const NO_PIN_LIMIT_FEN: u64 = 100;
+/// The most a tap without PIN takes.
+const MOST_WITHOUT_PIN_FEN: u64 = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tap,
+    TapWithPin,
+    /// A cryptogram the switch approved once, sent again under a new STAN.
+    Replay,
+}
+
+/// What the terminal saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Approved,
+    Declined(String),
+    /// No answer in time: the terminal keeps a reversal until the switch acknowledges it.
+    Unanswered,
+    /// The link was down: nothing was sent.
+    NotSent,
+}
+
+/// A void (acquirer reversal) of an approved sale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Void {
+    Acknowledged(String),
+    /// Not acknowledged yet: sent again when the load stops.
+    Owed,
+}
+
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub terminal: &'static str,
+    pub card: usize,
+    pub kind: Kind,
+    pub stan: String,
+    pub transmission_time: String,
+    pub amount: u64,
+    pub answer: Answer,
+    pub void: Option<Void>,
+}
+
+#[derive(Default)]
+pub struct Tally {
+    pub approved: AtomicU64,
+    pub declined: AtomicU64,
+    pub unanswered: AtomicU64,
+    pub not_sent: AtomicU64,
+    pub voids: AtomicU64,
+}
+
+/// Everything the load did, shared by its workers.
+#[derive(Default)]
+pub struct Record {
+    pub attempts: Mutex<Vec<Attempt>>,
+    pub tally: Tally,
+}
+
+impl Record {
+    fn push(&self, attempt: Attempt) -> usize {
+        let counter = match attempt.answer {
+            Answer::Approved => &self.tally.approved,
+            Answer::Declined(_) => &self.tally.declined,
+            Answer::Unanswered => &self.tally.unanswered,
+            Answer::NotSent => &self.tally.not_sent,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        attempts.push(attempt);
+        attempts.len() - 1
+    }
+
+    fn set_void(&self, index: usize, void: Void) {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(attempt) = attempts.get_mut(index) {
+            attempt.void = Some(void);
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<Attempt> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A phone with its card, provisioned through the token service's API.
+pub struct ChaosPhone {
+    pub phone: Phone,
+    pub card: usize,
+}
+
+/// Provisions `count` phones (one device each) with the chaos cards in turn.
+pub async fn provision_phones(base: &str, count: usize) -> Result<Vec<ChaosPhone>, String> {
+    let http = reqwest::Client::new();
+    let wallet = &sandbox::WALLETS[0];
+    let mut phones = Vec::with_capacity(count);
+    for index in 0..count {
+        let card = index % CARDS.len();
+        let keys = DeviceKeyPair::generate(&OsRandom);
+        let device_id = format!("chaos-{index}");
+        let post = |path: &str, body: serde_json::Value| {
+            http.post(format!("{base}{path}"))
+                .bearer_auth(wallet.api_key)
+                .header("Idempotency-Key", format!("chaos-{path}-{index}"))
+                .json(&body)
+                .send()
+        };
+        let made = post(
+            "/tsp/v1/devices",
+            json!({"device_id": device_id, "kind": "handset_se", "brand": "chaos",
+                   "account_id": sandbox::ACCOUNT_ID, "unlock_set": true,
+                   "public_key": hex::encode(&keys.public_key())}),
+        )
+        .await
+        .map_err(|e| format!("device registration: {e}"))?;
+        if !made.status().is_success() {
+            return Err(format!("device registration: {}", made.status()));
+        }
+        let answer: serde_json::Value = post(
+            "/tsp/v1/tokens",
+            json!({"device_id": device_id, "account_id": sandbox::ACCOUNT_ID,
+                   "card": {"number": CARDS[card].number, "expiry": CARDS[card].expiry}}),
+        )
+        .await
+        .map_err(|e| format!("provisioning: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("provisioning: {e}"))?;
+        let token_id = answer["token"]["token_id"].as_str().unwrap_or_default();
+        let envelope = envelope_from_json(&answer["card_profile"])
+            .map_err(|e| format!("provisioning answered without a card profile: {e}"))?;
+        let phone = Phone::provision(&keys, token_id, &envelope).map_err(|e| e.to_string())?;
+        phones.push(ChaosPhone { phone, card });
+    }
+    Ok(phones)
+}
+
+/// Sandbox terminals reaching the switch at `switch` (the acquirer link's proxy), signed on.
+pub async fn terminals(
+    switch: std::net::SocketAddr,
+    count: usize,
+    master_key: &[u8],
+    stopped: watch::Receiver<bool>,
+) -> Result<Vec<Arc<Pos>>, String> {
+    let mut terminals = Vec::with_capacity(count);
+    for terminal_id in sandbox::TERMINALS.iter().take(count) {
+        let link = Link::start(switch, TERMINAL_TIMEOUT, stopped.clone());
+        let pos = Pos::new(
+            TerminalConfig {
+                terminal_id: (*terminal_id).into(),
+                merchant_id: sandbox::MERCHANT_ID.into(),
+                merchant_category: sandbox::MERCHANT_CATEGORY.into(),
+                merchant_name: sandbox::MERCHANT_NAME.into(),
+                acquirer_id: sandbox::ACQUIRER_ID.into(),
+                no_pin_limit: Money::new(NO_PIN_LIMIT_FEN, Currency::CNY),
+                reversal_attempts: 3,
+            },
+            master_key,
+            link,
+            Arc::new(SystemClock),
+            Arc::new(OsRandom),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut signed_on = false;
+        for _ in 0..100 {
+            if pos.sign_on().await.is_ok() {
+                signed_on = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !signed_on {
+            return Err(format!("terminal {terminal_id} could not sign on"));
+        }
+        terminals.push(Arc::new(pos));
+    }
+    Ok(terminals)
+}
+
+/// A cryptogram the switch approved, kept to be replayed.
+struct Approved {
+    track2: String,
+    field55: Vec<u8>,
+    amount: u64,
+}
+
+/// One phone paying at one terminal until told to stop.
+pub struct Worker {
+    pub phone: ChaosPhone,
+    pub pos: Arc<Pos>,
+    pub terminal: &'static str,
+    pub random: SeededRandom,
+    pub record: Arc<Record>,
+    /// The last purchase could not be sent.
+    pub link_down: bool,
+}
+
+impl Worker {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Vec<(Arc<Pos>, usize)> {
+        let mut last_approved: Option<(usize, Approved)> = None;
+        let mut owed_voids = Vec::new();
+        while !*stop.borrow() {
+            let roll = self.random.below(100);
+            match (roll, &last_approved) {
+                (0..8, Some((index, _))) => {
+                    let index = *index;
+                    last_approved = None;
+                    if !self.void(index).await {
+                        owed_voids.push((Arc::clone(&self.pos), index));
+                    }
+                }
+                (8..12, Some((_, approved))) => {
+                    let (track2, field55, amount) = (
+                        approved.track2.clone(),
+                        approved.field55.clone(),
+                        approved.amount,
+                    );
+                    self.send(Kind::Replay, amount, &track2, &field55, None)
+                        .await;
+                }
+                _ => {
+                    let with_pin = self.random.below(5) == 0;
+                    let amount = if with_pin {
+                        NO_PIN_LIMIT_FEN + 1 + self.random.below(200)
+                    } else {
+                        1 + self.random.below(MOST_WITHOUT_PIN_FEN)
+                    };
+                    if let Some(approved) = self.tap(amount, with_pin).await {
+                        last_approved = Some(approved);
+                    }
+                }
+            }
+            // A little time between customers, more when the link is down; a stop ends the
+            // wait.
+            let pause =
+                Duration::from_millis(self.random.below(40) + if self.link_down { 200 } else { 0 });
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        owed_voids
+    }
+
+    /// A fresh tap; the approved one's cryptogram, to replay.
+    async fn tap(&mut self, amount: u64, with_pin: bool) -> Option<(usize, Approved)> {
+        let money = Money::new(amount, Currency::CNY);
+        let tap = self
+            .phone
+            .phone
+            .tap(&self.pos.terminal_data(money), false)
+            .ok()?;
+        let pin = with_pin
+            .then(|| Pin::parse(CARDS[self.phone.card].pin).ok())
+            .flatten();
+        let kind = if with_pin {
+            Kind::TapWithPin
+        } else {
+            Kind::Tap
+        };
+        let index = self
+            .send(kind, amount, &tap.track2, &tap.field55, pin.as_ref())
+            .await?;
+        Some((
+            index,
+            Approved {
+                track2: tap.track2,
+                field55: tap.field55,
+                amount,
+            },
+        ))
+    }
+
+    /// Sends one purchase and records what the terminal saw; the attempt's index when it was
+    /// approved.
+    async fn send(
+        &mut self,
+        kind: Kind,
+        amount: u64,
+        track2: &str,
+        field55: &[u8],
+        pin: Option<&Pin>,
+    ) -> Option<usize> {
+        let purchase = Purchase {
+            account: self.phone.phone.token(),
+            expiry: Some(self.phone.phone.expiry()),
+            amount: Money::new(amount, Currency::CNY),
+            field55,
+            presentment: Presentment::Contactless { track2 },
+            pin,
+        };
+        let terminal = self.pos.terminal();
+        let prepared = match terminal.prepare_purchase(&purchase) {
+            Ok(prepared) => prepared,
+            Err(_) => {
+                let _ = self.pos.sign_on().await;
+                return None;
+            }
+        };
+        let (stan, transmission_time) = (
+            prepared.stan().to_owned(),
+            prepared.transmission_time().to_owned(),
+        );
+        let answer = match terminal.send_prepared(prepared).await {
+            Ok(outcome) => answer_of(&outcome),
+            Err(_) => Answer::NotSent,
+        };
+        if answer == Answer::Declined("A0".into()) {
+            let _ = self.pos.sign_on().await;
+        }
+        let approved = answer == Answer::Approved;
+        self.link_down = answer == Answer::NotSent;
+        let index = self.record.push(Attempt {
+            terminal: self.terminal,
+            card: self.phone.card,
+            kind,
+            stan,
+            transmission_time,
+            amount,
+            answer,
+            void: None,
+        });
+        approved.then_some(index)
+    }
+
+    /// Voids an approved sale; whether the switch acknowledged it.
+    async fn void(&self, index: usize) -> bool {
+        void(&self.pos, &self.record, index).await
+    }
+}
+
+/// Sends the void of attempt `index` once (the terminal repeats it a few times); whether the
+/// switch acknowledged it.
+pub async fn void(pos: &Pos, record: &Record, index: usize) -> bool {
+    let Some(attempt) = record.snapshot().get(index).cloned() else {
+        return true;
+    };
+    let answer = pos
+        .terminal()
+        .reverse_purchase(
+            &attempt.stan,
+            &attempt.transmission_time,
+            Money::new(attempt.amount, Currency::CNY),
+        )
+        .await;
+    match answer {
+        Some(code) if code != "A0" && code != "96" => {
+            record.tally.voids.fetch_add(1, Ordering::Relaxed);
+            record.set_void(index, Void::Acknowledged(code));
+            true
+        }
+        _ => {
+            record.set_void(index, Void::Owed);
+            false
+        }
+    }
+}
+
+fn answer_of(outcome: &Outcome) -> Answer {
+    match &outcome.response_code {
+        Some(code) if code == "00" => Answer::Approved,
+        Some(code) => Answer::Declined(code.clone()),
+        None => Answer::Unanswered,
+    }
+}

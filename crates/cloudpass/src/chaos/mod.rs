@@ -1,0 +1,460 @@
+//! `cloudpass chaos --seed N`: the network under load while faults chosen by the seed hit
+//! it — SIGKILL of the platform at any moment (while it answers, while it starts), a fault
+//! proxy on the acquirer link and on the switch's issuer link (delays, swallowed bytes, cut
+//! connections, partial frames) and a database that refuses writes for a while — then, once
+//! the faults stop and every reversal and advice has gone through, an audit of the money
+//! (`audit`). It exits non-zero naming the seed and the first invariant broken.
+//!
+//! The platform (`cloudpass serve`: token service, switch and the sandbox bank) runs as a
+//! child process on a data directory of the run's own; the load (phones and terminals) and
+//! the proxies run here. docs/reliability.md says what is covered and what is not yet.
+
+mod audit;
+mod load;
+mod platform;
+mod proxy;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use cloudpass::sandbox;
+use cloudpass_core::SeededRandom;
+use cloudpass_sim::pos::Pos;
+use tokio::sync::watch;
+
+use crate::cli::CliResult;
+use load::{Record, Worker};
+use platform::{Platform, Ports, free_port};
+use proxy::FaultProxy;
+use schedule::{Database, Event, Fault, LinkName, Schedule};
+
+#[derive(Args)]
+pub struct ChaosArgs {
+    /// The seed: the faults, their order and timing, and the load's choices follow from it.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop the load after this many kills of the platform (the default run makes 120).
+    #[arg(long, default_value_t = 120)]
+    kills: u32,
+    /// Stop the load after this many minutes, even with fewer kills.
+    #[arg(long)]
+    minutes: Option<f64>,
+    /// Phones paying at once (each its own device and token).
+    #[arg(long, default_value_t = 6)]
+    phones: usize,
+    /// Sandbox terminals the phones pay at.
+    #[arg(long, default_value_t = 3)]
+    terminals: usize,
+    /// The run's data directory (must not exist yet); by default a temporary one, removed
+    /// after a clean audit and kept after a failed one.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn run(args: ChaosArgs) -> CliResult {
+    if args.phones == 0 || args.terminals == 0 || args.terminals > sandbox::TERMINALS.len() {
+        return Err(format!(
+            "--phones must be at least 1 and --terminals 1 to {}",
+            sandbox::TERMINALS.len()
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(run_async(args))
+}
+
+/// What has happened so far, for the progress line.
+#[derive(Default)]
+struct Progress {
+    kills: AtomicU64,
+    faults: AtomicU64,
+}
+
+async fn run_async(args: ChaosArgs) -> CliResult {
+    let (data_dir, temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!(
+                "cloudpass-chaos-{}-{}",
+                args.seed,
+                std::process::id()
+            )),
+            true,
+        ),
+    };
+    if data_dir.exists() {
+        return Err(format!(
+            "{} exists: a run starts on a fresh data directory",
+            data_dir.display()
+        ));
+    }
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    println!(
+        "chaos: seed {}, until {} kills{}; {} phones at {} terminals; data and the platform's log in {}",
+        args.seed,
+        args.kills,
+        args.minutes
+            .map(|minutes| format!(" or {minutes} minutes"))
+            .unwrap_or_default(),
+        args.phones,
+        args.terminals,
+        data_dir.display()
+    );
+    let result = run_in(
+        &args,
+        &data_dir.join("platform"),
+        &data_dir.join("platform.log"),
+    )
+    .await;
+    match &result {
+        Ok(()) if temporary => {
+            let _ = std::fs::remove_dir_all(&data_dir);
+        }
+        Ok(()) => {}
+        Err(_) => println!("the run's data is kept in {}", data_dir.display()),
+    }
+    result
+}
+
+/// The run: the platform on `data_dir` (made by its first start), its output in `log`.
+async fn run_in(args: &ChaosArgs, data_dir: &Path, log: &Path) -> CliResult {
+    let bank = free_port()?;
+    let switch = free_port()?;
+    let issuer_proxy = FaultProxy::start(bank)
+        .await
+        .map_err(|e| format!("cannot start the issuer link's proxy: {e}"))?;
+    let acquirer_proxy = FaultProxy::start(switch)
+        .await
+        .map_err(|e| format!("cannot start the acquirer link's proxy: {e}"))?;
+    let ports = Ports {
+        http: free_port()?,
+        switch,
+        bank,
+        issuer_link: issuer_proxy.address,
+    };
+    let mut platform = Platform::new(data_dir, log, None, ports)?;
+    let http = reqwest::Client::new();
+    platform.start()?;
+    if !platform.wait_ready(&http, Duration::from_secs(120)).await {
+        return Err(format!(
+            "the platform did not become ready; see {}",
+            platform.log_path().display()
+        ));
+    }
+
+    print!("provisioning {} phones… ", args.phones);
+    let phones = load::provision_phones(&format!("http://{}", ports.http), args.phones).await?;
+    println!("done");
+    let master = cloudpass_core::hex::decode(
+        std::fs::read_to_string(data_dir.join(cloudpass::app::TERMINAL_MASTER_KEY_FILE))
+            .map_err(|e| format!("cannot read the terminal master key: {e}"))?
+            .trim(),
+    )
+    .map_err(|_| "the terminal master key file is not hex".to_owned())?;
+    let (stop_links, links_stopped) = watch::channel(false);
+    let terminals = load::terminals(
+        acquirer_proxy.address,
+        args.terminals,
+        &master,
+        links_stopped,
+    )
+    .await?;
+
+    let record = Arc::new(Record::default());
+    let (stop_load, load_stopped) = watch::channel(false);
+    let mut workers = Vec::new();
+    for (index, phone) in phones.into_iter().enumerate() {
+        let terminal = index % terminals.len();
+        let worker = Worker {
+            phone,
+            pos: Arc::clone(&terminals[terminal]),
+            terminal: sandbox::TERMINALS[terminal],
+            random: SeededRandom::new(args.seed.wrapping_mul(1_000_003) ^ (index as u64 + 1)),
+            record: Arc::clone(&record),
+            link_down: false,
+        };
+        workers.push(tokio::spawn(worker.run(load_stopped.clone())));
+    }
+
+    let progress = Arc::new(Progress::default());
+    let reporter = tokio::spawn(report(Arc::clone(&progress), Arc::clone(&record)));
+    let faults = inject_faults(
+        args,
+        data_dir,
+        &mut platform,
+        &http,
+        &acquirer_proxy,
+        &issuer_proxy,
+        &progress,
+    )
+    .await;
+    let _ = stop_load.send(true);
+    let mut owed_voids = Vec::new();
+    for worker in workers {
+        owed_voids.extend(worker.await.map_err(|e| e.to_string())?);
+    }
+    reporter.abort();
+    let tally = faults?;
+
+    println!("load stopped; healing the links and draining reversals and advices");
+    acquirer_proxy.heal();
+    issuer_proxy.heal();
+    let reversals_left = drain(
+        &mut platform,
+        &http,
+        &terminals,
+        &record,
+        owed_voids,
+        data_dir,
+    )
+    .await?;
+    platform.kill();
+    let _ = stop_links.send(true);
+
+    let attempts = record.snapshot();
+    let facts = audit::Facts::read(data_dir, sandbox::ACQUIRER_ID).await?;
+    let checks = audit::check(&attempts, &facts, reversals_left);
+    print_summary(&tally, &attempts, &record, platform.starts);
+    print_audit(&checks);
+    match checks.iter().find(|check| !check.violations.is_empty()) {
+        None => {
+            println!("audit passed: seed {}", args.seed);
+            Ok(())
+        }
+        Some(check) => {
+            println!("first invariant broken: {}", check.name);
+            for violation in check.violations.iter().take(10) {
+                println!("  {violation}");
+            }
+            Err(format!(
+                "the audit failed for seed {}: {} ({} violations); replay with `cloudpass chaos --seed {}`",
+                args.seed,
+                check.name,
+                check.violations.len(),
+                args.seed
+            ))
+        }
+    }
+}
+
+/// Injects the schedule's faults until enough kills were made or the time is up; how many
+/// of each kind.
+async fn inject_faults(
+    args: &ChaosArgs,
+    data_dir: &Path,
+    platform: &mut Platform,
+    http: &reqwest::Client,
+    acquirer: &FaultProxy,
+    issuer: &FaultProxy,
+    progress: &Progress,
+) -> Result<BTreeMap<&'static str, u64>, String> {
+    let schedule = Schedule::new(args.seed);
+    let deadline = args
+        .minutes
+        .map(|minutes| Instant::now() + Duration::from_secs_f64(minutes.max(0.0) * 60.0));
+    let mut tally = BTreeMap::new();
+    let mut kills = 0;
+    let mut locks = Vec::new();
+    while kills < args.kills && deadline.is_none_or(|at| Instant::now() < at) {
+        let Event { after, fault } = schedule.next_event();
+        tokio::time::sleep(after).await;
+        platform.note(&format!("{fault:?}"));
+        *tally.entry(fault.kind()).or_insert(0) += 1;
+        progress.faults.fetch_add(1, Ordering::Relaxed);
+        match fault {
+            Fault::Kill { down, early } => {
+                platform.kill();
+                kills += 1;
+                progress.kills.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(down).await;
+                if !early {
+                    start_until_ready(platform, http).await?;
+                } else {
+                    platform.start()?;
+                }
+            }
+            Fault::Link {
+                link,
+                fault,
+                lasting,
+            } => {
+                let proxy = match link {
+                    LinkName::Acquirer => acquirer,
+                    LinkName::Issuer => issuer,
+                };
+                proxy.inject(fault);
+                tokio::time::sleep(lasting).await;
+                proxy.heal();
+            }
+            Fault::DatabaseLock { database, lasting } => {
+                let file = match database {
+                    Database::Platform => "cloudpass.sqlite",
+                    Database::Bank => "issuer-host.sqlite",
+                };
+                locks.push(tokio::spawn(hold_write_lock(data_dir.join(file), lasting)));
+            }
+        }
+        // A platform that died of a fault (a start that met a locked database) is started
+        // again, as a supervisor would.
+        if !platform.is_running() {
+            platform.start()?;
+        }
+    }
+    for lock in locks {
+        let _ = lock.await;
+    }
+    Ok(tally)
+}
+
+/// Starts the platform until it is ready: a start can fail while a database is locked.
+async fn start_until_ready(platform: &mut Platform, http: &reqwest::Client) -> CliResult {
+    for _ in 0..5 {
+        platform.start()?;
+        if platform.wait_ready(http, Duration::from_secs(60)).await {
+            return Ok(());
+        }
+        platform.kill();
+    }
+    Err(format!(
+        "the platform did not come back after a kill; see {}",
+        platform.log_path().display()
+    ))
+}
+
+/// Holds the write lock of the SQLite database at `path` for `lasting`: the platform's
+/// writes wait for it (10 s), then fail.
+async fn hold_write_lock(path: PathBuf, lasting: Duration) {
+    use sqlx::{ConnectOptions, Connection};
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .busy_timeout(Duration::from_secs(2));
+    let Ok(mut connection) = options.connect().await else {
+        return;
+    };
+    if sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut connection)
+        .await
+        .is_ok()
+    {
+        tokio::time::sleep(lasting).await;
+        let _ = sqlx::query("ROLLBACK").execute(&mut connection).await;
+    }
+    let _ = connection.close().await;
+}
+
+/// After the load: the platform up, every terminal's kept reversals and every owed void
+/// acknowledged, the switch's store and forward empty. The reversals still unacknowledged.
+async fn drain(
+    platform: &mut Platform,
+    http: &reqwest::Client,
+    terminals: &[Arc<Pos>],
+    record: &Record,
+    owed_voids: Vec<(Arc<Pos>, usize)>,
+    data_dir: &Path,
+) -> Result<usize, String> {
+    start_until_ready(platform, http).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pending = |terminals: &[Arc<Pos>]| {
+        terminals
+            .iter()
+            .filter(|pos| pos.terminal().reversals_pending())
+            .count()
+    };
+    while pending(terminals) > 0 && Instant::now() < deadline {
+        for pos in terminals {
+            if pos.terminal().reversals_pending() {
+                pos.terminal().flush_reversals().await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (pos, index) in owed_voids {
+        for _ in 0..10 {
+            if load::void(&pos, record, index).await {
+                break;
+            }
+        }
+    }
+    let left: usize = terminals
+        .iter()
+        .map(|pos| pos.terminal().reversals_kept())
+        .sum();
+    while Instant::now() < deadline {
+        if audit::advices_pending(data_dir).await? == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(left)
+}
+
+async fn report(progress: Arc<Progress>, record: Arc<Record>) {
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let tally = &record.tally;
+        eprintln!(
+            "  {:>4} s  kills {:>4}  faults {:>4}  purchases: approved {}  declined {}  unanswered {}  not sent {}  voids {}",
+            started.elapsed().as_secs(),
+            progress.kills.load(Ordering::Relaxed),
+            progress.faults.load(Ordering::Relaxed),
+            tally.approved.load(Ordering::Relaxed),
+            tally.declined.load(Ordering::Relaxed),
+            tally.unanswered.load(Ordering::Relaxed),
+            tally.not_sent.load(Ordering::Relaxed),
+            tally.voids.load(Ordering::Relaxed),
+        );
+    }
+}
+
+fn print_summary(
+    faults: &BTreeMap<&'static str, u64>,
+    attempts: &[load::Attempt],
+    record: &Record,
+    starts: u32,
+) {
+    println!();
+    println!("faults injected (platform started {starts} times):");
+    for (kind, count) in faults {
+        println!("  {kind:<26} {count:>6}");
+    }
+    let mut answers = BTreeMap::<String, u64>::new();
+    for attempt in attempts {
+        let key = match &attempt.answer {
+            load::Answer::Approved => "approved 00".to_owned(),
+            load::Answer::Declined(code) => format!("declined {code}"),
+            load::Answer::Unanswered => "unanswered (reversed by the terminal)".to_owned(),
+            load::Answer::NotSent => "not sent (link down)".to_owned(),
+        };
+        *answers.entry(key).or_insert(0) += 1;
+    }
+    println!("purchases as the terminals saw them ({}):", attempts.len());
+    for (answer, count) in &answers {
+        println!("  {answer:<40} {count:>6}");
+    }
+    println!(
+        "  voids acknowledged                       {:>6}",
+        record.tally.voids.load(Ordering::Relaxed)
+    );
+}
+
+fn print_audit(checks: &[audit::Check]) {
+    println!();
+    println!("{:<62} {:>9} {:>10}", "invariant", "checked", "violations");
+    for check in checks {
+        println!(
+            "{:<62} {:>9} {:>10}",
+            check.name,
+            check.checked,
+            check.violations.len()
+        );
+    }
+}

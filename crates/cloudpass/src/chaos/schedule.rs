@@ -1,0 +1,172 @@
+//! The faults of a run, drawn from its seed: what happens, how long after the last fault,
+//! and for how long. The sequence depends on the seed alone (not on how fast the machine
+//! is), so `--seed N` replays the same faults in the same order.
+
+use std::time::Duration;
+
+use cloudpass_core::{Random, SeededRandom};
+
+/// The links the fault proxies stand on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkName {
+    /// Terminals to the switch.
+    Acquirer,
+    /// The switch to the issuer host.
+    Issuer,
+}
+
+/// What a fault proxy does to a link for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFault {
+    /// Every chunk waits this long before it is passed on.
+    Delay(Duration),
+    /// Nothing is passed on; the connections that lost bytes are cut when it ends.
+    Blackhole,
+    /// Every open connection is cut at once.
+    Cut,
+    /// The next chunk each way is passed on only in part, then the connection is cut.
+    Partial,
+}
+
+/// The databases a lock can stop writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// The platform's store (journal, tokens, store and forward).
+    Platform,
+    /// The issuer host's ledger.
+    Bank,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL the platform; start it again after `down`. `early`: the next kill may come
+    /// before it is ready (a crash while it starts).
+    Kill { down: Duration, early: bool },
+    Link {
+        link: LinkName,
+        fault: LinkFault,
+        lasting: Duration,
+    },
+    /// Another process holds the database's write lock: writes wait, then fail.
+    DatabaseLock {
+        database: Database,
+        lasting: Duration,
+    },
+}
+
+impl Fault {
+    /// The fault's kind, for the tally.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Kill { .. } => "kill -9",
+            Fault::Link {
+                fault: LinkFault::Delay(_),
+                ..
+            } => "link delay",
+            Fault::Link {
+                fault: LinkFault::Blackhole,
+                ..
+            } => "link blackhole",
+            Fault::Link {
+                fault: LinkFault::Cut,
+                ..
+            } => "link cut",
+            Fault::Link {
+                fault: LinkFault::Partial,
+                ..
+            } => "partial frame",
+            Fault::DatabaseLock { .. } => "database refuses writes",
+        }
+    }
+}
+
+/// One fault and how long after the previous one it comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    pub after: Duration,
+    pub fault: Fault,
+}
+
+/// The run's faults, one after another.
+pub struct Schedule {
+    random: SeededRandom,
+}
+
+impl Schedule {
+    pub fn new(seed: u64) -> Schedule {
+        Schedule {
+            random: SeededRandom::new(seed ^ 0x00C4_A05F_A017_5EED),
+        }
+    }
+
+    fn millis(&self, low: u64, high: u64) -> Duration {
+        Duration::from_millis(low + self.random.below(high - low + 1))
+    }
+
+    pub fn next_event(&self) -> Event {
+        let after = self.millis(300, 2_500);
+        let fault = match self.random.below(100) {
+            0..45 => Fault::Kill {
+                down: self.millis(0, 3_000),
+                early: self.random.below(5) == 0,
+            },
+            45..85 => Fault::Link {
+                link: if self.random.below(2) == 0 {
+                    LinkName::Acquirer
+                } else {
+                    LinkName::Issuer
+                },
+                fault: match self.random.below(100) {
+                    0..30 => LinkFault::Delay(self.millis(50, 1_500)),
+                    30..55 => LinkFault::Blackhole,
+                    55..80 => LinkFault::Cut,
+                    _ => LinkFault::Partial,
+                },
+                lasting: self.millis(200, 4_000),
+            },
+            _ => Fault::DatabaseLock {
+                database: if self.random.below(5) < 3 {
+                    Database::Platform
+                } else {
+                    Database::Bank
+                },
+                // The stores wait 10 s for a lock: shorter locks stall writes, longer ones
+                // make them fail.
+                lasting: self.millis(500, 13_000),
+            },
+        };
+        Event { after, fault }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_gives_the_same_faults_and_another_seed_others() {
+        let first: Vec<Event> = (0..50)
+            .map({
+                let schedule = Schedule::new(7);
+                move |_| schedule.next_event()
+            })
+            .collect();
+        let again: Vec<Event> = (0..50)
+            .map({
+                let schedule = Schedule::new(7);
+                move |_| schedule.next_event()
+            })
+            .collect();
+        let other: Vec<Event> = (0..50)
+            .map({
+                let schedule = Schedule::new(8);
+                move |_| schedule.next_event()
+            })
+            .collect();
+        assert_eq!(first, again);
+        assert_ne!(first, other);
+        let kinds: std::collections::BTreeSet<&str> =
+            first.iter().map(|event| event.fault.kind()).collect();
+        assert!(kinds.len() >= 5, "{kinds:?}");
+    }
+}
