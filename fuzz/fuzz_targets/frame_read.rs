@@ -6,7 +6,13 @@ use cloudpass_iso8583::framing::Framing;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for framing in [Framing::default(), Framing { cups_header: true, ..Framing::default() }] {
+    for framing in [
+        Framing::default(),
+        Framing {
+            cups_header: true,
+            ..Framing::default()
+        },
+    ] {
         let mut offset = 0;
         while let Ok(Some(frame)) = framing.read(&data[offset..]) {
             assert!(frame.consumed > 0 && frame.consumed <= data.len() - offset);

@@ -67,11 +67,34 @@ impl Journal {
 
     /// Commits `ops` (with whatever else is waiting) and returns their outcomes.
     pub async fn record(&self, ops: Vec<JournalOp>) -> Result<Vec<JournalOutcome>, JournalError> {
+        #[cfg(feature = "deliberately-broken-journal")]
+        if matches!(ops.first(), Some(JournalOp::Answer(_))) {
+            return self.record_after_answering(ops).await;
+        }
         let (reply, answer) = oneshot::channel();
         self.sender
             .send((ops, reply))
             .await
             .map_err(|_| JournalError::Stopped)?;
         Ok(answer.await.map_err(|_| JournalError::Stopped)??)
+    }
+
+    /// DELIBERATELY BROKEN, built only with the feature `deliberately-broken-journal`: an
+    /// answer's steps (and any advice queued with it) are handed to the writer and reported
+    /// committed before they are, so the answer can leave and then be lost by a crash or a
+    /// failed commit. It exists so that `cloudpass chaos` can show it catches a journal that
+    /// answers before its commit (docs/reliability.md); never enable it anywhere else.
+    #[cfg(feature = "deliberately-broken-journal")]
+    async fn record_after_answering(
+        &self,
+        ops: Vec<JournalOp>,
+    ) -> Result<Vec<JournalOutcome>, JournalError> {
+        let steps = ops.len();
+        let (reply, _not_awaited) = oneshot::channel();
+        self.sender
+            .send((ops, reply))
+            .await
+            .map_err(|_| JournalError::Stopped)?;
+        Ok((0..steps).map(|_| JournalOutcome::Recorded).collect())
     }
 }

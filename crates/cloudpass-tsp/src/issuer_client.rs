@@ -5,9 +5,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::secret::Secret;
+use cloudpass_core::Clock;
 use cloudpass_crypto::signature;
 use cloudpass_issuer_api::*;
 use serde::Serialize;
@@ -47,29 +49,26 @@ pub trait IssuerClient: Send + Sync {
 /// The issuer protocol over HTTP.
 pub struct HttpIssuerClient {
     http: reqwest::Client,
-    now_seconds: fn() -> i64,
-}
-
-fn system_seconds() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
-        .unwrap_or(0)
+    /// Stamps each request (the issuer checks it is near its own time).
+    clock: Arc<dyn Clock>,
 }
 
 impl HttpIssuerClient {
     /// A client whose calls time out after `timeout` and keep at most `max_idle` idle
-    /// connections per bank; `extra_root` (PEM) is trusted beside the platform's roots.
-    pub fn new(timeout: Duration, max_idle: usize, extra_root: Option<&[u8]>) -> TspResult<Self> {
+    /// connections per bank; `extra_root` (PEM) is trusted beside the platform's roots;
+    /// requests are stamped with `clock`'s time.
+    pub fn new(
+        timeout: Duration,
+        max_idle: usize,
+        extra_root: Option<&[u8]>,
+        clock: Arc<dyn Clock>,
+    ) -> TspResult<Self> {
         let http = cloudpass_http::client::builder(timeout, extra_root)
             .map_err(|error| TspError::Internal(format!("HTTP client: {error}")))?
             .pool_max_idle_per_host(max_idle)
             .build()
             .map_err(|error| TspError::Internal(format!("HTTP client: {error}")))?;
-        Ok(Self {
-            http,
-            now_seconds: system_seconds,
-        })
+        Ok(Self { http, clock })
     }
 
     async fn post<Req: Serialize, Resp: DeserializeOwned>(
@@ -80,7 +79,7 @@ impl HttpIssuerClient {
     ) -> TspResult<Resp> {
         let body =
             serde_json::to_vec(request).map_err(|error| TspError::Internal(error.to_string()))?;
-        let timestamp = (self.now_seconds)();
+        let timestamp = self.clock.now_millis().div_euclid(1_000);
         let url = format!("{}/{operation}", issuer.api_url.trim_end_matches('/'));
         let response = self
             .http

@@ -352,6 +352,7 @@ impl Tsp {
             Arc::clone(&hsm),
             keys.data,
             config.vault_cache_capacity,
+            Arc::clone(&clock),
         )
         .with_ttl(config.vault_cache_ttl);
         let bins = store.bin_ranges().await?;

@@ -7,10 +7,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cloudpass_core::lifecycle::TokenStatus;
-use cloudpass_core::{Currency, Expiry, Money, Pan};
+use cloudpass_core::{Clock, Currency, Expiry, Money, Pan};
 use cloudpass_crypto::{Hsm, KeyHandle};
 use cloudpass_store::{AnyStore, TokenStore, VaultEntry};
 
@@ -49,9 +49,11 @@ pub struct Vault {
     store: AnyStore,
     hsm: Arc<dyn Hsm>,
     data_key: KeyHandle,
-    cache: RwLock<HashMap<String, (Arc<VaultEntry>, Instant)>>,
+    /// Each entry with when it was loaded (the clock's milliseconds).
+    cache: RwLock<HashMap<String, (Arc<VaultEntry>, i64)>>,
     capacity: usize,
     ttl: Option<Duration>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Associated data binding a card's encrypted number to the card.
@@ -60,7 +62,14 @@ pub fn pan_aad(card_id: &str) -> Vec<u8> {
 }
 
 impl Vault {
-    pub fn new(store: AnyStore, hsm: Arc<dyn Hsm>, data_key: KeyHandle, capacity: usize) -> Self {
+    /// A vault reading time (for the cache's `ttl`) through `clock`.
+    pub fn new(
+        store: AnyStore,
+        hsm: Arc<dyn Hsm>,
+        data_key: KeyHandle,
+        capacity: usize,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             hsm,
@@ -68,13 +77,21 @@ impl Vault {
             cache: RwLock::new(HashMap::new()),
             capacity: capacity.max(1),
             ttl: None,
+            clock,
         }
     }
 
-    /// Cached entries older than `ttl` are read again from the store.
+    /// Cached entries older than `ttl` (by the vault's clock) are read again from the store.
     pub fn with_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.ttl = ttl;
         self
+    }
+
+    fn fresh(&self, loaded_at: i64) -> bool {
+        self.ttl.is_none_or(|ttl| {
+            let age = self.clock.now_millis().saturating_sub(loaded_at);
+            u128::try_from(age).is_ok_and(|age| age < ttl.as_millis())
+        })
     }
 
     /// The card behind `token_number`, or `None` if no such token exists.
@@ -84,7 +101,7 @@ impl Vault {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(token_number)
-            .filter(|(_, loaded)| self.ttl.is_none_or(|ttl| loaded.elapsed() < ttl))
+            .filter(|(_, loaded_at)| self.fresh(*loaded_at))
             .map(|(entry, _)| Arc::clone(entry));
         let entry = match cached {
             Some(entry) => entry,
@@ -99,7 +116,7 @@ impl Vault {
                 }
                 cache.insert(
                     token_number.to_owned(),
-                    (Arc::clone(&entry), Instant::now()),
+                    (Arc::clone(&entry), self.clock.now_millis()),
                 );
                 entry
             }

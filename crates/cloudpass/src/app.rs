@@ -79,6 +79,12 @@ pub struct AppConfig {
     /// Where the switch reaches the issuer host, if not directly (tests put a fault-injecting
     /// proxy in between).
     pub issuer_link_override: Option<SocketAddr>,
+    /// The time every part of the platform reads (the system's, unless a test moves a
+    /// `ManualClock` by hand).
+    pub clock: Arc<dyn Clock>,
+    /// Where keys, tokens, nonces and identifiers come from (the operating system's, unless a
+    /// test seeds its own).
+    pub random: Arc<dyn Random>,
 }
 
 /// The switch's port unless configured otherwise.
@@ -116,6 +122,8 @@ impl AppConfig {
             http_limits: HttpLimits::default(),
             http_tls: None,
             issuer_link_override: None,
+            clock: Arc::new(SystemClock),
+            random: Arc::new(OsRandom),
         }
     }
 }
@@ -292,8 +300,8 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     };
     store.migrate().await.map_err(|e| e.to_string())?;
 
-    let random: Arc<dyn Random> = Arc::new(OsRandom);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let random = Arc::clone(&config.random);
+    let clock = Arc::clone(&config.clock);
     let (master, master_key_origin) = master_key::load(
         config.master_key.as_ref(),
         &config.data_dir,
@@ -311,8 +319,13 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         None => None,
     };
     let issuers = Arc::new(
-        HttpIssuerClient::new(Duration::from_secs(10), 32, own_certificate.as_deref())
-            .map_err(|e| e.to_string())?,
+        HttpIssuerClient::new(
+            Duration::from_secs(10),
+            32,
+            own_certificate.as_deref(),
+            Arc::clone(&clock),
+        )
+        .map_err(|e| e.to_string())?,
     );
     let tsp = Arc::new(
         Tsp::new(

@@ -5,6 +5,7 @@
 mod bench;
 mod chaos;
 mod cli;
+mod wallet_phone;
 
 use std::process::ExitCode;
 

@@ -17,16 +17,16 @@ use std::time::{Duration, Instant};
 
 use cloudpass::sandbox;
 use cloudpass_core::{Currency, Money, SystemClock, hex, luhn_check_digit};
-use cloudpass_crypto::{DeviceKeyPair, OsRandom};
+use cloudpass_crypto::OsRandom;
 use cloudpass_iso8583::link::Link;
 use cloudpass_sim::issuer_host::SimCard;
-use cloudpass_sim::phone::{Phone, envelope_from_json};
+use cloudpass_sim::phone::Phone;
 use cloudpass_sim::pos::{Pos, Presentment, Purchase, TerminalConfig};
-use serde_json::json;
 use tokio::sync::watch;
 
 use super::{grouped, percentile};
 use crate::cli::CliResult;
+use crate::wallet_phone::{self, PhoneCard};
 
 pub struct SwitchBench {
     pub backend: String,
@@ -135,47 +135,14 @@ async fn measure(
     print!("provisioning {slots_total} phones… ");
     let base = running.base_url();
     let http = reqwest::Client::new();
-    let wallet = &sandbox::WALLETS[0];
     let mut phones = Vec::with_capacity(slots_total);
     for index in 0..slots_total {
-        let keys = DeviceKeyPair::generate(&OsRandom);
-        let device_id = format!("bench-{index}");
-        let post = |path: &str, body: serde_json::Value| {
-            http.post(format!("{base}{path}"))
-                .bearer_auth(wallet.api_key)
-                .header("Idempotency-Key", format!("bench-{path}-{index}"))
-                .json(&body)
-                .send()
+        let number = bench_card(index % BENCH_CARDS);
+        let card = PhoneCard {
+            number: &number,
+            expiry: "3012",
         };
-        let made = post(
-            "/tsp/v1/devices",
-            json!({"device_id": device_id, "kind": "handset_se", "brand": "bench",
-                   "account_id": sandbox::ACCOUNT_ID, "unlock_set": true,
-                   "public_key": hex::encode(&keys.public_key())}),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        if !made.status().is_success() {
-            return Err(format!(
-                "device registration: {}: {}",
-                made.status(),
-                made.text().await.unwrap_or_default()
-            ));
-        }
-        let answer: serde_json::Value = post(
-            "/tsp/v1/tokens",
-            json!({"device_id": device_id, "account_id": sandbox::ACCOUNT_ID,
-                   "card": {"number": bench_card(index % BENCH_CARDS), "expiry": "3012"}}),
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-        let token_id = answer["token"]["token_id"].as_str().unwrap_or_default();
-        let envelope = envelope_from_json(&answer["card_profile"])
-            .map_err(|e| format!("provisioning: {e}: {answer}"))?;
-        phones.push(Phone::provision(&keys, token_id, &envelope).map_err(|e| e.to_string())?);
+        phones.push(wallet_phone::provision(&http, &base, &format!("bench-{index}"), card).await?);
     }
     println!("done");
 

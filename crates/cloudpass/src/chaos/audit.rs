@@ -109,10 +109,15 @@ impl Facts {
     pub async fn read(data_dir: &Path, acquirer: &str) -> Result<Facts, String> {
         let mut bank = open(&data_dir.join("issuer-host.sqlite")).await?;
         let failed = |e: sqlx::Error| format!("the audit's query failed: {e}");
+        // The ledger is summed per transaction once (a correlated subquery per purchase
+        // made the audit of a long run take minutes).
         let purchases = sqlx::query(
             "SELECT t.stan, t.transmission_time, t.response_code, t.reversed, \
-             COALESCE((SELECT SUM(l.amount) FROM sim_ledger l WHERE l.transaction_id = t.id AND l.debit), 0) AS posted \
-             FROM sim_transactions t WHERE t.mti = '0200' AND ltrim(t.acquirer, '0') = ltrim($1, '0')",
+             COALESCE(p.posted, 0) AS posted \
+             FROM sim_transactions t LEFT JOIN \
+             (SELECT transaction_id, SUM(amount) AS posted FROM sim_ledger WHERE debit GROUP BY transaction_id) p \
+             ON p.transaction_id = t.id \
+             WHERE t.mti = '0200' AND ltrim(t.acquirer, '0') = ltrim($1, '0')",
         )
         .bind(acquirer)
         .fetch_all(&mut bank)

@@ -9,13 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudpass::sandbox;
-use cloudpass_core::{Currency, Money, Random, SeededRandom, SystemClock, hex};
-use cloudpass_crypto::{DeviceKeyPair, OsRandom, Pin};
+use cloudpass_core::{Currency, Money, Random, SeededRandom, SystemClock};
+use cloudpass_crypto::{OsRandom, Pin};
 use cloudpass_iso8583::link::Link;
-use cloudpass_sim::phone::{Phone, envelope_from_json};
+use cloudpass_sim::phone::Phone;
 use cloudpass_sim::pos::{Outcome, Pos, Presentment, Purchase, TerminalConfig};
-use serde_json::json;
 use tokio::sync::watch;
+
+use crate::wallet_phone::{self, PhoneCard};
 
 /// The sandbox bank's cards the phones carry: funded, green for provisioning, PIN published.
 pub struct ChaosCard {
@@ -143,44 +144,15 @@ pub struct ChaosPhone {
 /// Provisions `count` phones (one device each) with the chaos cards in turn.
 pub async fn provision_phones(base: &str, count: usize) -> Result<Vec<ChaosPhone>, String> {
     let http = reqwest::Client::new();
-    let wallet = &sandbox::WALLETS[0];
     let mut phones = Vec::with_capacity(count);
     for index in 0..count {
         let card = index % CARDS.len();
-        let keys = DeviceKeyPair::generate(&OsRandom);
-        let device_id = format!("chaos-{index}");
-        let post = |path: &str, body: serde_json::Value| {
-            http.post(format!("{base}{path}"))
-                .bearer_auth(wallet.api_key)
-                .header("Idempotency-Key", format!("chaos-{path}-{index}"))
-                .json(&body)
-                .send()
+        let chaos_card = PhoneCard {
+            number: CARDS[card].number,
+            expiry: CARDS[card].expiry,
         };
-        let made = post(
-            "/tsp/v1/devices",
-            json!({"device_id": device_id, "kind": "handset_se", "brand": "chaos",
-                   "account_id": sandbox::ACCOUNT_ID, "unlock_set": true,
-                   "public_key": hex::encode(&keys.public_key())}),
-        )
-        .await
-        .map_err(|e| format!("device registration: {e}"))?;
-        if !made.status().is_success() {
-            return Err(format!("device registration: {}", made.status()));
-        }
-        let answer: serde_json::Value = post(
-            "/tsp/v1/tokens",
-            json!({"device_id": device_id, "account_id": sandbox::ACCOUNT_ID,
-                   "card": {"number": CARDS[card].number, "expiry": CARDS[card].expiry}}),
-        )
-        .await
-        .map_err(|e| format!("provisioning: {e}"))?
-        .json()
-        .await
-        .map_err(|e| format!("provisioning: {e}"))?;
-        let token_id = answer["token"]["token_id"].as_str().unwrap_or_default();
-        let envelope = envelope_from_json(&answer["card_profile"])
-            .map_err(|e| format!("provisioning answered without a card profile: {e}"))?;
-        let phone = Phone::provision(&keys, token_id, &envelope).map_err(|e| e.to_string())?;
+        let phone =
+            wallet_phone::provision(&http, base, &format!("chaos-{index}"), chaos_card).await?;
         phones.push(ChaosPhone { phone, card });
     }
     Ok(phones)

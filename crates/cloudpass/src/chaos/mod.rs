@@ -95,6 +95,12 @@ async fn run_async(args: ChaosArgs) -> CliResult {
             data_dir.display()
         ));
     }
+    if cfg!(feature = "deliberately-broken-journal") {
+        println!(
+            "chaos: THIS BUILD IS DELIBERATELY BROKEN (feature deliberately-broken-journal): the \
+             switch's journal answers before its commit; the audit should fail"
+        );
+    }
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     println!(

@@ -467,17 +467,19 @@ async fn sealing_service(
     let (master, _) = master_key::load(provider.as_ref(), data_dir, false)?;
     let random: Arc<dyn Random> = Arc::new(OsRandom);
     let hsm: Arc<dyn Hsm> = Arc::new(SoftHsm::new(master, Arc::clone(&random)));
+    let clock: Arc<dyn cloudpass_core::Clock> = Arc::new(SystemClock);
     let issuers = cloudpass_tsp::issuer_client::HttpIssuerClient::new(
         std::time::Duration::from_secs(10),
         1,
         None,
+        Arc::clone(&clock),
     )
     .map_err(|e| e.to_string())?;
     let tsp = cloudpass_tsp::Tsp::new(
         store.clone(),
         hsm,
         Arc::new(issuers),
-        Arc::new(SystemClock),
+        clock,
         random,
         cloudpass_tsp::TspConfig::default(),
     )

@@ -191,7 +191,7 @@ pub fn switch(args: SwitchArgs) -> CliResult {
                 store,
                 Arc::clone(&hsm),
                 Arc::new(
-                    HttpIssuerClient::new(Duration::from_secs(10), 4, None).map_err(|e| e.to_string())?,
+                    HttpIssuerClient::new(Duration::from_secs(10), 4, None, Arc::clone(&clock)).map_err(|e| e.to_string())?,
                 ),
                 Arc::clone(&clock),
                 Arc::clone(&random),

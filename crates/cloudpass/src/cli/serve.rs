@@ -81,6 +81,10 @@ pub fn run(args: ServeArgs) -> CliResult {
         let running = app::start(config).await?;
         let base = running.base_url();
         println!("cloudpass serving on {base}");
+        if cfg!(feature = "deliberately-broken-journal") {
+            println!("  WARNING: a deliberately broken build (feature deliberately-broken-journal): the switch's journal answers before its commit");
+            tracing::warn!("deliberately broken build: the switch's journal answers before its commit");
+        }
         println!("  database: {}", running.database);
         println!("  master key check value: {} (from {})", running.master_check_value, running.master_key_origin);
         println!("  token service API:  {base}/tsp/v1  (OpenAPI: {base}/tsp/v1/openapi.json)");

@@ -1,0 +1,53 @@
+//! A short seeded chaos run, as CI's share of `cloudpass chaos`: the real binary, the
+//! platform killed a few times under load with link and database faults, then the money
+//! audit. The long runs (the default 120 kills, other seeds) are commands, recorded in
+//! docs/reliability.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+/// The figure printed after `label` on a line of the run's summary.
+fn figure(summary: &str, label: &str) -> u64 {
+    summary
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|figure| figure.parse().ok())
+        .unwrap_or_else(|| panic!("no `{label}` figure in the summary:\n{summary}"))
+}
+
+#[test]
+fn a_short_seeded_run_kills_the_platform_and_passes_the_money_audit() {
+    let seed = "7";
+    let kills = 6;
+    let output = Command::new(env!("CARGO_BIN_EXE_cloudpass"))
+        .args(["chaos", "--seed", seed, "--kills", &kills.to_string()])
+        .args(["--phones", "4", "--terminals", "2"])
+        .env_remove("CLOUDPASS_MASTER_KEY")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the chaos run failed:\n{summary}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        summary.contains(&format!("audit passed: seed {seed}")),
+        "{summary}"
+    );
+    assert_eq!(figure(&summary, "kill -9"), kills, "{summary}");
+    // The audit looked at real payments: some approved and voided, every one checked.
+    assert!(figure(&summary, "approved 00") > 0, "{summary}");
+    let purchases = figure(&summary, "approved at a terminal → posted once at the bank");
+    assert!(purchases > 0, "{summary}");
+    let violations: u64 = summary
+        .lines()
+        .skip_while(|line| !line.starts_with("invariant"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty() && !line.starts_with("audit passed"))
+        .filter_map(|line| line.split_whitespace().last()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(violations, 0, "{summary}");
+}
