@@ -128,6 +128,10 @@ pub const CAMPAIGNS: [cloudpass_core::discount::Campaign; 1] =
 pub const DEFAULT_PHONE_CARD: &str = "6226090000000048";
 /// 华夏贷记: its bank wants an SMS code before it goes onto a device (yellow); CVN2 248.
 pub const STEP_UP_CARD: &str = "6226388000000095";
+/// 平安借记: green, PIN 123456 as published.
+pub const PINGAN_DEBIT_CARD: &str = "6216261000000000018";
+/// 农行贷记: green, CVN2 123; no PIN is published (the sandbox's is 111111).
+pub const ABC_CREDIT_CARD: &str = "5200831111111113";
 
 /// The wallet account seeded with every token requestor.
 pub const ACCOUNT_ID: &str = "alice";
@@ -249,7 +253,7 @@ pub fn cards() -> Vec<SimCard> {
         },
         // 平安借记: PIN 123456 as published.
         Card {
-            number: "6216261000000000018",
+            number: PINGAN_DEBIT_CARD,
             expiry: "2912",
             cvn2: None,
             phone: "13552535506",
@@ -261,7 +265,7 @@ pub fn cards() -> Vec<SimCard> {
         },
         // 农行贷记. No PIN is published: 111111.
         Card {
-            number: "5200831111111113",
+            number: ABC_CREDIT_CARD,
             expiry: "2911",
             cvn2: Some("123"),
             phone: "13552535506",

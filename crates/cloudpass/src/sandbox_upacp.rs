@@ -267,9 +267,9 @@ pub const PUBLISHED_SMS_CODES: &[&str] = &["111111", "123456"];
 
 /// The ID numbers UnionPay publishes for its test cards' holders (certifTp 01).
 const PUBLISHED_ID_NUMBERS: &[(&str, &str)] = &[
-    ("6226090000000048", "510265790128303"),
-    ("6226388000000095", "510265790128303"),
-    ("6216261000000000018", "341126197709218366"),
+    (crate::sandbox::DEFAULT_PHONE_CARD, "510265790128303"),
+    (crate::sandbox::STEP_UP_CARD, "510265790128303"),
+    (crate::sandbox::PINGAN_DEBIT_CARD, "341126197709218366"),
 ];
 
 fn published_id_number(card_number: &str) -> Option<&'static str> {

@@ -32,12 +32,12 @@ pub const CARDS: [ChaosCard; 3] = [
         pin: "111101",
     },
     ChaosCard {
-        number: "6216261000000000018",
+        number: sandbox::PINGAN_DEBIT_CARD,
         expiry: "2912",
         pin: "123456",
     },
     ChaosCard {
-        number: "5200831111111113",
+        number: sandbox::ABC_CREDIT_CARD,
         expiry: "2911",
         pin: "111111",
     },
