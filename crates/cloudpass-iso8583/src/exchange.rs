@@ -1,7 +1,9 @@
 //! One request, one answer with another party's ISO 8583 port — the seam every client of a
 //! port goes through: a terminal or the gateway to the switch, the switch to an issuer host.
-//! Over TCP it is a [`crate::link::Link`]; inside one process it is the port's own handler
-//! (the switch's in-process implementation runs the very checks its TCP port runs).
+//! Over TCP it is a [`crate::link::Link`]; inside one process it is
+//! `crate::in_process::InProcess`, which hands the encoded message to the port's own
+//! handler, so the very checks the TCP port runs are run (the gateway reaches the switch so,
+//! and the switch's tests reach the issuer host so).
 
 use std::future::Future;
 use std::pin::Pin;

@@ -10,6 +10,8 @@ pub mod emv_data;
 pub mod error;
 pub mod exchange;
 pub mod framing;
+#[cfg(feature = "tokio")]
+pub mod in_process;
 pub mod json;
 #[cfg(feature = "tokio")]
 pub mod link;

@@ -18,4 +18,4 @@ pub mod switch;
 pub mod vault;
 
 pub use cloudpass_iso8583::server::FrameAnswer;
-pub use switch::{InProcess, StandInPolicy, Switch, SwitchConfig, SwitchParts};
+pub use switch::{ForwardPass, InProcess, StandInPolicy, Switch, SwitchConfig, SwitchParts};

@@ -410,7 +410,9 @@ pub async fn gateway_terminal(
             reversal_attempts: 3,
         },
         &master,
-        std::sync::Arc::new(cloudpass_switch::InProcess(std::sync::Arc::clone(switch))),
+        std::sync::Arc::new(cloudpass_switch::InProcess::new(std::sync::Arc::clone(
+            switch,
+        ))),
         std::sync::Arc::clone(clock),
         std::sync::Arc::clone(random),
     )

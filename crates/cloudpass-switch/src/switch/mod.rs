@@ -30,7 +30,6 @@ use crate::vault::TokenVault;
 mod card_not_present;
 mod clearing;
 mod financial;
-mod in_process;
 mod record;
 mod request;
 mod returns;
@@ -39,7 +38,10 @@ mod sign_on;
 mod store_and_forward;
 mod to_issuer;
 
-pub use in_process::InProcess;
+pub use store_and_forward::ForwardPass;
+
+/// The switch's port inside one process (the gateway's link to it, tests' terminals).
+pub type InProcess = cloudpass_iso8583::in_process::InProcess<Switch>;
 
 /// What the switch does when the issuer cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

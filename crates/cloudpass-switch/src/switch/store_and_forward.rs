@@ -6,38 +6,58 @@ use std::sync::Arc;
 use cloudpass_core::AccountNumber;
 use cloudpass_iso8583::private::{FIELD_60, OriginalData, Positional, values};
 use cloudpass_iso8583::{Message, Mti};
-use cloudpass_store::{SafDelivery, SafRow, TokenStore};
+use cloudpass_store::{SafDelivery, SafRow, StoreError, TokenStore};
 use tokio::sync::watch;
 
 use super::Switch;
 
+/// What one pass over the store-and-forward queue did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ForwardPass {
+    /// Advices the issuer answered: they leave the queue.
+    pub acknowledged: usize,
+    /// Advices it did not take (down, timed out, 96/91): tried again later.
+    pub retried: usize,
+}
+
+/// Advices one pass takes from the queue.
+const PASS_BATCH: i64 = 64;
+
 impl Switch {
-    /// Delivers queued advices to the issuer until `shutdown` fires: each is sent until the
-    /// issuer answers it (any answer acknowledges it), waiting longer after each failure.
+    /// Delivers queued advices to the issuer until `shutdown` fires: a
+    /// [`Switch::forward_due_advices`] pass every `saf_poll`.
     pub async fn run_store_and_forward(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let now = self.clock.now_millis();
-            match self.store.saf_due(now, 64).await {
-                Ok(due) => {
-                    for advice in due {
-                        let delivery = self.deliver(&advice, now).await;
-                        if let SafDelivery::Acknowledged { response_code, .. } = &delivery {
-                            tracing::info!(advice = %advice.mti, stan = %advice.stan, response_code = %response_code, "store and forward: advice acknowledged");
-                        }
-                        if let Err(error) = self.store.saf_record(&advice.id, &delivery).await {
-                            tracing::error!(error = %error, "store and forward: cannot record a delivery");
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(error = %error, "store and forward: cannot read the queue")
-                }
+            if let Err(error) = self.forward_due_advices().await {
+                tracing::error!(error = %error, "store and forward: cannot read the queue");
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.config.saf_poll) => {}
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// One pass: each advice due by the switch's clock is sent; one the issuer answers
+    /// (any answer acknowledges it) leaves the queue, any other is due again after a wait
+    /// that doubles with each failure up to `saf_max_backoff`.
+    pub async fn forward_due_advices(&self) -> Result<ForwardPass, StoreError> {
+        let now = self.clock.now_millis();
+        let mut pass = ForwardPass::default();
+        for advice in self.store.saf_due(now, PASS_BATCH).await? {
+            let delivery = self.deliver(&advice, now).await;
+            match &delivery {
+                SafDelivery::Acknowledged { response_code, .. } => {
+                    tracing::info!(advice = %advice.mti, stan = %advice.stan, response_code = %response_code, "store and forward: advice acknowledged");
+                    pass.acknowledged += 1;
+                }
+                SafDelivery::Retry { .. } => pass.retried += 1,
+            }
+            if let Err(error) = self.store.saf_record(&advice.id, &delivery).await {
+                tracing::error!(error = %error, "store and forward: cannot record a delivery");
+            }
+        }
+        Ok(pass)
     }
 
     pub(super) async fn deliver(&self, advice: &SafRow, now: i64) -> SafDelivery {
