@@ -38,9 +38,11 @@ impl Switch {
         }
     }
 
-    /// One pass: each advice due by the switch's clock is sent; one the issuer answers
-    /// (any answer acknowledges it) leaves the queue, any other is due again after a wait
-    /// that doubles with each failure up to `saf_max_backoff`.
+    /// One pass: each advice due by the switch's clock is sent; one the issuer takes (any
+    /// answer but 96, 91 or none: see [`advice_taken`]) leaves the queue, any other is due
+    /// again after a wait that doubles with each failure up to `saf_max_backoff`. An advice
+    /// acknowledged whose acknowledgement cannot be recorded is sent again later; the issuer
+    /// answers a repeat from its record and posts nothing.
     pub async fn forward_due_advices(&self) -> Result<ForwardPass, StoreError> {
         let now = self.clock.now_millis();
         let mut pass = ForwardPass::default();
