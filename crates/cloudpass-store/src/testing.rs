@@ -127,3 +127,38 @@ pub async fn fresh_postgres() -> Result<TestStore, StoreError> {
         cleanup: Cleanup::Schema(schema),
     })
 }
+
+/// The two databases every storage test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh store on `backend`.
+pub async fn fresh(backend: Backend) -> Result<TestStore, StoreError> {
+    match backend {
+        Backend::Sqlite => fresh_sqlite().await,
+        Backend::Postgres => fresh_postgres().await,
+    }
+}
+
+/// Tokio tests `sqlite::NAME` and `postgres::NAME` for each `async fn NAME(Backend)` named:
+/// `on_both_stores!(a, b);` beside `async fn a(backend: Backend)` in a test file.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::testing::Backend::Sqlite).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name($crate::testing::Backend::Postgres).await;
+            })*
+        }
+    };
+}

@@ -17,7 +17,7 @@ use cloudpass_iso8583::Message;
 use cloudpass_iso8583::exchange::{Answer, Exchange, LinkError};
 use cloudpass_iso8583::in_process::InProcess;
 use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig, SimCard};
-use cloudpass_store::testing::{TestStore, fresh_postgres, fresh_sqlite};
+use cloudpass_store::testing::{Backend, TestStore, fresh};
 use cloudpass_switch::participants::{Acquirer, Merchant};
 use cloudpass_switch::vault::{BoxFuture, TokenVault, VaultError, VaultRecord};
 use cloudpass_switch::{ForwardPass, Switch, SwitchConfig, SwitchParts};
@@ -37,12 +37,6 @@ const TERMINAL: &str = "CPTEST01";
 /// Store and forward's first wait and its longest.
 const POLL: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// The issuer link as the test sets it: passing messages, down (nothing is sent), or losing
 /// the issuer's answers (the issuer acts; the switch hears nothing and times out).
@@ -135,11 +129,7 @@ impl Network {
             MasterKey::generate(random.as_ref()),
             Arc::clone(&random),
         ));
-        let store = match backend {
-            Backend::Sqlite => fresh_sqlite().await,
-            Backend::Postgres => fresh_postgres().await,
-        }
-        .expect("a fresh store");
+        let store = fresh(backend).await.expect("a fresh store");
         let switch = new_switch(&clock, &bank, &line, &hsm, &store, random.as_ref());
         let terminal = Terminal::new(
             terminal_config(),
@@ -337,24 +327,7 @@ fn card() -> SimCard {
     }
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await;
-            })*
-        }
-    };
-}
-
-on_both_stores!(
+cloudpass_store::on_both_stores!(
     an_answer_lost_on_its_way_back_is_reversed_once,
     a_reversal_waits_longer_after_each_failure_and_is_delivered_once,
     queued_advices_survive_a_switch_restart,

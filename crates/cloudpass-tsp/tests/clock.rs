@@ -18,7 +18,7 @@ use cloudpass_issuer_api::{
     PasscodeResponse,
 };
 use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig, SimCard};
-use cloudpass_store::testing::{TestStore, fresh_postgres, fresh_sqlite};
+use cloudpass_store::testing::{Backend, TestStore, fresh};
 use cloudpass_store::{BinRangeRow, IssuerRow, ProductRow, TokenRequestorRow, TokenStore};
 use cloudpass_tsp::http::api_key_hash;
 use cloudpass_tsp::issuer_client::{BoxFuture, IssuerClient, IssuerEndpoint};
@@ -36,12 +36,6 @@ const PHONE: &str = "18100000000";
 const GREEN_CARD: &str = "6226090000000048";
 const YELLOW_CARD: &str = "6226388000000095";
 const YELLOW_CVN2: &str = "248";
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// The bank's side of the issuer protocol, called in this process.
 struct BankInProcess(Arc<IssuerHost>);
@@ -113,11 +107,7 @@ impl Setup {
         for card in cards() {
             bank.add_card(&card).await.expect("the card is issued");
         }
-        let store = match backend {
-            Backend::Sqlite => fresh_sqlite().await,
-            Backend::Postgres => fresh_postgres().await,
-        }
-        .expect("a fresh store");
+        let store = fresh(backend).await.expect("a fresh store");
         let hsm = Arc::new(SoftHsm::new(
             MasterKey::generate(random.as_ref()),
             Arc::clone(&random),
@@ -314,24 +304,7 @@ fn cards() -> [SimCard; 2] {
     ]
 }
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await;
-            })*
-        }
-    };
-}
-
-on_both_stores!(
+cloudpass_store::on_both_stores!(
     a_step_up_code_lives_exactly_its_validity,
     another_instance_sees_a_change_within_its_cache_ttl,
 );
