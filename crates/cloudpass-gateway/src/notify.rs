@@ -150,11 +150,14 @@ impl Gateway {
         form
     }
 
-    /// Delivers due notifications until `shutdown` fires.
+    /// The client notifications are sent with: it waits `notify.timeout` for a merchant.
+    pub fn notification_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        cloudpass_http::client::builder(self.config.notify.timeout, None).and_then(|b| b.build())
+    }
+
+    /// Runs [`Gateway::sweep`] every `notify.poll` until `shutdown` fires.
     pub async fn run_notifier(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let client = match cloudpass_http::client::builder(self.config.notify.timeout, None)
-            .and_then(|b| b.build())
-        {
+        let client = match self.notification_client() {
             Ok(client) => client,
             Err(error) => {
                 tracing::error!(error = %error, "gateway: no HTTP client for notifications");
@@ -162,16 +165,24 @@ impl Gateway {
             }
         };
         loop {
-            self.refresh_sandbox_clocks().await;
-            self.close_expired().await;
-            self.send_held_payments().await;
-            self.settle_unanswered().await;
-            self.deliver_due(&client).await;
+            self.sweep(&client).await;
             tokio::select! {
                 _ = tokio::time::sleep(self.config.notify.poll) => {}
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// One pass of the gateway's worker, by the clock as it reads now: the merchants' sandbox
+    /// clocks read afresh, unpaid orders past their `payTimeout` closed, held payments that
+    /// are due sent, payments unanswered too long settled, and due notifications sent once
+    /// each. Tests on a manual clock call it after moving the clock.
+    pub async fn sweep(&self, client: &reqwest::Client) {
+        self.refresh_sandbox_clocks().await;
+        self.close_expired().await;
+        self.send_held_payments().await;
+        self.settle_unanswered().await;
+        self.deliver_due(client).await;
     }
 
     /// How many rows a sweep reads: more when some sandbox clock is ahead, since rows not yet

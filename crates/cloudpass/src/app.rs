@@ -20,7 +20,7 @@ use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig};
 use cloudpass_sim::webhook_sink::WebhookSink;
 use cloudpass_store::{AnyStore, PoolOptions, TokenStore};
 use cloudpass_switch::server::PortLimits;
-use cloudpass_switch::{Switch, SwitchConfig, SwitchParts};
+use cloudpass_switch::{ForwardPass, Switch, SwitchConfig, SwitchParts};
 use cloudpass_tsp::issuer_client::HttpIssuerClient;
 use cloudpass_tsp::notify::{Notifier, NotifierConfig};
 use cloudpass_tsp::{Tsp, TspConfig};
@@ -85,6 +85,21 @@ pub struct AppConfig {
     /// Where keys, tokens, nonces and identifiers come from (the operating system's, unless a
     /// test seeds its own).
     pub random: Arc<dyn Random>,
+    /// Whether the queue workers poll by themselves.
+    pub workers: Workers,
+}
+
+/// How the platform's queue workers run: the token service's webhook notifier, the switch's
+/// store and forward, and the gateway's sweep (pay timeouts, held and unanswered payments,
+/// merchant notifications).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// Each polls on its own schedule (what `serve` runs).
+    Background,
+    /// None runs by itself: a test moves its `ManualClock`, then runs one pass of each with
+    /// [`RunningApp::run_workers_once`] — so "not before its time" and "nothing more
+    /// happens" are checked exactly, not by waiting.
+    Manual,
 }
 
 /// The switch's port unless configured otherwise.
@@ -124,6 +139,7 @@ impl AppConfig {
             issuer_link_override: None,
             clock: Arc::new(SystemClock),
             random: Arc::new(OsRandom),
+            workers: Workers::Background,
         }
     }
 }
@@ -144,8 +160,26 @@ pub struct RunningApp {
     pub master_key_origin: String,
 
     pub database: String,
+    /// With [`Workers::Manual`]: the workers, run a pass at a time.
+    manual: Option<ManualWorkers>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The workers a test runs by hand.
+struct ManualWorkers {
+    notifier: Notifier,
+    /// The gateway and the client its notifications go out with.
+    gateway: Option<(Arc<cloudpass_gateway::Gateway>, reqwest::Client)>,
+}
+
+/// What one pass of the workers did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkersPass {
+    /// Webhook events the token service's notifier tried to deliver.
+    pub webhooks: usize,
+    /// The switch's store and forward.
+    pub advices: ForwardPass,
 }
 
 impl RunningApp {
@@ -159,6 +193,25 @@ impl RunningApp {
 
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// With [`Workers::Manual`], one pass of each worker by the clock as it reads now: the
+    /// webhook notifier's round, store and forward's pass, the gateway's sweep. An error when
+    /// the workers run by themselves, or when a queue cannot be read.
+    pub async fn run_workers_once(&self) -> Result<WorkersPass, String> {
+        let Some(manual) = &self.manual else {
+            return Err("the workers run by themselves (Workers::Background)".to_owned());
+        };
+        let webhooks = manual.notifier.round().await.map_err(|e| e.to_string())?;
+        let advices = self
+            .switch
+            .forward_due_advices()
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some((gateway, client)) = &manual.gateway {
+            gateway.sweep(client).await;
+        }
+        Ok(WorkersPass { webhooks, advices })
     }
 
     /// Stops the server and the worker, waiting for in-flight work to finish.
@@ -460,7 +513,16 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
     // Production delivers to public https receivers only.
     notifier_config.public_https_only |= config.production;
     let notifier = Notifier::new(Arc::clone(&tsp), notifier_config).map_err(|e| e.to_string())?;
-    tasks.push(tokio::spawn(notifier.run(watcher.clone())));
+    let mut manual = match config.workers {
+        Workers::Background => {
+            tasks.push(tokio::spawn(notifier.run(watcher.clone())));
+            None
+        }
+        Workers::Manual => Some(ManualWorkers {
+            notifier,
+            gateway: None,
+        }),
+    };
 
     // The key ceremony (see `network`): the issuer publishes its zone PIN key under the zone
     // master key (the sandbox's bank does it here; a real bank hands over its file); the
@@ -518,17 +580,27 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         },
         watcher.clone(),
     )));
-    tasks.push(tokio::spawn(
-        Arc::clone(&switch).run_store_and_forward(watcher.clone()),
-    ));
+    if manual.is_none() {
+        tasks.push(tokio::spawn(
+            Arc::clone(&switch).run_store_and_forward(watcher.clone()),
+        ));
+    }
     if let Some(gateway) = &gateway {
         let terminal =
             crate::sandbox_upacp::gateway_terminal(&config.data_dir, &switch, &clock, &random)
                 .await?;
         gateway.set_acquirer(terminal);
-        tasks.push(tokio::spawn(
-            Arc::clone(gateway).run_notifier(watcher.clone()),
-        ));
+        match &mut manual {
+            None => tasks.push(tokio::spawn(
+                Arc::clone(gateway).run_notifier(watcher.clone()),
+            )),
+            Some(manual) => {
+                let client = gateway
+                    .notification_client()
+                    .map_err(|e| format!("no HTTP client for notifications: {e}"))?;
+                manual.gateway = Some((Arc::clone(gateway), client));
+            }
+        }
     }
     Ok(RunningApp {
         addr,
@@ -540,6 +612,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         master_check_value,
         master_key_origin,
         database,
+        manual,
         shutdown,
         tasks,
     })

@@ -495,13 +495,10 @@ async fn receiver() -> Receiver {
 
 async fn notifications_are_signed_and_resent_until_acknowledged(backend: Backend) {
     use std::sync::atomic::Ordering;
-    use std::time::Duration;
-    let app = TestApp::start_with(backend, |config| {
-        config.gateway.notify.retry_delays = vec![Duration::from_millis(400); 4];
-        config.gateway.notify.poll = Duration::from_millis(50);
-    })
-    .await;
+    // UnionPay's schedule (1, 2, 4, 5 minutes), on a clock the test moves.
+    let (app, clock) = TestApp::start_on_manual_clock(backend, |_| {}).await;
     let backend_url = receiver().await;
+    let sent = || backend_url.received.lock().unwrap().len();
     let form = consume_form("NOTIFY0000001", "880").with("backUrl", backend_url.url.clone());
     let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
     let tn = answer.get("tn").unwrap().to_owned();
@@ -512,15 +509,24 @@ async fn notifications_are_signed_and_resent_until_acknowledged(backend: Backend
     )
     .await;
     assert_eq!(paid["status"], "paid", "{paid}");
-    // The merchant fails twice, then acknowledges: three sends, then no more.
-    for _ in 0..100 {
-        if backend_url.received.lock().unwrap().len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The merchant answers 500 twice, then 200: three sends, each at its time, then no more.
+    app.run_workers().await;
+    assert_eq!(sent(), 1, "sent at once");
+    clock.advance(60_000 - 1);
+    app.run_workers().await;
+    assert_eq!(sent(), 1, "not a millisecond before the first minute");
+    clock.advance(1);
+    app.run_workers().await;
+    assert_eq!(sent(), 2, "again after a minute");
     backend_url.status.store(200, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    clock.advance(120_000 - 1);
+    app.run_workers().await;
+    assert_eq!(sent(), 2, "not before the next two minutes");
+    clock.advance(1);
+    app.run_workers().await;
+    assert_eq!(sent(), 3, "again after two minutes, and acknowledged");
+    clock.advance(3_600_000);
+    app.run_workers().await;
     let received = backend_url.received.lock().unwrap().clone();
     assert_eq!(
         received.len(),
@@ -575,17 +581,29 @@ async fn notifications_are_signed_and_resent_until_acknowledged(backend: Backend
 }
 
 async fn unpaid_orders_close_at_their_pay_timeout(backend: Backend) {
-    use std::time::Duration;
-    let app = TestApp::start_with(backend, |config| {
-        config.gateway.default_pay_timeout_seconds = 1;
-        config.gateway.notify.poll = Duration::from_millis(50);
+    use cloudpass_core::Clock;
+    use cloudpass_store::GatewayStore;
+    let (app, clock) = TestApp::start_on_manual_clock(backend, |config| {
+        config.gateway.default_pay_timeout_seconds = 60;
     })
     .await;
     let form = consume_form("TIMEOUT000001", "100");
     let txn_time = form.get("txnTime").unwrap().to_owned();
     let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
     let tn = answer.get("tn").unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let store = app.running.tsp.store().clone();
+    let status = || async { store.order_by_tn(&tn).await.unwrap().unwrap().status };
+    // Open through its last second; closed by the first sweep after it.
+    let open_for = (store.order_by_tn(&tn).await.unwrap().unwrap().pay_timeout
+        - clock.now_millis().div_euclid(1_000))
+        * 1_000;
+    assert!((0..=61_000).contains(&open_for), "{open_for}");
+    clock.advance(open_for);
+    app.run_workers().await;
+    assert_ne!(status().await, "closed", "open at its payTimeout's second");
+    clock.advance(1_000);
+    app.run_workers().await;
+    assert_eq!(status().await, "closed", "closed after its payTimeout");
     let (status, body) = pay(
         &app,
         &tn,
@@ -873,15 +891,10 @@ async fn a_refund_whose_answer_was_lost_is_sent_again(backend: Backend) {
 /// receives the same notification three times on the schedule, then no more.
 async fn a_notification_drill_counts_the_first_sends_as_failed(backend: Backend) {
     use std::sync::atomic::Ordering;
-    use std::time::Duration;
 
     use cloudpass_store::GatewayStore;
 
-    let app = TestApp::start_with(backend, |config| {
-        config.gateway.notify.retry_delays = vec![Duration::from_millis(200); 4];
-        config.gateway.notify.poll = Duration::from_millis(50);
-    })
-    .await;
+    let (app, clock) = TestApp::start_on_manual_clock(backend, |_| {}).await;
     let store = app.running.tsp.store().clone();
     store
         .set_failed_notification_sends("777290058110048", 2)
@@ -899,18 +912,20 @@ async fn a_notification_drill_counts_the_first_sends_as_failed(backend: Backend)
     )
     .await;
     assert_eq!(paid["status"], "paid", "{paid}");
-    let mut delivered = None;
-    for _ in 0..100 {
-        let sent = store.notifications_of(&tn).await.unwrap();
-        if sent.first().is_some_and(|n| n.delivered_at.is_some()) {
-            delivered = sent.into_iter().next();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Sent at once, after a minute and after two more, though answered 200 each time.
+    for wait in [0, 60_000, 120_000] {
+        clock.advance(wait);
+        app.run_workers().await;
     }
-    let delivered = delivered.expect("acknowledged after the drill");
+    let sent = store.notifications_of(&tn).await.unwrap();
+    let delivered = sent.first().expect("the notification");
     assert_eq!(delivered.attempts, 3);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        delivered.delivered_at.is_some(),
+        "acknowledged after the drill"
+    );
+    clock.advance(3_600_000);
+    app.run_workers().await;
     let received = merchant.received.lock().unwrap().clone();
     assert_eq!(received.len(), 3, "three sends, then no more");
     assert!(received.iter().all(|body| body == &received[0]));
@@ -920,20 +935,17 @@ async fn a_notification_drill_counts_the_first_sends_as_failed(backend: Backend)
 /// A merchant's sandbox clock moves the time its orders live by, and only theirs: advanced
 /// 16 minutes, an unpaid order closes at its payTimeout and a failed notification is sent
 /// again after the schedule's minute; advanced a day, an undo of yesterday's payment is
-/// refused while a refund is taken. Real time passes meanwhile by a second or two.
+/// refused while a refund is taken. The platform's own clock stands still meanwhile, so
+/// only the merchant's offset moves the orders.
 async fn a_merchants_sandbox_clock_moves_its_orders_time(backend: Backend) {
-    use std::time::Duration;
-
     use cloudpass_store::GatewayStore;
 
-    let app = TestApp::start_with(backend, |config| {
-        config.gateway.notify.poll = Duration::from_millis(50);
-    })
-    .await;
+    let (app, _clock) = TestApp::start_on_manual_clock(backend, |_| {}).await;
     let store = app.running.tsp.store().clone();
     let clock_url = format!("{}/gateway/merchants/777290058110048/clock", app.base);
     let advance = |seconds: i64| advance_sandbox_clock(&app, seconds);
     let merchant = receiver().await;
+    let sent = || merchant.received.lock().unwrap().len();
     let unpaid = post_signed(
         &app,
         "/gateway/api/appTransReq.do",
@@ -952,25 +964,10 @@ async fn a_merchants_sandbox_clock_moves_its_orders_time(backend: Backend) {
     .await;
     assert_eq!(paid["status"], "paid", "{paid}");
     let query_id = paid["query_id"].as_str().unwrap().to_owned();
-    let sends = |count: usize| {
-        let received = std::sync::Arc::clone(&merchant.received);
-        async move {
-            for _ in 0..100 {
-                if received.lock().unwrap().len() >= count {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            false
-        }
-    };
-    assert!(sends(1).await, "the first send (answered 500)");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        merchant.received.lock().unwrap().len(),
-        1,
-        "the retry waits a minute"
-    );
+    app.run_workers().await;
+    assert_eq!(sent(), 1, "the first send (answered 500)");
+    app.run_workers().await;
+    assert_eq!(sent(), 1, "the retry waits a minute");
 
     let (status, clock) = advance(16 * 60).await;
     assert_eq!(
@@ -978,19 +975,17 @@ async fn a_merchants_sandbox_clock_moves_its_orders_time(backend: Backend) {
         (200, Some(960)),
         "{clock}"
     );
-    assert!(
-        sends(2).await,
+    app.run_workers().await;
+    assert_eq!(
+        sent(),
+        2,
         "the minute passed on the merchant's clock: sent again"
     );
-    let mut closed = false;
-    for _ in 0..100 {
-        if store.order_by_tn(&unpaid_tn).await.unwrap().unwrap().status == "closed" {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(closed, "the unpaid order closed at its payTimeout");
+    assert_eq!(
+        store.order_by_tn(&unpaid_tn).await.unwrap().unwrap().status,
+        "closed",
+        "the unpaid order closed at its payTimeout"
+    );
 
     // A day later on the merchant's clock: no undo, but a refund.
     let (status, _) = advance(86_400).await;

@@ -4,11 +4,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use cloudpass::app::{self, AppConfig, RunningApp};
+use cloudpass::app::{self, AppConfig, RunningApp, Workers, WorkersPass};
 use cloudpass::sandbox;
+use cloudpass_core::{Clock, ManualClock, SystemClock};
 use cloudpass_crypto::DeviceKeyPair;
 use cloudpass_store::testing::{TestStore, fresh_postgres, postgres_url};
 use serde_json::{Value, json};
@@ -63,6 +65,31 @@ impl TestApp {
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut AppConfig)) -> TestApp {
         let data_dir = std::env::temp_dir().join(format!("cloudpass-app-{}", unique()));
         Self::start_in(backend, data_dir, None, adjust).await
+    }
+
+    /// Starts on a `ManualClock` (set to the system's time) with the queue workers run by
+    /// hand ([`TestApp::run_workers`]); the clock, for the test to move.
+    pub async fn start_on_manual_clock(
+        backend: Backend,
+        adjust: impl FnOnce(&mut AppConfig),
+    ) -> (TestApp, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(SystemClock.now_millis()));
+        let shared = Arc::clone(&clock);
+        let app = Self::start_with(backend, move |config| {
+            config.clock = shared;
+            config.workers = Workers::Manual;
+            adjust(config);
+        })
+        .await;
+        (app, clock)
+    }
+
+    /// One pass of each queue worker (an app started by [`TestApp::start_on_manual_clock`]).
+    pub async fn run_workers(&self) -> WorkersPass {
+        self.running
+            .run_workers_once()
+            .await
+            .expect("the workers run by hand and their queues can be read")
     }
 
     /// Stops this instance and starts another on the same data directory and database, as
