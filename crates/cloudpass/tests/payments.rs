@@ -10,12 +10,13 @@ mod support;
 
 use std::time::Duration;
 
+use cloudpass_core::ManualClock;
 use cloudpass_core::{AccountNumber, luhn_check_digit};
 use cloudpass_iso8583::private::{FIELD_60, Positional};
 use cloudpass_iso8583::{Message, Mti};
 use cloudpass_sim::pos::{Presentment, Purchase};
 use cloudpass_store::TokenStore;
-use cloudpass_switch::StandInPolicy;
+use cloudpass_switch::{StandInPolicy, SwitchConfig};
 use serde_json::json;
 use support::app::*;
 use support::network::*;
@@ -358,7 +359,7 @@ async fn in_app_payments(backend: Backend) {
 }
 
 async fn funds_duplicates_and_reversals(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    let (app, clock) = TestApp::start_on_manual_clock(backend, |_| {}).await;
     let shop = Shop::open(&app, "CPPOS005").await;
     let mut phone = phone(&app, APPLE, "iphone", "handset_se", PINGAN_DEBIT).await;
     let start = balance(&app, PINGAN_DEBIT).await;
@@ -419,7 +420,8 @@ async fn funds_duplicates_and_reversals(backend: Backend) {
     assert_eq!(acknowledged.get_str(39), Some("00"));
     let repeated = app.running.switch.handle(&reversal).await;
     assert_eq!(repeated.get_str(39), Some("00"));
-    wait_for_balance(&app, PINGAN_DEBIT, start).await;
+    assert_eq!(drain_advices(&app, &clock).await, 1, "one reversal advice");
+    assert_eq!(balance(&app, PINGAN_DEBIT).await, start);
     // A reversal of something never seen: 25.
     reversal
         .set_text(11, "000316")
@@ -428,23 +430,41 @@ async fn funds_duplicates_and_reversals(backend: Backend) {
         app.running.switch.handle(&reversal).await.get_str(39),
         Some("25")
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(drain_advices(&app, &clock).await, 0, "nothing to reverse");
     assert_eq!(balance(&app, PINGAN_DEBIT).await, start);
     app.stop().await;
 }
 
-async fn wait_for_balance(app: &TestApp, card: &str, expected: i64) {
-    for _ in 0..200 {
-        if balance(app, card).await == expected {
+/// Store and forward run pass after pass, the clock moved past the longest backoff between
+/// them, until no advice is left unacknowledged: how many the issuer acknowledged.
+async fn drain_advices(app: &TestApp, clock: &ManualClock) -> usize {
+    use cloudpass_store::BacklogStore;
+    let mut acknowledged = 0;
+    for _ in 0..20 {
+        acknowledged += app.run_workers().await.advices.acknowledged;
+        let backlogs = app.running.tsp.store().backlogs().await.unwrap();
+        if backlogs.store_and_forward.pending == 0 {
+            return acknowledged;
+        }
+        clock.advance(SwitchConfig::default().saf_max_backoff.as_millis() as i64);
+    }
+    panic!("store and forward still holds advices after 20 passes");
+}
+
+/// Waits until the switch's link to the issuer is up again (it reconnects by itself).
+async fn wait_linked(app: &TestApp) {
+    for _ in 0..300 {
+        if app.running.switch.issuer_link_up().await {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(balance(app, card).await, expected);
+    panic!("the switch's issuer link did not come back");
 }
 
 async fn issuer_timeout_reverses_once(backend: Backend) {
-    let (app, proxy) = with_fault_proxy(backend, |_| {}).await;
+    let clock = manual_clock();
+    let (app, proxy) = with_fault_proxy(backend, |config| workers_by_hand(config, &clock)).await;
     let shop = Shop::open(&app, "CPPOS007").await;
     let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
     let start = balance(&app, CMB_DEBIT).await;
@@ -462,34 +482,22 @@ async fn issuer_timeout_reverses_once(backend: Backend) {
         outcome.transmission_time
     );
     let store = app.running.tsp.store();
-    for _ in 0..200 {
-        if store
-            .saf_entry(&advice_id)
-            .await
-            .unwrap()
-            .is_some_and(|advice| advice.attempts >= 3)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    for _ in 0..3 {
+        clock.advance(SwitchConfig::default().saf_max_backoff.as_millis() as i64);
+        let pass = app.run_workers().await.advices;
+        assert_eq!(
+            (pass.acknowledged, pass.retried),
+            (0, 1),
+            "answer lost: retried"
+        );
     }
     let pending = store.saf_entry(&advice_id).await.unwrap().unwrap();
     assert!(pending.attempts >= 3, "{pending:?}");
     assert_eq!(pending.acknowledged_at, None);
     proxy.pass().await;
-    for _ in 0..200 {
-        if store
-            .saf_entry(&advice_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .acknowledged_at
-            .is_some()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_linked(&app).await;
+    clock.advance(SwitchConfig::default().saf_max_backoff.as_millis() as i64);
+    assert_eq!(drain_advices(&app, &clock).await, 1);
     let done = store.saf_entry(&advice_id).await.unwrap().unwrap();
     assert_eq!(done.response_code.as_deref(), Some("00"), "{done:?}");
     // Posted once, reversed once, however many times the advice was sent.
@@ -509,7 +517,8 @@ async fn terminal_timeout_reverses_once(backend: Backend) {
     // The terminal gives up before the switch does: it reverses (0400), the switch takes the
     // reversal into store and forward, and the issuer undoes the purchase once — although the
     // switch's own timeout asks for the same reversal.
-    let (app, proxy) = with_fault_proxy(backend, |_| {}).await;
+    let clock = manual_clock();
+    let (app, proxy) = with_fault_proxy(backend, |config| workers_by_hand(config, &clock)).await;
     let impatient = Shop::open_with(
         &app,
         "CPPOS011",
@@ -528,26 +537,37 @@ async fn terminal_timeout_reverses_once(backend: Backend) {
         Some("00"),
         "the switch acknowledges the terminal's reversal: {outcome:?}"
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    proxy.pass().await;
     let advice_id = format!(
         "0420:0200:{}:{}:{}",
         cloudpass::sandbox::ACQUIRER_ID,
         outcome.stan,
         outcome.transmission_time
     );
+    // The switch's own wait for the issuer ends too (a real timeout on the link): its
+    // journal answers 68, and the reversal it asks for is the one already queued.
     let store = app.running.tsp.store();
+    let journal_id = format!(
+        "0200:{}:{}:{}",
+        cloudpass::sandbox::ACQUIRER_ID,
+        outcome.stan,
+        outcome.transmission_time
+    );
+    let mut answered = None;
     for _ in 0..200 {
-        if store
-            .saf_entry(&advice_id)
+        answered = store
+            .journal_entry(&journal_id)
             .await
             .unwrap()
-            .is_some_and(|advice| advice.acknowledged_at.is_some())
-        {
+            .and_then(|entry| entry.response_code);
+        if answered.is_some() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(answered.as_deref(), Some("68"));
+    proxy.pass().await;
+    wait_linked(&app).await;
+    assert_eq!(drain_advices(&app, &clock).await, 1, "one reversal");
     let advice = store.saf_entry(&advice_id).await.unwrap().unwrap();
     assert_eq!(advice.response_code.as_deref(), Some("00"), "{advice:?}");
     assert_eq!(balance(&app, CMB_DEBIT).await, start);
@@ -562,7 +582,8 @@ async fn terminal_timeout_reverses_once(backend: Backend) {
 
 async fn issuer_down_declines_or_stands_in(backend: Backend) {
     // Declined while the issuer is unreachable.
-    let (app, proxy) = with_fault_proxy(backend, |_| {}).await;
+    let clock = manual_clock();
+    let (app, proxy) = with_fault_proxy(backend, |config| workers_by_hand(config, &clock)).await;
     let shop = Shop::open(&app, "CPPOS008").await;
     let mut phone = phone(&app, APPLE, "iphone", "handset_se", CMB_DEBIT).await;
     let start = balance(&app, CMB_DEBIT).await;
@@ -570,12 +591,19 @@ async fn issuer_down_declines_or_stands_in(backend: Backend) {
     let outcome = shop.tap(&mut phone, "25.00", None, false).await;
     assert_eq!(code(&outcome), "91", "{outcome:?}");
     proxy.pass().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_linked(&app).await;
+    assert_eq!(
+        drain_advices(&app, &clock).await,
+        0,
+        "a decline queues nothing"
+    );
     assert_eq!(balance(&app, CMB_DEBIT).await, start);
     app.stop().await;
 
     // With stand-in up to 100.00: approved on the issuer's behalf, posted later by advice.
+    let clock = manual_clock();
     let (app, proxy) = with_fault_proxy(backend, |config| {
+        workers_by_hand(config, &clock);
         config.switch.stand_in = StandInPolicy::ApproveUpTo(10_000);
     })
     .await;
@@ -588,8 +616,12 @@ async fn issuer_down_declines_or_stands_in(backend: Backend) {
     assert_eq!(code(&big), "91", "over the stand-in limit: {big:?}");
     assert_eq!(balance(&app, CMB_DEBIT).await, start);
     proxy.pass().await;
-    wait_for_balance(&app, CMB_DEBIT, start - 6000).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_linked(&app).await;
+    assert_eq!(
+        drain_advices(&app, &clock).await,
+        1,
+        "the stand-in's advice, once"
+    );
     assert_eq!(balance(&app, CMB_DEBIT).await, start - 6000);
     app.stop().await;
 }
@@ -650,7 +682,7 @@ async fn hce_phone_replenishes(backend: Backend) {
 }
 
 async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
-    let app = TestApp::start(backend).await;
+    let (app, clock) = TestApp::start_on_manual_clock(backend, |_| {}).await;
     let shop = Shop::open(&app, "CPPOS013").await;
     let keys = app.device(APPLE, "iphone", "handset_se").await;
     let (status, body) = app
@@ -736,12 +768,11 @@ async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
     // The acquirer uploads the batch: cleared from the e-cash account, once.
     let answers = shop.pos.upload(&batch).await;
     assert_eq!(answers, vec![Some("00".to_owned()), Some("00".to_owned())]);
-    for _ in 0..200 {
-        if issuer.ecash_balance(CMB_DEBIT).await.unwrap() == 2_000 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    assert_eq!(
+        drain_advices(&app, &clock).await,
+        2,
+        "both spends forwarded"
+    );
     assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 2_000);
     // The same batch again, and the same spend under a new STAN: nothing moves.
     assert_eq!(
@@ -767,7 +798,7 @@ async fn ecash_loads_spends_offline_and_clears_once(backend: Backend) {
         shop.pos.upload(&[forged]).await,
         vec![Some("63".to_owned())]
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    drain_advices(&app, &clock).await;
     assert_eq!(issuer.ecash_balance(CMB_DEBIT).await.unwrap(), 2_000);
     assert_eq!(balance(&app, CMB_DEBIT).await, start - 10_000);
     app.stop().await;

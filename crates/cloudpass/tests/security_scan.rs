@@ -262,8 +262,16 @@ async fn exercise(app: &TestApp) {
             "{answer}"
         );
     }
-    // Let the notifications go out.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The notifications go out (their bodies and logs are scanned too).
+    use cloudpass_store::BacklogStore;
+    for _ in 0..500 {
+        let backlogs = app.running.tsp.store().backlogs().await.unwrap();
+        if backlogs.outbox.pending == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the token service's notifications were not all delivered within 10 s");
 }
 
 /// Scans every file of the data directory for card numbers, and checks on the way that the

@@ -30,6 +30,17 @@ pub struct TestApp {
     postgres: Option<TestStore>,
 }
 
+/// A `ManualClock` set to the system's time.
+pub fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(SystemClock.now_millis()))
+}
+
+/// `config` on `clock`, with the queue workers run by hand ([`TestApp::run_workers`]).
+pub fn workers_by_hand(config: &mut AppConfig, clock: &Arc<ManualClock>) {
+    config.clock = Arc::clone(clock) as Arc<dyn Clock>;
+    config.workers = Workers::Manual;
+}
+
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A suffix no other test of this process uses (for directories, profiles).
@@ -73,11 +84,9 @@ impl TestApp {
         backend: Backend,
         adjust: impl FnOnce(&mut AppConfig),
     ) -> (TestApp, Arc<ManualClock>) {
-        let clock = Arc::new(ManualClock::new(SystemClock.now_millis()));
-        let shared = Arc::clone(&clock);
-        let app = Self::start_with(backend, move |config| {
-            config.clock = shared;
-            config.workers = Workers::Manual;
+        let clock = manual_clock();
+        let app = Self::start_with(backend, |config| {
+            workers_by_hand(config, &clock);
             adjust(config);
         })
         .await;
