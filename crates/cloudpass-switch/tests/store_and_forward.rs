@@ -74,6 +74,31 @@ impl Exchange for IssuerLine {
     }
 }
 
+/// The acquirer's line to the switch, which can hold back purchases (0200): the terminal
+/// hears nothing and reverses, and the test delivers the held purchase afterwards — a
+/// reversal overtaking its original, as when the original waited in a congested connection.
+struct AcquirerLine {
+    switch: InProcess<Switch>,
+    hold_purchases: std::sync::atomic::AtomicBool,
+    held: std::sync::Mutex<Vec<Message<'static>>>,
+}
+
+impl Exchange for AcquirerLine {
+    fn request<'a>(&'a self, message: &'a Message<'_>) -> Answer<'a> {
+        Box::pin(async move {
+            if self.hold_purchases.load(Ordering::SeqCst) && message.mti().as_str() == "0200" {
+                self.held.lock().unwrap().push(message.clone().into_owned());
+                return Err(LinkError::Timeout);
+            }
+            self.switch.request(message).await
+        })
+    }
+
+    fn is_up(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+        Box::pin(async { true })
+    }
+}
+
 /// These tests pay with typed card numbers: the switch never looks a token up.
 struct NoTokens;
 
@@ -331,6 +356,7 @@ cloudpass_store::on_both_stores!(
     an_answer_lost_on_its_way_back_is_reversed_once,
     a_reversal_waits_longer_after_each_failure_and_is_delivered_once,
     queued_advices_survive_a_switch_restart,
+    a_reversal_that_overtakes_its_original_bars_it,
 );
 
 /// The issuer approves and posts, its answer is lost: the acquirer hears 68, and the switch
@@ -438,6 +464,59 @@ async fn queued_advices_survive_a_switch_restart(backend: Backend) {
     network.line.set(PASS);
     network.advance(POLL);
     assert_eq!(network.forward().await.acknowledged, 1);
+    assert_eq!(network.spent().await, 0);
+    network.books_balance().await;
+    network.stop().await;
+}
+
+/// A reversal that reaches the switch before its original (seed 6 of the chaos run: both
+/// waited in a connection while the platform restarted, and the reversal was worked first)
+/// is answered 25 and bars the original: when the purchase arrives after all it is answered
+/// 94 and never reaches the issuer, so the terminal's "no sale" holds at the bank.
+async fn a_reversal_that_overtakes_its_original_bars_it(backend: Backend) {
+    let network = Network::start(backend).await;
+    let line = Arc::new(AcquirerLine {
+        switch: InProcess::new(Arc::clone(&network.switch)),
+        hold_purchases: std::sync::atomic::AtomicBool::new(true),
+        held: std::sync::Mutex::new(Vec::new()),
+    });
+    let terminal = Terminal::new(
+        terminal_config(),
+        terminal_master(),
+        Arc::clone(&line) as Arc<dyn Exchange>,
+        Arc::clone(&network.clock) as Arc<dyn Clock>,
+        Arc::clone(&network.random),
+    )
+    .expect("a terminal");
+    terminal.sign_on().await.expect("the terminal signs on");
+    let pan = Pan::parse(CARD).unwrap();
+    let unanswered = terminal
+        .purchase(&Purchase {
+            account: &pan,
+            expiry: Some("3012".parse::<Expiry>().unwrap()),
+            amount: Money::new(36_00, Currency::CNY),
+            field55: &[],
+            presentment: Presentment::CardNotPresent {
+                cvn2: Some(CVN2),
+                terminal_type: EcommerceTerminal::Pc,
+            },
+            pin: None,
+        })
+        .await
+        .expect("the purchase is sent");
+    assert_eq!(unanswered.response_code, None, "{unanswered:?}");
+    assert_eq!(
+        unanswered.reversal.as_deref(),
+        Some("25"),
+        "the switch never saw the original"
+    );
+
+    let held = line.held.lock().unwrap().pop().expect("the held purchase");
+    let late = line.switch.request(&held).await.expect("an answer");
+    assert_eq!(late.get_str(39), Some("94"), "the late original is refused");
+    assert_eq!(network.spent().await, 0, "nothing reached the issuer");
+    network.advance(Duration::from_secs(3_600));
+    assert_eq!(network.forward().await, ForwardPass::default());
     assert_eq!(network.spent().await, 0);
     network.books_balance().await;
     network.stop().await;

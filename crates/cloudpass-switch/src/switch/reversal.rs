@@ -5,7 +5,7 @@ use cloudpass_core::ResponseCode;
 use cloudpass_core::card_number::mask_digits;
 use cloudpass_iso8583::private::OriginalData;
 use cloudpass_iso8583::{Message, Mti};
-use cloudpass_store::{JournalAnswer, JournalOp, SafRow, TokenStore};
+use cloudpass_store::{JournalAnswer, JournalOp, JournalOutcome, JournalRow, SafRow, TokenStore};
 
 use super::{IssuerOutcome, Repeat, Switch, answer, journal_id, text};
 
@@ -13,8 +13,10 @@ impl Switch {
     /// A reversal from an acquirer (0400, or 0420 advice), matched to its original by field
     /// 90. The switch takes it into store and forward — the issuer receives a 0420 however
     /// long it is unreachable — and acknowledges it at once. A reversal of something the
-    /// switch never saw is answered 25; of something declined, acknowledged with nothing to
-    /// undo.
+    /// switch never saw is answered 25, and that original is barred: should it arrive later
+    /// (a reversal can overtake its original on another connection), it is answered 94 and
+    /// never reaches the issuer. A reversal of something declined is acknowledged with
+    /// nothing to undo.
     pub(super) async fn reversal(&self, request: &Message<'_>) -> Message<'static> {
         let id = match self.begin(request, Repeat::AnswerAsBefore).await {
             Ok(id) => id,
@@ -65,12 +67,22 @@ impl Switch {
             &original.stan,
             &original.transmission_time,
         );
-        let entry = match self.store.journal_entry(&original_id).await {
-            Ok(Some(entry)) => entry,
-            Ok(None) => return (ResponseCode::OriginalNotFound, None),
-            Err(error) => {
-                tracing::error!(error = %error, "switch: journal lookup failed");
-                return (ResponseCode::SystemMalfunction, None);
+        let entry = loop {
+            match self.store.journal_entry(&original_id).await {
+                Ok(Some(entry)) => break entry,
+                Ok(None) => match self.bar_late_original(request, &original, now).await {
+                    Ok(true) => return (ResponseCode::OriginalNotFound, None),
+                    // It arrived meanwhile: reverse it like any other.
+                    Ok(false) => continue,
+                    Err(error) => {
+                        tracing::error!(error = %error, "switch: cannot bar a late original");
+                        return (ResponseCode::SystemMalfunction, None);
+                    }
+                },
+                Err(error) => {
+                    tracing::error!(error = %error, "switch: journal lookup failed");
+                    return (ResponseCode::SystemMalfunction, None);
+                }
             }
         };
         // Field 90 names the original; field 2, when the acquirer still has it (a reversal
@@ -120,5 +132,58 @@ impl Switch {
             ResponseCode::Approved,
             Some(self.advice(Mti::REVERSAL_ADVICE, "reversal", &original_request, due)),
         )
+    }
+
+    /// Journals the original a reversal names but the switch has not seen, answered 25 and
+    /// never sent, so that the original, should it still arrive, is a repeat (94) and moves
+    /// no money. `false` when the original was journaled meanwhile (it is then reversed
+    /// normally).
+    async fn bar_late_original(
+        &self,
+        request: &Message<'_>,
+        original: &OriginalData,
+        now: i64,
+    ) -> Result<bool, crate::journal::JournalError> {
+        let acquirer = text(request, 32);
+        let id = journal_id(
+            &original.mti,
+            acquirer,
+            &original.stan,
+            &original.transmission_time,
+        );
+        let barred = JournalRow {
+            id: id.clone(),
+            mti: original.mti.clone(),
+            acquirer_id: acquirer.to_owned(),
+            stan: original.stan.clone(),
+            transmission_time: original.transmission_time.clone(),
+            rrn: text(request, 37).to_owned(),
+            terminal_id: text(request, 41).to_owned(),
+            token_masked: mask_digits(text(request, 2)),
+            amount: text(request, 4).parse().unwrap_or(0),
+            currency: text(request, 49).parse().unwrap_or(0),
+            received_at: now,
+            response_code: None,
+            auth_code: None,
+            issuer_outcome: None,
+            answered_at: None,
+        };
+        // Begin alone: an answer in the same batch would overwrite the original's own row
+        // had it just arrived. Once the row exists, the original is a repeat (94) whether or
+        // not the answer below is recorded.
+        let outcomes = self.journal.record(vec![JournalOp::Begin(barred)]).await?;
+        if matches!(outcomes.first(), Some(JournalOutcome::Duplicate(_))) {
+            return Ok(false);
+        }
+        self.journal
+            .record(vec![JournalOp::Answer(JournalAnswer {
+                id,
+                response_code: ResponseCode::OriginalNotFound.code().to_owned(),
+                auth_code: None,
+                issuer_outcome: IssuerOutcome::NotSent.as_str().to_owned(),
+                answered_at: now,
+            })])
+            .await?;
+        Ok(true)
     }
 }
