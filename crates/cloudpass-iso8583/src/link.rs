@@ -67,12 +67,14 @@ impl Link {
                         let _ = stream.set_nodelay(true);
                         let (mut reader, writer) = stream.into_split();
                         *shared.writer.lock().await = Some(writer);
+                        let mut carried = false;
                         loop {
                             let frame = tokio::select! {
                                 frame = net::read_frame(&mut reader, &framing) => frame,
                                 _ = shutdown.changed() => return,
                             };
                             let Ok(Some(frame)) = frame else { break };
+                            carried = true;
                             let Ok(message) = profile::cloudpass().decode(&frame.message) else {
                                 tracing::warn!(%address, "link: undecodable answer dropped");
                                 continue;
@@ -99,7 +101,14 @@ impl Link {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .clear();
-                        tracing::warn!(%address, "link down; reconnecting");
+                        // A connection that carried answers going down is news; one closed
+                        // before its first answer (the far end still down, each retry) is
+                        // not, and would fill the log.
+                        if carried {
+                            tracing::warn!(%address, "link down; reconnecting");
+                        } else {
+                            tracing::debug!(%address, "link: closed before any answer; reconnecting");
+                        }
                     }
                     Err(error) => tracing::debug!(%address, error = %error, "link: cannot connect"),
                 }
