@@ -376,7 +376,8 @@ pub struct SafRow {
 /// One step of the switch's journal; a batch of them commits in one transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JournalOp {
-    /// Records a request; a request already recorded is a duplicate.
+    /// Records a request (with its answer, if the row carries one: a barred original is
+    /// recorded answered in one step); a request already recorded is a duplicate.
     Begin(JournalRow),
     /// Records the answer.
     Answer(JournalAnswer),

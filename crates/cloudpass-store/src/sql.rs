@@ -1355,7 +1355,8 @@ macro_rules! backend {
                                 JournalOp::Begin(row) => {
                                     let inserted = sqlx::query(
                                         "INSERT INTO switch_journal (id, mti, acquirer_id, stan, transmission_time, rrn, terminal_id, token_masked, \
-                                         amount, currency, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+                                         amount, currency, received_at, response_code, auth_code, issuer_outcome, answered_at) \
+                                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (id) DO NOTHING",
                                     )
                                     .bind(&row.id)
                                     .bind(&row.mti)
@@ -1368,6 +1369,10 @@ macro_rules! backend {
                                     .bind(row.amount)
                                     .bind(row.currency)
                                     .bind(row.received_at)
+                                    .bind(&row.response_code)
+                                    .bind(&row.auth_code)
+                                    .bind(&row.issuer_outcome)
+                                    .bind(row.answered_at)
                                     .execute(&mut *conn)
                                     .await?;
                                     if inserted.rows_affected() == 1 {

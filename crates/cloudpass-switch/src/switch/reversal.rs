@@ -152,7 +152,7 @@ impl Switch {
             &original.transmission_time,
         );
         let barred = JournalRow {
-            id: id.clone(),
+            id,
             mti: original.mti.clone(),
             acquirer_id: acquirer.to_owned(),
             stan: original.stan.clone(),
@@ -163,27 +163,17 @@ impl Switch {
             amount: text(request, 4).parse().unwrap_or(0),
             currency: text(request, 49).parse().unwrap_or(0),
             received_at: now,
-            response_code: None,
+            // Answered in the same commit that records it: a barred original must never look
+            // in flight, or a repeated reversal would queue an advice of it.
+            response_code: Some(ResponseCode::OriginalNotFound.code().to_owned()),
             auth_code: None,
-            issuer_outcome: None,
-            answered_at: None,
+            issuer_outcome: Some(IssuerOutcome::NotSent.as_str().to_owned()),
+            answered_at: Some(now),
         };
-        // Begin alone: an answer in the same batch would overwrite the original's own row
-        // had it just arrived. Once the row exists, the original is a repeat (94) whether or
-        // not the answer below is recorded.
         let outcomes = self.journal.record(vec![JournalOp::Begin(barred)]).await?;
-        if matches!(outcomes.first(), Some(JournalOutcome::Duplicate(_))) {
-            return Ok(false);
-        }
-        self.journal
-            .record(vec![JournalOp::Answer(JournalAnswer {
-                id,
-                response_code: ResponseCode::OriginalNotFound.code().to_owned(),
-                auth_code: None,
-                issuer_outcome: IssuerOutcome::NotSent.as_str().to_owned(),
-                answered_at: now,
-            })])
-            .await?;
-        Ok(true)
+        Ok(!matches!(
+            outcomes.first(),
+            Some(JournalOutcome::Duplicate(_))
+        ))
     }
 }
