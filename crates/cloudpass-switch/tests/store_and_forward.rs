@@ -74,6 +74,25 @@ impl Exchange for IssuerLine {
     }
 }
 
+/// A card-not-present purchase of `amount` (minor units) at `terminal`.
+async fn pay_at(terminal: &Terminal, amount: u64) -> cloudpass_acquirer::Outcome {
+    let pan = Pan::parse(CARD).unwrap();
+    terminal
+        .purchase(&Purchase {
+            account: &pan,
+            expiry: Some("3012".parse::<Expiry>().unwrap()),
+            amount: Money::new(amount, Currency::CNY),
+            field55: &[],
+            presentment: Presentment::CardNotPresent {
+                cvn2: Some(CVN2),
+                terminal_type: EcommerceTerminal::Pc,
+            },
+            pin: None,
+        })
+        .await
+        .expect("the purchase is sent")
+}
+
 /// The acquirer's line to the switch, which can hold back purchases (0200): the terminal
 /// hears nothing and reverses, and the test delivers the held purchase afterwards — a
 /// reversal overtaking its original, as when the original waited in a congested connection.
@@ -192,21 +211,7 @@ impl Network {
     }
 
     async fn pay(&self, amount: u64) -> cloudpass_acquirer::Outcome {
-        let pan = Pan::parse(CARD).unwrap();
-        self.terminal
-            .purchase(&Purchase {
-                account: &pan,
-                expiry: Some("3012".parse::<Expiry>().unwrap()),
-                amount: Money::new(amount, Currency::CNY),
-                field55: &[],
-                presentment: Presentment::CardNotPresent {
-                    cvn2: Some(CVN2),
-                    terminal_type: EcommerceTerminal::Pc,
-                },
-                pin: None,
-            })
-            .await
-            .expect("the purchase is sent")
+        pay_at(&self.terminal, amount).await
     }
 
     /// What the card has spent at the bank (minor units).
@@ -489,21 +494,7 @@ async fn a_reversal_that_overtakes_its_original_bars_it(backend: Backend) {
     )
     .expect("a terminal");
     terminal.sign_on().await.expect("the terminal signs on");
-    let pan = Pan::parse(CARD).unwrap();
-    let unanswered = terminal
-        .purchase(&Purchase {
-            account: &pan,
-            expiry: Some("3012".parse::<Expiry>().unwrap()),
-            amount: Money::new(36_00, Currency::CNY),
-            field55: &[],
-            presentment: Presentment::CardNotPresent {
-                cvn2: Some(CVN2),
-                terminal_type: EcommerceTerminal::Pc,
-            },
-            pin: None,
-        })
-        .await
-        .expect("the purchase is sent");
+    let unanswered = pay_at(&terminal, 36_00).await;
     assert_eq!(unanswered.response_code, None, "{unanswered:?}");
     assert_eq!(
         unanswered.reversal.as_deref(),

@@ -70,7 +70,10 @@ impl Switch {
         let entry = loop {
             match self.store.journal_entry(&original_id).await {
                 Ok(Some(entry)) => break entry,
-                Ok(None) => match self.bar_late_original(request, &original, now).await {
+                Ok(None) => match self
+                    .bar_late_original(request, &original, &original_id, now)
+                    .await
+                {
                     Ok(true) => return (ResponseCode::OriginalNotFound, None),
                     // It arrived meanwhile: reverse it like any other.
                     Ok(false) => continue,
@@ -142,17 +145,12 @@ impl Switch {
         &self,
         request: &Message<'_>,
         original: &OriginalData,
+        original_id: &str,
         now: i64,
     ) -> Result<bool, crate::journal::JournalError> {
         let acquirer = text(request, 32);
-        let id = journal_id(
-            &original.mti,
-            acquirer,
-            &original.stan,
-            &original.transmission_time,
-        );
         let barred = JournalRow {
-            id,
+            id: original_id.to_owned(),
             mti: original.mti.clone(),
             acquirer_id: acquirer.to_owned(),
             stan: original.stan.clone(),
