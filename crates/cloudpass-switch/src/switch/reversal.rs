@@ -67,7 +67,15 @@ impl Switch {
             &original.stan,
             &original.transmission_time,
         );
+        // At most two reads: a bar that finds the original journaled meanwhile means the
+        // second read sees it; should it not, the answer is 96 and the terminal repeats.
+        let mut reads = 0;
         let entry = loop {
+            reads += 1;
+            if reads > 2 {
+                tracing::error!("switch: an original both journaled and missing; refusing");
+                return (ResponseCode::SystemMalfunction, None);
+            }
             match self.store.journal_entry(&original_id).await {
                 Ok(Some(entry)) => break entry,
                 Ok(None) => match self
