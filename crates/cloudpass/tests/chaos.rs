@@ -17,16 +17,34 @@ fn figure(summary: &str, label: &str) -> u64 {
 }
 
 #[test]
-fn a_short_seeded_run_kills_the_platform_and_passes_the_money_audit() {
-    let seed = "7";
-    let kills = 6;
-    let output = Command::new(env!("CARGO_BIN_EXE_cloudpass"))
+fn a_short_seeded_run_on_sqlite_kills_the_platform_and_passes_the_money_audit() {
+    let summary = short_run("7", 6, None);
+    assert!(figure(&summary, "database refuses writes") > 0, "{summary}");
+}
+
+#[test]
+fn a_short_seeded_run_on_postgresql_cuts_its_sessions_and_passes_the_money_audit() {
+    let server = std::env::var("CLOUDPASS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    // Seed 7's first faults on PostgreSQL include a cut of every session and a write lock.
+    let summary = short_run("7", 8, Some(&server));
+    assert!(summary.contains("PostgreSQL database"), "{summary}");
+    assert!(figure(&summary, "database sessions cut") > 0, "{summary}");
+    assert!(figure(&summary, "database refuses writes") > 0, "{summary}");
+}
+
+/// Runs `cloudpass chaos` for `kills` kills and checks its audit; its output.
+fn short_run(seed: &str, kills: u64, database_url: Option<&str>) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cloudpass"));
+    command
         .args(["chaos", "--seed", seed, "--kills", &kills.to_string()])
         .args(["--phones", "4", "--terminals", "2"])
         .env_remove("CLOUDPASS_MASTER_KEY")
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
+        .env_remove("DATABASE_URL");
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    let output = command.output().unwrap();
     let summary = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -50,4 +68,5 @@ fn a_short_seeded_run_kills_the_platform_and_passes_the_money_audit() {
         .filter_map(|line| line.split_whitespace().last()?.parse::<u64>().ok())
         .sum();
     assert_eq!(violations, 0, "{summary}");
+    summary.into_owned()
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 
+use super::database::{PlatformStore, StoreReader};
 use super::load::{Answer, Attempt, Kind, Void};
 
 /// One invariant: how many things it looked at, and what broke it.
@@ -84,15 +85,14 @@ async fn open(path: &Path) -> Result<SqliteConnection, String> {
 }
 
 /// Store-and-forward advices the issuer has not acknowledged yet.
-pub async fn advices_pending(data_dir: &Path) -> Result<i64, String> {
-    let mut platform = open(&data_dir.join("cloudpass.sqlite")).await?;
-    let pending =
-        sqlx::query("SELECT COUNT(*) AS pending FROM switch_saf WHERE acknowledged_at IS NULL")
-            .fetch_one(&mut platform)
-            .await
-            .map_err(|e| format!("cannot count the advices: {e}"))
-            .map(|row| number(&row, "pending"));
-    let _ = platform.close().await;
+const ADVICES_PENDING: &str =
+    "SELECT CAST(COUNT(*) AS TEXT) FROM switch_saf WHERE acknowledged_at IS NULL";
+
+/// How many store-and-forward advices the issuer has not acknowledged yet.
+pub async fn advices_pending(store: &PlatformStore) -> Result<i64, String> {
+    let mut platform = store.open().await?;
+    let pending = platform.count(ADVICES_PENDING).await;
+    platform.close().await;
     pending
 }
 
@@ -105,8 +105,13 @@ fn number(row: &SqliteRow, column: &str) -> i64 {
 }
 
 impl Facts {
-    /// Reads the bank's database and the platform's (both SQLite files in `data_dir`).
-    pub async fn read(data_dir: &Path, acquirer: &str) -> Result<Facts, String> {
+    /// Reads the bank's database (`issuer-host.sqlite` in `data_dir`) and the platform's
+    /// store.
+    pub async fn read(
+        data_dir: &Path,
+        store: &PlatformStore,
+        acquirer: &str,
+    ) -> Result<Facts, String> {
         let mut bank = open(&data_dir.join("issuer-host.sqlite")).await?;
         let failed = |e: sqlx::Error| format!("the audit's query failed: {e}");
         // The ledger is summed per transaction once (a correlated subquery per purchase
@@ -172,62 +177,15 @@ impl Facts {
         .map(|row| number(&row, "net"))?;
         let _ = bank.close().await;
 
-        let mut platform = open(&data_dir.join("cloudpass.sqlite")).await?;
-        let journal = sqlx::query(
-            "SELECT stan, transmission_time, response_code FROM switch_journal WHERE mti = '0200' AND acquirer_id = $1",
-        )
-        .bind(acquirer)
-        .fetch_all(&mut platform)
-        .await
-        .map_err(failed)?
-        .iter()
-        .map(|row| {
-            (
-                (text(row, "stan"), text(row, "transmission_time")),
-                row.try_get::<Option<String>, _>("response_code").ok().flatten(),
-            )
-        })
-        .collect();
-        let advices_pending =
-            sqlx::query("SELECT COUNT(*) AS pending FROM switch_saf WHERE acknowledged_at IS NULL")
-                .fetch_one(&mut platform)
-                .await
-                .map_err(failed)
-                .map(|row| number(&row, "pending"))?;
-        let mut mapping_breaks = Vec::new();
-        for row in sqlx::query(
-            "SELECT card_id, device_id, COUNT(*) AS live FROM tokens WHERE deleted = 0 GROUP BY card_id, device_id HAVING COUNT(*) > 1",
-        )
-        .fetch_all(&mut platform)
-        .await
-        .map_err(failed)?
-        {
-            mapping_breaks.push(format!(
-                "card {} has {} live tokens on device {}",
-                text(&row, "card_id"),
-                number(&row, "live"),
-                text(&row, "device_id")
-            ));
-        }
-        for row in sqlx::query(
-            "SELECT device_id, COUNT(*) AS defaults FROM tokens WHERE is_default = 1 GROUP BY device_id HAVING COUNT(*) > 1",
-        )
-        .fetch_all(&mut platform)
-        .await
-        .map_err(failed)?
-        {
-            mapping_breaks.push(format!(
-                "device {} has {} default cards",
-                text(&row, "device_id"),
-                number(&row, "defaults")
-            ));
-        }
-        let tokens_checked = sqlx::query("SELECT COUNT(*) AS tokens FROM tokens")
-            .fetch_one(&mut platform)
-            .await
-            .map_err(failed)
-            .map(|row| number(&row, "tokens"))?;
-        let _ = platform.close().await;
+        let mut platform = store.open().await?;
+        let facts = read_platform(&mut platform, acquirer).await;
+        platform.close().await;
+        let PlatformFacts {
+            journal,
+            advices_pending,
+            mapping_breaks,
+            tokens_checked,
+        } = facts?;
         Ok(Facts {
             bank: purchases,
             journal,
@@ -241,6 +199,77 @@ impl Facts {
             tokens_checked,
         })
     }
+}
+
+/// What the platform's store holds.
+struct PlatformFacts {
+    /// The journal's answer to each purchase.
+    journal: HashMap<(String, String), Option<String>>,
+    advices_pending: i64,
+    mapping_breaks: Vec<String>,
+    tokens_checked: i64,
+}
+
+async fn read_platform(
+    platform: &mut StoreReader,
+    acquirer: &str,
+) -> Result<PlatformFacts, String> {
+    let journal = platform
+        .rows(
+            "SELECT stan, transmission_time, response_code FROM switch_journal \
+             WHERE mti = '0200' AND acquirer_id = $1",
+            &[acquirer],
+        )
+        .await?
+        .into_iter()
+        .map(|mut row| {
+            let answer = row.pop().flatten();
+            let time = row.pop().flatten().unwrap_or_default();
+            let stan = row.pop().flatten().unwrap_or_default();
+            ((stan, time), answer)
+        })
+        .collect();
+    let advices_pending = platform.count(ADVICES_PENDING).await?;
+    let mut mapping_breaks = Vec::new();
+    for row in platform
+        .rows(
+            "SELECT card_id, device_id, CAST(COUNT(*) AS TEXT) FROM tokens WHERE NOT deleted \
+             GROUP BY card_id, device_id HAVING COUNT(*) > 1",
+            &[],
+        )
+        .await?
+    {
+        let [card, device, live] = cells(row);
+        mapping_breaks.push(format!(
+            "card {card} has {live} live tokens on device {device}"
+        ));
+    }
+    for row in platform
+        .rows(
+            "SELECT device_id, CAST(COUNT(*) AS TEXT) FROM tokens WHERE is_default \
+             GROUP BY device_id HAVING COUNT(*) > 1",
+            &[],
+        )
+        .await?
+    {
+        let [device, defaults] = cells(row);
+        mapping_breaks.push(format!("device {device} has {defaults} default cards"));
+    }
+    let tokens_checked = platform
+        .count("SELECT CAST(COUNT(*) AS TEXT) FROM tokens")
+        .await?;
+    Ok(PlatformFacts {
+        journal,
+        advices_pending,
+        mapping_breaks,
+        tokens_checked,
+    })
+}
+
+/// A row's N columns, NULL as empty.
+fn cells<const N: usize>(row: Vec<Option<String>>) -> [String; N] {
+    let mut cells = row.into_iter().map(Option::unwrap_or_default);
+    std::array::from_fn(|_| cells.next().unwrap_or_default())
 }
 
 fn name(attempt: &Attempt) -> String {

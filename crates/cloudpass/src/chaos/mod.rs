@@ -10,6 +10,7 @@
 //! the proxies run here. docs/reliability.md says what is covered and what is not yet.
 
 mod audit;
+mod database;
 mod load;
 mod platform;
 mod proxy;
@@ -28,6 +29,7 @@ use cloudpass_sim::pos::Pos;
 use tokio::sync::watch;
 
 use crate::cli::CliResult;
+use database::PlatformStore;
 use load::{Record, Worker};
 use platform::{Platform, Ports, free_port};
 use proxy::FaultProxy;
@@ -54,6 +56,12 @@ pub struct ChaosArgs {
     /// after a clean audit and kept after a failed one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Keep the platform's store on this PostgreSQL server (e.g.
+    /// postgres://postgres@127.0.0.1:5432/test) in a database created for the run, dropped
+    /// after a clean audit and kept after a failed one; by default SQLite in the data
+    /// directory. The sandbox bank keeps SQLite.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 pub fn run(args: ChaosArgs) -> CliResult {
@@ -114,24 +122,31 @@ async fn run_async(args: ChaosArgs) -> CliResult {
         args.terminals,
         data_dir.display()
     );
-    let result = run_in(
-        &args,
-        &data_dir.join("platform"),
-        &data_dir.join("platform.log"),
-    )
-    .await;
+    let platform_dir = data_dir.join("platform");
+    let run_name = format!("cloudpass_chaos_{}_{}", args.seed, std::process::id());
+    let store =
+        PlatformStore::create(&platform_dir, args.database_url.as_deref(), &run_name).await?;
+    println!("  the platform's store: {}", store.describe());
+    let result = run_in(&args, &platform_dir, &store, &data_dir.join("platform.log")).await;
     match &result {
-        Ok(()) if temporary => {
-            let _ = std::fs::remove_dir_all(&data_dir);
+        Ok(()) => {
+            if temporary {
+                let _ = std::fs::remove_dir_all(&data_dir);
+            }
+            store.remove().await;
         }
-        Ok(()) => {}
-        Err(_) => println!("the run's data is kept in {}", data_dir.display()),
+        Err(_) => println!(
+            "the run's data is kept in {} ({})",
+            data_dir.display(),
+            store.describe()
+        ),
     }
     result
 }
 
-/// The run: the platform on `data_dir` (made by its first start), its output in `log`.
-async fn run_in(args: &ChaosArgs, data_dir: &Path, log: &Path) -> CliResult {
+/// The run: the platform on `data_dir` (made by its first start) and `store`, its output in
+/// `log`.
+async fn run_in(args: &ChaosArgs, data_dir: &Path, store: &PlatformStore, log: &Path) -> CliResult {
     let bank = free_port()?;
     let switch = free_port()?;
     let issuer_proxy = FaultProxy::start(bank)
@@ -146,7 +161,7 @@ async fn run_in(args: &ChaosArgs, data_dir: &Path, log: &Path) -> CliResult {
         bank,
         issuer_link: issuer_proxy.address,
     };
-    let mut platform = Platform::new(data_dir, log, None, ports)?;
+    let mut platform = Platform::new(data_dir, log, store.url(), ports)?;
     let http = reqwest::Client::new();
     platform.start()?;
     if !platform.wait_ready(&http, Duration::from_secs(120)).await {
@@ -195,6 +210,7 @@ async fn run_in(args: &ChaosArgs, data_dir: &Path, log: &Path) -> CliResult {
     let faults = inject_faults(
         args,
         data_dir,
+        store,
         &mut platform,
         &http,
         &acquirer_proxy,
@@ -213,20 +229,13 @@ async fn run_in(args: &ChaosArgs, data_dir: &Path, log: &Path) -> CliResult {
     println!("load stopped; healing the links and draining reversals and advices");
     acquirer_proxy.heal();
     issuer_proxy.heal();
-    let reversals_left = drain(
-        &mut platform,
-        &http,
-        &terminals,
-        &record,
-        owed_voids,
-        data_dir,
-    )
-    .await?;
+    let reversals_left =
+        drain(&mut platform, &http, &terminals, &record, owed_voids, store).await?;
     platform.kill();
     let _ = stop_links.send(true);
 
     let attempts = record.snapshot();
-    let facts = audit::Facts::read(data_dir, sandbox::ACQUIRER_ID).await?;
+    let facts = audit::Facts::read(data_dir, store, sandbox::ACQUIRER_ID).await?;
     let checks = audit::check(&attempts, &facts, reversals_left);
     print_summary(&tally, &attempts, &record, platform.starts);
     print_audit(&checks);
@@ -253,16 +262,18 @@ async fn run_in(args: &ChaosArgs, data_dir: &Path, log: &Path) -> CliResult {
 
 /// Injects the schedule's faults until enough kills were made or the time is up; how many
 /// of each kind.
+#[allow(clippy::too_many_arguments)]
 async fn inject_faults(
     args: &ChaosArgs,
     data_dir: &Path,
+    store: &PlatformStore,
     platform: &mut Platform,
     http: &reqwest::Client,
     acquirer: &FaultProxy,
     issuer: &FaultProxy,
     progress: &Progress,
 ) -> Result<BTreeMap<&'static str, u64>, String> {
-    let schedule = Schedule::new(args.seed);
+    let schedule = Schedule::new(args.seed, args.database_url.is_some());
     let deadline = args
         .minutes
         .map(|minutes| Instant::now() + Duration::from_secs_f64(minutes.max(0.0) * 60.0));
@@ -300,13 +311,28 @@ async fn inject_faults(
                 tokio::time::sleep(lasting).await;
                 proxy.heal();
             }
-            Fault::DatabaseLock { database, lasting } => {
-                let file = match database {
-                    Database::Platform => "cloudpass.sqlite",
-                    Database::Bank => "issuer-host.sqlite",
-                };
-                locks.push(tokio::spawn(hold_write_lock(data_dir.join(file), lasting)));
+            Fault::DatabaseLock {
+                database: Database::Platform,
+                lasting,
+            } => {
+                let store = store.clone();
+                locks.push(tokio::spawn(
+                    async move { store.refuse_writes(lasting).await },
+                ));
             }
+            Fault::DatabaseLock {
+                database: Database::Bank,
+                lasting,
+            } => {
+                let bank = data_dir.join("issuer-host.sqlite");
+                locks.push(tokio::spawn(async move {
+                    database::hold_sqlite_write_lock(&bank, lasting).await
+                }));
+            }
+            Fault::SessionsCut => match store.cut_sessions().await {
+                Ok(cut) => platform.note(&format!("{cut} database sessions cut")),
+                Err(error) => platform.note(&error),
+            },
         }
         // A platform that died of a fault (a start that met a locked database) is started
         // again, as a supervisor would.
@@ -335,27 +361,6 @@ async fn start_until_ready(platform: &mut Platform, http: &reqwest::Client) -> C
     ))
 }
 
-/// Holds the write lock of the SQLite database at `path` for `lasting`: the platform's
-/// writes wait for it (10 s), then fail.
-async fn hold_write_lock(path: PathBuf, lasting: Duration) {
-    use sqlx::{ConnectOptions, Connection};
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(&path)
-        .busy_timeout(Duration::from_secs(2));
-    let Ok(mut connection) = options.connect().await else {
-        return;
-    };
-    if sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut connection)
-        .await
-        .is_ok()
-    {
-        tokio::time::sleep(lasting).await;
-        let _ = sqlx::query("ROLLBACK").execute(&mut connection).await;
-    }
-    let _ = connection.close().await;
-}
-
 /// After the load: the platform up, every terminal's kept reversals and every owed void
 /// acknowledged, the switch's store and forward empty. The reversals still unacknowledged.
 async fn drain(
@@ -364,7 +369,7 @@ async fn drain(
     terminals: &[Arc<Pos>],
     record: &Record,
     owed_voids: Vec<(Arc<Pos>, usize)>,
-    data_dir: &Path,
+    store: &PlatformStore,
 ) -> Result<usize, String> {
     start_until_ready(platform, http).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -394,7 +399,7 @@ async fn drain(
         .map(|pos| pos.terminal().reversals_kept())
         .sum();
     while Instant::now() < deadline {
-        if audit::advices_pending(data_dir).await? == 0 {
+        if audit::advices_pending(store).await? == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -52,6 +52,9 @@ pub enum Fault {
         database: Database,
         lasting: Duration,
     },
+    /// PostgreSQL terminates every session of the platform's store at once (a server restart
+    /// or failover): transactions in flight roll back, pooled connections are dead.
+    SessionsCut,
 }
 
 impl Fault {
@@ -76,6 +79,7 @@ impl Fault {
                 ..
             } => "partial frame",
             Fault::DatabaseLock { .. } => "database refuses writes",
+            Fault::SessionsCut => "database sessions cut",
         }
     }
 }
@@ -90,12 +94,16 @@ pub struct Event {
 /// The run's faults, one after another.
 pub struct Schedule {
     random: SeededRandom,
+    /// The platform's store is PostgreSQL: half the faults of its database cut its sessions.
+    postgres: bool,
 }
 
 impl Schedule {
-    pub fn new(seed: u64) -> Schedule {
+    /// The faults of `seed`; the same seed and store give the same faults.
+    pub fn new(seed: u64, postgres: bool) -> Schedule {
         Schedule {
             random: SeededRandom::new(seed ^ 0x00C4_A05F_A017_5EED),
+            postgres,
         }
     }
 
@@ -124,18 +132,25 @@ impl Schedule {
                 },
                 lasting: self.millis(200, 4_000),
             },
-            _ => Fault::DatabaseLock {
-                database: if self.random.below(5) < 3 {
-                    Database::Platform
-                } else {
-                    Database::Bank
-                },
-                // The stores wait 10 s for a lock: shorter locks stall writes, longer ones
-                // make them fail.
-                lasting: self.millis(500, 13_000),
-            },
+            _ => self.database_fault(),
         };
         Event { after, fault }
+    }
+
+    fn database_fault(&self) -> Fault {
+        let database = if self.random.below(5) < 3 {
+            Database::Platform
+        } else {
+            Database::Bank
+        };
+        // The SQLite stores wait 10 s for a lock: shorter locks stall writes, longer ones
+        // make them fail.
+        let lasting = self.millis(500, 13_000);
+        // Drawn only for PostgreSQL, so an SQLite run's faults stay what they were.
+        if self.postgres && database == Database::Platform && self.random.below(2) == 0 {
+            return Fault::SessionsCut;
+        }
+        Fault::DatabaseLock { database, lasting }
     }
 }
 
@@ -147,19 +162,19 @@ mod tests {
     fn a_seed_gives_the_same_faults_and_another_seed_others() {
         let first: Vec<Event> = (0..50)
             .map({
-                let schedule = Schedule::new(7);
+                let schedule = Schedule::new(7, false);
                 move |_| schedule.next_event()
             })
             .collect();
         let again: Vec<Event> = (0..50)
             .map({
-                let schedule = Schedule::new(7);
+                let schedule = Schedule::new(7, false);
                 move |_| schedule.next_event()
             })
             .collect();
         let other: Vec<Event> = (0..50)
             .map({
-                let schedule = Schedule::new(8);
+                let schedule = Schedule::new(8, false);
                 move |_| schedule.next_event()
             })
             .collect();
@@ -168,5 +183,19 @@ mod tests {
         let kinds: std::collections::BTreeSet<&str> =
             first.iter().map(|event| event.fault.kind()).collect();
         assert!(kinds.len() >= 5, "{kinds:?}");
+    }
+
+    #[test]
+    fn only_a_postgresql_run_has_its_sessions_cut() {
+        let kinds = |postgres| {
+            let schedule = Schedule::new(3, postgres);
+            (0..400)
+                .map(|_| schedule.next_event().fault.kind())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert!(!kinds(false).contains("database sessions cut"));
+        let postgres = kinds(true);
+        assert!(postgres.contains("database sessions cut"), "{postgres:?}");
+        assert!(postgres.contains("database refuses writes"), "{postgres:?}");
     }
 }
