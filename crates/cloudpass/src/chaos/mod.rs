@@ -12,6 +12,7 @@
 mod audit;
 mod database;
 mod load;
+mod network;
 mod platform;
 mod proxy;
 mod schedule;
@@ -31,7 +32,8 @@ use tokio::sync::watch;
 use crate::cli::CliResult;
 use database::PlatformStore;
 use load::{Record, Worker};
-use platform::{Platform, Ports, free_port};
+use network::Network;
+use platform::{Ports, free_port};
 use proxy::FaultProxy;
 use schedule::{Database, Event, Fault, LinkName, Schedule};
 
@@ -112,7 +114,7 @@ async fn run_async(args: ChaosArgs) -> CliResult {
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     println!(
-        "chaos: seed {}, until {} kills{}; {} phones at {} terminals; data and the platform's log in {}",
+        "chaos: seed {}, until {} kills{}; {} phones at {} terminals; data and the logs (platform.log, bank.log) in {}",
         args.seed,
         args.kills,
         args.minutes
@@ -127,7 +129,7 @@ async fn run_async(args: ChaosArgs) -> CliResult {
     let store =
         PlatformStore::create(&platform_dir, args.database_url.as_deref(), &run_name).await?;
     println!("  the platform's store: {}", store.describe());
-    let result = run_in(&args, &platform_dir, &store, &data_dir.join("platform.log")).await;
+    let result = run_in(&args, &platform_dir, &store, &data_dir).await;
     match &result {
         Ok(()) => {
             if temporary {
@@ -144,9 +146,14 @@ async fn run_async(args: ChaosArgs) -> CliResult {
     result
 }
 
-/// The run: the platform on `data_dir` (made by its first start) and `store`, its output in
-/// `log`.
-async fn run_in(args: &ChaosArgs, data_dir: &Path, store: &PlatformStore, log: &Path) -> CliResult {
+/// The run: the platform and the issuer host on `data_dir` (made by their first start) and
+/// `store`, their logs in `logs`.
+async fn run_in(
+    args: &ChaosArgs,
+    data_dir: &Path,
+    store: &PlatformStore,
+    logs: &Path,
+) -> CliResult {
     let bank = free_port()?;
     let switch = free_port()?;
     let issuer_proxy = FaultProxy::start(bank)
@@ -158,18 +165,12 @@ async fn run_in(args: &ChaosArgs, data_dir: &Path, store: &PlatformStore, log: &
     let ports = Ports {
         http: free_port()?,
         switch,
+        platform_bank: free_port()?,
         bank,
+        bank_http: free_port()?,
         issuer_link: issuer_proxy.address,
     };
-    let mut platform = Platform::new(data_dir, log, store.url(), ports)?;
-    let http = reqwest::Client::new();
-    platform.start()?;
-    if !platform.wait_ready(&http, Duration::from_secs(120)).await {
-        return Err(format!(
-            "the platform did not become ready; see {}",
-            platform.log_path().display()
-        ));
-    }
+    let mut network = Network::launch(data_dir, logs, store, ports).await?;
 
     print!("provisioning {} phones… ", args.phones);
     let phones = load::provision_phones(&format!("http://{}", ports.http), args.phones).await?;
@@ -211,8 +212,7 @@ async fn run_in(args: &ChaosArgs, data_dir: &Path, store: &PlatformStore, log: &
         args,
         data_dir,
         store,
-        &mut platform,
-        &http,
+        &mut network,
         &acquirer_proxy,
         &issuer_proxy,
         &progress,
@@ -229,15 +229,14 @@ async fn run_in(args: &ChaosArgs, data_dir: &Path, store: &PlatformStore, log: &
     println!("load stopped; healing the links and draining reversals and advices");
     acquirer_proxy.heal();
     issuer_proxy.heal();
-    let reversals_left =
-        drain(&mut platform, &http, &terminals, &record, owed_voids, store).await?;
-    platform.kill();
+    let reversals_left = drain(&mut network, &terminals, &record, owed_voids, store).await?;
+    network.kill_all();
     let _ = stop_links.send(true);
 
     let attempts = record.snapshot();
     let facts = audit::Facts::read(data_dir, store, sandbox::ACQUIRER_ID).await?;
     let checks = audit::check(&attempts, &facts, reversals_left);
-    print_summary(&tally, &attempts, &record, platform.starts);
+    print_summary(&tally, &attempts, &record, &network);
     print_audit(&checks);
     match checks.iter().find(|check| !check.violations.is_empty()) {
         None => {
@@ -262,13 +261,11 @@ async fn run_in(args: &ChaosArgs, data_dir: &Path, store: &PlatformStore, log: &
 
 /// Injects the schedule's faults until enough kills were made or the time is up; how many
 /// of each kind.
-#[allow(clippy::too_many_arguments)]
 async fn inject_faults(
     args: &ChaosArgs,
     data_dir: &Path,
     store: &PlatformStore,
-    platform: &mut Platform,
-    http: &reqwest::Client,
+    network: &mut Network,
     acquirer: &FaultProxy,
     issuer: &FaultProxy,
     progress: &Progress,
@@ -283,19 +280,19 @@ async fn inject_faults(
     while kills < args.kills && deadline.is_none_or(|at| Instant::now() < at) {
         let Event { after, fault } = schedule.next_event();
         tokio::time::sleep(after).await;
-        platform.note(&format!("{fault:?}"));
+        network.note(&format!("{fault:?}"));
         *tally.entry(fault.kind()).or_insert(0) += 1;
         progress.faults.fetch_add(1, Ordering::Relaxed);
         match fault {
-            Fault::Kill { down, early } => {
-                platform.kill();
+            Fault::Kill { party, down, early } => {
+                network.kill(party);
                 kills += 1;
                 progress.kills.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(down).await;
                 if !early {
-                    start_until_ready(platform, http).await?;
+                    network.bring_back(party).await?;
                 } else {
-                    platform.start()?;
+                    network.start_party(party)?;
                 }
             }
             Fault::Link {
@@ -330,15 +327,11 @@ async fn inject_faults(
                 }));
             }
             Fault::SessionsCut => match store.cut_sessions().await {
-                Ok(cut) => platform.note(&format!("{cut} database sessions cut")),
-                Err(error) => platform.note(&error),
+                Ok(cut) => network.note(&format!("{cut} database sessions cut")),
+                Err(error) => network.note(&error),
             },
         }
-        // A platform that died of a fault (a start that met a locked database) is started
-        // again, as a supervisor would.
-        if !platform.is_running() {
-            platform.start()?;
-        }
+        network.restart_the_dead()?;
     }
     for lock in locks {
         let _ = lock.await;
@@ -346,32 +339,16 @@ async fn inject_faults(
     Ok(tally)
 }
 
-/// Starts the platform until it is ready: a start can fail while a database is locked.
-async fn start_until_ready(platform: &mut Platform, http: &reqwest::Client) -> CliResult {
-    for _ in 0..5 {
-        platform.start()?;
-        if platform.wait_ready(http, Duration::from_secs(60)).await {
-            return Ok(());
-        }
-        platform.kill();
-    }
-    Err(format!(
-        "the platform did not come back after a kill; see {}",
-        platform.log_path().display()
-    ))
-}
-
 /// After the load: the platform up, every terminal's kept reversals and every owed void
 /// acknowledged, the switch's store and forward empty. The reversals still unacknowledged.
 async fn drain(
-    platform: &mut Platform,
-    http: &reqwest::Client,
+    network: &mut Network,
     terminals: &[Arc<Pos>],
     record: &Record,
     owed_voids: Vec<(Arc<Pos>, usize)>,
     store: &PlatformStore,
 ) -> Result<usize, String> {
-    start_until_ready(platform, http).await?;
+    network.all_ready().await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     let pending = |terminals: &[Arc<Pos>]| {
         terminals
@@ -430,10 +407,13 @@ fn print_summary(
     faults: &BTreeMap<&'static str, u64>,
     attempts: &[load::Attempt],
     record: &Record,
-    starts: u32,
+    network: &Network,
 ) {
     println!();
-    println!("faults injected (platform started {starts} times):");
+    println!(
+        "faults injected (platform started {} times, issuer host {} times):",
+        network.platform.starts, network.bank.starts
+    );
     for (kind, count) in faults {
         println!("  {kind:<26} {count:>6}");
     }

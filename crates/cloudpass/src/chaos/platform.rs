@@ -1,6 +1,11 @@
-//! The platform under test as a process of its own (`cloudpass serve`: token service,
-//! gateway, switch and the sandbox bank), started, killed with SIGKILL and started again on
-//! the same data directory. Its switch reaches the bank through a fault proxy.
+//! The parties under test as processes of their own, each started, killed with SIGKILL and
+//! started again on the same data directory:
+//!
+//! - the platform (`cloudpass serve`: token service, gateway, switch and the sandbox's
+//!   in-process bank, which serves the token service's issuer calls);
+//! - the issuer host (`cloudpass issuer-sim`): the bank the switch reaches over ISO 8583,
+//!   through the issuer link's fault proxy. It works on the same ledger file as the
+//!   platform's in-process bank, as two front ends of one bank would.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -9,12 +14,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Where the platform listens, and where its switch reaches the bank.
+/// Where the parties listen, and where the switch reaches the bank.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub http: SocketAddr,
     pub switch: SocketAddr,
+    /// The platform's in-process bank's ISO 8583 port (nothing is linked to it).
+    pub platform_bank: SocketAddr,
+    /// The issuer host's ISO 8583 port.
     pub bank: SocketAddr,
+    /// The issuer host's HTTP port.
+    pub bank_http: SocketAddr,
     /// The issuer link's fault proxy, in front of `bank`.
     pub issuer_link: SocketAddr,
 }
@@ -26,30 +36,77 @@ pub fn free_port() -> Result<SocketAddr, String> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
-pub struct Platform {
+/// Which party a process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Platform,
+    Bank,
+}
+
+pub struct Process {
+    pub party: Party,
     executable: PathBuf,
-    data_dir: PathBuf,
+    arguments: Vec<String>,
     database_url: Option<String>,
-    pub ports: Ports,
     child: Option<Child>,
     log: PathBuf,
     pub starts: u32,
 }
 
-impl Platform {
-    /// The platform on `data_dir` (created by its first start), logging to `log`.
-    pub fn new(
+impl Process {
+    /// The platform on `data_dir` and `database_url` (none: SQLite in `data_dir`), logging
+    /// to `log`; its switch reaches the issuer host through the issuer link.
+    pub fn platform(
         data_dir: &Path,
         log: &Path,
         database_url: Option<String>,
         ports: Ports,
-    ) -> Result<Platform, String> {
-        Ok(Platform {
+    ) -> Result<Process, String> {
+        let arguments = vec![
+            "serve".to_owned(),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+            "--listen".to_owned(),
+            ports.http.to_string(),
+            "--iso8583-listen".to_owned(),
+            ports.switch.to_string(),
+            "--issuer-iso8583-listen".to_owned(),
+            ports.platform_bank.to_string(),
+            "--issuer-iso8583".to_owned(),
+            ports.issuer_link.to_string(),
+        ];
+        Process::new(Party::Platform, arguments, database_url, log)
+    }
+
+    /// The issuer host on the platform's `data_dir` (its ledger and key files), logging to
+    /// `log`.
+    pub fn bank(data_dir: &Path, log: &Path, ports: Ports) -> Result<Process, String> {
+        let arguments = vec![
+            "issuer-sim".to_owned(),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+            "--iso8583-listen".to_owned(),
+            ports.bank.to_string(),
+            "--listen".to_owned(),
+            ports.bank_http.to_string(),
+            "--tsp-url".to_owned(),
+            format!("http://{}", ports.http),
+        ];
+        Process::new(Party::Bank, arguments, None, log)
+    }
+
+    fn new(
+        party: Party,
+        arguments: Vec<String>,
+        database_url: Option<String>,
+        log: &Path,
+    ) -> Result<Process, String> {
+        Ok(Process {
+            party,
             executable: std::env::current_exe()
                 .map_err(|e| format!("cannot find this program: {e}"))?,
-            data_dir: data_dir.to_owned(),
+            arguments,
             database_url,
-            ports,
             child: None,
             log: log.to_owned(),
             starts: 0,
@@ -60,7 +117,7 @@ impl Platform {
         &self.log
     }
 
-    /// Notes a line in the platform's log (what the harness did, between its output).
+    /// Notes a line in the process's log (what the harness did, between its output).
     pub fn note(&self, line: &str) {
         if let Ok(mut log) = OpenOptions::new().create(true).append(true).open(&self.log) {
             let _ = writeln!(log, "=== chaos: {line}");
@@ -79,17 +136,7 @@ impl Platform {
         let errors = log.try_clone().map_err(|e| e.to_string())?;
         let mut command = Command::new(&self.executable);
         command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--listen")
-            .arg(self.ports.http.to_string())
-            .arg("--iso8583-listen")
-            .arg(self.ports.switch.to_string())
-            .arg("--issuer-iso8583-listen")
-            .arg(self.ports.bank.to_string())
-            .arg("--issuer-iso8583")
-            .arg(self.ports.issuer_link.to_string())
+            .args(&self.arguments)
             .env(
                 "RUST_LOG",
                 std::env::var("CHAOS_PLATFORM_LOG").unwrap_or_else(|_| "warn".into()),
@@ -104,7 +151,7 @@ impl Platform {
         };
         let child = command
             .spawn()
-            .map_err(|e| format!("cannot start the platform: {e}"))?;
+            .map_err(|e| format!("cannot start the {:?}: {e}", self.party))?;
         self.starts += 1;
         self.child = Some(child);
         Ok(())
@@ -126,11 +173,16 @@ impl Platform {
         }
     }
 
-    /// Waits until `GET /readyz` answers 200 (the database answers and the switch's issuer
-    /// link is up), or `within` passes.
-    pub async fn wait_ready(&mut self, http: &reqwest::Client, within: Duration) -> bool {
+    /// Waits until `GET http://{address}/readyz` answers 200 (the platform: its database
+    /// answers and its switch's issuer link is up), or `within` passes.
+    pub async fn wait_http_ready(
+        &mut self,
+        http: &reqwest::Client,
+        address: SocketAddr,
+        within: Duration,
+    ) -> bool {
         let deadline = Instant::now() + within;
-        let url = format!("http://{}/readyz", self.ports.http);
+        let url = format!("http://{address}/readyz");
         while Instant::now() < deadline {
             if !self.is_running() {
                 return false;
@@ -143,9 +195,25 @@ impl Platform {
         }
         false
     }
+
+    /// Waits until `address` takes connections (the issuer host: its ISO 8583 port opens
+    /// once its ledger is open), or `within` passes.
+    pub async fn wait_port_ready(&mut self, address: SocketAddr, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return false;
+            }
+            if tokio::net::TcpStream::connect(address).await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
 }
 
-impl Drop for Platform {
+impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use cloudpass_core::{Random, SeededRandom};
 
+use super::platform::Party;
+
 /// The links the fault proxies stand on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkName {
@@ -39,9 +41,13 @@ pub enum Database {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
-    /// SIGKILL the platform; start it again after `down`. `early`: the next kill may come
-    /// before it is ready (a crash while it starts).
-    Kill { down: Duration, early: bool },
+    /// SIGKILL the platform or the issuer host; start it again after `down`. `early`: the
+    /// next kill may come before it is ready (a crash while it starts).
+    Kill {
+        party: Party,
+        down: Duration,
+        early: bool,
+    },
     Link {
         link: LinkName,
         fault: LinkFault,
@@ -61,7 +67,13 @@ impl Fault {
     /// The fault's kind, for the tally.
     pub fn kind(&self) -> &'static str {
         match self {
-            Fault::Kill { .. } => "kill -9",
+            Fault::Kill {
+                party: Party::Platform,
+                ..
+            } => "kill -9 platform",
+            Fault::Kill {
+                party: Party::Bank, ..
+            } => "kill -9 issuer host",
             Fault::Link {
                 fault: LinkFault::Delay(_),
                 ..
@@ -117,6 +129,13 @@ impl Schedule {
             0..45 => Fault::Kill {
                 down: self.millis(0, 3_000),
                 early: self.random.below(5) == 0,
+                // One kill in four is of the issuer host alone: the switch stays up and
+                // loses the bank between its commit and its answer.
+                party: if self.random.below(4) == 0 {
+                    Party::Bank
+                } else {
+                    Party::Platform
+                },
             },
             45..85 => Fault::Link {
                 link: if self.random.below(2) == 0 {
