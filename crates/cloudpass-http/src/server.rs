@@ -10,6 +10,7 @@
 //! This module must never let one client hold a connection it is not using.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -37,6 +38,14 @@ pub struct HttpLimits {
     pub header_timeout: Duration,
     /// A request, its body included, must be handled within this.
     pub request_timeout: Duration,
+}
+
+impl HttpLimits {
+    /// The connection bounds a server on this port holds its connections against (and
+    /// counts them by, for its metrics).
+    pub fn connection_limits(&self) -> Arc<ConnectionLimits> {
+        ConnectionLimits::new(self.max_connections, self.max_connections_per_peer)
+    }
 }
 
 impl Default for HttpLimits {
@@ -69,15 +78,17 @@ pub fn with_request_timeout(router: Router, timeout: Duration) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` fires; with `tls`, every connection is TLS.
+/// Connections are held against `held` (`limits.connection_limits()`), which the caller
+/// keeps to count them.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    held: Arc<ConnectionLimits>,
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let router = with_request_timeout(router, limits.request_timeout);
-    let held = ConnectionLimits::new(limits.max_connections, limits.max_connections_per_peer);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,

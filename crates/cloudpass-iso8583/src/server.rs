@@ -70,6 +70,14 @@ pub struct PortLimits {
     pub frame: Duration,
 }
 
+impl PortLimits {
+    /// The connection bounds a server on this port holds its connections against (and
+    /// counts them by, for its metrics).
+    pub fn connection_limits(&self) -> Arc<ConnectionLimits> {
+        ConnectionLimits::new(self.max_connections, self.max_connections_per_peer)
+    }
+}
+
 impl Default for PortLimits {
     fn default() -> Self {
         Self {
@@ -149,16 +157,18 @@ enum Outgoing {
 /// Serves the port until `shutdown` fires; with `tls`, every connection is TLS (and, when
 /// the acceptor asks for client certificates, a peer without a valid one never gets to
 /// send a frame). The handshake counts against the admission time. `name` says whose port
-/// it is in logs.
+/// it is in logs. Connections are held against `held` (`limits.connection_limits()`; the
+/// caller keeps it to count them).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve<H: FrameHandler>(
     name: &'static str,
     handler: Arc<H>,
     listener: TcpListener,
     limits: PortLimits,
+    held: Arc<ConnectionLimits>,
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let held = ConnectionLimits::new(limits.max_connections, limits.max_connections_per_peer);
     let waiting = Arc::new(Waiting::default());
     loop {
         let accepted = tokio::select! {

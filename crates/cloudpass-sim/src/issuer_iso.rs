@@ -886,7 +886,8 @@ impl IssuerHost {
             idle: QUIET_LINK,
             ..PortLimits::default()
         };
-        server::serve("issuer host", self, listener, limits, None, shutdown).await
+        let held = limits.connection_limits();
+        server::serve("issuer host", self, listener, limits, held, None, shutdown).await
     }
 }
 

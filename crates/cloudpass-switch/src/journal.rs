@@ -3,11 +3,22 @@
 //! each waiter. Under load many requests share one commit (one fsync on SQLite, one round
 //! trip and commit on PostgreSQL); alone, a request waits for nobody.
 
+use std::time::Duration;
+
 use cloudpass_store::{AnyStore, JournalOp, JournalOutcome, StoreError, TokenStore};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most steps in one commit.
 const MAX_BATCH: usize = 512;
+
+/// How long [`Journal::record_answer`] waits before each retry of a failed commit: long
+/// enough for a pool to replace connections a database restart or failover cut, short
+/// enough that the acquirer still gets its answer (about 1.3 s in all).
+const ANSWER_RETRIES: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+];
 
 type Reply = oneshot::Sender<Result<Vec<JournalOutcome>, StoreError>>;
 
@@ -77,6 +88,31 @@ impl Journal {
             .await
             .map_err(|_| JournalError::Stopped)?;
         Ok(answer.await.map_err(|_| JournalError::Stopped)??)
+    }
+
+    /// Commits an answer's steps — the answer (an update of its request's row), the advices
+    /// queued with it, an offline clearing — retrying a failed commit up to three times. Those
+    /// steps are idempotent (the answer is set again, an advice or clearing already there
+    /// stays as it is), so a retry after a commit whose outcome was lost with its connection
+    /// records them once. A request's arrival (`JournalOp::Begin`) is not retried here: a
+    /// retry would find its own row and take it for a duplicate.
+    pub async fn record_answer(
+        &self,
+        ops: Vec<JournalOp>,
+    ) -> Result<Vec<JournalOutcome>, JournalError> {
+        debug_assert!(!ops.iter().any(|op| matches!(op, JournalOp::Begin(_))));
+        let mut result = self.record(ops.clone()).await;
+        for wait in ANSWER_RETRIES {
+            match &result {
+                Err(JournalError::Store(error)) => {
+                    tracing::warn!(error = %error, "journal: an answer's commit failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    result = self.record(ops.clone()).await;
+                }
+                _ => break,
+            }
+        }
+        result
     }
 
     /// DELIBERATELY BROKEN, built only with the feature `deliberately-broken-journal`: an

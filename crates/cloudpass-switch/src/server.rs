@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use cloudpass_core::peers::ConnectionLimits;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -14,13 +15,15 @@ use crate::switch::Switch;
 
 /// Serves acquirers until `shutdown` fires; with `tls`, every connection is TLS (and, when
 /// the acceptor asks for client certificates, an acquirer without a valid one never gets to
-/// send a frame).
+/// send a frame). Connections are held against `held` (`limits.connection_limits()`), which
+/// the caller keeps to count them.
 pub async fn serve(
     switch: Arc<Switch>,
     listener: TcpListener,
     limits: PortLimits,
+    held: Arc<ConnectionLimits>,
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
-    cloudpass_iso8583::server::serve("switch", switch, listener, limits, tls, shutdown).await
+    cloudpass_iso8583::server::serve("switch", switch, listener, limits, held, tls, shutdown).await
 }

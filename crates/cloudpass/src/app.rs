@@ -501,10 +501,13 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         Some(files) => Some(cloudpass_http::tls::acceptor(files).map_err(|e| e.to_string())?),
         None => None,
     };
+    let http_connections = config.http_limits.connection_limits();
+    observed.watch_connections("http", Arc::clone(&http_connections));
     tasks.push(tokio::spawn(cloudpass_http::serve(
         listener,
         router,
         config.http_limits,
+        http_connections,
         http_tls,
         watcher.clone(),
     )));
@@ -570,10 +573,13 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, String> {
         "switch: working keys restored from the last sign-ons"
     );
     observed.set_switch(Arc::clone(&switch));
+    let switch_connections = config.switch_port.connection_limits();
+    observed.watch_connections("switch", Arc::clone(&switch_connections));
     tasks.push(tokio::spawn(cloudpass_switch::server::serve(
         Arc::clone(&switch),
         switch_listener,
         config.switch_port,
+        switch_connections,
         match &config.switch_tls {
             Some(files) => Some(cloudpass_http::tls::acceptor(files).map_err(|e| e.to_string())?),
             None => None,

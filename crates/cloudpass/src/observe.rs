@@ -1,12 +1,13 @@
 //! What operators watch, on the HTTP port: `GET /metrics` (Prometheus text: the switch's
 //! answers by MTI, response code and channel with their latency, the issuer link, the
-//! database, and the backlogs of store and forward and of both notification outboxes with
+//! database, the connections of the HTTP port and the switch's (open, bound, accepted and
+//! refused), and the backlogs of store and forward and of both notification outboxes with
 //! the age of their oldest) and `GET /readyz` (200 when the database answers, the switch has
 //! started and its link to the issuer is up; otherwise 503 naming what is down). `/healthz`
 //! says only that the process serves HTTP.
 
 use std::fmt::Write;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::extract::State;
@@ -15,6 +16,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use cloudpass_core::Clock;
+use cloudpass_core::peers::{ConnectionCounts, ConnectionLimits};
 use cloudpass_store::{AnyStore, Backlog, BacklogStore};
 use cloudpass_switch::Switch;
 use serde_json::json;
@@ -24,6 +26,8 @@ pub struct Observed {
     store: AnyStore,
     switch: OnceLock<Arc<Switch>>,
     clock: Arc<dyn Clock>,
+    /// The ports whose connections are counted: the HTTP port, the switch's.
+    ports: Mutex<Vec<(&'static str, Arc<ConnectionLimits>)>>,
 }
 
 impl Observed {
@@ -32,7 +36,17 @@ impl Observed {
             store,
             switch: OnceLock::new(),
             clock,
+            ports: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Counts the connections of the port named `port` (its server holds them against
+    /// `limits`).
+    pub fn watch_connections(&self, port: &'static str, limits: Arc<ConnectionLimits>) {
+        self.ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((port, limits));
     }
 
     pub fn set_switch(&self, switch: Arc<Switch>) {
@@ -128,6 +142,14 @@ async fn metrics(State(observed): State<Arc<Observed>>) -> Response {
         "1 when the database answers.",
         u8::from(checks.database),
     );
+    let ports: Vec<(&str, ConnectionCounts)> = observed
+        .ports
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(port, limits)| (*port, limits.counts()))
+        .collect();
+    connection_metrics(&mut out, &ports);
     if let Ok(backlogs) = observed.store.backlogs().await {
         let now = observed.clock.now_millis();
         let queues = [
@@ -152,6 +174,45 @@ fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
+}
+
+fn connection_metrics(out: &mut String, ports: &[(&str, ConnectionCounts)]) {
+    out.push_str("# HELP cloudpass_connections_open Connections open now, by port.\n# TYPE cloudpass_connections_open gauge\n");
+    for (port, counts) in ports {
+        let _ = writeln!(
+            out,
+            "cloudpass_connections_open{{port=\"{port}\"}} {}",
+            counts.open
+        );
+    }
+    out.push_str("# HELP cloudpass_connections_max Connections the port holds at most.\n# TYPE cloudpass_connections_max gauge\n");
+    for (port, counts) in ports {
+        let _ = writeln!(
+            out,
+            "cloudpass_connections_max{{port=\"{port}\"}} {}",
+            counts.max_open
+        );
+    }
+    out.push_str("# HELP cloudpass_connections_accepted_total Connections accepted since the process started, by port.\n# TYPE cloudpass_connections_accepted_total counter\n");
+    for (port, counts) in ports {
+        let _ = writeln!(
+            out,
+            "cloudpass_connections_accepted_total{{port=\"{port}\"}} {}",
+            counts.accepted
+        );
+    }
+    out.push_str("# HELP cloudpass_connections_refused_total Connections closed at once because the port was full (all_full) or the peer address held its share (peer_full), by port.\n# TYPE cloudpass_connections_refused_total counter\n");
+    for (port, counts) in ports {
+        for (reason, count) in [
+            ("all_full", counts.refused_all_full),
+            ("peer_full", counts.refused_peer_full),
+        ] {
+            let _ = writeln!(
+                out,
+                "cloudpass_connections_refused_total{{port=\"{port}\",reason=\"{reason}\"}} {count}"
+            );
+        }
+    }
 }
 
 fn backlog_metrics(out: &mut String, queues: &[(&str, Backlog)], now: i64) {

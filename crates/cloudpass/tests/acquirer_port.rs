@@ -390,7 +390,7 @@ async fn get_text(app: &TestApp, path: &str) -> (u16, String) {
 }
 
 /// `/metrics` counts the switch's answers by MTI, code and channel with their latency, and
-/// shows the issuer link, the database and the backlogs; `/readyz` is 200 while everything
+/// shows the issuer link, the database, the ports' connections and the backlogs; `/readyz` is 200 while everything
 /// is up and 503, naming the issuer link, when the switch cannot reach the issuer.
 async fn operators_see_answers_backlogs_and_readiness(backend: Backend) {
     let app = TestApp::start(backend).await;
@@ -424,6 +424,24 @@ async fn operators_see_answers_backlogs_and_readiness(backend: Backend) {
         .parse()
         .unwrap();
     assert!(timed >= 3, "{metrics}");
+    // The shop's terminal holds its connection to the switch; this scrape is on the HTTP
+    // port; nobody was refused.
+    let value = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("cloudpass_connections_open{port=\"switch\"}") >= 1);
+    assert!(value("cloudpass_connections_accepted_total{port=\"switch\"}") >= 1);
+    assert!(value("cloudpass_connections_open{port=\"http\"}") >= 1);
+    assert!(value("cloudpass_connections_max{port=\"switch\"}") > 1);
+    assert_eq!(
+        value("cloudpass_connections_refused_total{port=\"switch\",reason=\"all_full\"}"),
+        0
+    );
     assert!(!metrics.contains(CMB_DEBIT) && !metrics.contains(phone.token().expose()));
     let (status, ready) = get_text(&app, "/readyz").await;
     assert_eq!(status, 200, "{ready}");

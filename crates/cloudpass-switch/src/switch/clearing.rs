@@ -42,7 +42,7 @@ impl Switch {
             issuer_outcome: IssuerOutcome::NotSent.as_str().to_owned(),
             answered_at: now,
         }));
-        if let Err(error) = self.journal.record(ops).await {
+        if let Err(error) = self.journal.record_answer(ops).await {
             tracing::error!(error = %error, "switch: an offline spend cannot be journaled");
             return answer(request, ResponseCode::SystemMalfunction);
         }

@@ -78,10 +78,11 @@ impl Switch {
                 _ => None,
             })
             .collect();
-        if let Err(error) = self.journal.record(ops).await {
-            // The issuer has decided; the acquirer must hear what it decided, or money moves
-            // without goods. The journal keeps the request (recorded on arrival) for
-            // reconciliation; an advice that could not be queued is sent once, now.
+        if let Err(error) = self.journal.record_answer(ops).await {
+            // The journal's retries are spent. The issuer has decided; the acquirer must hear
+            // what it decided, or money moves without goods. The journal keeps the request
+            // (recorded on arrival) for reconciliation; an advice that could not be queued is
+            // sent once, now.
             tracing::error!(error = %error, stan = %text(request, 11), "switch: the answer cannot be journaled; answering anyway");
             for advice in advices {
                 let delivery = self.deliver(&advice, self.clock.now_millis()).await;

@@ -44,7 +44,7 @@ impl Switch {
             issuer_outcome: outcome.as_str().to_owned(),
             answered_at: self.clock.now_millis(),
         });
-        if let Err(error) = self.journal.record(vec![journaled]).await {
+        if let Err(error) = self.journal.record_answer(vec![journaled]).await {
             // The issuer has decided; the acquirer hears it. A repeat is worked again and
             // the issuer answers it from its record.
             tracing::error!(error = %error, stan = %text(request, 11), "switch: a return's answer cannot be journaled");

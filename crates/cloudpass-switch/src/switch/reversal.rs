@@ -34,7 +34,7 @@ impl Switch {
         if let Some(advice) = advice {
             ops.push(JournalOp::Enqueue(advice));
         }
-        if let Err(error) = self.journal.record(ops).await {
+        if let Err(error) = self.journal.record_answer(ops).await {
             tracing::error!(error = %error, "switch: a reversal cannot be journaled");
             return answer(request, ResponseCode::SystemMalfunction);
         }

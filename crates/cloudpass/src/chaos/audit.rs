@@ -339,8 +339,12 @@ pub fn check(attempts: &[Attempt], facts: &Facts, reversals_left: usize) -> Vec<
                 _ => "",
             };
             let recorded = facts.journal.get(&key);
+            // The switch refuses with 96 a request it cannot journal on arrival, and sends
+            // nothing of it on: the journal then holds no such request ("nothing posted"
+            // checks the bank's side).
+            let refused_unrecorded = given == "96" && recorded.is_none();
             journal.expect(
-                recorded.is_some_and(|code| code.as_deref() == Some(given)),
+                refused_unrecorded || recorded.is_some_and(|code| code.as_deref() == Some(given)),
                 || {
                     format!(
                         "{}: the terminal got {given}, the journal holds {}",
@@ -416,4 +420,75 @@ pub fn check(attempts: &[Attempt], facts: &Facts, reversals_left: usize) -> Vec<
         posted, voided, not_posted, created, replays, journal, ledger, accounts, moved, drained,
         mapping,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(stan: &str, answer: Answer) -> Attempt {
+        Attempt {
+            terminal: "CPPOS001",
+            card: 0,
+            kind: Kind::Tap,
+            stan: stan.into(),
+            transmission_time: "1205233904".into(),
+            amount: 15,
+            answer,
+            void: None,
+        }
+    }
+
+    /// The bank holds nothing; the journal holds what is given.
+    fn facts(journal: &[(&str, Option<&str>)]) -> Facts {
+        Facts {
+            bank: HashMap::new(),
+            journal: journal
+                .iter()
+                .map(|(stan, code)| {
+                    (
+                        ((*stan).to_owned(), "1205233904".to_owned()),
+                        code.map(str::to_owned),
+                    )
+                })
+                .collect(),
+            ledger_debits: 0,
+            ledger_credits: 0,
+            accounts: Vec::new(),
+            accounts_checked: 0,
+            acquirer_net: 0,
+            advices_pending: 0,
+            mapping_breaks: Vec::new(),
+            tokens_checked: 0,
+        }
+    }
+
+    fn journal_violations(attempts: &[Attempt], facts: &Facts) -> Vec<String> {
+        check(attempts, facts, 0)
+            .into_iter()
+            .find(|check| check.name == "the answer a terminal got is the journal's")
+            .unwrap()
+            .violations
+    }
+
+    #[test]
+    fn a_96_refusal_the_journal_never_recorded_is_no_violation_but_an_unrecorded_answer_is() {
+        let refused = [attempt("000001", Answer::Declined("96".into()))];
+        assert!(journal_violations(&refused, &facts(&[])).is_empty());
+        // Any other answer the journal does not hold is one.
+        let declined = [attempt("000002", Answer::Declined("51".into()))];
+        assert_eq!(journal_violations(&declined, &facts(&[])).len(), 1);
+        let approved = [attempt("000003", Answer::Approved)];
+        assert_eq!(
+            journal_violations(&approved, &facts(&[("000003", None)])).len(),
+            1,
+            "approved while the journal holds no answer"
+        );
+        assert!(journal_violations(&approved, &facts(&[("000003", Some("00"))])).is_empty());
+        // A 96 the journal recorded as something else is one too.
+        assert_eq!(
+            journal_violations(&refused, &facts(&[("000001", Some("00"))])).len(),
+            1
+        );
+    }
 }

@@ -230,10 +230,12 @@ pub fn switch(args: SwitchArgs) -> CliResult {
             .await
             .map_err(|e| format!("the terminals' working keys could not be read: {e}"))?;
         let listener = listen(args.listen).await?;
+        let limits = cloudpass_switch::server::PortLimits::default();
         let server = tokio::spawn(cloudpass_switch::server::serve(
             Arc::clone(&switch),
             listener,
-            cloudpass_switch::server::PortLimits::default(),
+            limits,
+            limits.connection_limits(),
             None,
             stopped.clone(),
         ));
