@@ -23,8 +23,21 @@ pub async fn provision(
     device_id: &str,
     card: PhoneCard<'_>,
 ) -> Result<Phone, String> {
-    let wallet = &sandbox::WALLETS[0];
     let keys = DeviceKeyPair::generate(&OsRandom);
+    provision_with(http, base, device_id, card, &keys).await
+}
+
+/// [`provision`] with the device's `keys` given: called again with the same arguments it is
+/// the same request (the same Idempotency-Keys and bodies), so a caller can retry it after
+/// a call that got no answer.
+pub async fn provision_with(
+    http: &reqwest::Client,
+    base: &str,
+    device_id: &str,
+    card: PhoneCard<'_>,
+    keys: &DeviceKeyPair,
+) -> Result<Phone, String> {
+    let wallet = &sandbox::WALLETS[0];
     let post = |path: &str, body: serde_json::Value| {
         http.post(format!("{base}{path}"))
             .bearer_auth(wallet.api_key)
@@ -64,5 +77,5 @@ pub async fn provision(
     let token_id = answer["token"]["token_id"].as_str().unwrap_or_default();
     let envelope = envelope_from_json(&answer["card_profile"])
         .map_err(|_| refused("provisioning", &answer))?;
-    Phone::provision(&keys, token_id, &envelope).map_err(|e| format!("{device_id}: {e}"))
+    Phone::provision(keys, token_id, &envelope).map_err(|e| format!("{device_id}: {e}"))
 }

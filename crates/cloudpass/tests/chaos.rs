@@ -64,6 +64,12 @@ fn short_run(seed: &str, kills: u64, database_url: Option<&str>) -> String {
     let killed = figure(&summary, "kill -9 platform")
         + figure_if_any(&summary, "kill -9 issuer host").unwrap_or(0);
     assert_eq!(killed, kills, "{summary}");
+    // The wallet churned tokens through the kills, and the audit checked them.
+    assert!(figure(&summary, "tokens provisioned") > 0, "{summary}");
+    assert!(
+        figure(&summary, "a token's state is its last acknowledged change") > 0,
+        "{summary}"
+    );
     // Seed 7 kills the issuer host alone once among its first kills, on either store.
     assert!(figure(&summary, "kill -9 issuer host") > 0, "{summary}");
     // The audit looked at real payments: some approved and voided, every one checked.

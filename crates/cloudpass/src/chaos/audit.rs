@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 
 use super::database::{PlatformStore, StoreReader};
+use super::lifecycle::TokenLife;
 use super::load::{Answer, Attempt, Kind, Void};
 
 /// One invariant: how many things it looked at, and what broke it.
@@ -73,6 +74,8 @@ pub struct Facts {
     /// Cards with more than one live token on a device; devices with more than one default.
     mapping_breaks: Vec<String>,
     tokens_checked: i64,
+    /// Every token's status in the token service's store, by token id.
+    token_states: HashMap<String, String>,
 }
 
 async fn open(path: &Path) -> Result<SqliteConnection, String> {
@@ -185,6 +188,7 @@ impl Facts {
             advices_pending,
             mapping_breaks,
             tokens_checked,
+            token_states,
         } = facts?;
         Ok(Facts {
             bank: purchases,
@@ -197,6 +201,7 @@ impl Facts {
             advices_pending,
             mapping_breaks,
             tokens_checked,
+            token_states,
         })
     }
 }
@@ -208,6 +213,7 @@ struct PlatformFacts {
     advices_pending: i64,
     mapping_breaks: Vec<String>,
     tokens_checked: i64,
+    token_states: HashMap<String, String>,
 }
 
 async fn read_platform(
@@ -258,11 +264,21 @@ async fn read_platform(
     let tokens_checked = platform
         .count("SELECT CAST(COUNT(*) AS TEXT) FROM tokens")
         .await?;
+    let token_states = platform
+        .rows("SELECT id, status FROM tokens", &[])
+        .await?
+        .into_iter()
+        .map(|row| {
+            let [id, status] = cells(row);
+            (id, status)
+        })
+        .collect();
     Ok(PlatformFacts {
         journal,
         advices_pending,
         mapping_breaks,
         tokens_checked,
+        token_states,
     })
 }
 
@@ -285,9 +301,15 @@ fn should_stand(attempt: &Attempt) -> bool {
         && !matches!(&attempt.void, Some(Void::Acknowledged(code)) if code == "00")
 }
 
-/// Every invariant over the attempts and the facts; `reversals_left` are the terminals'
-/// reversals still unacknowledged when the load was drained.
-pub fn check(attempts: &[Attempt], facts: &Facts, reversals_left: usize) -> Vec<Check> {
+/// Every invariant over the attempts, the churned tokens' lives and the facts;
+/// `reversals_left` are the terminals' reversals still unacknowledged when the load was
+/// drained.
+pub fn check(
+    attempts: &[Attempt],
+    lives: &[TokenLife],
+    facts: &Facts,
+    reversals_left: usize,
+) -> Vec<Check> {
     let mut posted = Check::new("approved at a terminal → posted once at the bank");
     let mut voided = Check::new("voided at a terminal → reversed once at the bank");
     let mut not_posted = Check::new("declined, unanswered or not sent → nothing posted");
@@ -416,14 +438,62 @@ pub fn check(attempts: &[Attempt], facts: &Facts, reversals_left: usize) -> Vec<
     mapping
         .violations
         .extend(facts.mapping_breaks.iter().cloned());
+    let (barred, states) = check_lives(attempts, lives, facts);
     vec![
         posted, voided, not_posted, created, replays, journal, ledger, accounts, moved, drained,
-        mapping,
+        mapping, barred, states,
     ]
+}
+
+/// The churned tokens: no tap approved after a suspension or deletion was acknowledged, and
+/// each token's state is its last acknowledged change (or the change whose answer was lost).
+fn check_lives(attempts: &[Attempt], lives: &[TokenLife], facts: &Facts) -> (Check, Check) {
+    let mut barred = Check::new("a suspended or deleted token is never approved");
+    let mut states = Check::new("a token's state is its last acknowledged change");
+    for life in lives {
+        for index in &life.barred_taps {
+            let approved = attempts
+                .get(*index)
+                .is_some_and(|attempt| attempt.answer == Answer::Approved);
+            barred.expect(!approved, || {
+                format!(
+                    "token {} ({}): a tap after its {} was acknowledged was approved",
+                    life.token_id,
+                    life.device_id,
+                    life.acknowledged.as_str()
+                )
+            });
+        }
+        let stored = facts.token_states.get(&life.token_id).map(String::as_str);
+        let allowed = |state: Option<super::lifecycle::TokenState>| {
+            state.is_some_and(|state| stored == Some(state.as_str()))
+        };
+        states.expect(
+            life.refused.is_none() && (allowed(Some(life.acknowledged)) || allowed(life.unsure)),
+            || match &life.refused {
+                Some(refusal) => format!(
+                    "token {} ({}): the token service refused {refusal}",
+                    life.token_id, life.device_id
+                ),
+                None => format!(
+                    "token {} ({}): acknowledged {}{}, the store holds {}",
+                    life.token_id,
+                    life.device_id,
+                    life.acknowledged.as_str(),
+                    life.unsure
+                        .map(|state| format!(" (or unanswered {})", state.as_str()))
+                        .unwrap_or_default(),
+                    stored.unwrap_or("no such token")
+                ),
+            },
+        );
+    }
+    (barred, states)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::lifecycle::TokenState;
     use super::*;
 
     fn attempt(stan: &str, answer: Answer) -> Attempt {
@@ -460,11 +530,12 @@ mod tests {
             advices_pending: 0,
             mapping_breaks: Vec::new(),
             tokens_checked: 0,
+            token_states: HashMap::new(),
         }
     }
 
     fn journal_violations(attempts: &[Attempt], facts: &Facts) -> Vec<String> {
-        check(attempts, facts, 0)
+        check(attempts, &[], facts, 0)
             .into_iter()
             .find(|check| check.name == "the answer a terminal got is the journal's")
             .unwrap()
@@ -488,6 +559,69 @@ mod tests {
         // A 96 the journal recorded as something else is one too.
         assert_eq!(
             journal_violations(&refused, &facts(&[("000001", Some("00"))])).len(),
+            1
+        );
+    }
+
+    fn life(barred_taps: Vec<usize>, unsure: Option<TokenState>) -> TokenLife {
+        TokenLife {
+            device_id: "chaos-life-1".into(),
+            token_id: "tok_1".into(),
+            acknowledged: TokenState::Deleted,
+            unsure,
+            refused: None,
+            changes: 3,
+            barred_taps,
+        }
+    }
+
+    fn violations_of(
+        name: &str,
+        attempts: &[Attempt],
+        lives: &[TokenLife],
+        facts: &Facts,
+    ) -> usize {
+        check(attempts, lives, facts, 0)
+            .into_iter()
+            .find(|check| check.name == name)
+            .unwrap()
+            .violations
+            .len()
+    }
+
+    #[test]
+    fn a_tap_approved_after_a_deletion_and_a_state_no_call_made_are_violations() {
+        const BARRED: &str = "a suspended or deleted token is never approved";
+        const STATE: &str = "a token's state is its last acknowledged change";
+        let mut deleted = facts(&[]);
+        deleted
+            .token_states
+            .insert("tok_1".into(), "deleted".into());
+        let refused = [attempt("000001", Answer::Declined("14".into()))];
+        let approved = [attempt("000001", Answer::Approved)];
+        assert_eq!(
+            violations_of(BARRED, &refused, &[life(vec![0], None)], &deleted),
+            0
+        );
+        assert_eq!(
+            violations_of(BARRED, &approved, &[life(vec![0], None)], &deleted),
+            1
+        );
+        assert_eq!(
+            violations_of(STATE, &refused, &[life(vec![0], None)], &deleted),
+            0
+        );
+        let mut active = facts(&[]);
+        active.token_states.insert("tok_1".into(), "active".into());
+        assert_eq!(
+            violations_of(STATE, &refused, &[life(vec![], None)], &active),
+            1
+        );
+        // A change whose answer was lost may have been made.
+        let unsure = life(vec![], Some(TokenState::Active));
+        assert_eq!(violations_of(STATE, &refused, &[unsure], &active), 0);
+        assert_eq!(
+            violations_of(STATE, &refused, &[life(vec![], None)], &facts(&[])),
             1
         );
     }

@@ -265,6 +265,19 @@ impl Worker {
         owed_voids
     }
 
+    /// A tap without PIN, whatever its answer; the index of its attempt in the record.
+    pub async fn tap_once(&mut self, amount: u64) -> Option<usize> {
+        let money = Money::new(amount, Currency::CNY);
+        let tap = self
+            .phone
+            .phone
+            .tap(&self.pos.terminal_data(money), false)
+            .ok()?;
+        self.send(Kind::Tap, amount, &tap.track2, &tap.field55, None)
+            .await
+            .map(|(index, _)| index)
+    }
+
     /// A fresh tap; the approved one's cryptogram, to replay.
     async fn tap(&mut self, amount: u64, with_pin: bool) -> Option<(usize, Approved)> {
         let money = Money::new(amount, Currency::CNY);
@@ -281,9 +294,12 @@ impl Worker {
         } else {
             Kind::Tap
         };
-        let index = self
+        let (index, approved) = self
             .send(kind, amount, &tap.track2, &tap.field55, pin.as_ref())
             .await?;
+        if !approved {
+            return None;
+        }
         Some((
             index,
             Approved {
@@ -294,8 +310,8 @@ impl Worker {
         ))
     }
 
-    /// Sends one purchase and records what the terminal saw; the attempt's index when it was
-    /// approved.
+    /// Sends one purchase and records what the terminal saw; the attempt's index and whether
+    /// it was approved (none when the terminal could not prepare it).
     async fn send(
         &mut self,
         kind: Kind,
@@ -303,7 +319,7 @@ impl Worker {
         track2: &str,
         field55: &[u8],
         pin: Option<&Pin>,
-    ) -> Option<usize> {
+    ) -> Option<(usize, bool)> {
         let purchase = Purchase {
             account: self.phone.phone.token(),
             expiry: Some(self.phone.phone.expiry()),
@@ -343,7 +359,7 @@ impl Worker {
             answer,
             void: None,
         });
-        approved.then_some(index)
+        Some((index, approved))
     }
 
     /// Voids an approved sale; whether the switch acknowledged it.

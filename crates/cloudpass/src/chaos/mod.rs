@@ -11,6 +11,7 @@
 
 mod audit;
 mod database;
+mod lifecycle;
 mod load;
 mod network;
 mod platform;
@@ -206,6 +207,19 @@ async fn run_in(
         workers.push(tokio::spawn(worker.run(load_stopped.clone())));
     }
 
+    let lives = Arc::new(lifecycle::Lives::default());
+    let churn = tokio::spawn(
+        lifecycle::Churn {
+            base: format!("http://{}", ports.http),
+            pos: Arc::clone(&terminals[0]),
+            terminal: sandbox::TERMINALS[0],
+            random: SeededRandom::new(args.seed.wrapping_mul(7_919) ^ 0x11FE),
+            record: Arc::clone(&record),
+            lives: Arc::clone(&lives),
+        }
+        .run(load_stopped.clone()),
+    );
+
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report(Arc::clone(&progress), Arc::clone(&record)));
     let faults = inject_faults(
@@ -223,6 +237,7 @@ async fn run_in(
     for worker in workers {
         owed_voids.extend(worker.await.map_err(|e| e.to_string())?);
     }
+    churn.await.map_err(|e| e.to_string())?;
     reporter.abort();
     let tally = faults?;
 
@@ -235,8 +250,10 @@ async fn run_in(
 
     let attempts = record.snapshot();
     let facts = audit::Facts::read(data_dir, store, sandbox::ACQUIRER_ID).await?;
-    let checks = audit::check(&attempts, &facts, reversals_left);
+    let (token_lives, unsure_provisionings) = lives.snapshot();
+    let checks = audit::check(&attempts, &token_lives, &facts, reversals_left);
     print_summary(&tally, &attempts, &record, &network);
+    print_lifecycle(&token_lives, &unsure_provisionings);
     print_audit(&checks);
     match checks.iter().find(|check| !check.violations.is_empty()) {
         None => {
@@ -434,6 +451,29 @@ fn print_summary(
     println!(
         "  voids acknowledged                       {:>6}",
         record.tally.voids.load(Ordering::Relaxed)
+    );
+}
+
+fn print_lifecycle(lives: &[lifecycle::TokenLife], unsure_provisionings: &[String]) {
+    println!("tokens churned (provisioned, paid, suspended, resumed, deleted):");
+    println!(
+        "  tokens provisioned                       {:>6}",
+        lives.len()
+    );
+    println!(
+        "  changes acknowledged                     {:>6}",
+        lives
+            .iter()
+            .map(|life| u64::from(life.changes))
+            .sum::<u64>()
+    );
+    println!(
+        "  changes unanswered                       {:>6}",
+        lives.iter().filter(|life| life.unsure.is_some()).count()
+    );
+    println!(
+        "  provisionings unanswered                 {:>6}",
+        unsure_provisionings.len()
     );
 }
 
