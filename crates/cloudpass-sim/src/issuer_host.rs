@@ -84,6 +84,9 @@ pub enum SimError {
     CardNotFound,
     #[error("token service: {0}")]
     Tsp(String),
+    /// The request contradicts one made before (a deposit reference reused).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<sqlx::Error> for SimError {
@@ -99,9 +102,9 @@ impl From<cloudpass_crypto::HsmError> for SimError {
 }
 
 /// A card as the bank holds it.
-struct CardRecord {
-    id: String,
-    pan_last4: String,
+pub(crate) struct CardRecord {
+    pub(crate) id: String,
+    pub(crate) pan_last4: String,
     expiry: String,
     cvn2_hash: Option<Vec<u8>>,
     phone: String,
@@ -360,6 +363,11 @@ impl IssuerHost {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The card with number `pan`, as the bank holds it.
+    pub(crate) async fn find_card(&self, pan: &Pan) -> Result<Option<CardRecord>, SimError> {
+        self.find(pan).await
     }
 
     async fn find(&self, pan: &Pan) -> Result<Option<CardRecord>, SimError> {
@@ -746,6 +754,7 @@ impl IssuerHost {
             .route("/sim/issuer/v1/sms", get(sms))
             .route("/sim/issuer/v1/cards/events", post(card_event))
             .route("/sim/issuer/v1/cards/reissue", post(reissue))
+            .route("/sim/issuer/v1/cards/deposits", post(deposit))
             .with_state(self)
     }
 }
@@ -767,6 +776,7 @@ fn sim_error(failure: SimError) -> Response {
             "no such card at this bank",
         ),
         SimError::Tsp(message) => error(StatusCode::BAD_GATEWAY, "TSP_UNAVAILABLE", message),
+        SimError::Conflict(message) => error(StatusCode::CONFLICT, "CONFLICT", message),
         other => {
             tracing::error!(error = %other, "issuer host failure");
             error(
@@ -931,6 +941,31 @@ async fn reissue(State(host): State<Arc<IssuerHost>>, headers: HeaderMap, body: 
             body.new_card_number.as_deref(),
             &body.new_expiry,
         )
+        .await
+    {
+        Ok((status, value)) => (status, Json(value)).into_response(),
+        Err(e) => sim_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DepositBody {
+    card_number: String,
+    /// Fen.
+    amount: i64,
+    reference: String,
+}
+
+async fn deposit(State(host): State<Arc<IssuerHost>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(response) = back_office(&host, &headers) {
+        return response;
+    }
+    let body: DepositBody = match json_body(&body) {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    match host
+        .deposit(&body.card_number, body.amount, &body.reference)
         .await
     {
         Ok((status, value)) => (status, Json(value)).into_response(),

@@ -14,6 +14,7 @@
 pub mod bank;
 pub mod demo_shop;
 pub mod handset;
+mod issuer_deposits;
 pub mod issuer_host;
 pub mod issuer_iso;
 mod issuer_returns;

@@ -180,6 +180,46 @@ async fn purchases_duplicates_and_declines() {
 }
 
 #[tokio::test]
+async fn a_deposit_pays_in_once_per_reference_and_a_declined_card_pays_again() {
+    let bank = bank().await;
+    assert_eq!(code(&bank, &purchase(CREDIT, 50_000, "000001")).await, "00");
+    assert_eq!(code(&bank, &purchase(CREDIT, 300, "000002")).await, "51");
+    let (status, paid) = bank.host.deposit(CREDIT, 500, "teller-1").await.unwrap();
+    assert_eq!(status.as_u16(), 201);
+    assert_eq!(
+        (paid["balance"].as_i64(), paid["repeated"].as_bool()),
+        (Some(-49_500), Some(false))
+    );
+    // The teller's retry after a lost answer moves nothing.
+    let (status, again) = bank.host.deposit(CREDIT, 500, "teller-1").await.unwrap();
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(
+        (again["balance"].as_i64(), again["repeated"].as_bool()),
+        (Some(-49_500), Some(true))
+    );
+    assert_eq!(bank.host.card_balance(CREDIT).await.unwrap().0, -49_500);
+    assert_eq!(code(&bank, &purchase(CREDIT, 300, "000003")).await, "00");
+    // The reference for another amount or card is refused, and so is a bad amount; the
+    // errors never name the card.
+    for (card, amount, reference) in [
+        (CREDIT, 600, "teller-1"),
+        (DEBIT, 500, "teller-1"),
+        (DEBIT, 0, "teller-2"),
+        (DEBIT, 5, "no spaces"),
+    ] {
+        let refused = bank
+            .host
+            .deposit(card, amount, reference)
+            .await
+            .unwrap_err();
+        assert!(!refused.to_string().contains(card), "{refused}");
+    }
+    assert_eq!(bank.host.card_balance(DEBIT).await.unwrap().0, 1_000_000);
+    assert_books_balance(&bank).await;
+    let _ = std::fs::remove_dir_all(&bank.dir);
+}
+
+#[tokio::test]
 async fn pins_are_verified_and_blocked_after_three_wrong() {
     let bank = bank().await;
     assert_eq!(

@@ -622,6 +622,35 @@ async fn card_lost_found_reissued_closed(app: &TestApp) {
         }
     };
 
+    // The counter pays money into a card's account once per reference; the same deposit
+    // again is answered as a repeat, the reference for another amount is refused, and the
+    // back office wants the bank's key.
+    let deposit = json!({"card_number": CMB_DEBIT, "amount": 10_000, "reference": "counter-1"});
+    let (status, paid) = back_office("/sim/issuer/v1/cards/deposits", deposit.clone()).await;
+    assert_eq!(status, 201, "{paid}");
+    assert_eq!(paid["repeated"], false);
+    let (status, again) = back_office("/sim/issuer/v1/cards/deposits", deposit.clone()).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (&again["repeated"], &again["balance"]),
+        (&json!(true), &paid["balance"])
+    );
+    let (status, refused) = back_office(
+        "/sim/issuer/v1/cards/deposits",
+        json!({"card_number": CMB_DEBIT, "amount": 20_000, "reference": "counter-1"}),
+    )
+    .await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("CONFLICT")));
+    assert!(!refused.to_string().contains(CMB_DEBIT));
+    let anonymous = app
+        .http
+        .post(format!("{}/sim/issuer/v1/cards/deposits", app.base))
+        .json(&deposit)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+
     // The bank reports the card lost: its tokens on both devices are suspended, the other
     // card's token is not.
     let (status, body) = back_office(

@@ -12,6 +12,7 @@ use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 use super::database::{PlatformStore, StoreReader};
 use super::lifecycle::TokenLife;
 use super::load::{Answer, Attempt, Kind, Void};
+use super::teller::Deposit;
 
 /// One invariant: how many things it looked at, and what broke it.
 pub struct Check {
@@ -76,6 +77,8 @@ pub struct Facts {
     tokens_checked: i64,
     /// Every token's status in the token service's store, by token id.
     token_states: HashMap<String, String>,
+    /// The bank's deposits: amount by reference.
+    deposits: HashMap<String, i64>,
 }
 
 async fn open(path: &Path) -> Result<SqliteConnection, String> {
@@ -178,6 +181,15 @@ impl Facts {
         .await
         .map_err(failed)
         .map(|row| number(&row, "net"))?;
+        let deposits = sqlx::query(
+            "SELECT rrn, amount FROM sim_transactions WHERE mti = 'DEPOSIT' AND acquirer = 'bank'",
+        )
+        .fetch_all(&mut bank)
+        .await
+        .map_err(failed)?
+        .iter()
+        .map(|row| (text(row, "rrn"), number(row, "amount")))
+        .collect();
         let _ = bank.close().await;
 
         let mut platform = store.open().await?;
@@ -202,6 +214,7 @@ impl Facts {
             mapping_breaks,
             tokens_checked,
             token_states,
+            deposits,
         })
     }
 }
@@ -307,6 +320,7 @@ fn should_stand(attempt: &Attempt) -> bool {
 pub fn check(
     attempts: &[Attempt],
     lives: &[TokenLife],
+    deposits: &[Deposit],
     facts: &Facts,
     reversals_left: usize,
 ) -> Vec<Check> {
@@ -439,10 +453,44 @@ pub fn check(
         .violations
         .extend(facts.mapping_breaks.iter().cloned());
     let (barred, states) = check_lives(attempts, lives, facts);
+    let paid_in = check_deposits(deposits, facts);
     vec![
         posted, voided, not_posted, created, replays, journal, ledger, accounts, moved, drained,
-        mapping, barred, states,
+        mapping, barred, states, paid_in,
     ]
+}
+
+/// Every deposit the bank acknowledged is in its books once for its amount (one that went
+/// unanswered at most once), and the books hold no deposit the teller never made.
+fn check_deposits(deposits: &[Deposit], facts: &Facts) -> Check {
+    let mut paid_in = Check::new("a deposit is paid in once, and only the teller's");
+    for deposit in deposits {
+        let booked = facts.deposits.get(&deposit.reference);
+        paid_in.expect(
+            match booked {
+                Some(amount) => *amount == deposit.amount,
+                None => !deposit.acknowledged,
+            },
+            || {
+                format!(
+                    "deposit {} of {} fen to chaos card {}: the bank holds {}",
+                    deposit.reference,
+                    deposit.amount,
+                    deposit.card,
+                    booked.map_or("none".into(), |amount| format!("{amount} fen"))
+                )
+            },
+        );
+    }
+    for reference in facts.deposits.keys() {
+        paid_in.expect(
+            deposits
+                .iter()
+                .any(|deposit| &deposit.reference == reference),
+            || format!("deposit {reference} at the bank was never made by the teller"),
+        );
+    }
+    paid_in
 }
 
 /// The churned tokens: no tap approved after a suspension or deletion was acknowledged, and
@@ -531,11 +579,12 @@ mod tests {
             mapping_breaks: Vec::new(),
             tokens_checked: 0,
             token_states: HashMap::new(),
+            deposits: HashMap::new(),
         }
     }
 
     fn journal_violations(attempts: &[Attempt], facts: &Facts) -> Vec<String> {
-        check(attempts, &[], facts, 0)
+        check(attempts, &[], &[], facts, 0)
             .into_iter()
             .find(|check| check.name == "the answer a terminal got is the journal's")
             .unwrap()
@@ -581,7 +630,7 @@ mod tests {
         lives: &[TokenLife],
         facts: &Facts,
     ) -> usize {
-        check(attempts, lives, facts, 0)
+        check(attempts, lives, &[], facts, 0)
             .into_iter()
             .find(|check| check.name == name)
             .unwrap()
@@ -624,5 +673,28 @@ mod tests {
             violations_of(STATE, &refused, &[life(vec![], None)], &facts(&[])),
             1
         );
+    }
+
+    #[test]
+    fn a_deposit_missing_doubled_in_amount_or_unknown_is_a_violation() {
+        let deposit = |reference: &str, acknowledged| Deposit {
+            reference: reference.into(),
+            card: 1,
+            amount: 200_000,
+            acknowledged,
+        };
+        let mut books = facts(&[]);
+        books.deposits.insert("chaos-1-1".into(), 200_000);
+        let made = [deposit("chaos-1-1", true), deposit("chaos-1-2", false)];
+        assert!(check_deposits(&made, &books).violations.is_empty());
+        // Acknowledged but not in the books; in the books for another amount; never made.
+        assert_eq!(
+            check_deposits(&[deposit("chaos-1-2", true)], &books)
+                .violations
+                .len(),
+            2
+        );
+        books.deposits.insert("chaos-1-1".into(), 400_000);
+        assert_eq!(check_deposits(&made, &books).violations.len(), 1);
     }
 }

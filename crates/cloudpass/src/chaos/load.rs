@@ -104,6 +104,8 @@ pub struct Tally {
 pub struct Record {
     pub attempts: Mutex<Vec<Attempt>>,
     pub tally: Tally,
+    /// Purchases declined 51 (insufficient funds), by chaos card: the teller tops up.
+    pub low_funds: [AtomicU64; CARDS.len()],
 }
 
 impl Record {
@@ -115,6 +117,11 @@ impl Record {
             Answer::NotSent => &self.tally.not_sent,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        if attempt.answer == Answer::Declined("51".into())
+            && let Some(low) = self.low_funds.get(attempt.card)
+        {
+            low.fetch_add(1, Ordering::Relaxed);
+        }
         let mut attempts = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
         attempts.push(attempt);
         attempts.len() - 1

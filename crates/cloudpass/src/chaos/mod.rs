@@ -17,6 +17,7 @@ mod network;
 mod platform;
 mod proxy;
 mod schedule;
+mod teller;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -220,6 +221,17 @@ async fn run_in(
         .run(load_stopped.clone()),
     );
 
+    let deposits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let teller = tokio::spawn(
+        teller::Teller {
+            bank: ports.bank_http,
+            seed: args.seed,
+            record: Arc::clone(&record),
+            deposits: Arc::clone(&deposits),
+        }
+        .run(load_stopped.clone()),
+    );
+
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report(Arc::clone(&progress), Arc::clone(&record)));
     let faults = inject_faults(
@@ -238,6 +250,7 @@ async fn run_in(
         owed_voids.extend(worker.await.map_err(|e| e.to_string())?);
     }
     churn.await.map_err(|e| e.to_string())?;
+    teller.await.map_err(|e| e.to_string())?;
     reporter.abort();
     let tally = faults?;
 
@@ -251,9 +264,19 @@ async fn run_in(
     let attempts = record.snapshot();
     let facts = audit::Facts::read(data_dir, store, sandbox::ACQUIRER_ID).await?;
     let (token_lives, unsure_provisionings) = lives.snapshot();
-    let checks = audit::check(&attempts, &token_lives, &facts, reversals_left);
+    let deposits = deposits.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let checks = audit::check(&attempts, &token_lives, &deposits, &facts, reversals_left);
     print_summary(&tally, &attempts, &record, &network);
     print_lifecycle(&token_lives, &unsure_provisionings);
+    println!(
+        "deposits by the teller after 51s (each {} fen)    {:>6}  (unanswered {})",
+        teller::DEPOSIT_FEN,
+        deposits.len(),
+        deposits
+            .iter()
+            .filter(|deposit| !deposit.acknowledged)
+            .count()
+    );
     print_audit(&checks);
     match checks.iter().find(|check| !check.violations.is_empty()) {
         None => {
