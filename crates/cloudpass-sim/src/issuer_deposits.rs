@@ -47,9 +47,42 @@ impl IssuerHost {
         let pan = Pan::parse(number).map_err(|e| SimError::BadRequest(e.to_string()))?;
         let card = self.find_card(&pan).await?.ok_or(SimError::CardNotFound)?;
         let _committer = self.committer.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.pool.acquire().await?;
+        let paid = self
+            .pay_in(&mut connection, &card.id, amount, reference)
+            .await;
+        match paid {
+            Ok(Some(balance)) => Ok((
+                StatusCode::CREATED,
+                json!({"card_last4": card.pan_last4, "amount": amount, "reference": reference,
+                       "balance": balance, "repeated": false}),
+            )),
+            Ok(None) => {
+                drop(connection);
+                self.repeated_deposit(&card.id, amount, reference, &card.pan_last4)
+                    .await
+            }
+            Err(error) => {
+                // As for a group commit (issuer_iso): a connection whose transaction failed
+                // is not trusted again.
+                connection.close_on_drop();
+                Err(error)
+            }
+        }
+    }
+
+    /// The deposit's postings in one transaction on `connection`: the balance after it, or
+    /// none when the reference is already in the books.
+    async fn pay_in(
+        &self,
+        connection: &mut sqlx::SqliteConnection,
+        card_id: &str,
+        amount: i64,
+        reference: &str,
+    ) -> Result<Option<i64>, SimError> {
+        let mut tx = sqlx::Connection::begin(connection).await?;
         let account = sqlx::query("SELECT account_id FROM sim_cards WHERE id = $1")
-            .bind(&card.id)
+            .bind(card_id)
             .fetch_one(&mut *tx)
             .await?
             .try_get::<String, _>("account_id")?;
@@ -60,7 +93,7 @@ impl IssuerHost {
              ON CONFLICT (mti, acquirer, stan, transmission_time, rrn) DO NOTHING RETURNING id",
         )
         .bind(reference)
-        .bind(&card.id)
+        .bind(card_id)
         .bind(amount)
         .bind(now)
         .bind(&account)
@@ -68,9 +101,7 @@ impl IssuerHost {
         .await?;
         let Some(inserted) = inserted else {
             tx.rollback().await?;
-            return self
-                .repeated_deposit(&card.id, &account, amount, reference, &card.pan_last4)
-                .await;
+            return Ok(None);
         };
         let transaction_id: i64 = inserted.try_get("id")?;
         for (ledger_account, debit) in [(bank::FUNDING_ACCOUNT, true), (account.as_str(), false)] {
@@ -92,11 +123,7 @@ impl IssuerHost {
         .await?
         .try_get("balance")?;
         tx.commit().await?;
-        Ok((
-            StatusCode::CREATED,
-            json!({"card_last4": card.pan_last4, "amount": amount, "reference": reference,
-                   "balance": balance, "repeated": false}),
-        ))
+        Ok(Some(balance))
     }
 
     /// The answer to a reference already used: the same deposit again is answered with the
@@ -104,7 +131,6 @@ impl IssuerHost {
     async fn repeated_deposit(
         &self,
         card_id: &str,
-        account: &str,
         amount: i64,
         reference: &str,
         last4: &str,
@@ -122,9 +148,11 @@ impl IssuerHost {
                 "the reference was used for another deposit".into(),
             ));
         }
-        let balance: i64 = sqlx::query("SELECT balance FROM sim_accounts WHERE id = $1")
-            .bind(account)
-            .fetch_one(&self.pool)
+        let balance: i64 = sqlx::query(
+            "SELECT a.balance FROM sim_cards c JOIN sim_accounts a ON a.id = c.account_id WHERE c.id = $1",
+        )
+        .bind(card_id)
+        .fetch_one(&self.pool)
             .await?
             .try_get("balance")?;
         Ok((

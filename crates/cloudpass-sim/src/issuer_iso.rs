@@ -182,10 +182,10 @@ impl IssuerHost {
     }
 
     async fn commit_group(&self, group: Vec<Waiting>) {
-        let mut tx = match self.pool.begin().await {
-            Ok(tx) => tx,
+        let mut connection = match self.pool.acquire().await {
+            Ok(connection) => connection,
             Err(error) => {
-                tracing::error!(error = %error, "issuer host: cannot begin a transaction");
+                tracing::error!(error = %error, "issuer host: no database connection");
                 for waiting in group {
                     let answer = respond(&waiting.request, ResponseCode::SystemMalfunction, None);
                     let _ = waiting.reply.send(answer);
@@ -193,30 +193,63 @@ impl IssuerHost {
                 return;
             }
         };
+        let (answers, clean) = self.run_group(&mut connection, group).await;
+        if !clean {
+            // After a failed statement or commit (a full disk, an I/O error) SQLite may have
+            // rolled the transaction back under sqlx's feet, leaving the connection's idea of
+            // its transaction wrong: every later "commit" on it stayed inside a transaction
+            // no other connection could see. The connection goes; the pool opens a fresh one.
+            connection.close_on_drop();
+        }
+        for (waiting, answer) in answers {
+            let _ = waiting.reply.send(answer);
+        }
+    }
+
+    /// Works a group in one transaction on `connection`, each message in its own savepoint;
+    /// the answers to give (all 96 unless the commit succeeded), and whether everything,
+    /// the commit included, went without a database error.
+    async fn run_group(
+        &self,
+        connection: &mut sqlx::SqliteConnection,
+        group: Vec<Waiting>,
+    ) -> (Vec<(Waiting, Message<'static>)>, bool) {
+        let refused = |group: Vec<Waiting>| {
+            group
+                .into_iter()
+                .map(|waiting| {
+                    let answer = respond(&waiting.request, ResponseCode::SystemMalfunction, None);
+                    (waiting, answer)
+                })
+                .collect()
+        };
+        let mut tx = match sqlx::Connection::begin(connection).await {
+            Ok(tx) => tx,
+            Err(error) => {
+                tracing::error!(error = %error, "issuer host: cannot begin a transaction");
+                return (refused(group), false);
+            }
+        };
         let mut answers = Vec::with_capacity(group.len());
+        let mut clean = true;
         for waiting in group {
             let result = match sqlx::Acquire::begin(&mut tx).await {
                 Ok(savepoint) => self.dispatch(savepoint, &waiting.request).await,
                 Err(error) => Err(error.into()),
             };
             let answer = result.unwrap_or_else(|error| {
+                clean = false;
                 tracing::error!(error = %error, mti = %waiting.request.mti(), "issuer host could not process a message");
                 respond(&waiting.request, ResponseCode::SystemMalfunction, None)
             });
             answers.push((waiting, answer));
         }
-        let committed = tx.commit().await;
-        if let Err(error) = &committed {
+        if let Err(error) = tx.commit().await {
             tracing::error!(error = %error, "issuer host: a group commit failed; nothing of it was posted");
+            let waiting = answers.into_iter().map(|(waiting, _)| waiting).collect();
+            return (refused(waiting), false);
         }
-        for (waiting, answer) in answers {
-            let answer = if committed.is_ok() {
-                answer
-            } else {
-                respond(&waiting.request, ResponseCode::SystemMalfunction, None)
-            };
-            let _ = waiting.reply.send(answer);
-        }
+        (answers, clean)
     }
 
     async fn dispatch(

@@ -21,13 +21,21 @@ struct Bank {
     dir: std::path::PathBuf,
 }
 
-async fn bank() -> Bank {
-    let random = Arc::new(SeededRandom::new(1));
-    let dir = std::env::temp_dir().join(format!(
+fn fresh_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
         "cloudpass-issuer-iso-{}-{}",
         std::process::id(),
-        random.next_u64() ^ SystemClock.now_nanos()
-    ));
+        SeededRandom::new(1).next_u64() ^ SystemClock.now_nanos()
+    ))
+}
+
+async fn bank() -> Bank {
+    bank_in(fresh_dir()).await
+}
+
+/// The bank with its files in `dir`.
+async fn bank_in(dir: std::path::PathBuf) -> Bank {
+    let random = Arc::new(SeededRandom::new(1));
     let host = IssuerHost::open(
         &dir.join("issuer.sqlite"),
         MasterKey::generate(random.as_ref()),
@@ -409,4 +417,87 @@ async fn a_quiet_link_from_the_switch_stays_open() {
     let _ = server.await;
     assert_books_balance(&bank).await;
     let _ = std::fs::remove_dir_all(&bank.dir);
+}
+
+/// Writes `path` until its file system is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0_u8; 64 * 1024];
+    let mut size = chunk.len();
+    while size >= 512 {
+        match file.write(&chunk[..size]) {
+            Ok(0) | Err(_) => size /= 2,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The bank's files on a small file system of their own that a ballast file fills (a tmpfs:
+/// the test mounts it, so it runs as root, as CI does). While the disk is full the group
+/// commits fail and are answered 96; once there is room again every approval is in the books
+/// as any other reader sees them. A connection whose commit failed used to stay in a broken
+/// transaction, and every "commit" after it was visible to that connection alone.
+#[tokio::test]
+async fn after_a_full_disk_every_approval_is_in_the_books() {
+    let dir = fresh_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root");
+    let bank = bank_in(dir.clone()).await;
+    let mut stan = 0;
+    let mut approved = Vec::new();
+    let mut refused_while_full = 0;
+    fill(&dir.join("ballast"));
+    for full in [true, false] {
+        if !full {
+            std::fs::remove_file(dir.join("ballast")).unwrap();
+        }
+        for _ in 0..40 {
+            stan += 1;
+            let stan = format!("{stan:06}");
+            match code(&bank, &purchase(DEBIT, 100, &stan)).await.as_str() {
+                "00" => approved.push(stan),
+                _ if full => refused_while_full += 1,
+                other => panic!("declined {other} with room on the disk"),
+            }
+        }
+    }
+    assert!(refused_while_full > 0, "the disk never filled");
+    let books: std::collections::BTreeSet<String> = {
+        use sqlx::{ConnectOptions, Row};
+        let mut reader = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.join("issuer.sqlite"))
+            .read_only(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::query("SELECT stan FROM sim_transactions WHERE mti = '0200' AND response_code = '00'")
+            .fetch_all(&mut reader)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>("stan"))
+            .collect()
+    };
+    let missing: Vec<&String> = approved
+        .iter()
+        .filter(|stan| !books.contains(*stan))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "approved but not in the books: {missing:?}"
+    );
+    assert_books_balance(&bank).await;
+    drop(bank);
+    // Lazily: the pool's connections close as the host is dropped.
+    let _ = std::process::Command::new("umount")
+        .arg("--lazy")
+        .arg(&dir)
+        .status();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,6 +11,7 @@
 
 mod audit;
 mod database;
+mod disk;
 mod lifecycle;
 mod load;
 mod network;
@@ -37,7 +38,7 @@ use load::{Record, Worker};
 use network::Network;
 use platform::{Ports, free_port};
 use proxy::FaultProxy;
-use schedule::{Database, Event, Fault, LinkName, Schedule};
+use schedule::{Database, Event, Fault, LinkName, Schedule, Surfaces};
 
 #[derive(Args)]
 pub struct ChaosArgs {
@@ -66,6 +67,10 @@ pub struct ChaosArgs {
     /// directory. The sandbox bank keeps SQLite.
     #[arg(long)]
     database_url: Option<String>,
+    /// Put the parties' data directory on a file system of its own of this many MiB (a tmpfs; needs
+    /// root) and add "disk full" faults, which fill it for 0.5–13 s. 1024 holds a default run.
+    #[arg(long)]
+    disk_mb: Option<u64>,
 }
 
 pub fn run(args: ChaosArgs) -> CliResult {
@@ -115,6 +120,17 @@ async fn run_async(args: ChaosArgs) -> CliResult {
     }
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let platform_dir = data_dir.join("platform");
+    // The parties' data on the small disk; the logs beside it, where a full disk cannot cut
+    // them short.
+    let disk = match args.disk_mb {
+        Some(megabytes) => {
+            std::fs::create_dir_all(&platform_dir)
+                .map_err(|e| format!("cannot create {}: {e}", platform_dir.display()))?;
+            Some(disk::SmallDisk::mount(&platform_dir, megabytes)?)
+        }
+        None => None,
+    };
     println!(
         "chaos: seed {}, until {} kills{}; {} phones at {} terminals; data and the logs (platform.log, bank.log) in {}",
         args.seed,
@@ -126,23 +142,31 @@ async fn run_async(args: ChaosArgs) -> CliResult {
         args.terminals,
         data_dir.display()
     );
-    let platform_dir = data_dir.join("platform");
     let run_name = format!("cloudpass_chaos_{}_{}", args.seed, std::process::id());
     let store =
         PlatformStore::create(&platform_dir, args.database_url.as_deref(), &run_name).await?;
     println!("  the platform's store: {}", store.describe());
-    let result = run_in(&args, &platform_dir, &store, &data_dir).await;
+    let small_disk = disk.as_ref().map(|disk| disk.mount_point().to_owned());
+    let result = run_in(&args, &platform_dir, &store, &data_dir, small_disk).await;
     match &result {
         Ok(()) => {
+            if let Some(disk) = disk {
+                disk.unmount();
+            }
             if temporary {
                 let _ = std::fs::remove_dir_all(&data_dir);
             }
             store.remove().await;
         }
         Err(_) => println!(
-            "the run's data is kept in {} ({})",
+            "the run's data is kept in {} ({}){}",
             data_dir.display(),
-            store.describe()
+            store.describe(),
+            if disk.is_some() {
+                "; its platform/ is a tmpfs: copy what you need, then umount it"
+            } else {
+                ""
+            }
         ),
     }
     result
@@ -155,6 +179,7 @@ async fn run_in(
     data_dir: &Path,
     store: &PlatformStore,
     logs: &Path,
+    small_disk: Option<PathBuf>,
 ) -> CliResult {
     let bank = free_port()?;
     let switch = free_port()?;
@@ -238,6 +263,7 @@ async fn run_in(
         args,
         data_dir,
         store,
+        small_disk,
         &mut network,
         &acquirer_proxy,
         &issuer_proxy,
@@ -301,16 +327,24 @@ async fn run_in(
 
 /// Injects the schedule's faults until enough kills were made or the time is up; how many
 /// of each kind.
+#[allow(clippy::too_many_arguments)]
 async fn inject_faults(
     args: &ChaosArgs,
     data_dir: &Path,
     store: &PlatformStore,
+    small_disk: Option<PathBuf>,
     network: &mut Network,
     acquirer: &FaultProxy,
     issuer: &FaultProxy,
     progress: &Progress,
 ) -> Result<BTreeMap<&'static str, u64>, String> {
-    let schedule = Schedule::new(args.seed, args.database_url.is_some());
+    let schedule = Schedule::new(
+        args.seed,
+        Surfaces {
+            postgres: args.database_url.is_some(),
+            small_disk: small_disk.is_some(),
+        },
+    );
     let deadline = args
         .minutes
         .map(|minutes| Instant::now() + Duration::from_secs_f64(minutes.max(0.0) * 60.0));
@@ -365,6 +399,13 @@ async fn inject_faults(
                 locks.push(tokio::spawn(async move {
                     database::hold_sqlite_write_lock(&bank, lasting).await
                 }));
+            }
+            Fault::DiskFull { lasting } => {
+                if let Some(mount_point) = small_disk.clone() {
+                    locks.push(tokio::spawn(async move {
+                        disk::SmallDisk::fill_for(mount_point, lasting).await;
+                    }));
+                }
             }
             Fault::SessionsCut => match store.cut_sessions().await {
                 Ok(cut) => network.note(&format!("{cut} database sessions cut")),

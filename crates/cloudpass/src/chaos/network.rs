@@ -2,7 +2,7 @@
 //! started, killed and brought back as the faults say.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::database::PlatformStore;
 use super::platform::{Party, Ports, Process};
@@ -15,8 +15,10 @@ pub struct Network {
     http: reqwest::Client,
 }
 
-/// How long a party has to come back before the run gives up on it.
+/// How long one start has to become ready.
 const READY_WITHIN: Duration = Duration::from_secs(60);
+/// How long a party has to come back, start after start, before the run gives up on it.
+const COME_BACK_WITHIN: Duration = Duration::from_secs(180);
 
 impl Network {
     /// Starts the issuer host on `data_dir` (it writes the bank's keys and opens its
@@ -64,9 +66,12 @@ impl Network {
         self.process(party).start()
     }
 
-    /// Starts `party` until it is ready: a start can fail while a database is locked.
+    /// Starts `party` until it is ready, as a supervisor would: a start can fail while a
+    /// database is locked or the disk is full, so it is started again until `COME_BACK_WITHIN`
+    /// has passed.
     pub async fn bring_back(&mut self, party: Party) -> CliResult {
-        for _ in 0..5 {
+        let deadline = Instant::now() + COME_BACK_WITHIN;
+        while Instant::now() < deadline {
             self.start_party(party)?;
             let ready = match party {
                 Party::Platform => {
@@ -84,11 +89,13 @@ impl Network {
                 return Ok(());
             }
             self.kill(party);
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let process = self.process(party);
         Err(format!(
-            "the {:?} did not come back; see {}",
+            "the {:?} did not come back within {} s; see {}",
             process.party,
+            COME_BACK_WITHIN.as_secs(),
             process.log_path().display()
         ))
     }

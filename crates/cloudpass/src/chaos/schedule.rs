@@ -61,6 +61,8 @@ pub enum Fault {
     /// PostgreSQL terminates every session of the platform's store at once (a server restart
     /// or failover): transactions in flight roll back, pooled connections are dead.
     SessionsCut,
+    /// The parties' file system is filled for a while (`--disk-mb`): SQLite's writes fail.
+    DiskFull { lasting: Duration },
 }
 
 impl Fault {
@@ -92,6 +94,7 @@ impl Fault {
             } => "partial frame",
             Fault::DatabaseLock { .. } => "database refuses writes",
             Fault::SessionsCut => "database sessions cut",
+            Fault::DiskFull { .. } => "disk full",
         }
     }
 }
@@ -103,19 +106,28 @@ pub struct Event {
     pub fault: Fault,
 }
 
+/// What the run has that faults can hit beyond the processes and links.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Surfaces {
+    /// The platform's store is PostgreSQL: half the faults of its database cut its sessions.
+    pub postgres: bool,
+    /// The parties' data directory is a small file system of its own: a third of the database
+    /// faults fill it instead.
+    pub small_disk: bool,
+}
+
 /// The run's faults, one after another.
 pub struct Schedule {
     random: SeededRandom,
-    /// The platform's store is PostgreSQL: half the faults of its database cut its sessions.
-    postgres: bool,
+    surfaces: Surfaces,
 }
 
 impl Schedule {
-    /// The faults of `seed`; the same seed and store give the same faults.
-    pub fn new(seed: u64, postgres: bool) -> Schedule {
+    /// The faults of `seed`; the same seed and surfaces give the same faults.
+    pub fn new(seed: u64, surfaces: Surfaces) -> Schedule {
         Schedule {
             random: SeededRandom::new(seed ^ 0x00C4_A05F_A017_5EED),
-            postgres,
+            surfaces,
         }
     }
 
@@ -165,8 +177,12 @@ impl Schedule {
         // The SQLite stores wait 10 s for a lock: shorter locks stall writes, longer ones
         // make them fail.
         let lasting = self.millis(500, 13_000);
-        // Drawn only for PostgreSQL, so an SQLite run's faults stay what they were.
-        if self.postgres && database == Database::Platform && self.random.below(2) == 0 {
+        // Drawn only where the surface exists, so a plain SQLite run's faults stay what they
+        // were.
+        if self.surfaces.small_disk && self.random.below(3) == 0 {
+            return Fault::DiskFull { lasting };
+        }
+        if self.surfaces.postgres && database == Database::Platform && self.random.below(2) == 0 {
             return Fault::SessionsCut;
         }
         Fault::DatabaseLock { database, lasting }
@@ -181,19 +197,19 @@ mod tests {
     fn a_seed_gives_the_same_faults_and_another_seed_others() {
         let first: Vec<Event> = (0..50)
             .map({
-                let schedule = Schedule::new(7, false);
+                let schedule = Schedule::new(7, Surfaces::default());
                 move |_| schedule.next_event()
             })
             .collect();
         let again: Vec<Event> = (0..50)
             .map({
-                let schedule = Schedule::new(7, false);
+                let schedule = Schedule::new(7, Surfaces::default());
                 move |_| schedule.next_event()
             })
             .collect();
         let other: Vec<Event> = (0..50)
             .map({
-                let schedule = Schedule::new(8, false);
+                let schedule = Schedule::new(8, Surfaces::default());
                 move |_| schedule.next_event()
             })
             .collect();
@@ -205,16 +221,27 @@ mod tests {
     }
 
     #[test]
-    fn only_a_postgresql_run_has_its_sessions_cut() {
-        let kinds = |postgres| {
-            let schedule = Schedule::new(3, postgres);
+    fn only_a_postgresql_run_has_its_sessions_cut_and_only_a_small_disk_fills() {
+        let kinds = |postgres, small_disk| {
+            let schedule = Schedule::new(
+                3,
+                Surfaces {
+                    postgres,
+                    small_disk,
+                },
+            );
             (0..400)
                 .map(|_| schedule.next_event().fault.kind())
                 .collect::<std::collections::BTreeSet<_>>()
         };
-        assert!(!kinds(false).contains("database sessions cut"));
-        let postgres = kinds(true);
+        let plain = kinds(false, false);
+        assert!(!plain.contains("database sessions cut") && !plain.contains("disk full"));
+        let postgres = kinds(true, false);
         assert!(postgres.contains("database sessions cut"), "{postgres:?}");
         assert!(postgres.contains("database refuses writes"), "{postgres:?}");
+        assert!(!postgres.contains("disk full"));
+        let small = kinds(false, true);
+        assert!(small.contains("disk full") && small.contains("database refuses writes"));
+        assert!(!small.contains("database sessions cut"));
     }
 }
