@@ -218,6 +218,11 @@ impl Churn {
             return Err(format!("HTTP {status}"));
         }
         let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        // The first try may still hold the Idempotency-Key (or died holding it): try again;
+        // if it never clears the change is counted unanswered (docs/reliability.md).
+        if body["code"] == "REQUEST_IN_PROGRESS" {
+            return Err("REQUEST_IN_PROGRESS".into());
+        }
         Ok(Err(format!(
             "HTTP {status} {}",
             body["code"].as_str().unwrap_or("no code")
