@@ -274,25 +274,24 @@ impl Worker {
 
     /// A tap without PIN, whatever its answer; the index of its attempt in the record.
     pub async fn tap_once(&mut self, amount: u64) -> Option<usize> {
-        let money = Money::new(amount, Currency::CNY);
-        let tap = self
-            .phone
-            .phone
-            .tap(&self.pos.terminal_data(money), false)
-            .ok()?;
+        let tap = self.phone_tap(amount)?;
         self.send(Kind::Tap, amount, &tap.track2, &tap.field55, None)
             .await
             .map(|(index, _)| index)
     }
 
-    /// A fresh tap; the approved one's cryptogram, to replay.
-    async fn tap(&mut self, amount: u64, with_pin: bool) -> Option<(usize, Approved)> {
+    /// The phone's cryptogram for `amount` fen at this terminal.
+    fn phone_tap(&mut self, amount: u64) -> Option<cloudpass_sim::phone::Tap> {
         let money = Money::new(amount, Currency::CNY);
-        let tap = self
-            .phone
+        self.phone
             .phone
             .tap(&self.pos.terminal_data(money), false)
-            .ok()?;
+            .ok()
+    }
+
+    /// A fresh tap; the approved one's cryptogram, to replay.
+    async fn tap(&mut self, amount: u64, with_pin: bool) -> Option<(usize, Approved)> {
+        let tap = self.phone_tap(amount)?;
         let pin = with_pin
             .then(|| Pin::parse(CARDS[self.phone.card].pin).ok())
             .flatten();
