@@ -186,12 +186,15 @@ pub trait TokenStore: Send + Sync {
     fn prune_outbox(&self, before: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 
     // Idempotency keys.
+    /// Claims `key` for a request at `now`, or says why not. An unanswered claim made before
+    /// `stale_before` is taken over (`IdempotencyBegin::TakenOver`).
     fn idempotency_begin(
         &self,
         principal: &str,
         key: &str,
         request_hash: &[u8],
         now: i64,
+        stale_before: i64,
     ) -> impl Future<Output = StoreResult<IdempotencyBegin>> + Send;
     fn idempotency_complete(
         &self,
@@ -405,7 +408,7 @@ delegate! {
     fn record_delivery(&self, id: i64, outcome: &DeliveryOutcome) -> StoreResult<()>;
     fn outbox_for_token(&self, token_id: &str) -> StoreResult<Vec<OutboxRow>>;
     fn prune_outbox(&self, before: i64) -> StoreResult<u64>;
-    fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &[u8], now: i64) -> StoreResult<IdempotencyBegin>;
+    fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &[u8], now: i64, stale_before: i64) -> StoreResult<IdempotencyBegin>;
     fn idempotency_complete(&self, principal: &str, key: &str, status: u16, body: &str) -> StoreResult<()>;
     fn idempotency_release(&self, principal: &str, key: &str) -> StoreResult<()>;
     fn prune_idempotency(&self, before: i64) -> StoreResult<u64>;

@@ -221,8 +221,21 @@ pub enum IdempotencyBegin {
     Replay { status: u16, body: String },
     /// The same key with a different request.
     Mismatch,
-    /// The first request with this key is still being processed.
+    /// The first request with this key is still being processed (its claim is younger
+    /// than the lease).
     InProgress,
+    /// The first request's claim outlived the lease without an answer (its process died or
+    /// its answer could not be written): this caller now holds the claim. `effect_committed`
+    /// says whether the first request's change was committed.
+    TakenOver { effect_committed: bool },
+}
+
+/// The idempotency claim a changeset is made under: committing the changeset marks the
+/// claim's effect as committed, in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub principal: String,
+    pub key: String,
 }
 
 /// Everything one change writes, applied in one transaction or not at all. Rows that were
@@ -247,6 +260,8 @@ pub struct Changeset {
     pub outbox: Vec<NewOutboxEvent>,
     pub challenge_upserts: Vec<ChallengeRow>,
     pub challenge_deletes: Vec<String>,
+    /// The idempotency claim this change is made under, if any (not itself a change).
+    pub idempotency_claim: Option<IdempotencyClaim>,
 }
 
 impl Changeset {

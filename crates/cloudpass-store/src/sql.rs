@@ -1195,6 +1195,13 @@ macro_rules! backend {
                         for token_id in &changeset.challenge_deletes {
                             sqlx::query("DELETE FROM challenges WHERE token_id = $1").bind(token_id).execute(&mut *conn).await?;
                         }
+                        if let Some(claim) = &changeset.idempotency_claim {
+                            sqlx::query("UPDATE idempotency SET effect_committed = 1 WHERE principal = $1 AND idempotency_key = $2")
+                                .bind(&claim.principal)
+                                .bind(&claim.key)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
                         Ok(())
                     })
                 })
@@ -1276,7 +1283,7 @@ macro_rules! backend {
                 .await
             }
 
-            async fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &[u8], now: i64) -> StoreResult<IdempotencyBegin> {
+            async fn idempotency_begin(&self, principal: &str, key: &str, request_hash: &[u8], now: i64, stale_before: i64) -> StoreResult<IdempotencyBegin> {
                 let principal = principal.to_owned();
                 let key = key.to_owned();
                 let request_hash = request_hash.to_vec();
@@ -1299,7 +1306,8 @@ macro_rules! backend {
                             return Ok(IdempotencyBegin::New);
                         }
                         let row = sqlx::query(
-                            "SELECT request_hash, response_status, response_body FROM idempotency WHERE principal = $1 AND idempotency_key = $2",
+                            "SELECT request_hash, response_status, response_body, created_at, effect_committed FROM idempotency \
+                             WHERE principal = $1 AND idempotency_key = $2",
                         )
                         .bind(principal)
                         .bind(key)
@@ -1311,13 +1319,32 @@ macro_rules! backend {
                         }
                         let status: Option<i64> = row.try_get("response_status")?;
                         let body: Option<String> = row.try_get("response_body")?;
-                        Ok(match (status, body) {
-                            (Some(status), Some(body)) => IdempotencyBegin::Replay {
+                        if let (Some(status), Some(body)) = (status, body) {
+                            return Ok(IdempotencyBegin::Replay {
                                 status: u16::try_from(status).map_err(|_| StoreError::Corrupt("idempotency status".into()))?,
                                 body,
-                            },
-                            _ => IdempotencyBegin::InProgress,
-                        })
+                            });
+                        }
+                        let claimed_at: i64 = row.try_get("created_at")?;
+                        if claimed_at >= stale_before {
+                            return Ok(IdempotencyBegin::InProgress);
+                        }
+                        // Only one of several callers finding the same stale claim takes it.
+                        let taken = sqlx::query(
+                            "UPDATE idempotency SET created_at = $3 \
+                             WHERE principal = $1 AND idempotency_key = $2 AND created_at = $4 AND response_status IS NULL",
+                        )
+                        .bind(principal)
+                        .bind(key)
+                        .bind(now)
+                        .bind(claimed_at)
+                        .execute(&mut *conn)
+                        .await?;
+                        if taken.rows_affected() != 1 {
+                            return Ok(IdempotencyBegin::InProgress);
+                        }
+                        let effect_committed: i64 = row.try_get("effect_committed")?;
+                        Ok(IdempotencyBegin::TakenOver { effect_committed: effect_committed != 0 })
                     })
                 })
                 .await
@@ -1332,7 +1359,10 @@ macro_rules! backend {
                         let principal: &str = &principal;
                         let key: &str = &key;
                         let body: &str = &body;
-                        sqlx::query("UPDATE idempotency SET response_status = $3, response_body = $4 WHERE principal = $1 AND idempotency_key = $2")
+                        sqlx::query(
+                            "UPDATE idempotency SET response_status = $3, response_body = $4 \
+                             WHERE principal = $1 AND idempotency_key = $2 AND response_status IS NULL",
+                        )
                             .bind(principal)
                             .bind(key)
                             .bind(i64::from(status))
@@ -1637,7 +1667,10 @@ macro_rules! backend {
                     Box::pin(async move {
                         let principal: &str = &principal;
                         let key: &str = &key;
-                        sqlx::query("DELETE FROM idempotency WHERE principal = $1 AND idempotency_key = $2 AND response_status IS NULL")
+                        sqlx::query(
+                            "DELETE FROM idempotency WHERE principal = $1 AND idempotency_key = $2 \
+                             AND response_status IS NULL AND effect_committed = 0",
+                        )
                             .bind(principal)
                             .bind(key)
                             .execute(&mut *conn)

@@ -51,6 +51,7 @@ contract!(
     device_guard_serializes_changes,
     outbox_delivers_in_order_per_token,
     idempotency_keys,
+    stale_idempotency_claims_are_taken_over_once,
     concurrent_loads_leave_one_live_token,
     journal_records_once_and_answers,
     saf_queues_once_and_retries_until_acknowledged,
@@ -812,24 +813,26 @@ async fn outbox_delivers_in_order_per_token(store: AnyStore) {
     );
 }
 
+const LEASE: i64 = 60_000;
+
 async fn idempotency_keys(store: AnyStore) {
     assert_eq!(
         store
-            .idempotency_begin("tr:1", "k1", b"hash-a", NOW)
+            .idempotency_begin("tr:1", "k1", b"hash-a", NOW, NOW - LEASE)
             .await
             .unwrap(),
         IdempotencyBegin::New
     );
     assert_eq!(
         store
-            .idempotency_begin("tr:1", "k1", b"hash-a", NOW)
+            .idempotency_begin("tr:1", "k1", b"hash-a", NOW, NOW - LEASE)
             .await
             .unwrap(),
         IdempotencyBegin::InProgress
     );
     assert_eq!(
         store
-            .idempotency_begin("tr:1", "k1", b"hash-b", NOW)
+            .idempotency_begin("tr:1", "k1", b"hash-b", NOW, NOW - LEASE)
             .await
             .unwrap(),
         IdempotencyBegin::Mismatch
@@ -840,7 +843,7 @@ async fn idempotency_keys(store: AnyStore) {
         .unwrap();
     assert_eq!(
         store
-            .idempotency_begin("tr:1", "k1", b"hash-a", NOW)
+            .idempotency_begin("tr:1", "k1", b"hash-a", NOW, NOW - LEASE)
             .await
             .unwrap(),
         IdempotencyBegin::Replay {
@@ -851,7 +854,7 @@ async fn idempotency_keys(store: AnyStore) {
     // Keys are per principal.
     assert_eq!(
         store
-            .idempotency_begin("tr:2", "k1", b"hash-b", NOW)
+            .idempotency_begin("tr:2", "k1", b"hash-b", NOW, NOW - LEASE)
             .await
             .unwrap(),
         IdempotencyBegin::New
@@ -860,7 +863,7 @@ async fn idempotency_keys(store: AnyStore) {
     store.idempotency_release("tr:2", "k1").await.unwrap();
     assert_eq!(
         store
-            .idempotency_begin("tr:2", "k1", b"hash-c", NOW)
+            .idempotency_begin("tr:2", "k1", b"hash-c", NOW, NOW - LEASE)
             .await
             .unwrap(),
         IdempotencyBegin::New
@@ -868,11 +871,84 @@ async fn idempotency_keys(store: AnyStore) {
     store.idempotency_release("tr:1", "k1").await.unwrap();
     assert!(matches!(
         store
-            .idempotency_begin("tr:1", "k1", b"hash-a", NOW)
+            .idempotency_begin("tr:1", "k1", b"hash-a", NOW, NOW - LEASE)
             .await
             .unwrap(),
         IdempotencyBegin::Replay { .. }
     ));
+}
+
+async fn stale_idempotency_claims_are_taken_over_once(store: AnyStore) {
+    seed(&store).await;
+    let begin = |key: &'static str, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .idempotency_begin("tr:1", key, b"hash-a", now, now - LEASE)
+                .await
+                .unwrap()
+        }
+    };
+    // A claim whose holder died, before any change: taken over once the lease has passed,
+    // by one caller only.
+    assert_eq!(begin("dead", NOW).await, IdempotencyBegin::New);
+    assert_eq!(
+        begin("dead", NOW + LEASE).await,
+        IdempotencyBegin::InProgress
+    );
+    assert_eq!(
+        begin("dead", NOW + LEASE + 1).await,
+        IdempotencyBegin::TakenOver {
+            effect_committed: false
+        }
+    );
+    assert_eq!(
+        begin("dead", NOW + LEASE + 2).await,
+        IdempotencyBegin::InProgress
+    );
+    // A claim whose change was committed with it, but whose answer was never written.
+    assert_eq!(begin("changed", NOW).await, IdempotencyBegin::New);
+    store
+        .commit(&Changeset {
+            token_inserts: vec![token_row(
+                "tok_1",
+                "6231180000000001",
+                "card_1",
+                "dev_1",
+                false,
+            )],
+            idempotency_claim: Some(IdempotencyClaim {
+                principal: "tr:1".into(),
+                key: "changed".into(),
+            }),
+            ..Changeset::default()
+        })
+        .await
+        .unwrap();
+    // Its change is made: it is not released for a blind retry.
+    store.idempotency_release("tr:1", "changed").await.unwrap();
+    assert_eq!(
+        begin("changed", NOW + 2 * LEASE).await,
+        IdempotencyBegin::TakenOver {
+            effect_committed: true
+        }
+    );
+    // The first answer written is the one kept.
+    store
+        .idempotency_complete("tr:1", "changed", 200, "{\"first\":true}")
+        .await
+        .unwrap();
+    store
+        .idempotency_complete("tr:1", "changed", 200, "{\"second\":true}")
+        .await
+        .unwrap();
+    assert_eq!(
+        begin("changed", NOW + 3 * LEASE).await,
+        IdempotencyBegin::Replay {
+            status: 200,
+            body: "{\"first\":true}".into()
+        }
+    );
 }
 
 async fn concurrent_loads_leave_one_live_token(store: AnyStore) {

@@ -24,6 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::claim::{self, RequestClaim};
 use crate::error::{TspError, TspResult};
 use crate::service::{CardData, CardEvent, Principal, ProvisionRequest, Tsp};
 use crate::throttle::{AuthThrottle, throttle_failed_auth};
@@ -32,6 +33,19 @@ use crate::throttle::{AuthThrottle, throttle_failed_auth};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// How long an unanswered claim on an Idempotency-Key holds it: a request still running
+/// after this long is taken for dead (its process killed or its answer unwritable), and a
+/// retry under the same key takes the claim over. Longer than any request runs: a request's
+/// calls to a bank time out well within it.
+pub const CLAIM_LEASE_MS: i64 = 60_000;
+
+/// The waits between tries at writing a request's answer.
+const ANSWER_RETRY_WAITS: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_millis(250),
+    std::time::Duration::from_secs(1),
+];
 
 /// SHA-256 of an API key, as stored.
 pub fn api_key_hash(key: &str) -> Vec<u8> {
@@ -221,9 +235,10 @@ where
     // a plain hash of it could be reversed by trying the few values left unknown.
     let request_hash = tsp.request_fingerprint(method.as_str(), path, body)?;
     let scope = principal.idempotency_scope();
-    match tsp
+    let now = tsp.now();
+    let effect_committed = match tsp
         .store()
-        .idempotency_begin(&scope, key, &request_hash, tsp.now())
+        .idempotency_begin(&scope, key, &request_hash, now, now - CLAIM_LEASE_MS)
         .await
         .map_err(TspError::from)?
     {
@@ -246,22 +261,52 @@ where
         IdempotencyBegin::InProgress => {
             return Ok((StatusCode::CONFLICT, Json(json!({"code": "REQUEST_IN_PROGRESS", "message": "a request with this Idempotency-Key is still being processed; retry later"}))).into_response());
         }
-        IdempotencyBegin::New => {}
-    }
-    let (status, value) = match operation().await {
+        IdempotencyBegin::New => false,
+        IdempotencyBegin::TakenOver { effect_committed } => effect_committed,
+    };
+    let claim = RequestClaim {
+        principal: scope.clone(),
+        key: key.to_owned(),
+        effect_committed,
+    };
+    let (status, value) = match claim::run_under(claim, operation()).await {
         Ok(answer) => answer,
         Err(error) if error.is_transient() => {
+            // Frees the key unless a change was committed under it: then the claim stays
+            // until its lease passes, and the retry that takes it over gives the answer.
             let _ = tsp.store().idempotency_release(&scope, key).await;
             return Err(error.into());
         }
         Err(error) => error_body(&error),
     };
     let text = value.to_string();
-    tsp.store()
-        .idempotency_complete(&scope, key, status.as_u16(), &text)
-        .await
-        .map_err(TspError::from)?;
+    record_answer(tsp, &scope, key, status, &text).await?;
     Ok((status, [("content-type", "application/json")], text).into_response())
+}
+
+/// Writes a request's answer under its key, retrying a failed write: the request's change is
+/// already committed, and an unwritten answer would hold the key until its lease passes.
+async fn record_answer(
+    tsp: &Tsp,
+    scope: &str,
+    key: &str,
+    status: StatusCode,
+    text: &str,
+) -> Result<(), ApiError> {
+    let mut waits = ANSWER_RETRY_WAITS.iter();
+    loop {
+        match tsp
+            .store()
+            .idempotency_complete(scope, key, status.as_u16(), text)
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(error) => match waits.next() {
+                Some(wait) => tokio::time::sleep(*wait).await,
+                None => return Err(TspError::from(error).into()),
+            },
+        }
+    }
 }
 
 async fn openapi() -> Json<Value> {

@@ -10,6 +10,7 @@
 //! - [`http`]: the `/tsp/v1` API.
 
 pub mod binding;
+pub mod claim;
 pub mod error;
 pub mod http;
 pub mod issuer_client;

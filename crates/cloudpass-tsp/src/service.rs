@@ -551,7 +551,8 @@ impl Tsp {
     }
 
     /// Commits a plan and drops the vault's cached entries of the tokens it touched.
-    async fn commit(&self, plan: Plan<'_>) -> Result<(), StoreError> {
+    async fn commit(&self, mut plan: Plan<'_>) -> Result<(), StoreError> {
+        plan.changeset.idempotency_claim = crate::claim::current();
         self.store.commit(&plan.changeset).await?;
         self.vault.invalidate(&plan.touched);
         Ok(())
@@ -918,6 +919,10 @@ impl Tsp {
         metadata: Option<Value>,
     ) -> TspResult<TokenView> {
         self.visible_token(principal, token_id).await?;
+        if crate::claim::effect_already_committed() {
+            // This very request's change was committed before its process died.
+            return self.token_view(principal, token_id).await;
+        }
         let channel = principal.channel();
         retrying!(
             self,
@@ -996,8 +1001,11 @@ impl Tsp {
         tr: &TokenRequestorRow,
         token_id: &str,
     ) -> TspResult<TokenView> {
-        self.visible_token(&Principal::Wallet(tr.clone()), token_id)
-            .await?;
+        let principal = Principal::Wallet(tr.clone());
+        self.visible_token(&principal, token_id).await?;
+        if crate::claim::effect_already_committed() {
+            return self.token_view(&principal, token_id).await;
+        }
         retrying!(self, self.set_default_once(token_id).await)
     }
 
@@ -1959,6 +1967,7 @@ impl Tsp {
                 resends_left: self.config.otp_resends,
             });
         }
+        plan.changeset.idempotency_claim = crate::claim::current();
         self.store
             .commit(&plan.changeset)
             .await

@@ -961,6 +961,71 @@ async fn idempotency_keys(app: &TestApp) {
     assert_eq!(response.status().as_u16(), 400);
 }
 
+/// A process killed after committing a change but before writing its answer leaves the key
+/// claimed, its change marked committed and no answer. The claim holds the key for its lease
+/// (a retry is told the request is in progress); a retry after it gets the change's answer,
+/// and the change is not made again.
+async fn a_key_whose_answer_died_with_its_process(backend: Backend) {
+    let (app, clock) = TestApp::start_on_manual_clock(backend, |_| {}).await;
+    app.device(APPLE, "iphone", "handset_se").await;
+    let token = app.green(APPLE, "iphone", CMB_DEBIT).await;
+    let path = format!("/tsp/v1/tokens/{token}/delete");
+    let (status, _) = app
+        .post_with_key(APPLE, &path, json!({}), "delete-once")
+        .await;
+    assert_eq!(status, 200);
+    let history_before = app
+        .get(APPLE, &format!("/tsp/v1/tokens/{token}/history"))
+        .await
+        .1;
+    let lost = app
+        .execute_sql(
+            "UPDATE idempotency SET response_status = NULL, response_body = NULL \
+             WHERE idempotency_key = 'delete-once'",
+        )
+        .await;
+    assert_eq!(lost, 1);
+
+    let (status, body) = app
+        .post_with_key(APPLE, &path, json!({}), "delete-once")
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("REQUEST_IN_PROGRESS"))
+    );
+    clock.advance(cloudpass_tsp::http::CLAIM_LEASE_MS + 1);
+    let (status, answer) = app
+        .post_with_key(APPLE, &path, json!({}), "delete-once")
+        .await;
+    assert_eq!(
+        status, 200,
+        "the retry after the lease is answered: {answer}"
+    );
+    assert_eq!(answer["status"], "deleted");
+    let (status, replay) = app
+        .post_with_key(APPLE, &path, json!({}), "delete-once")
+        .await;
+    assert_eq!((status, &replay), (200, &answer), "and that answer is kept");
+    assert_eq!(
+        app.get(APPLE, &format!("/tsp/v1/tokens/{token}/history"))
+            .await
+            .1,
+        history_before,
+        "the deletion was not made twice"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_whose_answer_died_with_its_process_on_sqlite() {
+    a_key_whose_answer_died_with_its_process(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_whose_answer_died_with_its_process_on_postgres() {
+    a_key_whose_answer_died_with_its_process(Backend::Postgres).await;
+}
+
 async fn notifications_are_signed_and_ordered(app: &TestApp) {
     app.device(APPLE, "iphone", "handset_se").await;
     let token = app.green(APPLE, "iphone", CMB_DEBIT).await;

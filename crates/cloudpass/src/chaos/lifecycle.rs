@@ -19,7 +19,7 @@ use crate::wallet_phone::{self, PhoneCard};
 
 /// How long a call is retried while the platform is down before the change is given up as
 /// unknown.
-const RETRY_FOR: Duration = Duration::from_secs(30);
+const RETRY_FOR: Duration = Duration::from_secs(90);
 
 /// A token's state as the token service reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -216,6 +216,44 @@ impl TestApp {
         self.postgres.as_ref().and_then(TestStore::schema)
     }
 
+    /// Runs one statement on this instance's own database, from outside the application (as
+    /// an operator's console would): how a test leaves what a killed process leaves.
+    pub async fn execute_sql(&self, statement: &str) -> u64 {
+        use sqlx::Connection;
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        match self.postgres_schema() {
+            Some(schema) => {
+                let mut connection =
+                    sqlx::PgConnection::connect(&cloudpass_store::testing::postgres_url())
+                        .await
+                        .expect("PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SET search_path TO \"{schema}\""
+                )))
+                .execute(&mut connection)
+                .await
+                .expect("search_path");
+                sqlx::query(statement)
+                    .execute(&mut connection)
+                    .await
+                    .expect("statement")
+                    .rows_affected()
+            }
+            None => {
+                let path = self.data_dir.join("cloudpass.sqlite");
+                let mut connection =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .expect("SQLite");
+                sqlx::query(statement)
+                    .execute(&mut connection)
+                    .await
+                    .expect("statement")
+                    .rows_affected()
+            }
+        }
+    }
+
     pub async fn stop(self) {
         self.running.stop().await;
         let _ = std::fs::remove_dir_all(&self.data_dir);
