@@ -322,9 +322,29 @@ impl IssuerHost {
             }
             None => None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.pool.acquire().await?;
+        let opened =
+            Self::insert_account(&mut connection, card_id, &account_id, pvv, card, now).await;
+        if opened.is_err() {
+            // As for a group commit (issuer_iso): a connection whose transaction failed is
+            // not trusted again.
+            connection.close_on_drop();
+        }
+        opened
+    }
+
+    async fn insert_account(
+        connection: &mut sqlx::SqliteConnection,
+        card_id: &str,
+        account_id: &str,
+        pvv: Option<Vec<u8>>,
+        card: &SimCard,
+        now: i64,
+    ) -> Result<(), SimError> {
+        use sqlx::Connection;
+        let mut tx = connection.begin().await?;
         sqlx::query("INSERT INTO sim_accounts (id, currency, balance, credit_limit, daily_limit, daily_spent, spent_day) VALUES ($1, $2, $3, $4, $5, 0, 0)")
-            .bind(&account_id)
+            .bind(account_id)
             .bind(i64::from(card.currency))
             .bind(card.opening_balance)
             .bind(card.credit_limit)
@@ -333,7 +353,7 @@ impl IssuerHost {
             .await?;
         sqlx::query("UPDATE sim_cards SET account_id = $2, pvv = $3 WHERE id = $1")
             .bind(card_id)
-            .bind(&account_id)
+            .bind(account_id)
             .bind(pvv)
             .execute(&mut *tx)
             .await?;
@@ -347,10 +367,7 @@ impl IssuerHost {
                 .fetch_one(&mut *tx)
                 .await?;
             let transaction_id: i64 = opening.try_get("id")?;
-            for (account, debit) in [
-                (crate::bank::FUNDING_ACCOUNT, true),
-                (account_id.as_str(), false),
-            ] {
+            for (account, debit) in [(crate::bank::FUNDING_ACCOUNT, true), (account_id, false)] {
                 sqlx::query("INSERT INTO sim_ledger (transaction_id, account, debit, amount, posted_at) VALUES ($1, $2, $3, $4, $5)")
                     .bind(transaction_id)
                     .bind(account)
