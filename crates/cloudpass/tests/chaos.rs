@@ -76,6 +76,14 @@ fn short_run(seed: &str, kills: u64, database_url: Option<&str>) -> String {
     assert!(figure(&summary, "approved 00") > 0, "{summary}");
     let purchases = figure(&summary, "approved at a terminal → posted once at the bank");
     assert!(purchases > 0, "{summary}");
+    // The merchant's gateway orders were paid, returned, notified and reconciled.
+    for invariant in [
+        "a paid gateway order is posted once at the bank, an undone one reversed",
+        "every gateway success was notified to the merchant",
+        "the reconciliation file holds exactly the successes",
+    ] {
+        assert!(figure(&summary, invariant) > 0, "{summary}");
+    }
     let violations: u64 = summary
         .lines()
         .skip_while(|line| !line.starts_with("invariant"))

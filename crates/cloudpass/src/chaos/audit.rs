@@ -22,7 +22,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &'static str) -> Check {
+    pub(super) fn new(name: &'static str) -> Check {
         Check {
             name,
             checked: 0,
@@ -30,7 +30,7 @@ impl Check {
         }
     }
 
-    fn expect(&mut self, holds: bool, violation: impl FnOnce() -> String) {
+    pub(super) fn expect(&mut self, holds: bool, violation: impl FnOnce() -> String) {
         self.checked += 1;
         if !holds {
             self.violations.push(violation());
@@ -81,7 +81,7 @@ pub struct Facts {
     deposits: HashMap<String, i64>,
 }
 
-async fn open(path: &Path) -> Result<SqliteConnection, String> {
+pub(super) async fn open(path: &Path) -> Result<SqliteConnection, String> {
     SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
@@ -93,6 +93,17 @@ async fn open(path: &Path) -> Result<SqliteConnection, String> {
 /// Store-and-forward advices the issuer has not acknowledged yet.
 const ADVICES_PENDING: &str =
     "SELECT CAST(COUNT(*) AS TEXT) FROM switch_saf WHERE acknowledged_at IS NULL";
+
+/// Gateway notifications neither delivered nor given up.
+const NOTIFICATIONS_PENDING: &str = "SELECT CAST(COUNT(*) AS TEXT) FROM gateway_notifications WHERE delivered_at IS NULL AND failed_at IS NULL";
+
+/// How many gateway notifications are still to be delivered (or given up).
+pub async fn notifications_pending(store: &PlatformStore) -> Result<i64, String> {
+    let mut platform = store.open().await?;
+    let pending = platform.count(NOTIFICATIONS_PENDING).await;
+    platform.close().await;
+    pending
+}
 
 /// How many store-and-forward advices the issuer has not acknowledged yet.
 pub async fn advices_pending(store: &PlatformStore) -> Result<i64, String> {

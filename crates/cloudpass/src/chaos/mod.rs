@@ -10,6 +10,7 @@
 //! the proxies run here. docs/reliability.md says what is covered and what is not yet.
 
 mod audit;
+mod audit_gateway;
 mod database;
 mod disk;
 mod lifecycle;
@@ -18,6 +19,7 @@ mod network;
 mod platform;
 mod proxy;
 mod schedule;
+mod shop;
 mod teller;
 
 use std::collections::BTreeMap;
@@ -257,6 +259,19 @@ async fn run_in(
         .run(load_stopped.clone()),
     );
 
+    let (receiver, back_url) = shop::Receiver::start(args.seed).await?;
+    let shop = Arc::new(shop::Shop {
+        base: format!("http://{}", ports.http),
+        seed: args.seed,
+        back_url,
+        random: SeededRandom::new(args.seed.wrapping_mul(104_729) ^ 0x5409),
+        orders: Arc::new(std::sync::Mutex::new(Vec::new())),
+    });
+    let shopping = tokio::spawn({
+        let (shop, stop) = (Arc::clone(&shop), load_stopped.clone());
+        async move { shop.run(stop).await }
+    });
+
     let progress = Arc::new(Progress::default());
     let reporter = tokio::spawn(report(Arc::clone(&progress), Arc::clone(&record)));
     let faults = inject_faults(
@@ -277,6 +292,7 @@ async fn run_in(
     }
     churn.await.map_err(|e| e.to_string())?;
     teller.await.map_err(|e| e.to_string())?;
+    shopping.await.map_err(|e| e.to_string())?;
     reporter.abort();
     let tally = faults?;
 
@@ -284,6 +300,7 @@ async fn run_in(
     acquirer_proxy.heal();
     issuer_proxy.heal();
     let reversals_left = drain(&mut network, &terminals, &record, owed_voids, store).await?;
+    let shop_facts = settle_shop(&shop, &receiver, store).await?;
     network.kill_all();
     let _ = stop_links.send(true);
 
@@ -291,7 +308,10 @@ async fn run_in(
     let facts = audit::Facts::read(data_dir, store, sandbox::ACQUIRER_ID).await?;
     let (token_lives, unsure_provisionings) = lives.snapshot();
     let deposits = deposits.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let checks = audit::check(&attempts, &token_lives, &deposits, &facts, reversals_left);
+    let mut checks = audit::check(&attempts, &token_lives, &deposits, &facts, reversals_left);
+    let gateway_bank =
+        audit_gateway::GatewayBank::read(data_dir, sandbox::ECOMMERCE_ACQUIRER_ID).await?;
+    checks.extend(audit_gateway::check(&shop_facts, &gateway_bank));
     print_summary(&tally, &attempts, &record, &network);
     print_lifecycle(&token_lives, &unsure_provisionings);
     println!(
@@ -303,6 +323,7 @@ async fn run_in(
             .filter(|deposit| !deposit.acknowledged)
             .count()
     );
+    print_shop(&shop_facts);
     print_audit(&checks);
     match checks.iter().find(|check| !check.violations.is_empty()) {
         None => {
@@ -465,6 +486,49 @@ async fn drain(
     Ok(left)
 }
 
+/// The merchant's orders settled, then its notifications delivered (the receiver now takes
+/// every one at once), then what it knows.
+async fn settle_shop(
+    shop: &shop::Shop,
+    receiver: &shop::Receiver,
+    store: &PlatformStore,
+) -> Result<shop::ShopFacts, String> {
+    receiver.heal();
+    let orders = shop.settle().await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline && audit::notifications_pending(store).await? > 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(shop.facts(orders, receiver).await)
+}
+
+fn print_shop(facts: &shop::ShopFacts) {
+    println!("gateway orders of the merchant, by their final query (origRespCode):");
+    let mut outcomes: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for order in &facts.orders {
+        let trade = match order.trade {
+            shop::Trade::Consume => "consume (01)",
+            shop::Trade::Undo => "undo (31)",
+            shop::Trade::Refund => "refund (04)",
+        };
+        let code = order
+            .settled
+            .as_ref()
+            .map_or("unanswered", |s| s.code.as_str());
+        *outcomes.entry((trade, code)).or_insert(0) += 1;
+    }
+    for ((trade, code), count) in outcomes {
+        println!("  {:<30} {:>13}", format!("{trade} {code}"), count);
+    }
+    println!(
+        "  {:<30} {:>13}\n  {:<30} {:>13}",
+        "notifications taken (00)",
+        facts.notified.len(),
+        "reconciliation file lines",
+        facts.file_lines.len()
+    );
+}
+
 async fn report(progress: Arc<Progress>, record: Arc<Record>) {
     let started = Instant::now();
     loop {
@@ -543,10 +607,10 @@ fn print_lifecycle(lives: &[lifecycle::TokenLife], unsure_provisionings: &[Strin
 
 fn print_audit(checks: &[audit::Check]) {
     println!();
-    println!("{:<62} {:>9} {:>10}", "invariant", "checked", "violations");
+    println!("{:<72} {:>9} {:>10}", "invariant", "checked", "violations");
     for check in checks {
         println!(
-            "{:<62} {:>9} {:>10}",
+            "{:<72} {:>9} {:>10}",
             check.name,
             check.checked,
             check.violations.len()

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::shop;
+
 /// Where the parties listen, and where the switch reaches the bank.
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
@@ -74,6 +76,10 @@ impl Process {
             ports.platform_bank.to_string(),
             "--issuer-iso8583".to_owned(),
             ports.issuer_link.to_string(),
+            // A failed notification is sent again within half a minute, not UnionPay's
+            // twelve: the audit waits for every notification.
+            "--notification-retry-seconds".to_owned(),
+            shop::NOTIFICATION_RETRY_SECONDS.to_owned(),
         ];
         Process::new(Party::Platform, arguments, database_url, log)
     }

@@ -55,6 +55,11 @@ pub struct ServeArgs {
     /// between them).
     #[arg(long)]
     issuer_iso8583: Option<SocketAddr>,
+    /// The gateway's waits, in seconds, between a failed notification to a merchant's
+    /// backUrl and its next send, comma-separated; a notification is sent once more than
+    /// there are waits. UnionPay's schedule is the default; a joint test may want it shorter.
+    #[arg(long, value_delimiter = ',', default_values_t = [60u64, 120, 240, 300])]
+    notification_retry_seconds: Vec<u64>,
 }
 
 pub fn run(args: ServeArgs) -> CliResult {
@@ -78,6 +83,8 @@ pub fn run(args: ServeArgs) -> CliResult {
         config.parties = args.parties.clone();
         config.keys_dir = args.keys_dir.clone();
         config.issuer_link_override = args.issuer_iso8583;
+        config.gateway.notify.retry_delays =
+            args.notification_retry_seconds.iter().map(|s| std::time::Duration::from_secs(*s)).collect();
         let running = app::start(config).await?;
         let base = running.base_url();
         println!("cloudpass serving on {base}");
