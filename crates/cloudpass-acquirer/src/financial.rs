@@ -149,6 +149,17 @@ impl Terminal {
         self.send_financial(prepared.request).await
     }
 
+    /// Builds an e-cash load (with its PIN block) to send later with
+    /// [`Terminal::send_prepared`].
+    pub fn prepare_ecash_load(
+        &self,
+        load: &Purchase<'_>,
+    ) -> Result<PreparedPurchase, AcquirerError> {
+        Ok(PreparedPurchase {
+            request: self.financial_with_pin(load, ECASH_LOAD)?,
+        })
+    }
+
     /// Loads the card's e-cash from its account: online, with the cardholder's PIN (or
     /// payment password in the app).
     pub async fn load_ecash(&self, load: &Purchase<'_>) -> Result<Outcome, AcquirerError> {

@@ -12,6 +12,8 @@ use serde_json::json;
 pub struct PhoneCard<'a> {
     pub number: &'a str,
     pub expiry: &'a str,
+    /// Ask for the card's e-cash (UPCash) on the device.
+    pub ecash: bool,
 }
 
 /// Registers `device_id` under the sandbox's first wallet and provisions `card` to it on
@@ -67,7 +69,7 @@ pub async fn provision_with(
     let answer: serde_json::Value = post(
         "/tsp/v1/tokens",
         json!({"device_id": device_id, "account_id": sandbox::ACCOUNT_ID,
-               "card": {"number": card.number, "expiry": card.expiry}}),
+               "card": {"number": card.number, "expiry": card.expiry}, "ecash": card.ecash}),
     )
     .await
     .map_err(|e| format!("provisioning for {device_id}: {e}"))?

@@ -76,6 +76,15 @@ fn short_run(seed: &str, kills: u64, database_url: Option<&str>) -> String {
     assert!(figure(&summary, "approved 00") > 0, "{summary}");
     let purchases = figure(&summary, "approved at a terminal → posted once at the bank");
     assert!(purchases > 0, "{summary}");
+    // In-app purchases, e-cash loads and offline spends went through, and were audited.
+    for figure_label in [
+        "in-app purchases approved",
+        "e-cash loads approved",
+        "offline e-cash spends cleared 00",
+        "an offline spend the card approved is cleared once at the bank",
+    ] {
+        assert!(figure(&summary, figure_label) > 0, "{summary}");
+    }
     // The merchant's gateway orders were paid, returned, notified and reconciled.
     for invariant in [
         "a paid gateway order is posted once at the bank, an undone one reversed",

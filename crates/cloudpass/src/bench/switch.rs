@@ -141,6 +141,7 @@ async fn measure(
         let card = PhoneCard {
             number: &number,
             expiry: "3012",
+            ecash: false,
         };
         phones.push(wallet_phone::provision(&http, &base, &format!("bench-{index}"), card).await?);
     }

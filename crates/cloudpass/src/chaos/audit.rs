@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 
 use super::database::{PlatformStore, StoreReader};
 use super::lifecycle::TokenLife;
-use super::load::{Answer, Attempt, Kind, Void};
+use super::load::{Answer, Attempt, CARDS, Kind, OfflineSpend, Void};
 use super::teller::Deposit;
 
 /// One invariant: how many things it looked at, and what broke it.
@@ -79,6 +79,19 @@ pub struct Facts {
     token_states: HashMap<String, String>,
     /// The bank's deposits: amount by reference.
     deposits: HashMap<String, i64>,
+    /// The bank's clearings of offline e-cash spends by (STAN, transmission time): each
+    /// record's response code and what its ledger took from the e-cash account.
+    clearings: HashMap<(String, String), Vec<(String, i64)>>,
+    /// The e-cash the bank holds for each card, by its last four digits.
+    ecash: HashMap<String, i64>,
+}
+
+/// What the load did: the terminals' purchases, the offline spends and the phones' e-cash.
+pub struct Load<'a> {
+    pub attempts: &'a [Attempt],
+    pub offline: &'a [OfflineSpend],
+    /// Each phone's card and the e-cash it holds at the end.
+    pub ecash: &'a [(usize, u64)],
 }
 
 pub(super) async fn open(path: &Path) -> Result<SqliteConnection, String> {
@@ -201,6 +214,32 @@ impl Facts {
         .iter()
         .map(|row| (text(row, "rrn"), number(row, "amount")))
         .collect();
+        let mut clearings: HashMap<(String, String), Vec<(String, i64)>> = HashMap::new();
+        for row in sqlx::query(
+            "SELECT t.stan, t.transmission_time, t.response_code, \
+             COALESCE((SELECT SUM(l.amount) FROM sim_ledger l WHERE l.transaction_id = t.id AND l.debit), 0) AS posted \
+             FROM sim_transactions t WHERE t.kind = 'ecash_clearing' AND ltrim(t.acquirer, '0') = ltrim($1, '0')",
+        )
+        .bind(acquirer)
+        .fetch_all(&mut bank)
+        .await
+        .map_err(failed)?
+        {
+            clearings
+                .entry((text(&row, "stan"), text(&row, "transmission_time")))
+                .or_default()
+                .push((text(&row, "response_code"), number(&row, "posted")));
+        }
+        let ecash = sqlx::query(
+            "SELECT c.pan_last4, COALESCE(SUM(CASE WHEN l.debit THEN -l.amount ELSE l.amount END), 0) AS balance \
+             FROM sim_cards c JOIN sim_ledger l ON l.account = 'ecash:' || c.account_id GROUP BY c.pan_last4",
+        )
+        .fetch_all(&mut bank)
+        .await
+        .map_err(failed)?
+        .iter()
+        .map(|row| (text(row, "pan_last4"), number(row, "balance")))
+        .collect();
         let _ = bank.close().await;
 
         let mut platform = store.open().await?;
@@ -226,6 +265,8 @@ impl Facts {
             tokens_checked,
             token_states,
             deposits,
+            clearings,
+            ecash,
         })
     }
 }
@@ -329,12 +370,13 @@ fn should_stand(attempt: &Attempt) -> bool {
 /// `reversals_left` are the terminals' reversals still unacknowledged when the load was
 /// drained.
 pub fn check(
-    attempts: &[Attempt],
+    load: &Load<'_>,
     lives: &[TokenLife],
     deposits: &[Deposit],
     facts: &Facts,
     reversals_left: usize,
 ) -> Vec<Check> {
+    let attempts = load.attempts;
     let mut posted = Check::new("approved at a terminal → posted once at the bank");
     let mut voided = Check::new("voided at a terminal → reversed once at the bank");
     let mut not_posted = Check::new("declined, unanswered or not sent → nothing posted");
@@ -437,11 +479,19 @@ pub fn check(
             .push(format!("{account}: balance {balance}, entries {entries}"));
     }
     let mut moved = Check::new("the acquirer is owed exactly what stands approved");
+    // A load moves money from the card's account to its e-cash, not to the acquirer; an
+    // offline spend's clearing moves it from the e-cash to the acquirer.
     let expected: i64 = attempts
         .iter()
-        .filter(|attempt| should_stand(attempt))
+        .filter(|attempt| should_stand(attempt) && attempt.kind != Kind::EcashLoad)
         .map(|attempt| attempt.amount as i64)
-        .sum();
+        .sum::<i64>()
+        + load
+            .offline
+            .iter()
+            .filter(|spend| spend.cleared.as_deref() == Some("00"))
+            .map(|spend| spend.amount as i64)
+            .sum::<i64>();
     moved.expect(facts.acquirer_net == expected, || {
         format!(
             "the bank owes the acquirer {} fen; the terminals hold {expected} fen approved",
@@ -465,10 +515,54 @@ pub fn check(
         .extend(facts.mapping_breaks.iter().cloned());
     let (barred, states) = check_lives(attempts, lives, facts);
     let paid_in = check_deposits(deposits, facts);
+    let (cleared, ecash) = check_ecash(load, facts);
     vec![
         posted, voided, not_posted, created, replays, journal, ledger, accounts, moved, drained,
-        mapping, barred, states, paid_in,
+        mapping, barred, states, paid_in, cleared, ecash,
     ]
+}
+
+/// Every offline spend a card approved is cleared once at the bank, for its amount; the
+/// phones' e-cash is what the bank holds for their cards.
+fn check_ecash(load: &Load<'_>, facts: &Facts) -> (Check, Check) {
+    let mut cleared = Check::new("an offline spend the card approved is cleared once at the bank");
+    for spend in load.offline {
+        let records = facts
+            .clearings
+            .get(&(spend.stan.clone(), spend.transmission_time.clone()));
+        let once = records.is_some_and(|records| {
+            records.len() == 1 && records[0] == ("00".to_owned(), spend.amount as i64)
+        });
+        cleared.expect(spend.cleared.as_deref() == Some("00") && once, || {
+            format!(
+                "{} STAN {} at {} ({} fen offline, chaos card {}): the upload got {}, the bank holds {:?}",
+                spend.terminal,
+                spend.stan,
+                spend.transmission_time,
+                spend.amount,
+                spend.card,
+                spend.cleared.as_deref().unwrap_or("no final answer"),
+                records.map(Vec::as_slice).unwrap_or_default()
+            )
+        });
+    }
+    let mut ecash = Check::new("the phones' e-cash is what the bank holds for their cards");
+    for (index, card) in CARDS.iter().enumerate() {
+        let phones: i64 = load
+            .ecash
+            .iter()
+            .filter(|(of, _)| *of == index)
+            .map(|(_, fen)| *fen as i64)
+            .sum();
+        let last4 = &card.number[card.number.len() - 4..];
+        let bank = facts.ecash.get(last4).copied().unwrap_or(0);
+        ecash.expect(phones == bank, || {
+            format!(
+                "chaos card {index}: the phones hold {phones} fen of e-cash, the bank {bank} fen"
+            )
+        });
+    }
+    (cleared, ecash)
 }
 
 /// Every deposit the bank acknowledged is in its books once for its amount (one that went
@@ -591,11 +685,79 @@ mod tests {
             tokens_checked: 0,
             token_states: HashMap::new(),
             deposits: HashMap::new(),
+            clearings: HashMap::new(),
+            ecash: HashMap::new(),
         }
     }
 
+    fn taps(attempts: &[Attempt]) -> Load<'_> {
+        Load {
+            attempts,
+            offline: &[],
+            ecash: &[],
+        }
+    }
+
+    fn ecash_violations(
+        offline: &[OfflineSpend],
+        ecash: &[(usize, u64)],
+        facts: &Facts,
+    ) -> (usize, usize) {
+        let load = Load {
+            attempts: &[],
+            offline,
+            ecash,
+        };
+        let (cleared, held) = check_ecash(&load, facts);
+        (cleared.violations.len(), held.violations.len())
+    }
+
+    #[test]
+    fn an_offline_spend_cleared_never_or_twice_and_e_cash_out_of_step_are_violations() {
+        let spend = OfflineSpend {
+            terminal: "CPPOS001",
+            card: 0,
+            stan: "000010".into(),
+            transmission_time: "1205233904".into(),
+            amount: 30,
+            cleared: Some("00".into()),
+        };
+        let key = ("000010".to_owned(), "1205233904".to_owned());
+        let mut cleared_once = facts(&[]);
+        cleared_once
+            .clearings
+            .insert(key.clone(), vec![("00".into(), 30)]);
+        // The phone loaded 100 and spent 30; the bank holds 70 for card 0 (last digits 0048).
+        cleared_once.ecash.insert("0048".into(), 70);
+        assert_eq!(
+            ecash_violations(std::slice::from_ref(&spend), &[(0, 70)], &cleared_once),
+            (0, 0)
+        );
+        assert_eq!(
+            ecash_violations(std::slice::from_ref(&spend), &[(0, 100)], &cleared_once),
+            (0, 1)
+        );
+        assert_eq!(
+            ecash_violations(std::slice::from_ref(&spend), &[(0, 70)], &facts(&[])),
+            (1, 1)
+        );
+        let mut twice = cleared_once;
+        twice
+            .clearings
+            .insert(key, vec![("00".into(), 30), ("00".into(), 30)]);
+        assert_eq!(
+            ecash_violations(std::slice::from_ref(&spend), &[(0, 70)], &twice).0,
+            1
+        );
+        let unanswered = OfflineSpend {
+            cleared: None,
+            ..spend
+        };
+        assert_eq!(ecash_violations(&[unanswered], &[(0, 70)], &twice).0, 1);
+    }
+
     fn journal_violations(attempts: &[Attempt], facts: &Facts) -> Vec<String> {
-        check(attempts, &[], &[], facts, 0)
+        check(&taps(attempts), &[], &[], facts, 0)
             .into_iter()
             .find(|check| check.name == "the answer a terminal got is the journal's")
             .unwrap()
@@ -641,7 +803,7 @@ mod tests {
         lives: &[TokenLife],
         facts: &Facts,
     ) -> usize {
-        check(attempts, lives, &[], facts, 0)
+        check(&taps(attempts), lives, &[], facts, 0)
             .into_iter()
             .find(|check| check.name == name)
             .unwrap()

@@ -124,6 +124,7 @@ impl Churn {
                 PhoneCard {
                     number: CARDS[card].number,
                     expiry: CARDS[card].expiry,
+                    ecash: false,
                 },
                 &keys,
             )
@@ -156,6 +157,7 @@ impl Churn {
             random: SeededRandom::new(self.random.next_u64()),
             record: Arc::clone(&self.record),
             link_down: false,
+            batch: Vec::new(),
         };
         worker.tap_once(1 + self.random.below(50)).await;
         for (action, state) in [

@@ -1,7 +1,9 @@
 //! The load: phones tapping at sandbox terminals through the acquirer link's fault proxy —
-//! without PIN and with it, replays of a cryptogram already approved, and voids (acquirer
-//! reversals) of approved sales — each attempt recorded as the terminal saw it, for the
-//! audit. The terminals are the platform's own acquirer client (`cloudpass-acquirer`): a
+//! without PIN and with it, replays of a cryptogram already approved, voids (acquirer
+//! reversals) of approved sales, in-app purchases (with the payment password above the
+//! card's online no-PIN limit), loads of the card's e-cash (UPCash) and offline e-cash spends
+//! the terminal uploads in batches for clearing — each attempt recorded as the terminal saw
+//! it, for the audit. The terminals are the platform's own acquirer client (`cloudpass-acquirer`): a
 //! purchase left unanswered is kept as a reversal and sent until the switch acknowledges it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloudpass::sandbox;
+use cloudpass_acquirer::{AcquirerError, PreparedPurchase};
 use cloudpass_core::{Currency, Money, Random, SeededRandom, SystemClock};
 use cloudpass_crypto::{OsRandom, Pin};
+use cloudpass_iso8583::Message;
 use cloudpass_iso8583::link::Link;
 use cloudpass_sim::phone::Phone;
 use cloudpass_sim::pos::{Outcome, Pos, Presentment, Purchase, TerminalConfig};
@@ -57,6 +61,36 @@ pub enum Kind {
     TapWithPin,
     /// A cryptogram the switch approved once, sent again under a new STAN.
     Replay,
+    /// An in-app purchase: the app's cryptogram, the payment password above the card's
+    /// online no-PIN limit.
+    InApp,
+    /// A load of the card's e-cash from its account, with the payment password.
+    EcashLoad,
+}
+
+/// An offline e-cash spend the phone approved, and what its clearing said.
+#[derive(Debug, Clone)]
+pub struct OfflineSpend {
+    pub terminal: &'static str,
+    pub card: usize,
+    pub stan: String,
+    pub transmission_time: String,
+    pub amount: u64,
+    /// The switch's answer to its upload; none while no final answer came.
+    pub cleared: Option<String>,
+}
+
+/// Offline spends a terminal has not had a final answer to: their index in the record and
+/// their advice.
+pub type Batch = Vec<(usize, Message<'static>)>;
+
+/// What a worker leaves when the load stops.
+pub struct WorkerEnd {
+    pub owed_voids: Vec<(Arc<Pos>, usize)>,
+    pub pos: Arc<Pos>,
+    pub batch: Batch,
+    /// The phone's card and the e-cash it holds.
+    pub ecash: Option<(usize, u64)>,
 }
 
 /// What the terminal saw.
@@ -103,6 +137,7 @@ pub struct Tally {
 #[derive(Default)]
 pub struct Record {
     pub attempts: Mutex<Vec<Attempt>>,
+    pub offline: Mutex<Vec<OfflineSpend>>,
     pub tally: Tally,
     /// Purchases declined 51 (insufficient funds), by chaos card: the teller tops up.
     pub low_funds: [AtomicU64; CARDS.len()],
@@ -134,6 +169,26 @@ impl Record {
         }
     }
 
+    fn push_offline(&self, spend: OfflineSpend) -> usize {
+        let mut spends = self.offline.lock().unwrap_or_else(|p| p.into_inner());
+        spends.push(spend);
+        spends.len() - 1
+    }
+
+    fn set_cleared(&self, index: usize, code: String) {
+        let mut spends = self.offline.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(spend) = spends.get_mut(index) {
+            spend.cleared = Some(code);
+        }
+    }
+
+    pub fn offline_snapshot(&self) -> Vec<OfflineSpend> {
+        self.offline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn snapshot(&self) -> Vec<Attempt> {
         self.attempts
             .lock()
@@ -157,9 +212,13 @@ pub async fn provision_phones(base: &str, count: usize) -> Result<Vec<ChaosPhone
         let chaos_card = PhoneCard {
             number: CARDS[card].number,
             expiry: CARDS[card].expiry,
+            ecash: true,
         };
         let phone =
             wallet_phone::provision(&http, base, &format!("chaos-{index}"), chaos_card).await?;
+        if phone.ecash_balance().is_none() {
+            return Err(format!("chaos-{index}: the token service gave no e-cash"));
+        }
         phones.push(ChaosPhone { phone, card });
     }
     Ok(phones)
@@ -223,10 +282,12 @@ pub struct Worker {
     pub record: Arc<Record>,
     /// The last purchase could not be sent.
     pub link_down: bool,
+    /// Offline spends not cleared yet.
+    pub batch: Batch,
 }
 
 impl Worker {
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Vec<(Arc<Pos>, usize)> {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> WorkerEnd {
         let mut last_approved: Option<(usize, Approved)> = None;
         let mut owed_voids = Vec::new();
         while !*stop.borrow() {
@@ -245,8 +306,14 @@ impl Worker {
                         approved.field55.clone(),
                         approved.amount,
                     );
-                    self.send(Kind::Replay, amount, &track2, &field55, None)
-                        .await;
+                    let prepared = self.prepare(amount, &track2, &field55, None);
+                    self.send(Kind::Replay, amount, prepared).await;
+                }
+                (12..17, _) => self.in_app(1 + self.random.below(300)).await,
+                (17..19, _) => self.load(500 + self.random.below(1_500)).await,
+                (19..27, _) => {
+                    self.offline(1 + self.random.below(MOST_WITHOUT_PIN_FEN))
+                        .await
                 }
                 _ => {
                     let with_pin = self.random.below(5) == 0;
@@ -269,13 +336,23 @@ impl Worker {
                 _ = stop.changed() => {}
             }
         }
-        owed_voids
+        WorkerEnd {
+            owed_voids,
+            pos: Arc::clone(&self.pos),
+            batch: std::mem::take(&mut self.batch),
+            ecash: self
+                .phone
+                .phone
+                .ecash_balance()
+                .map(|balance| (self.phone.card, balance.minor_units())),
+        }
     }
 
     /// A tap without PIN, whatever its answer; the index of its attempt in the record.
     pub async fn tap_once(&mut self, amount: u64) -> Option<usize> {
         let tap = self.phone_tap(amount)?;
-        self.send(Kind::Tap, amount, &tap.track2, &tap.field55, None)
+        let prepared = self.prepare(amount, &tap.track2, &tap.field55, None);
+        self.send(Kind::Tap, amount, prepared)
             .await
             .map(|(index, _)| index)
     }
@@ -300,9 +377,8 @@ impl Worker {
         } else {
             Kind::Tap
         };
-        let (index, approved) = self
-            .send(kind, amount, &tap.track2, &tap.field55, pin.as_ref())
-            .await?;
+        let prepared = self.prepare(amount, &tap.track2, &tap.field55, pin.as_ref());
+        let (index, approved) = self.send(kind, amount, prepared).await?;
         if !approved {
             return None;
         }
@@ -316,26 +392,121 @@ impl Worker {
         ))
     }
 
-    /// Sends one purchase and records what the terminal saw; the attempt's index and whether
-    /// it was approved (none when the terminal could not prepare it).
-    async fn send(
-        &mut self,
-        kind: Kind,
+    /// A contactless purchase of `amount` fen with `track2` and `field55`, numbered.
+    fn prepare(
+        &self,
         amount: u64,
         track2: &str,
         field55: &[u8],
         pin: Option<&Pin>,
-    ) -> Option<(usize, bool)> {
-        let purchase = Purchase {
+    ) -> Result<PreparedPurchase, AcquirerError> {
+        self.pos.terminal().prepare_purchase(&Purchase {
             account: self.phone.phone.token(),
             expiry: Some(self.phone.phone.expiry()),
             amount: Money::new(amount, Currency::CNY),
             field55,
             presentment: Presentment::Contactless { track2 },
             pin,
+        })
+    }
+
+    /// An in-app purchase: the payment password (the card's PIN here) when the app asks.
+    async fn in_app(&mut self, amount: u64) {
+        let money = Money::new(amount, Currency::CNY);
+        let terminal_data = self.pos.terminal_data(money);
+        let Ok(cryptogram) = self.phone.phone.in_app(&terminal_data, false) else {
+            return;
         };
+        let password = cryptogram
+            .needs_password
+            .then(|| Pin::parse(CARDS[self.phone.card].pin).ok())
+            .flatten();
+        let prepared = self.pos.terminal().prepare_purchase(&Purchase {
+            account: self.phone.phone.token(),
+            expiry: Some(self.phone.phone.expiry()),
+            amount: money,
+            field55: &cryptogram.field55,
+            presentment: Presentment::InApp,
+            pin: password.as_ref(),
+        });
+        self.send(Kind::InApp, amount, prepared).await;
+    }
+
+    /// A load of the phone's e-cash from the card's account, with the payment password; the
+    /// phone takes the money only when the load is approved.
+    async fn load(&mut self, amount: u64) {
+        let money = Money::new(amount, Currency::CNY);
+        let terminal_data = self.pos.terminal_data(money);
+        let Ok(cryptogram) = self.phone.phone.in_app(&terminal_data, false) else {
+            return;
+        };
+        let password = Pin::parse(CARDS[self.phone.card].pin).ok();
+        let prepared = self.pos.terminal().prepare_ecash_load(&Purchase {
+            account: self.phone.phone.token(),
+            expiry: Some(self.phone.phone.expiry()),
+            amount: money,
+            field55: &cryptogram.field55,
+            presentment: Presentment::InApp,
+            pin: password.as_ref(),
+        });
+        if let Some((_, true)) = self.send(Kind::EcashLoad, amount, prepared).await {
+            let _ = self.phone.phone.credit_ecash(money);
+        }
+    }
+
+    /// An offline spend from the phone's e-cash, kept in the terminal's batch; the batch is
+    /// uploaded once it holds a few.
+    async fn offline(&mut self, amount: u64) {
+        let money = Money::new(amount, Currency::CNY);
+        let terminal_data = self.pos.terminal_data(money);
+        let Some(before) = self.phone.phone.ecash_balance() else {
+            return;
+        };
+        let Ok(spend) = self.phone.phone.offline_tap(&terminal_data) else {
+            return;
+        };
+        let mut advice =
+            self.pos
+                .offline_advice(self.phone.phone.token(), self.phone.phone.expiry(), &spend);
+        if advice.is_err() {
+            let _ = self.pos.sign_on().await;
+            advice = self.pos.offline_advice(
+                self.phone.phone.token(),
+                self.phone.phone.expiry(),
+                &spend,
+            );
+        }
+        let Ok(advice) = advice else {
+            // The terminal could not take the spend: it did not happen, the card keeps its
+            // money.
+            self.phone.phone.restore_ecash(before.minor_units());
+            return;
+        };
+        let index = self.record.push_offline(OfflineSpend {
+            terminal: self.terminal,
+            card: self.phone.card,
+            stan: advice.get_str(11).unwrap_or_default().to_owned(),
+            transmission_time: advice.get_str(7).unwrap_or_default().to_owned(),
+            amount,
+            cleared: None,
+        });
+        self.batch.push((index, advice));
+        if self.batch.len() >= 4 {
+            let batch = std::mem::take(&mut self.batch);
+            self.batch = upload(&self.pos, &self.record, batch).await;
+        }
+    }
+
+    /// Sends one purchase and records what the terminal saw; the attempt's index and whether
+    /// it was approved (none when the terminal could not prepare it).
+    async fn send(
+        &mut self,
+        kind: Kind,
+        amount: u64,
+        prepared: Result<PreparedPurchase, AcquirerError>,
+    ) -> Option<(usize, bool)> {
         let terminal = self.pos.terminal();
-        let prepared = match terminal.prepare_purchase(&purchase) {
+        let prepared = match prepared {
             Ok(prepared) => prepared,
             Err(_) => {
                 let _ = self.pos.sign_on().await;
@@ -372,6 +543,32 @@ impl Worker {
     async fn void(&self, index: usize) -> bool {
         void(&self.pos, &self.record, index).await
     }
+}
+
+/// Uploads `batch` once; what is left without a final answer (none, A0 or 96: sent again
+/// after signing on).
+pub async fn upload(pos: &Pos, record: &Record, batch: Batch) -> Batch {
+    if batch.is_empty() {
+        return batch;
+    }
+    let messages: Vec<Message<'static>> = batch.iter().map(|(_, advice)| advice.clone()).collect();
+    let answers = pos.upload(&messages).await;
+    let mut left = Vec::new();
+    let mut sign_on = false;
+    for ((index, advice), answer) in batch.into_iter().zip(answers) {
+        match answer {
+            Some(code) if code != "A0" && code != "96" => record.set_cleared(index, code),
+            Some(_) => {
+                sign_on = true;
+                left.push((index, advice));
+            }
+            None => left.push((index, advice)),
+        }
+    }
+    if sign_on {
+        let _ = pos.sign_on().await;
+    }
+    left
 }
 
 /// Sends the void of attempt `index` once (the terminal repeats it a few times); whether the

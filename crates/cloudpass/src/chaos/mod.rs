@@ -231,6 +231,7 @@ async fn run_in(
             random: SeededRandom::new(args.seed.wrapping_mul(1_000_003) ^ (index as u64 + 1)),
             record: Arc::clone(&record),
             link_down: false,
+            batch: Vec::new(),
         };
         workers.push(tokio::spawn(worker.run(load_stopped.clone())));
     }
@@ -287,8 +288,13 @@ async fn run_in(
     .await;
     let _ = stop_load.send(true);
     let mut owed_voids = Vec::new();
+    let mut batches = Vec::new();
+    let mut ecash = Vec::new();
     for worker in workers {
-        owed_voids.extend(worker.await.map_err(|e| e.to_string())?);
+        let end = worker.await.map_err(|e| e.to_string())?;
+        owed_voids.extend(end.owed_voids);
+        batches.push((end.pos, end.batch));
+        ecash.extend(end.ecash);
     }
     churn.await.map_err(|e| e.to_string())?;
     teller.await.map_err(|e| e.to_string())?;
@@ -299,7 +305,15 @@ async fn run_in(
     println!("load stopped; healing the links and draining reversals and advices");
     acquirer_proxy.heal();
     issuer_proxy.heal();
-    let reversals_left = drain(&mut network, &terminals, &record, owed_voids, store).await?;
+    let reversals_left = drain(
+        &mut network,
+        &terminals,
+        &record,
+        owed_voids,
+        batches,
+        store,
+    )
+    .await?;
     let shop_facts = settle_shop(&shop, &receiver, store).await?;
     network.kill_all();
     let _ = stop_links.send(true);
@@ -308,7 +322,18 @@ async fn run_in(
     let facts = audit::Facts::read(data_dir, store, sandbox::ACQUIRER_ID).await?;
     let (token_lives, unsure_provisionings) = lives.snapshot();
     let deposits = deposits.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut checks = audit::check(&attempts, &token_lives, &deposits, &facts, reversals_left);
+    let offline = record.offline_snapshot();
+    let mut checks = audit::check(
+        &audit::Load {
+            attempts: &attempts,
+            offline: &offline,
+            ecash: &ecash,
+        },
+        &token_lives,
+        &deposits,
+        &facts,
+        reversals_left,
+    );
     let gateway_bank =
         audit_gateway::GatewayBank::read(data_dir, sandbox::ECOMMERCE_ACQUIRER_ID).await?;
     checks.extend(audit_gateway::check(&shop_facts, &gateway_bank));
@@ -448,6 +473,7 @@ async fn drain(
     terminals: &[Arc<Pos>],
     record: &Record,
     owed_voids: Vec<(Arc<Pos>, usize)>,
+    batches: Vec<(Arc<Pos>, load::Batch)>,
     store: &PlatformStore,
 ) -> Result<usize, String> {
     network.all_ready().await?;
@@ -471,6 +497,16 @@ async fn drain(
             if load::void(&pos, record, index).await {
                 break;
             }
+        }
+    }
+    // Offline spends not cleared yet: uploaded until each has a final answer.
+    for (pos, mut batch) in batches {
+        for _ in 0..20 {
+            batch = load::upload(&pos, record, batch).await;
+            if batch.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     let left: usize = terminals
@@ -579,6 +615,30 @@ fn print_summary(
     println!(
         "  voids acknowledged                       {:>6}",
         record.tally.voids.load(Ordering::Relaxed)
+    );
+    for (kind, label) in [
+        (load::Kind::InApp, "in-app purchases"),
+        (load::Kind::EcashLoad, "e-cash loads"),
+    ] {
+        let of_kind: Vec<_> = attempts.iter().filter(|a| a.kind == kind).collect();
+        let approved = of_kind
+            .iter()
+            .filter(|a| a.answer == load::Answer::Approved)
+            .count();
+        println!(
+            "  {:<40} {approved:>6}  (of {})",
+            format!("{label} approved"),
+            of_kind.len()
+        );
+    }
+    let offline = record.offline_snapshot();
+    println!(
+        "  offline e-cash spends cleared 00         {:>6}  (of {})",
+        offline
+            .iter()
+            .filter(|spend| spend.cleared.as_deref() == Some("00"))
+            .count(),
+        offline.len()
     );
 }
 
