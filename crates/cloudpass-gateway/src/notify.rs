@@ -47,6 +47,24 @@ impl Default for NotifyConfig {
     }
 }
 
+/// A worker's step or a notification's send slower than this is logged.
+const SLOW_STEP: Duration = Duration::from_secs(2);
+
+/// Runs `step`, logging it when it is slow.
+async fn timed<T>(name: &'static str, step: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let output = step.await;
+    let took = started.elapsed();
+    if took > SLOW_STEP {
+        tracing::warn!(
+            step = name,
+            took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            "gateway: a worker's step was slow"
+        );
+    }
+    output
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -155,8 +173,11 @@ impl Gateway {
         cloudpass_http::client::builder(self.config.notify.timeout, None).and_then(|b| b.build())
     }
 
-    /// Runs [`Gateway::sweep`] every `notify.poll` until `shutdown` fires.
-    pub async fn run_notifier(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Runs the gateway's two workers every `notify.poll` until `shutdown` fires: the order
+    /// sweep ([`Gateway::sweep_orders`]) and the delivery of notifications
+    /// ([`Gateway::deliver_due`]). They run side by side, so that payments being settled
+    /// through a slow network never hold notifications back, nor the other way round.
+    pub async fn run_notifier(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         let client = match self.notification_client() {
             Ok(client) => client,
             Err(error) => {
@@ -164,8 +185,21 @@ impl Gateway {
                 return;
             }
         };
+        let orders = self.every_poll(shutdown.clone(), || self.sweep_orders());
+        let notifications = self.every_poll(shutdown, || {
+            timed("deliver notifications", self.deliver_due(&client))
+        });
+        tokio::join!(orders, notifications);
+    }
+
+    /// Runs `pass` every `notify.poll` until `shutdown` fires.
+    async fn every_poll<F, Fut>(&self, mut shutdown: watch::Receiver<bool>, pass: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         loop {
-            self.sweep(&client).await;
+            pass().await;
             tokio::select! {
                 _ = tokio::time::sleep(self.config.notify.poll) => {}
                 _ = shutdown.changed() => return,
@@ -173,16 +207,21 @@ impl Gateway {
         }
     }
 
-    /// One pass of the gateway's worker, by the clock as it reads now: the merchants' sandbox
-    /// clocks read afresh, unpaid orders past their `payTimeout` closed, held payments that
-    /// are due sent, payments unanswered too long settled, and due notifications sent once
-    /// each. Tests on a manual clock call it after moving the clock.
+    /// One pass of the gateway's workers, by the clock as it reads now: the order sweep, then
+    /// the due notifications sent once each. Tests on a manual clock call it after moving
+    /// the clock.
     pub async fn sweep(&self, client: &reqwest::Client) {
-        self.refresh_sandbox_clocks().await;
-        self.close_expired().await;
-        self.send_held_payments().await;
-        self.settle_unanswered().await;
+        self.sweep_orders().await;
         self.deliver_due(client).await;
+    }
+
+    /// The merchants' sandbox clocks read afresh, unpaid orders past their `payTimeout`
+    /// closed, held payments that are due sent, payments unanswered too long settled.
+    pub async fn sweep_orders(&self) {
+        timed("sandbox clocks", self.refresh_sandbox_clocks()).await;
+        timed("close expired", self.close_expired()).await;
+        timed("held payments", self.send_held_payments()).await;
+        timed("settle unanswered", self.settle_unanswered()).await;
     }
 
     /// How many rows a sweep reads: more when some sandbox clock is ahead, since rows not yet
@@ -226,8 +265,11 @@ impl Gateway {
         }
     }
 
-    /// One look: every due notification sent once and its outcome recorded.
+    /// One look: every due notification sent once and its outcome recorded. The look's
+    /// notifications are sent at the same time (up to `notify.batch`), so a merchant that
+    /// is slow to answer, or never does, delays no one else's.
     pub async fn deliver_due(&self, client: &reqwest::Client) {
+        use futures_util::StreamExt;
         // A notification is due by its merchant's clock (a sandbox clock may be ahead).
         let ahead = self.largest_offset_millis();
         let now = self.clock.now_millis() + ahead;
@@ -242,63 +284,83 @@ impl Gateway {
                 return;
             }
         };
+        let due: Vec<NotificationRow> = due
+            .into_iter()
+            .filter(|n| n.next_attempt_at <= self.merchant_now_millis(&n.mer_id))
+            .collect();
         // The merchants' notification drills (sandbox settings), read once per look.
         let mut drills: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
-        for mut notification in due {
-            if notification.next_attempt_at > self.merchant_now_millis(&notification.mer_id) {
-                continue;
+        for notification in &due {
+            if !drills.contains_key(&notification.mer_id) {
+                let drill = self
+                    .store
+                    .failed_notification_sends(&notification.mer_id)
+                    .await
+                    .unwrap_or(0);
+                drills.insert(notification.mer_id.clone(), drill);
             }
-            let drill = match drills.get(&notification.mer_id) {
-                Some(drill) => *drill,
-                None => {
-                    let drill = self
-                        .store
-                        .failed_notification_sends(&notification.mer_id)
-                        .await
-                        .unwrap_or(0);
-                    drills.insert(notification.mer_id.clone(), drill);
-                    drill
-                }
-            };
-            let status = client
-                .post(&notification.url)
-                .header(
-                    "content-type",
-                    "application/x-www-form-urlencoded;charset=UTF-8",
-                )
-                .body(notification.body.clone())
-                .send()
-                .await
-                .map(|response| i64::from(response.status().as_u16()))
-                .ok();
-            let now = self.merchant_now_millis(&notification.mer_id);
-            notification.attempts += 1;
-            notification.last_status = status;
-            // A drill counts the first sends as failed whatever the merchant answered.
-            let drilled = notification.attempts <= drill;
-            if drilled {
-                tracing::info!(tn = %notification.tn, attempt = notification.attempts, "gateway: a notification send counted as failed by the merchant's drill");
-            }
-            if matches!(status, Some(200 | 302)) && !drilled {
-                notification.delivered_at = Some(now);
-                self.certify(&notification.mer_id, Case::NotificationAcknowledged)
+        }
+        let at_once = usize::try_from(self.config.notify.batch)
+            .unwrap_or(1)
+            .max(1);
+        futures_util::stream::iter(due)
+            .for_each_concurrent(at_once, |notification| {
+                let drill = drills.get(&notification.mer_id).copied().unwrap_or(0);
+                self.deliver_one(client, notification, drill)
+            })
+            .await;
+    }
+
+    /// Sends one notification and records the outcome: delivered, due again after the
+    /// schedule's next wait, or given up.
+    async fn deliver_one(
+        &self,
+        client: &reqwest::Client,
+        mut notification: NotificationRow,
+        drill: i64,
+    ) {
+        let sent_at = std::time::Instant::now();
+        let status = client
+            .post(&notification.url)
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded;charset=UTF-8",
+            )
+            .body(notification.body.clone())
+            .send()
+            .await
+            .map(|response| i64::from(response.status().as_u16()))
+            .ok();
+        if sent_at.elapsed() > SLOW_STEP {
+            tracing::warn!(tn = %notification.tn, took_ms = sent_at.elapsed().as_millis() as u64, status = ?status, "gateway: a notification's send was slow");
+        }
+        let now = self.merchant_now_millis(&notification.mer_id);
+        notification.attempts += 1;
+        notification.last_status = status;
+        // A drill counts the first sends as failed whatever the merchant answered.
+        let drilled = notification.attempts <= drill;
+        if drilled {
+            tracing::info!(tn = %notification.tn, attempt = notification.attempts, "gateway: a notification send counted as failed by the merchant's drill");
+        }
+        if matches!(status, Some(200 | 302)) && !drilled {
+            notification.delivered_at = Some(now);
+            self.certify(&notification.mer_id, Case::NotificationAcknowledged)
+                .await;
+            if notification.attempts > 1 {
+                self.certify(&notification.mer_id, Case::NotificationRetried)
                     .await;
-                if notification.attempts > 1 {
-                    self.certify(&notification.mer_id, Case::NotificationRetried)
-                        .await;
-                }
-            } else {
-                let delay = usize::try_from(notification.attempts - 1)
-                    .ok()
-                    .and_then(|index| self.config.notify.retry_delays.get(index));
-                match delay {
-                    Some(delay) => notification.next_attempt_at = now + millis(*delay),
-                    None => notification.failed_at = Some(now),
-                }
             }
-            if let Err(error) = self.store.record_notification(&notification).await {
-                tracing::error!(error = %error, tn = %notification.tn, "gateway: cannot record a notification's send");
+        } else {
+            let delay = usize::try_from(notification.attempts - 1)
+                .ok()
+                .and_then(|index| self.config.notify.retry_delays.get(index));
+            match delay {
+                Some(delay) => notification.next_attempt_at = now + millis(*delay),
+                None => notification.failed_at = Some(now),
             }
+        }
+        if let Err(error) = self.store.record_notification(&notification).await {
+            tracing::error!(error = %error, tn = %notification.tn, "gateway: cannot record a notification's send");
         }
     }
 }

@@ -18,6 +18,7 @@ on_both_backends!(
     malformed_and_foreign_requests_get_their_resp_codes,
     refunds_and_undos_return_money_once_and_never_more,
     notifications_are_signed_and_resent_until_acknowledged,
+    a_merchant_that_never_answers_holds_back_no_other_notification,
     unpaid_orders_close_at_their_pay_timeout,
     the_reconciliation_file_agrees_with_the_ledger,
     the_payment_control_refuses_clearly_and_counts_tries,
@@ -491,6 +492,61 @@ async fn receiver() -> Receiver {
         received,
         status,
     }
+}
+
+/// Notifications of one look are sent side by side: a merchant whose `backUrl` takes the
+/// connection and never answers costs its own notification the 10 s timeout, and no one
+/// else's. (Sent one after another, the second would wait those 10 s.)
+async fn a_merchant_that_never_answers_holds_back_no_other_notification(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    let (app, _clock) = TestApp::start_on_manual_clock(backend, |_| {}).await;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/notify", silent.local_addr().unwrap());
+    // Takes connections and reads nothing, answers nothing.
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            open.push(connection);
+        }
+    });
+    let prompt = receiver().await;
+    prompt.status.store(200, Ordering::SeqCst);
+    for (order_id, url) in [("SILENT000001", &silent_url), ("PROMPT000001", &prompt.url)] {
+        let form = consume_form(order_id, "310").with("backUrl", url.clone());
+        let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
+        let tn = answer.get("tn").unwrap().to_owned();
+        let (_, paid) = pay(
+            &app,
+            &tn,
+            json!({"card_number": CMB_DEBIT, "sms_code": "123456", "pin": "111101"}),
+        )
+        .await;
+        assert_eq!(paid["status"], "paid", "{paid}");
+    }
+    let started = std::time::Instant::now();
+    {
+        let pass = app.run_workers();
+        tokio::pin!(pass);
+        let arrived = loop {
+            tokio::select! {
+                _ = &mut pass => break !prompt.received.lock().unwrap().is_empty(),
+                _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                    if !prompt.received.lock().unwrap().is_empty() {
+                        break true;
+                    }
+                }
+            }
+        };
+        assert!(arrived, "the prompt merchant's notification was sent in the pass");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "it did not wait for the silent merchant: {:?}",
+            started.elapsed()
+        );
+        pass.await;
+    }
+    held.abort();
+    app.stop().await;
 }
 
 async fn notifications_are_signed_and_resent_until_acknowledged(backend: Backend) {
