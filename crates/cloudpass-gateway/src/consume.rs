@@ -4,7 +4,7 @@
 //! byte-identical retry gets the same TN, another request reusing them gets 12.
 
 use cloudpass_core::order::OrderStatus;
-use cloudpass_store::{GatewayStore, OrderInsert, OrderRow};
+use cloudpass_store::{GatewayStore, OrderInsert, OrderRow, StoreError};
 use cloudpass_upacp::Form;
 use cloudpass_upacp::code::RespCode;
 use cloudpass_upacp::request::{Channel, Consume, Header, Refusal, refuse};
@@ -104,9 +104,11 @@ impl Gateway {
         }
         let digest = request_digest(form);
         let now_millis = self.merchant_now_millis(&header.mer_id);
-        self.insert_fresh(&digest, |tn| {
-            new_order(request, tn, pay_timeout, &digest, now_millis)
-        })
+        self.insert_fresh(
+            &digest,
+            |tn| new_order(request, tn, pay_timeout, &digest, now_millis),
+            None,
+        )
         .await
     }
 
@@ -127,19 +129,32 @@ impl Gateway {
     /// Inserts the order `make` makes for a freshly drawn TN, drawing again while the TN is
     /// taken. A byte-identical repeat (the same `digest`) finds the first order; another
     /// request with the same `orderId` and `txnTime` is refused 12.
+    ///
+    /// With `original` (a return's consume as the return leaves it), the consume is written
+    /// by version in the same transaction; if it moved meanwhile nothing is written and the
+    /// return is refused.
     pub(crate) async fn insert_fresh(
         &self,
         digest: &str,
         make: impl Fn(String) -> OrderRow,
+        original: Option<&OrderRow>,
     ) -> Result<Recorded, Refusal> {
         for _ in 0..TN_DRAWS {
             let order = make(tn::draw(&*self.random));
-            match self
-                .store
-                .insert_order(&order)
-                .await
-                .map_err(store_failure)?
-            {
+            let inserted = match original {
+                None => self.store.insert_order(&order).await,
+                Some(original) => self.store.insert_return(&order, original).await,
+            };
+            let inserted = match inserted {
+                Err(StoreError::Conflict) => {
+                    return Err(refuse(
+                        RespCode::OriginalNotFoundOrBadState,
+                        "another return of this consume is in progress",
+                    ));
+                }
+                other => other.map_err(store_failure)?,
+            };
+            match inserted {
                 OrderInsert::Inserted => return Ok(Recorded::Fresh(order)),
                 OrderInsert::Exists(existing) if existing.request_digest == digest => {
                     return Ok(Recorded::Repeat(*existing));

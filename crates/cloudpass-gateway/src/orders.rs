@@ -39,12 +39,13 @@ impl Gateway {
         self.apply(order, event, fill, Some(original)).await
     }
 
-    async fn apply(
+    /// `order` as `event` moves it (by the core's rules), filled by `fill`, at the next
+    /// version: to be written by version.
+    pub(crate) fn moved(
         &self,
         order: OrderRow,
         event: OrderEvent,
         fill: impl FnOnce(&mut OrderRow),
-        notify: Option<Option<&OrderRow>>,
     ) -> Result<OrderRow, RecordError> {
         let next = order::apply(state_of(&order), event).map_err(RecordError::Refused)?;
         let mut row = order;
@@ -54,6 +55,17 @@ impl Gateway {
         row.updated_at = self.clock.now_millis();
         row.version += 1;
         fill(&mut row);
+        Ok(row)
+    }
+
+    async fn apply(
+        &self,
+        order: OrderRow,
+        event: OrderEvent,
+        fill: impl FnOnce(&mut OrderRow),
+        notify: Option<Option<&OrderRow>>,
+    ) -> Result<OrderRow, RecordError> {
+        let row = self.moved(order, event, fill)?;
         let notification = match notify {
             Some(original) => {
                 let card_details = self.card_details(&row.mer_id).await;

@@ -130,8 +130,17 @@ impl Gateway {
         } else {
             OrderEvent::RefundSent { amount, now }
         };
-        // Refused by the rules: nothing is stored.
-        order::apply(state_of(&original), event).map_err(refusal_code)?;
+        // Refused by the rules: nothing is stored. Otherwise the consume as the return
+        // leaves it (its refund reserved, or its undo begun), written with the return.
+        let reserved =
+            self.moved(original.clone(), event, |_| {})
+                .map_err(|error| match error {
+                    RecordError::Refused(refusal) => refusal_code(refusal),
+                    RecordError::Conflict | RecordError::Store(_) => refuse(
+                        RespCode::OriginalNotFoundOrBadState,
+                        "another return of this consume is in progress",
+                    ),
+                })?;
         // A discounted consume gives back to the card only what the card paid; the sponsor's
         // part goes back to its campaign (refunds of such an order go one at a time, so
         // `refunded` is final here).
@@ -147,7 +156,7 @@ impl Gateway {
         };
         let message = self.build_return(&original, undo, amount - sponsor)?;
         let row = match self
-            .new_return(form, &request, &original, &message, sponsor)
+            .new_return(form, &request, &original, &reserved, &message, sponsor)
             .await?
         {
             Recorded::Fresh(row) => row,
@@ -155,25 +164,7 @@ impl Gateway {
                 return Ok(self.return_answer(form, &existing, &original));
             }
         };
-        let original = match self.apply_event(original, event, |_| {}).await {
-            Ok(original) => original,
-            Err(error) => {
-                let refusal = match error {
-                    RecordError::Refused(refusal) => refusal_code(refusal),
-                    RecordError::Conflict => refuse(
-                        RespCode::OriginalNotFoundOrBadState,
-                        "another return of this consume is in progress",
-                    ),
-                    RecordError::Store(error) => store_failure(error),
-                };
-                let _ = self
-                    .apply_event(row, OrderEvent::PaymentDeclined, |r| {
-                        r.pay_response_code = Some("12".into())
-                    })
-                    .await;
-                return Err(refusal);
-            }
-        };
+        let original = reserved;
         let (row, original) = if card_part(&row) == 0 {
             // All of it the sponsor's: the card's bank has nothing to give back.
             self.record_return_answer(row, original, "00").await
@@ -203,12 +194,14 @@ impl Gateway {
         Ok(self.answer(Some(form), RespCode::Success, "", fields))
     }
 
-    /// The return as an order of its own; a byte-identical repeat finds the first.
+    /// The return as an order of its own, written with `reserved` (the consume as the return
+    /// leaves it) in one transaction; a byte-identical repeat finds the first.
     async fn new_return(
         &self,
         form: &Form,
         request: &Return,
         original: &OrderRow,
+        reserved: &OrderRow,
         message: &CardReturn,
         sponsor: u64,
     ) -> Result<Recorded, Refusal> {
@@ -252,7 +245,7 @@ impl Gateway {
             discount: i64::try_from(sponsor).unwrap_or(0),
             campaign_id: original.campaign_id.clone(),
         };
-        self.insert_fresh(&digest, make).await
+        self.insert_fresh(&digest, make, Some(reserved)).await
     }
 
     /// The return's message: a void or refund of `original` giving the card `amount`,
@@ -317,8 +310,9 @@ impl Gateway {
         (row, original)
     }
 
-    /// Records the issuer's answer `code` to the return `row` of `original` on both orders;
-    /// an approved return is announced to the merchant in the same write.
+    /// Records the issuer's answer `code` to the return `row` of `original` on both orders,
+    /// in one transaction with the notification of an approved return: a crash leaves both
+    /// in flight (the sweep sends the return again) or both answered, never one of them.
     pub(crate) async fn record_return_answer(
         &self,
         row: OrderRow,
@@ -333,11 +327,11 @@ impl Gateway {
         } else {
             OrderEvent::RefundAnswered { amount, approved }
         };
-        let original = match self.apply_event(original.clone(), answered, |_| {}).await {
+        let original_next = match self.moved(original.clone(), answered, |_| {}) {
             Ok(moved) => moved,
             Err(error) => {
-                tracing::error!(error = ?error, tn = %original.tn, "gateway: a return's answer could not be recorded on its consume");
-                original
+                tracing::error!(error = ?error, tn = %original.tn, "gateway: a return's answer does not fit its consume; both left as they are");
+                return (row, original);
             }
         };
         let now = self.merchant_now_millis(&row.mer_id);
@@ -349,34 +343,59 @@ impl Gateway {
         } else {
             OrderEvent::PaymentDeclined
         };
-        let fill = |r: &mut OrderRow| {
+        let row_next = match self.moved(row.clone(), event, |r| {
             r.pay_response_code = Some(code.to_owned());
             if approved {
                 r.paid_at = Some(now);
                 r.query_id = Some(query_id.clone());
             }
+        }) {
+            Ok(moved) => moved,
+            Err(error) => {
+                tracing::error!(error = ?error, tn = %row.tn, "gateway: a return's answer does not fit it; both left as they are");
+                return (row, original);
+            }
         };
         // A return that succeeded is announced to the merchant, in the same write.
-        let moved = if approved {
-            self.apply_event_notifying(row.clone(), event, fill, Some(&original))
-                .await
+        let notification = if approved {
+            let card_details = self.card_details(&row.mer_id).await;
+            Some(self.notification(&row_next, Some(&original_next), card_details))
         } else {
-            self.apply_event(row.clone(), event, fill).await
+            None
         };
-        let row = match moved {
-            Ok(moved) => {
+        match self
+            .store
+            .update_orders(
+                &[original_next.clone(), row_next.clone()],
+                notification.as_ref(),
+            )
+            .await
+        {
+            Ok(()) => {
                 if approved {
-                    self.certify(&row.mer_id, return_case(undo, &original))
+                    self.certify(&row.mer_id, return_case(undo, &original_next))
                         .await;
                 }
-                moved
+                (row_next, original_next)
             }
             Err(error) => {
-                tracing::error!(error = ?error, tn = %row.tn, "gateway: a return's answer could not be recorded");
-                row
+                // Another worker recorded it first, or the store failed: what is stored
+                // now is the answer (the sweep sends a return still in flight again).
+                tracing::warn!(error = %error, tn = %row.tn, "gateway: a return's answer was not recorded here");
+                let current = |tn: String, fallback: OrderRow| async move {
+                    self.store
+                        .order_by_tn(&tn)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or(fallback)
+                };
+                (
+                    current(row.tn.clone(), row).await,
+                    current(original.tn.clone(), original).await,
+                )
             }
-        };
-        (row, original)
+        }
     }
 
     /// The synchronous answer: 00 once the issuer took the return (its `queryId`), the

@@ -142,6 +142,23 @@ pub trait GatewayStore: Send + Sync {
         order: &OrderRow,
         notification: Option<&NotificationRow>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Inserts the return `order` and writes `original` (by version, as
+    /// [`GatewayStore::update_order`]) in one transaction: a return is recorded with the
+    /// reservation it makes on its consume, or not at all. [`StoreError::Conflict`], and
+    /// nothing written, when `original` moved meanwhile.
+    fn insert_return(
+        &self,
+        order: &OrderRow,
+        original: &OrderRow,
+    ) -> impl Future<Output = StoreResult<OrderInsert>> + Send;
+    /// Writes each of `orders` by version, as [`GatewayStore::update_order`], with the
+    /// notification, in one transaction: all of it or, with [`StoreError::Conflict`],
+    /// nothing.
+    fn update_orders(
+        &self,
+        orders: &[OrderRow],
+        notification: Option<&NotificationRow>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Orders still unpaid whose `payTimeout` (unix seconds) is before `now`, at most
     /// `limit`, the longest expired first.
     fn unpaid_past_timeout(
@@ -573,34 +590,44 @@ macro_rules! gateway_backend {
                 let order = given.clone();
                 let inserted = self
                     .write(false, move |conn: &mut $conn| {
+                        Box::pin(async move { Self::insert_order_row(conn, &order).await })
+                    })
+                    .await?;
+                self.insert_outcome(given, inserted).await
+            }
+
+            async fn insert_return(&self, given: &OrderRow, original: &OrderRow) -> StoreResult<OrderInsert> {
+                let order = given.clone();
+                let original = original.clone();
+                let inserted = self
+                    .write(false, move |conn: &mut $conn| {
                         Box::pin(async move {
-                            let o: &OrderRow = &order;
-                            let row = sqlx::query(concat!(
-                                "INSERT INTO gateway_orders (", order_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) ON CONFLICT DO NOTHING RETURNING tn"
-                            ))
-                            .bind(&o.tn).bind(&o.mer_id).bind(&o.order_id).bind(&o.txn_time)
-                            .bind(o.amount).bind(o.currency).bind(&o.channel).bind(&o.back_url)
-                            .bind(&o.front_url).bind(&o.req_reserved).bind(o.pay_timeout)
-                            .bind(&o.request_digest).bind(&o.status).bind(o.refunded)
-                            .bind(o.refund_reserved).bind(o.paid_at).bind(&o.query_id)
-                            .bind(&o.pay_response_code).bind(&o.pay_card_masked)
-                            .bind(&o.pay_card_type).bind(&o.auth_stan)
-                            .bind(&o.auth_transmission_time).bind(o.created_at)
-                            .bind(o.updated_at).bind(o.version).bind(&o.kind).bind(&o.original_tn)
-                            .bind(&o.request_echo).bind(o.discount).bind(&o.campaign_id)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                            Ok(row.is_some())
+                            let inserted = Self::insert_order_row(conn, &order).await?;
+                            if inserted {
+                                Self::update_order_row(conn, &original).await?;
+                            }
+                            Ok(inserted)
                         })
                     })
                     .await?;
-                if inserted {
-                    return Ok(OrderInsert::Inserted);
-                }
-                match self.order(&given.mer_id, &given.order_id, &given.txn_time).await? {
-                    Some(existing) => Ok(OrderInsert::Exists(Box::new(existing))),
-                    None => Ok(OrderInsert::TnTaken),
-                }
+                self.insert_outcome(given, inserted).await
+            }
+
+            async fn update_orders(&self, orders: &[OrderRow], notification: Option<&NotificationRow>) -> StoreResult<()> {
+                let orders = orders.to_vec();
+                let notification = notification.cloned();
+                self.write(false, move |conn: &mut $conn| {
+                    Box::pin(async move {
+                        for order in &orders {
+                            Self::update_order_row(conn, order).await?;
+                        }
+                        if let Some(n) = &notification {
+                            Self::insert_notification_row(conn, n).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await
             }
 
             async fn order(&self, mer_id: &str, order_id: &str, txn_time: &str) -> StoreResult<Option<OrderRow>> {
@@ -622,35 +649,68 @@ macro_rules! gateway_backend {
             }
 
             async fn update_order(&self, order: &OrderRow, notification: Option<&NotificationRow>) -> StoreResult<()> {
-                let order = order.clone();
-                let notification = notification.cloned();
-                self.write(false, move |conn: &mut $conn| {
-                    Box::pin(async move {
-                        let o: &OrderRow = &order;
-                        let done = sqlx::query(
-                            "UPDATE gateway_orders SET status = $2, refunded = $3, refund_reserved = $4, paid_at = $5, query_id = $6, pay_response_code = $7, pay_card_masked = $8, pay_card_type = $9, auth_stan = $10, auth_transmission_time = $11, updated_at = $12, version = $13, discount = $15, campaign_id = $16 WHERE tn = $1 AND version = $14",
-                        )
-                        .bind(&o.tn).bind(&o.status).bind(o.refunded).bind(o.refund_reserved)
-                        .bind(o.paid_at).bind(&o.query_id).bind(&o.pay_response_code)
-                        .bind(&o.pay_card_masked).bind(&o.pay_card_type).bind(&o.auth_stan)
-                        .bind(&o.auth_transmission_time).bind(o.updated_at).bind(o.version)
-                        .bind(o.version - 1).bind(o.discount).bind(&o.campaign_id)
-                        .execute(&mut *conn)
-                        .await?;
-                        if done.rows_affected() != 1 {
-                            return Err(StoreError::Conflict);
-                        }
-                        if let Some(n) = &notification {
-                            sqlx::query("INSERT INTO gateway_notifications (tn, mer_id, url, body, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 0, $5, $6)")
-                                .bind(&n.tn).bind(&n.mer_id).bind(&n.url).bind(&n.body)
-                                .bind(n.next_attempt_at).bind(n.created_at)
-                                .execute(&mut *conn)
-                                .await?;
-                        }
-                        Ok(())
-                    })
-                })
-                .await
+                self.update_orders(std::slice::from_ref(order), notification).await
+            }
+        }
+
+        impl $store {
+            /// Inserts `o` unless its TN or its merchant's orderId and txnTime are taken;
+            /// whether it did.
+            async fn insert_order_row(conn: &mut $conn, o: &OrderRow) -> StoreResult<bool> {
+                let row = sqlx::query(concat!(
+                    "INSERT INTO gateway_orders (", order_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) ON CONFLICT DO NOTHING RETURNING tn"
+                ))
+                .bind(&o.tn).bind(&o.mer_id).bind(&o.order_id).bind(&o.txn_time)
+                .bind(o.amount).bind(o.currency).bind(&o.channel).bind(&o.back_url)
+                .bind(&o.front_url).bind(&o.req_reserved).bind(o.pay_timeout)
+                .bind(&o.request_digest).bind(&o.status).bind(o.refunded)
+                .bind(o.refund_reserved).bind(o.paid_at).bind(&o.query_id)
+                .bind(&o.pay_response_code).bind(&o.pay_card_masked)
+                .bind(&o.pay_card_type).bind(&o.auth_stan)
+                .bind(&o.auth_transmission_time).bind(o.created_at)
+                .bind(o.updated_at).bind(o.version).bind(&o.kind).bind(&o.original_tn)
+                .bind(&o.request_echo).bind(o.discount).bind(&o.campaign_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+                Ok(row.is_some())
+            }
+
+            /// What an insert that did not happen found.
+            async fn insert_outcome(&self, given: &OrderRow, inserted: bool) -> StoreResult<OrderInsert> {
+                if inserted {
+                    return Ok(OrderInsert::Inserted);
+                }
+                match self.order(&given.mer_id, &given.order_id, &given.txn_time).await? {
+                    Some(existing) => Ok(OrderInsert::Exists(Box::new(existing))),
+                    None => Ok(OrderInsert::TnTaken),
+                }
+            }
+
+            /// Writes `o` if the stored row is still at `o.version - 1`.
+            async fn update_order_row(conn: &mut $conn, o: &OrderRow) -> StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE gateway_orders SET status = $2, refunded = $3, refund_reserved = $4, paid_at = $5, query_id = $6, pay_response_code = $7, pay_card_masked = $8, pay_card_type = $9, auth_stan = $10, auth_transmission_time = $11, updated_at = $12, version = $13, discount = $15, campaign_id = $16 WHERE tn = $1 AND version = $14",
+                )
+                .bind(&o.tn).bind(&o.status).bind(o.refunded).bind(o.refund_reserved)
+                .bind(o.paid_at).bind(&o.query_id).bind(&o.pay_response_code)
+                .bind(&o.pay_card_masked).bind(&o.pay_card_type).bind(&o.auth_stan)
+                .bind(&o.auth_transmission_time).bind(o.updated_at).bind(o.version)
+                .bind(o.version - 1).bind(o.discount).bind(&o.campaign_id)
+                .execute(&mut *conn)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
+                Ok(())
+            }
+
+            async fn insert_notification_row(conn: &mut $conn, n: &NotificationRow) -> StoreResult<()> {
+                sqlx::query("INSERT INTO gateway_notifications (tn, mer_id, url, body, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 0, $5, $6)")
+                    .bind(&n.tn).bind(&n.mer_id).bind(&n.url).bind(&n.body)
+                    .bind(n.next_attempt_at).bind(n.created_at)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
             }
         }
     };
@@ -701,6 +761,28 @@ impl GatewayStore for AnyStore {
         match self {
             AnyStore::Sqlite(store) => store.update_order(order, notification).await,
             AnyStore::Postgres(store) => store.update_order(order, notification).await,
+        }
+    }
+
+    async fn insert_return(
+        &self,
+        order: &OrderRow,
+        original: &OrderRow,
+    ) -> StoreResult<OrderInsert> {
+        match self {
+            AnyStore::Sqlite(store) => store.insert_return(order, original).await,
+            AnyStore::Postgres(store) => store.insert_return(order, original).await,
+        }
+    }
+
+    async fn update_orders(
+        &self,
+        orders: &[OrderRow],
+        notification: Option<&NotificationRow>,
+    ) -> StoreResult<()> {
+        match self {
+            AnyStore::Sqlite(store) => store.update_orders(orders, notification).await,
+            AnyStore::Postgres(store) => store.update_orders(orders, notification).await,
         }
     }
 

@@ -59,6 +59,7 @@ contract!(
     atcs_are_accepted_once_and_only_upwards,
     push_receipts_spend_once_and_declines_are_counted,
     gateway_orders_are_unique_and_written_by_version,
+    a_return_and_its_consume_are_written_together_or_not_at_all,
     gateway_merchants_are_registered_once_and_updated,
     wallet_accounts_are_unique_and_sessions_expire,
     wallet_cards_are_bound_once_per_account,
@@ -1542,6 +1543,105 @@ async fn gateway_merchants_are_registered_once_and_updated(store: AnyStore) {
         store.certification_of("898310048990011").await.unwrap(),
         vec![("consume_success".to_owned(), 25), ("undo".to_owned(), 20)]
     );
+}
+
+async fn a_return_and_its_consume_are_written_together_or_not_at_all(store: AnyStore) {
+    let mut consume = order("611854042060710157701", "20261202101");
+    consume.status = "paid".into();
+    consume.query_id = Some("Q1".into());
+    assert_eq!(
+        store.insert_order(&consume).await.unwrap(),
+        OrderInsert::Inserted
+    );
+    let reserved = |version: i64, reserved: i64| OrderRow {
+        refund_reserved: reserved,
+        version,
+        ..consume.clone()
+    };
+    let mut refund = order("611854042060710157702", "20261202102");
+    refund.kind = "refund".into();
+    refund.status = "paying".into();
+    refund.original_tn = Some(consume.tn.clone());
+    // A consume read at an old version: neither the refund nor the reservation is written.
+    assert!(matches!(
+        store.insert_return(&refund, &reserved(3, 40)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.order_by_tn(&refund.tn).await.unwrap(), None);
+    assert_eq!(
+        store.order_by_tn(&consume.tn).await.unwrap(),
+        Some(consume.clone())
+    );
+    // Read at its version: both.
+    assert_eq!(
+        store
+            .insert_return(&refund, &reserved(2, 40))
+            .await
+            .unwrap(),
+        OrderInsert::Inserted
+    );
+    assert_eq!(
+        store.order_by_tn(&consume.tn).await.unwrap(),
+        Some(reserved(2, 40))
+    );
+    // The same return again (its orderId and txnTime): the first, and the consume untouched.
+    assert_eq!(
+        store
+            .insert_return(&refund, &reserved(3, 80))
+            .await
+            .unwrap(),
+        OrderInsert::Exists(Box::new(refund.clone()))
+    );
+    assert_eq!(
+        store.order_by_tn(&consume.tn).await.unwrap(),
+        Some(reserved(2, 40))
+    );
+
+    // The answer on both with its notification, or — one of them stale — nothing at all.
+    let answered_consume = OrderRow {
+        status: "partly_refunded".into(),
+        refunded: 40,
+        refund_reserved: 0,
+        version: 3,
+        ..consume.clone()
+    };
+    let answered_refund = OrderRow {
+        status: "paid".into(),
+        version: 2,
+        ..refund.clone()
+    };
+    let stale_refund = OrderRow {
+        version: 5,
+        ..answered_refund.clone()
+    };
+    let note = notification_of(&answered_refund);
+    assert!(matches!(
+        store
+            .update_orders(&[answered_consume.clone(), stale_refund], Some(&note))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.order_by_tn(&consume.tn).await.unwrap(),
+        Some(reserved(2, 40))
+    );
+    assert!(store.notifications_of(&refund.tn).await.unwrap().is_empty());
+    store
+        .update_orders(
+            &[answered_consume.clone(), answered_refund.clone()],
+            Some(&note),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.order_by_tn(&consume.tn).await.unwrap(),
+        Some(answered_consume)
+    );
+    assert_eq!(
+        store.order_by_tn(&refund.tn).await.unwrap(),
+        Some(answered_refund)
+    );
+    assert_eq!(store.notifications_of(&refund.tn).await.unwrap().len(), 1);
 }
 
 async fn gateway_orders_are_unique_and_written_by_version(store: AnyStore) {

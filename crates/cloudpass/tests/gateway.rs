@@ -537,7 +537,10 @@ async fn a_merchant_that_never_answers_holds_back_no_other_notification(backend:
                 }
             }
         };
-        assert!(arrived, "the prompt merchant's notification was sent in the pass");
+        assert!(
+            arrived,
+            "the prompt merchant's notification was sent in the pass"
+        );
         assert!(
             started.elapsed() < std::time::Duration::from_secs(5),
             "it did not wait for the silent merchant: {:?}",

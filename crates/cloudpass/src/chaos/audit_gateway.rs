@@ -8,6 +8,7 @@ use std::path::Path;
 use sqlx::{Connection, Row};
 
 use super::audit::{Check, open};
+use super::database::PlatformStore;
 use super::shop::{ShopFacts, ShopOrder, Trade};
 
 /// What the bank holds of the gateway's purchases.
@@ -60,6 +61,47 @@ impl GatewayBank {
     }
 }
 
+/// One of the gateway's orders as its store holds it.
+#[derive(Debug, Clone, Default)]
+pub struct StoredOrder {
+    pub tn: String,
+    pub order_id: String,
+    pub kind: String,
+    pub status: String,
+    pub amount: i64,
+    pub refunded: i64,
+    pub refund_reserved: i64,
+    pub original_tn: Option<String>,
+}
+
+/// Every order in the gateway's store.
+pub async fn stored_orders(store: &PlatformStore) -> Result<Vec<StoredOrder>, String> {
+    let mut platform = store.open().await?;
+    let rows = platform
+        .rows(
+            "SELECT tn, order_id, kind, status, CAST(amount AS TEXT), CAST(refunded AS TEXT), \
+             CAST(refund_reserved AS TEXT), original_tn FROM gateway_orders",
+            &[],
+        )
+        .await;
+    platform.close().await;
+    let number =
+        |value: &Option<String>| value.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok(rows?
+        .iter()
+        .map(|row| StoredOrder {
+            tn: row[0].clone().unwrap_or_default(),
+            order_id: row[1].clone().unwrap_or_default(),
+            kind: row[2].clone().unwrap_or_default(),
+            status: row[3].clone().unwrap_or_default(),
+            amount: number(&row[4]),
+            refunded: number(&row[5]),
+            refund_reserved: number(&row[6]),
+            original_tn: row[7].clone(),
+        })
+        .collect())
+}
+
 fn name(order: &ShopOrder) -> String {
     format!(
         "order {} ({} txnType {}, {} fen)",
@@ -71,7 +113,7 @@ fn name(order: &ShopOrder) -> String {
 }
 
 /// The gateway's invariants.
-pub fn check(shop: &ShopFacts, bank: &GatewayBank) -> Vec<Check> {
+pub fn check(shop: &ShopFacts, bank: &GatewayBank, stored: &[StoredOrder]) -> Vec<Check> {
     let undone: HashSet<&str> = shop
         .orders
         .iter()
@@ -85,7 +127,51 @@ pub fn check(shop: &ShopFacts, bank: &GatewayBank) -> Vec<Check> {
         settled(shop),
         notified(shop),
         reconciled(shop),
+        consumes_know_their_returns(stored),
     ]
+}
+
+/// Each consume in the gateway's store holds what its returns did: refunded the sum of its
+/// refunds that succeeded, undone exactly when its undo succeeded, nothing left reserved.
+fn consumes_know_their_returns(stored: &[StoredOrder]) -> Check {
+    let mut check = Check::new("a gateway consume holds what its returns did");
+    let mut refunded: HashMap<&str, i64> = HashMap::new();
+    let mut undone: HashSet<&str> = HashSet::new();
+    for order in stored
+        .iter()
+        .filter(|o| o.kind != "consume" && o.status == "paid")
+    {
+        let Some(original) = order.original_tn.as_deref() else {
+            continue;
+        };
+        match order.kind.as_str() {
+            "undo" => {
+                undone.insert(original);
+            }
+            _ => *refunded.entry(original).or_insert(0) += order.amount,
+        }
+    }
+    for consume in stored.iter().filter(|o| o.kind == "consume") {
+        let returned = refunded.get(consume.tn.as_str()).copied().unwrap_or(0);
+        let was_undone = undone.contains(consume.tn.as_str());
+        check.expect(
+            consume.refunded == returned
+                && consume.refund_reserved == 0
+                && (consume.status == "undone") == was_undone,
+            || {
+                format!(
+                    "consume {} ({} fen, {}): refunded {} and reserved {} fen, its refunds that succeeded {returned} fen{}",
+                    consume.order_id,
+                    consume.amount,
+                    consume.status,
+                    consume.refunded,
+                    consume.refund_reserved,
+                    if was_undone { ", undone" } else { "" }
+                )
+            },
+        );
+    }
+    check
 }
 
 fn paid_once(shop: &ShopFacts, bank: &GatewayBank, undone: &HashSet<&str>) -> Check {
@@ -284,11 +370,45 @@ mod tests {
     }
 
     fn broken(facts: &ShopFacts, bank: &GatewayBank) -> Vec<&'static str> {
-        check(facts, bank)
+        check(facts, bank, &[])
             .into_iter()
             .filter(|c| !c.violations.is_empty())
             .map(|c| c.name)
             .collect()
+    }
+
+    #[test]
+    fn a_consume_that_missed_its_refund_is_a_violation() {
+        // As chaos seed 1 found it: the refund succeeded, its consume never heard.
+        let consume = StoredOrder {
+            tn: "T1".into(),
+            order_id: "CHAOS1N0000482".into(),
+            kind: "consume".into(),
+            status: "paid".into(),
+            amount: 2737,
+            ..StoredOrder::default()
+        };
+        let refund = StoredOrder {
+            tn: "T2".into(),
+            order_id: "CHAOS1R0000482".into(),
+            kind: "refund".into(),
+            status: "paid".into(),
+            amount: 1505,
+            original_tn: Some("T1".into()),
+            ..StoredOrder::default()
+        };
+        let held = consumes_know_their_returns(&[consume.clone(), refund.clone()]);
+        assert_eq!(held.violations.len(), 1);
+        let told = StoredOrder {
+            status: "partly_refunded".into(),
+            refunded: 1505,
+            ..consume
+        };
+        assert!(
+            consumes_know_their_returns(&[told, refund])
+                .violations
+                .is_empty()
+        );
     }
 
     #[test]

@@ -336,7 +336,12 @@ async fn run_in(
     );
     let gateway_bank =
         audit_gateway::GatewayBank::read(data_dir, sandbox::ECOMMERCE_ACQUIRER_ID).await?;
-    checks.extend(audit_gateway::check(&shop_facts, &gateway_bank));
+    let stored_orders = audit_gateway::stored_orders(store).await?;
+    checks.extend(audit_gateway::check(
+        &shop_facts,
+        &gateway_bank,
+        &stored_orders,
+    ));
     print_summary(&tally, &attempts, &record, &network);
     print_lifecycle(&token_lives, &unsure_provisionings);
     println!(
