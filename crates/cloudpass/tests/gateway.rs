@@ -646,7 +646,12 @@ async fn unpaid_orders_close_at_their_pay_timeout(backend: Backend) {
         config.gateway.default_pay_timeout_seconds = 60;
     })
     .await;
-    let form = consume_form("TIMEOUT000001", "100");
+    // Sent at the app's time (its manual clock): the payTimeout counts from it. The
+    // machine's own time may be seconds ahead when the app was slow to start.
+    let form = consume_form("TIMEOUT000001", "100").with(
+        "txnTime",
+        cloudpass_upacp::time::format_beijing(clock.now_millis().div_euclid(1_000)),
+    );
     let txn_time = form.get("txnTime").unwrap().to_owned();
     let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
     let tn = answer.get("tn").unwrap().to_owned();
