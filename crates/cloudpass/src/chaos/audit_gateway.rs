@@ -26,7 +26,7 @@ impl GatewayBank {
         let purchases = sqlx::query(
             "SELECT t.stan, t.transmission_time, t.response_code, t.reversed, \
              COALESCE((SELECT SUM(l.amount) FROM sim_ledger l WHERE l.transaction_id = t.id AND l.debit), 0) AS posted \
-             FROM sim_transactions t WHERE t.kind = 'purchase' AND ltrim(t.acquirer, '0') = ltrim($1, '0')",
+             FROM sim_transactions t WHERE t.mti = '0200' AND t.kind = 'purchase' AND ltrim(t.acquirer, '0') = ltrim($1, '0')",
         )
         .bind(acquirer)
         .fetch_all(&mut bank)
