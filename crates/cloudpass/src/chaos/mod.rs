@@ -315,6 +315,12 @@ async fn run_in(
     )
     .await?;
     let shop_facts = settle_shop(&shop, &receiver, store).await?;
+    // The gateway's sweep may have reversed a payment through the switch's store and
+    // forward while the orders settled: that advice goes through too before the audit.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline && audit::advices_pending(store).await? > 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     network.kill_all();
     let _ = stop_links.send(true);
 
