@@ -299,6 +299,21 @@ async fn issue(app: &TestApp, order_id: &str, amount: &str) -> String {
     answer.get("tn").unwrap().to_owned()
 }
 
+/// Issues the order `form` describes and pays it with the CMB debit card; its TN and the
+/// payment's answer.
+async fn issued_and_paid(app: &TestApp, form: cloudpass_upacp::Form) -> (String, Value) {
+    let answer = post_signed(app, "/gateway/api/appTransReq.do", form).await;
+    let tn = answer.get("tn").unwrap().to_owned();
+    let (_, paid) = pay(
+        app,
+        &tn,
+        json!({"card_number": CMB_DEBIT, "sms_code": "123456", "pin": "111101"}),
+    )
+    .await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    (tn, paid)
+}
+
 async fn pay(app: &TestApp, tn: &str, body: Value) -> (u16, Value) {
     let response = app
         .http
@@ -513,15 +528,7 @@ async fn a_merchant_that_never_answers_holds_back_no_other_notification(backend:
     prompt.status.store(200, Ordering::SeqCst);
     for (order_id, url) in [("SILENT000001", &silent_url), ("PROMPT000001", &prompt.url)] {
         let form = consume_form(order_id, "310").with("backUrl", url.clone());
-        let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
-        let tn = answer.get("tn").unwrap().to_owned();
-        let (_, paid) = pay(
-            &app,
-            &tn,
-            json!({"card_number": CMB_DEBIT, "sms_code": "123456", "pin": "111101"}),
-        )
-        .await;
-        assert_eq!(paid["status"], "paid", "{paid}");
+        issued_and_paid(&app, form).await;
     }
     let started = std::time::Instant::now();
     {
@@ -559,15 +566,7 @@ async fn notifications_are_signed_and_resent_until_acknowledged(backend: Backend
     let backend_url = receiver().await;
     let sent = || backend_url.received.lock().unwrap().len();
     let form = consume_form("NOTIFY0000001", "880").with("backUrl", backend_url.url.clone());
-    let answer = post_signed(&app, "/gateway/api/appTransReq.do", form).await;
-    let tn = answer.get("tn").unwrap().to_owned();
-    let (_, paid) = pay(
-        &app,
-        &tn,
-        json!({"card_number": CMB_DEBIT, "sms_code": "123456", "pin": "111101"}),
-    )
-    .await;
-    assert_eq!(paid["status"], "paid", "{paid}");
+    let (tn, paid) = issued_and_paid(&app, form).await;
     // The merchant answers 500 twice, then 200: three sends, each at its time, then no more.
     app.run_workers().await;
     assert_eq!(sent(), 1, "sent at once");
