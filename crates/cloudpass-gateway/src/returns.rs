@@ -34,6 +34,16 @@ pub(crate) fn return_kind(undo: bool) -> ReturnKind {
     }
 }
 
+/// Whether `code`, the switch's answer to a return, is a decision. 68 (no answer in time),
+/// 91 (the issuer unreachable) and 96 (a malfunction on the way) leave unknown whether the
+/// issuer posted the return: it stays in flight and is sent again — the switch asks the
+/// issuer again, and the issuer answers a repeat from its record, so it is posted once.
+/// Taking 68 for a refusal let a refund the issuer had posted stand as failed (chaos seeds
+/// 3, 4 and 5).
+pub(crate) fn return_decided(code: &str) -> bool {
+    !matches!(code, "68" | "91" | "96")
+}
+
 /// The certification case a successful return passes.
 fn return_case(undo: bool, original: &OrderRow) -> Case {
     if undo {
@@ -288,7 +298,7 @@ impl Gateway {
             })
     }
 
-    /// Sends the return and records the answer on both orders. Without an answer after
+    /// Sends the return and records the answer on both orders. Without a decision after
     /// [`SENDS`] tries both stay in flight: the merchant queries later, and the
     /// unanswered sweep sends it again.
     async fn send_return(
@@ -303,6 +313,7 @@ impl Gateway {
         for _ in 0..SENDS {
             if let Ok(outcome) = terminal.send_return(message).await
                 && let Some(code) = outcome.response_code
+                && return_decided(&code)
             {
                 return self.record_return_answer(row, original, &code).await;
             }

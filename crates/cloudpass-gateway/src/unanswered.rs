@@ -7,9 +7,10 @@
 //! - a payment is reversed, and when the switch acknowledges (`00` reversed, `25` never
 //!   seen) the order fails: whatever the issuer did is undone, so no money is taken for a
 //!   sale the merchant was never told of;
-//! - a return (void or refund) is sent again, the very same message: the switch answers a
-//!   repeat from its journal and the issuer posts it once, so the answer recorded is the
-//!   one the first attempt got, or would have.
+//! - a return (void or refund) is sent again, the very same message, until an answer that is
+//!   a decision comes (not 68, 91 or 96): the switch answers a repeat from its journal when
+//!   the issuer decided it and asks the issuer again when it did not, and the issuer posts it
+//!   once, so the answer recorded is the issuer's.
 //!
 //! What is not acknowledged is tried again at the next sweep.
 
@@ -20,7 +21,7 @@ use cloudpass_store::{GatewayStore, OrderRow};
 
 use crate::Gateway;
 use crate::discount::card_part;
-use crate::returns::return_kind;
+use crate::returns::{return_decided, return_kind};
 
 /// Orders settled per sweep, at most.
 const SWEEP_BATCH: i64 = 32;
@@ -116,11 +117,11 @@ impl Gateway {
         };
         match terminal.send_return(&message).await {
             Ok(outcome) => match outcome.response_code {
-                Some(code) => {
+                Some(code) if return_decided(&code) => {
                     self.record_return_answer(row, original, &code).await;
                     true
                 }
-                None => false,
+                _ => false,
             },
             Err(error) => {
                 tracing::warn!(error = %error, tn = %row.tn, "gateway: an unanswered return could not be sent again");

@@ -17,6 +17,7 @@ use cloudpass_iso8583::Message;
 use cloudpass_iso8583::exchange::{Answer, Exchange, LinkError};
 use cloudpass_iso8583::in_process::InProcess;
 use cloudpass_sim::issuer_host::{IssuerHost, IssuerHostConfig, SimCard};
+use cloudpass_store::TokenStore;
 use cloudpass_store::testing::{Backend, TestStore, fresh};
 use cloudpass_switch::participants::{Acquirer, Merchant};
 use cloudpass_switch::vault::{BoxFuture, TokenVault, VaultError, VaultRecord};
@@ -362,7 +363,60 @@ cloudpass_store::on_both_stores!(
     a_reversal_waits_longer_after_each_failure_and_is_delivered_once,
     queued_advices_survive_a_switch_restart,
     a_reversal_that_overtakes_its_original_bars_it,
+    a_return_whose_answer_was_lost_is_asked_again_and_posted_once,
 );
+
+/// A refund the issuer posts while its answer is lost: the acquirer hears 68 — not a
+/// refusal, since the issuer did act — and sends the same refund again. The switch asks the
+/// issuer again instead of repeating its own 68; the issuer answers from its record and posts
+/// nothing twice; the journal then holds the issuer's 00, and a third repeat is answered from
+/// it. (Chaos seeds 3 and 4 found refunds recorded as failed that the issuer had posted.)
+async fn a_return_whose_answer_was_lost_is_asked_again_and_posted_once(backend: Backend) {
+    use cloudpass_acquirer::ReturnKind;
+    let network = Network::start(backend).await;
+    let paid = network.pay(50_00).await;
+    assert_eq!(paid.response_code.as_deref(), Some("00"), "{paid:?}");
+    let refund = network
+        .terminal
+        .card_return(
+            ReturnKind::Refund,
+            (&paid).into(),
+            None,
+            Money::new(20_00, Currency::CNY),
+        )
+        .unwrap();
+
+    network.line.set(LOSE_ANSWERS);
+    let lost = network.terminal.send_return(&refund).await.unwrap();
+    assert_eq!(lost.response_code.as_deref(), Some("68"), "{lost:?}");
+    assert_eq!(network.spent().await, 30_00, "the issuer posted the refund");
+
+    network.line.set(PASS);
+    let again = network.terminal.send_return(&refund).await.unwrap();
+    assert_eq!(again.response_code.as_deref(), Some("00"), "{again:?}");
+    assert_eq!(network.spent().await, 30_00, "posted once");
+    let journaled = network
+        .store
+        .store
+        .journal_entry(&format!(
+            "0220:{ACQUIRER}:{}:{}",
+            refund.stan(),
+            refund.transmission_time()
+        ))
+        .await
+        .unwrap()
+        .expect("the refund is journaled");
+    assert_eq!(journaled.response_code.as_deref(), Some("00"));
+    assert_eq!(journaled.issuer_outcome.as_deref(), Some("answered"));
+
+    // Decided now: a repeat is answered from the journal, even with the issuer unreachable.
+    network.line.set(DOWN);
+    let third = network.terminal.send_return(&refund).await.unwrap();
+    assert_eq!(third.response_code.as_deref(), Some("00"), "{third:?}");
+    assert_eq!(network.spent().await, 30_00);
+    network.books_balance().await;
+    network.stop().await;
+}
 
 /// The issuer approves and posts, its answer is lost: the acquirer hears 68, and the switch
 /// undoes the payment at the issuer by a reversal advice — once, however often the queue is

@@ -18,7 +18,7 @@ use cloudpass_core::authorization;
 use cloudpass_core::{Clock, Currency, Money, ResponseCode};
 use cloudpass_crypto::{Hsm, KeyHandle};
 use cloudpass_iso8583::{Message, Mti, profile};
-use cloudpass_store::AnyStore;
+use cloudpass_store::{AnyStore, JournalRow};
 
 use cloudpass_iso8583::exchange::Exchange;
 use cloudpass_iso8583::server::{FrameAnswer, FrameHandler};
@@ -143,6 +143,26 @@ enum Repeat {
     Duplicate,
     /// The first one's answer: advices and reversals are idempotent.
     AnswerAsBefore,
+    /// The first one's answer when it is a decision — the issuer's, or the switch's refusal;
+    /// worked again when the issuer's answer never came (a timeout, the link down), since the
+    /// issuer may have posted it and answers a repeat from its record. Returns: they have no
+    /// advice of their own, so the acquirer's repeat is how their outcome becomes known.
+    AnswerAsDecided,
+}
+
+impl Repeat {
+    /// Whether a repeat whose first arrival is journaled as `earlier` is worked again.
+    fn works_again(self, earlier: &JournalRow) -> bool {
+        let undecided = matches!(
+            earlier.issuer_outcome.as_deref(),
+            Some(outcome) if outcome == IssuerOutcome::Timeout.as_str() || outcome == IssuerOutcome::Down.as_str()
+        );
+        match self {
+            Repeat::Duplicate => false,
+            Repeat::AnswerAsBefore => earlier.response_code.is_none(),
+            Repeat::AnswerAsDecided => earlier.response_code.is_none() || undecided,
+        }
+    }
 }
 
 /// The journal id of a request: MTI, acquirer, STAN, transmission time.

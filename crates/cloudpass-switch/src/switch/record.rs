@@ -23,16 +23,11 @@ impl Switch {
             Ok(outcomes) => match outcomes.into_iter().next() {
                 // An idempotent request whose first arrival has no answer on record (still
                 // in flight, or its answer was lost) is simply worked again.
-                Some(JournalOutcome::Duplicate(earlier))
-                    if matches!(repeat, Repeat::AnswerAsBefore)
-                        && earlier.response_code.is_none() =>
-                {
-                    Ok(id)
-                }
+                Some(JournalOutcome::Duplicate(earlier)) if repeat.works_again(&earlier) => Ok(id),
                 Some(JournalOutcome::Duplicate(earlier)) => {
                     let code = match repeat {
                         Repeat::Duplicate => ResponseCode::DuplicateTransmission,
-                        Repeat::AnswerAsBefore => earlier
+                        Repeat::AnswerAsBefore | Repeat::AnswerAsDecided => earlier
                             .response_code
                             .as_deref()
                             .and_then(ResponseCode::parse)

@@ -4,9 +4,12 @@
 //!
 //! The switch checks the sender and that the journal holds the purchase, approved, for the
 //! same card and acquirer; then it forwards the return to the issuer and answers with the
-//! issuer's code. The issuer decides what may be returned and posts each return once: a
-//! repeat of the same message is answered from its record, here and there. No stand-in and
-//! no advice: an acquirer that heard nothing sends the same return again.
+//! issuer's code. The issuer decides what may be returned and posts each return once. No
+//! stand-in and no advice: an acquirer that heard nothing, or heard 68 (no answer in time)
+//! or 91 (the issuer unreachable), sends the same return again. The switch answers a repeat
+//! from its journal when the issuer decided the first, and asks the issuer again when it did
+//! not — the issuer answers a repeat from its record, so a return is posted once however
+//! often it is asked.
 
 use cloudpass_core::card_number::mask_digits;
 use cloudpass_core::{AccountNumber, Pan, ResponseCode};
@@ -28,7 +31,7 @@ pub(super) fn is_return(request: &Message<'_>) -> bool {
 
 impl Switch {
     pub(super) async fn card_return(&self, request: &Message<'_>) -> Message<'static> {
-        let id = match self.begin(request, Repeat::AnswerAsBefore).await {
+        let id = match self.begin(request, Repeat::AnswerAsDecided).await {
             Ok(id) => id,
             Err(early) => return *early,
         };
