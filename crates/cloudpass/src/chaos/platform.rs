@@ -31,11 +31,39 @@ pub struct Ports {
     pub issuer_link: SocketAddr,
 }
 
-/// A free loopback port (taken from the kernel and let go).
+/// Lowest port this run listens on.
+const LOWEST_PORT: u16 = 10_000;
+
+/// A free loopback port below the kernel's ephemeral range. A killed process is started
+/// again on its port, and a port from the ephemeral range may meanwhile be handed to some
+/// outgoing connection (the load's, another run's): seed 10, run beside two others, lost its
+/// platform that way ("address already in use" for 180 s). Ports below the range are only
+/// ever taken by an explicit bind; the search starts at a point of its own per call, so two
+/// runs side by side seldom try the same one.
 pub fn free_port() -> Result<SocketAddr, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map_err(|e| format!("no free port: {e}"))
+    let highest = ephemeral_range_start()
+        .saturating_sub(1)
+        .max(LOWEST_PORT + 1);
+    let span = u32::from(highest - LOWEST_PORT);
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    (0..span)
+        .filter_map(|offset| u16::try_from((start % span + offset) % span).ok())
+        .map(|offset| LOWEST_PORT + offset)
+        .find_map(|port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+        .and_then(|listener| listener.local_addr().ok())
+        .ok_or_else(|| format!("no free port between {LOWEST_PORT} and {highest}"))
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default when it cannot be read).
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Which party a process is.
