@@ -66,23 +66,45 @@ macro_rules! aliased_card_columns {
     };
 }
 
+/// Claims due notifications: only the head of each subscriber's queue for a token is marked
+/// `head` (see migration 0022), so this reads the due heads through their own index and
+/// nothing behind them — its cost is the batch, however long the backlog.
 const CLAIM_SQLITE: &str = concat!(
     "UPDATE outbox SET next_attempt_at = $2 WHERE id IN (\
-     SELECT o.id FROM outbox o WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1 \
-     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subscriber_kind = o.subscriber_kind AND p.subscriber_id = o.subscriber_id \
-     AND p.token_id = o.token_id AND p.id < o.id AND p.delivered_at IS NULL AND p.failed_at IS NULL) \
-     ORDER BY o.id LIMIT $3) RETURNING ",
+     SELECT id FROM outbox WHERE head = 1 AND delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 \
+     ORDER BY next_attempt_at, id LIMIT $3) RETURNING ",
     outbox_columns!()
 );
 
 const CLAIM_POSTGRES: &str = concat!(
     "UPDATE outbox SET next_attempt_at = $2 WHERE id IN (\
-     SELECT o.id FROM outbox o WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= $1 \
-     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.subscriber_kind = o.subscriber_kind AND p.subscriber_id = o.subscriber_id \
-     AND p.token_id = o.token_id AND p.id < o.id AND p.delivered_at IS NULL AND p.failed_at IS NULL) \
-     ORDER BY o.id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
+     SELECT id FROM outbox WHERE head = 1 AND delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 \
+     ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING ",
     outbox_columns!()
 );
+
+/// How an outbox queue (one subscriber, one token) is held while its head is decided: an
+/// event written while the event before it is delivered must not miss becoming the head.
+/// SQLite has one writer, so there is nothing to hold; PostgreSQL takes a transaction-scoped
+/// advisory lock on the queue — by its subscriber kind, subscriber ID and token ID for a new
+/// event, by an event's own queue for a delivery.
+struct OutboxQueueLock {
+    by_key: Option<&'static str>,
+    by_event: Option<&'static str>,
+}
+
+const OUTBOX_QUEUE_LOCK_SQLITE: OutboxQueueLock = OutboxQueueLock {
+    by_key: None,
+    by_event: None,
+};
+
+const OUTBOX_QUEUE_LOCK_POSTGRES: OutboxQueueLock = OutboxQueueLock {
+    by_key: Some("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2 || ':' || $3, 0))"),
+    by_event: Some(
+        "SELECT pg_advisory_xact_lock(hashtextextended(subscriber_kind || ':' || subscriber_id || ':' || token_id, 0)) \
+         FROM outbox WHERE id = $1",
+    ),
+};
 
 /// A boxed future borrowing a connection.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -365,7 +387,7 @@ impl PgStore {
 }
 
 macro_rules! backend {
-    ($store:ident, $row:ty, $conn:ty, $claim:expr) => {
+    ($store:ident, $row:ty, $conn:ty, $claim:expr, $outbox_lock:expr) => {
         impl $store {
             fn issuer_from(row: &$row) -> StoreResult<IssuerRow> {
                 Ok(IssuerRow {
@@ -1161,10 +1183,25 @@ macro_rules! backend {
                             .execute(&mut *conn)
                             .await?;
                         }
+                        if let Some(lock) = $outbox_lock.by_key {
+                            // In one order, so two changes to the same queues never wait on each other.
+                            let mut queues: Vec<_> = changeset
+                                .outbox
+                                .iter()
+                                .map(|event| (&event.subscriber_kind, &event.subscriber_id, &event.token_id))
+                                .collect();
+                            queues.sort();
+                            queues.dedup();
+                            for (kind, subscriber, token) in queues {
+                                sqlx::query(lock).bind(kind).bind(subscriber).bind(token).execute(&mut *conn).await?;
+                            }
+                        }
                         for event in &changeset.outbox {
                             sqlx::query(
-                                "INSERT INTO outbox (event_id, subscriber_kind, subscriber_id, token_id, event_type, payload, created_at, attempts, next_attempt_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7)",
+                                "INSERT INTO outbox (event_id, subscriber_kind, subscriber_id, token_id, event_type, payload, created_at, attempts, next_attempt_at, head) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $7, CASE WHEN EXISTS (SELECT 1 FROM outbox p \
+                                 WHERE p.subscriber_kind = $2 AND p.subscriber_id = $3 AND p.token_id = $4 \
+                                 AND p.delivered_at IS NULL AND p.failed_at IS NULL) THEN 0 ELSE 1 END)",
                             )
                             .bind(&event.event_id)
                             .bind(&event.subscriber_kind)
@@ -1230,9 +1267,12 @@ macro_rules! backend {
                 self.write(false, move |conn: &mut $conn| {
                     Box::pin(async move {
                         let outcome: &DeliveryOutcome = &outcome;
+                        if let Some(lock) = $outbox_lock.by_event {
+                            sqlx::query(lock).bind(id).execute(&mut *conn).await?;
+                        }
                         let query = match outcome {
                             DeliveryOutcome::Delivered { at } => sqlx::query(
-                                "UPDATE outbox SET attempts = attempts + 1, delivered_at = $2, last_error = NULL WHERE id = $1",
+                                "UPDATE outbox SET attempts = attempts + 1, delivered_at = $2, last_error = NULL, head = 0 WHERE id = $1",
                             )
                             .bind(id)
                             .bind(*at),
@@ -1243,13 +1283,24 @@ macro_rules! backend {
                             .bind(*next_attempt_at)
                             .bind(error.clone()),
                             DeliveryOutcome::GiveUp { error, at } => sqlx::query(
-                                "UPDATE outbox SET attempts = attempts + 1, failed_at = $2, last_error = $3 WHERE id = $1",
+                                "UPDATE outbox SET attempts = attempts + 1, failed_at = $2, last_error = $3, head = 0 WHERE id = $1",
                             )
                             .bind(id)
                             .bind(*at)
                             .bind(error.clone()),
                         };
                         query.execute(&mut *conn).await?;
+                        if !matches!(outcome, DeliveryOutcome::Retry { .. }) {
+                            // The event has left its queue: the next pending one, if any, is the head.
+                            sqlx::query(
+                                "UPDATE outbox SET head = 1 WHERE id = (SELECT MIN(n.id) FROM outbox n, outbox d \
+                                 WHERE d.id = $1 AND n.subscriber_kind = d.subscriber_kind AND n.subscriber_id = d.subscriber_id \
+                                 AND n.token_id = d.token_id AND n.delivered_at IS NULL AND n.failed_at IS NULL)",
+                            )
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?;
+                        }
                         Ok(())
                     })
                 })
@@ -1729,13 +1780,15 @@ backend!(
     SqliteStore,
     sqlx::sqlite::SqliteRow,
     sqlx::SqliteConnection,
-    CLAIM_SQLITE
+    CLAIM_SQLITE,
+    OUTBOX_QUEUE_LOCK_SQLITE
 );
 backend!(
     PgStore,
     sqlx::postgres::PgRow,
     sqlx::PgConnection,
-    CLAIM_POSTGRES
+    CLAIM_POSTGRES,
+    OUTBOX_QUEUE_LOCK_POSTGRES
 );
 token_update!(SqliteStore, sqlx::SqliteConnection);
 token_update!(PgStore, sqlx::PgConnection);

@@ -52,12 +52,17 @@ impl TestStore {
 
     /// Removes the store's file or schema.
     pub async fn cleanup(self) {
+        self.cleanup_at(&postgres_url()).await;
+    }
+
+    /// Removes the store's file or schema (a schema on the server at `url`).
+    pub async fn cleanup_at(self, url: &str) {
         match self.cleanup {
             Cleanup::Directory(path) => {
                 let _ = std::fs::remove_dir_all(path);
             }
             Cleanup::Schema(schema) => {
-                if let Ok(mut connection) = sqlx::PgConnection::connect(&postgres_url()).await {
+                if let Ok(mut connection) = sqlx::PgConnection::connect(url).await {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
                     )))
@@ -84,8 +89,12 @@ pub async fn fresh_sqlite() -> Result<TestStore, StoreError> {
 /// A new PostgreSQL store in a fresh schema. Schemas left by crashed runs more than an hour
 /// old are dropped on the way.
 pub async fn fresh_postgres() -> Result<TestStore, StoreError> {
-    let url = postgres_url();
-    let mut connection = sqlx::PgConnection::connect(&url).await.map_err(|error| {
+    fresh_postgres_at(&postgres_url()).await
+}
+
+/// A new PostgreSQL store in a fresh schema on the server at `url`.
+pub async fn fresh_postgres_at(url: &str) -> Result<TestStore, StoreError> {
+    let mut connection = sqlx::PgConnection::connect(url).await.map_err(|error| {
         StoreError::Connect(format!(
             "PostgreSQL test server at {url} is unreachable: {error}"
         ))
@@ -120,7 +129,7 @@ pub async fn fresh_postgres() -> Result<TestStore, StoreError> {
         max_connections: 8,
         ..PoolOptions::default()
     };
-    let store = AnyStore::connect_postgres(&url, Some(&schema), options).await?;
+    let store = AnyStore::connect_postgres(url, Some(&schema), options).await?;
     store.migrate().await?;
     Ok(TestStore {
         store,

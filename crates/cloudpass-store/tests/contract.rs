@@ -50,6 +50,7 @@ contract!(
     stale_versions_conflict_and_nothing_is_half_written,
     device_guard_serializes_changes,
     outbox_delivers_in_order_per_token,
+    outbox_queues_keep_their_head_while_written_and_delivered,
     idempotency_keys,
     stale_idempotency_claims_are_taken_over_once,
     concurrent_loads_leave_one_live_token,
@@ -669,6 +670,74 @@ fn event(id: &str, token: &str, at: i64) -> NewOutboxEvent {
         event_type: "TOKEN_STATUS_UPDATED".into(),
         payload: format!("{{\"id\":\"{id}\"}}"),
         created_at: at,
+    }
+}
+
+/// Events written into two queues by four writers while a deliverer claims and delivers:
+/// an event written just as the one before it is delivered must still become its queue's
+/// head, or it waits for ever. Every event is delivered, each queue in the order written.
+async fn outbox_queues_keep_their_head_while_written_and_delivered(store: AnyStore) {
+    const WRITERS: usize = 8;
+    const EACH: usize = 60;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for index in 0..EACH {
+                    let token = if index % 4 == 0 { "tok_b" } else { "tok_a" };
+                    let changeset = Changeset {
+                        outbox: vec![event(&format!("w{writer}-{index}"), token, NOW)],
+                        ..Changeset::default()
+                    };
+                    store.commit(&changeset).await.unwrap();
+                    // Paced, so the deliverer keeps up and the queues are often one event
+                    // long: the moment a write and a delivery race for the head.
+                    tokio::time::sleep(std::time::Duration::from_micros(300)).await;
+                }
+            })
+        })
+        .collect();
+    let mut delivered: Vec<OutboxRow> = Vec::new();
+    let mut writing = true;
+    let mut idle_rounds = 0;
+    while idle_rounds < 3 {
+        let claimed = store
+            .claim_due_events(NOW + 1, NOW + 60_000, 8)
+            .await
+            .unwrap();
+        if claimed.is_empty() && !writing {
+            idle_rounds += 1;
+        }
+        for event in claimed {
+            store
+                .record_delivery(event.id, &DeliveryOutcome::Delivered { at: NOW + 2 })
+                .await
+                .unwrap();
+            delivered.push(event);
+        }
+        writing = !writers.iter().all(|writer| writer.is_finished());
+        tokio::task::yield_now().await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    assert_eq!(
+        delivered.len(),
+        WRITERS * EACH,
+        "every event delivered once"
+    );
+    for token in ["tok_a", "tok_b"] {
+        let ids: Vec<i64> = delivered
+            .iter()
+            .filter(|event| event.token_id == token)
+            .map(|event| event.id)
+            .collect();
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "{token} in order"
+        );
+        let stored = store.outbox_for_token(token).await.unwrap();
+        assert!(stored.iter().all(|event| event.delivered_at.is_some()));
     }
 }
 

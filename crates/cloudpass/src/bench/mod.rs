@@ -3,6 +3,7 @@
 
 mod codec;
 mod gateway;
+mod queues;
 mod switch;
 mod tsp;
 
@@ -48,6 +49,24 @@ pub enum BenchCommand {
         orders: usize,
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres_url: String,
+    },
+    /// Queue claims against their backlog: the token service's outbox and the switch's store
+    /// and forward, filled to each `--pending` backlog and drained a batch at a time.
+    Queues {
+        /// `sqlite`, `postgres` or `both`.
+        #[arg(long, default_value = "both")]
+        backend: String,
+        /// Backlogs to measure at, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000,100000")]
+        pending: Vec<usize>,
+        /// Rows per claim (the notifier's and store and forward's batch).
+        #[arg(long, default_value_t = 32)]
+        batch: i64,
+        /// Claims timed per queue and backlog.
+        #[arg(long, default_value_t = 200)]
+        claims: usize,
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
         postgres_url: String,
     },
@@ -114,25 +133,39 @@ pub fn run(command: BenchCommand) -> CliResult {
             concurrency,
             seconds,
             postgres_url,
+        } => tsp::run(tsp::TspBench {
+            backends: backends(&backend)?,
+            provisions,
+            concurrency,
+            seconds,
+            postgres_url,
+        }),
+        BenchCommand::Queues {
+            backend,
+            mut pending,
+            batch,
+            claims,
+            postgres_url,
         } => {
-            let backends = match backend.as_str() {
-                "sqlite" => vec!["sqlite"],
-                "postgres" => vec!["postgres"],
-                "both" => vec!["sqlite", "postgres"],
-                other => {
-                    return Err(format!(
-                        "--backend must be sqlite, postgres or both, not {other:?}"
-                    ));
-                }
-            };
-            tsp::run(tsp::TspBench {
-                backends,
-                provisions,
-                concurrency,
-                seconds,
+            pending.sort_unstable();
+            queues::run(queues::QueuesBench {
+                backends: backends(&backend)?,
+                pending,
+                batch,
+                claims,
                 postgres_url,
             })
         }
+    }
+}
+
+/// `--backend`: `sqlite`, `postgres` or `both`.
+fn backends(backend: &str) -> Result<Vec<&'static str>, String> {
+    match backend {
+        "sqlite" => Ok(vec!["sqlite"]),
+        "postgres" => Ok(vec!["postgres"]),
+        "both" => Ok(vec!["sqlite", "postgres"]),
+        _ => Err("--backend must be sqlite, postgres or both".into()),
     }
 }
 
